@@ -1,0 +1,401 @@
+//! Certificate checks: what a downloaded body must be before it may reach disk.
+//!
+//! A body passes only if it is PEM holding nothing but `CERTIFICATE` blocks,
+//! at least one, each a parseable X.509 certificate whose `notAfter` has not
+//! passed. SM2/SM3 ("national") certificates are parsed like any other; their
+//! signatures are not verified (no Rust TLS stack can), only their structure and
+//! dates. Everything else (private keys, other block types, HTML or XML error
+//! pages, empty or truncated bodies, garbage base64) is refused with a reason.
+//!
+//! What passes is re-encoded canonically: one PEM block per distinct
+//! certificate, in the order received, 64-column base64, LF line ends. The file
+//! written is therefore exactly the certificates and nothing else, and its
+//! SHA-256 is stable across cosmetic changes of the download.
+//!
+//! Pure: no I/O. The caller supplies "now".
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rustls_pki_types::pem::{PemObject, SectionKind};
+use sha2::{Digest as _, Sha256};
+
+/// The largest body accepted from the download host.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// A SHA-256 digest.
+pub type Sha256Digest = [u8; 32];
+
+/// What a certificate looks like, for logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    pub subject: String,
+    /// Seconds since the Unix epoch.
+    pub not_after: i64,
+    /// The signature algorithm's OID, e.g. `1.2.156.10197.1.501` for SM2-with-SM3.
+    pub signature_oid: String,
+}
+
+/// A body that passed every check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The canonical PEM to write.
+    pub pem: Vec<u8>,
+    pub sha256: Sha256Digest,
+    pub certs: Vec<CertInfo>,
+}
+
+impl Verified {
+    /// The earliest `notAfter` of the bundle.
+    pub fn not_after(&self) -> i64 {
+        self.certs.iter().map(|c| c.not_after).min().unwrap_or(0)
+    }
+}
+
+/// Why a body was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("empty body")]
+    Empty,
+    #[error("body larger than {MAX_BODY} bytes")]
+    TooLarge,
+    #[error("not a certificate: the body looks like an {0} page")]
+    ErrorPage(&'static str),
+    #[error("no PEM CERTIFICATE block in the body")]
+    NoCertificate,
+    #[error("refused PEM block {0:?}: only CERTIFICATE blocks are accepted")]
+    ForbiddenBlock(String),
+    #[error("malformed PEM: {0}")]
+    BadPem(String),
+    #[error("certificate #{index} is not valid X.509: {reason}")]
+    BadCertificate { index: usize, reason: String },
+    #[error("certificate #{index} ({subject}) expired at {not_after}")]
+    Expired {
+        index: usize,
+        subject: String,
+        not_after: String,
+    },
+}
+
+/// Checks a downloaded body. See the module doc for the rules.
+pub fn verify(body: &[u8], now: SystemTime) -> Result<Verified, VerifyError> {
+    if body.len() > MAX_BODY {
+        return Err(VerifyError::TooLarge);
+    }
+    let trimmed = body.trim_ascii();
+    if trimmed.is_empty() {
+        return Err(VerifyError::Empty);
+    }
+    if let Some(kind) = error_page_kind(trimmed) {
+        return Err(VerifyError::ErrorPage(kind));
+    }
+    let now = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+
+    let begin_lines = body
+        .split(|b| *b == b'\n' || *b == b'\r')
+        .filter(|l| l.starts_with(b"-----BEGIN "))
+        .count();
+    let mut ders: Vec<Vec<u8>> = Vec::new();
+    for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(body) {
+        let (kind, der) = section.map_err(|e| VerifyError::BadPem(pem_error(e)))?;
+        if kind != SectionKind::Certificate {
+            return Err(VerifyError::ForbiddenBlock(block_name(kind)));
+        }
+        ders.push(der);
+    }
+    if ders.len() != begin_lines {
+        // rustls-pki-types skips blocks it does not know; we refuse them.
+        return Err(VerifyError::ForbiddenBlock(unknown_label(body)));
+    }
+    if ders.is_empty() {
+        return Err(VerifyError::NoCertificate);
+    }
+
+    let mut pem = String::new();
+    let mut certs = Vec::new();
+    let mut seen: Vec<&[u8]> = Vec::new();
+    for (i, der) in ders.iter().enumerate() {
+        let index = i + 1;
+        let info = inspect(der).map_err(|reason| VerifyError::BadCertificate { index, reason })?;
+        if info.not_after < now {
+            return Err(VerifyError::Expired {
+                index,
+                subject: info.subject,
+                not_after: format_time(info.not_after),
+            });
+        }
+        if seen.contains(&der.as_slice()) {
+            continue;
+        }
+        seen.push(der);
+        write_pem(&mut pem, der);
+        certs.push(info);
+    }
+    let pem = pem.into_bytes();
+    Ok(Verified {
+        sha256: sha256(&pem),
+        pem,
+        certs,
+    })
+}
+
+/// SHA-256 of some bytes.
+pub fn sha256(bytes: &[u8]) -> Sha256Digest {
+    Sha256::digest(bytes).into()
+}
+
+/// Lower-case hex of a digest.
+pub fn hex(d: &Sha256Digest) -> String {
+    hex::encode(d)
+}
+
+/// Reads the certificates of a file already on disk, for readiness and expiry
+/// reporting. Unlike [`verify`], it does not refuse expired certificates.
+pub fn inspect_pem(body: &[u8]) -> Option<Vec<CertInfo>> {
+    let mut out = Vec::new();
+    for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(body) {
+        let (kind, der) = section.ok()?;
+        if kind != SectionKind::Certificate {
+            return None;
+        }
+        out.push(inspect(&der).ok()?);
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+fn inspect(der: &[u8]) -> Result<CertInfo, String> {
+    let (rest, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
+    if !rest.is_empty() {
+        return Err(format!(
+            "{} trailing bytes after the certificate",
+            rest.len()
+        ));
+    }
+    Ok(CertInfo {
+        subject: cert.subject().to_string(),
+        not_after: cert.validity().not_after.timestamp(),
+        signature_oid: cert.signature_algorithm.algorithm.to_id_string(),
+    })
+}
+
+/// Formats Unix seconds as RFC 3339 UTC.
+pub fn format_time(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| secs.to_string())
+}
+
+fn error_page_kind(body: &[u8]) -> Option<&'static str> {
+    let head: Vec<u8> = body
+        .iter()
+        .take(256)
+        .map(|b| b.to_ascii_lowercase())
+        .collect();
+    let has = |needle: &[u8]| head.windows(needle.len()).any(|w| w == needle);
+    if head.starts_with(b"<!doctype html") || has(b"<html") || has(b"<body") {
+        Some("HTML")
+    } else if head.starts_with(b"<?xml") || head.starts_with(b"<error") {
+        Some("XML")
+    } else if head.starts_with(b"{") {
+        Some("JSON")
+    } else {
+        None
+    }
+}
+
+fn block_name(kind: SectionKind) -> String {
+    match kind {
+        SectionKind::Certificate => "CERTIFICATE",
+        SectionKind::PublicKey => "PUBLIC KEY",
+        SectionKind::RsaPrivateKey => "RSA PRIVATE KEY",
+        SectionKind::PrivateKey => "PRIVATE KEY",
+        SectionKind::EcPrivateKey => "EC PRIVATE KEY",
+        SectionKind::Crl => "X509 CRL",
+        SectionKind::Csr => "CERTIFICATE REQUEST",
+        _ => "non-certificate",
+    }
+    .to_string()
+}
+
+fn unknown_label(body: &[u8]) -> String {
+    String::from_utf8_lossy(body)
+        .lines()
+        .filter_map(|l| l.strip_prefix("-----BEGIN "))
+        .map(|l| l.trim().trim_end_matches('-').to_string())
+        .find(|l| l != "CERTIFICATE")
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn pem_error(e: rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error;
+    match e {
+        Error::MissingSectionEnd { .. } => "a block has no END line (truncated?)".into(),
+        Error::IllegalSectionStart { .. } => "malformed BEGIN line".into(),
+        Error::Base64Decode(_) => "invalid base64 inside a block".into(),
+        Error::SectionTooLarge => "block too large".into(),
+        other => other.to_string(),
+    }
+}
+
+fn write_pem(out: &mut String, der: &[u8]) {
+    let b64 = base64_encode(der);
+    out.push_str("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        // base64 output is ASCII, so every chunk is valid UTF-8.
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+}
+
+fn base64_encode(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        let idx = [(n >> 18) & 63, (n >> 12) & 63, (n >> 6) & 63, n & 63];
+        for (k, i) in idx.iter().enumerate() {
+            if k <= c.len() {
+                s.push(T[*i as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    // A self-signed P-256 certificate valid 2026-01-01 .. 2036-01-01, made for these tests.
+    pub(crate) const CERT_A: &str = include_str!("../tests/data/cert-a.pem");
+    // SM2-with-SM3, valid 2026-01-01 .. 2036-01-01.
+    const CERT_SM2: &str = include_str!("../tests/data/cert-sm2.pem");
+    // Valid 2020-01-01 .. 2021-01-01.
+    const CERT_EXPIRED: &str = include_str!("../tests/data/cert-expired.pem");
+    const KEY: &str = include_str!("../tests/data/key.pem");
+
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_795_000_000) // 2026-11-18
+    }
+
+    #[test]
+    fn accepts_a_certificate_and_canonicalises_it() {
+        let v = verify(CERT_A.as_bytes(), now()).unwrap();
+        assert_eq!(v.certs.len(), 1);
+        assert_eq!(v.pem, CERT_A.as_bytes(), "fixture is already canonical");
+        // CRLF and surrounding text do not change the result.
+        let noisy = format!("subject=whatever\r\n{}\r\n", CERT_A.replace('\n', "\r\n"));
+        let v2 = verify(noisy.as_bytes(), now()).unwrap();
+        assert_eq!(v2.sha256, v.sha256);
+    }
+
+    #[test]
+    fn accepts_sm2_and_reports_its_oid() {
+        let v = verify(CERT_SM2.as_bytes(), now()).unwrap();
+        assert_eq!(v.certs[0].signature_oid, "1.2.156.10197.1.501");
+    }
+
+    #[test]
+    fn chains_are_kept_in_order_and_deduplicated() {
+        let body = format!("{CERT_A}{CERT_SM2}{CERT_A}");
+        let v = verify(body.as_bytes(), now()).unwrap();
+        assert_eq!(v.certs.len(), 2);
+        assert_eq!(v.pem, format!("{CERT_A}{CERT_SM2}").as_bytes());
+    }
+
+    #[test]
+    fn refuses_private_keys_even_next_to_a_certificate() {
+        let body = format!("{CERT_A}{KEY}");
+        assert!(matches!(
+            verify(body.as_bytes(), now()),
+            Err(VerifyError::ForbiddenBlock(b)) if b == "PRIVATE KEY"
+        ));
+    }
+
+    #[test]
+    fn refuses_unknown_blocks() {
+        let body = format!("{CERT_A}-----BEGIN FOO-----\nAAAA\n-----END FOO-----\n");
+        assert_eq!(
+            verify(body.as_bytes(), now()),
+            Err(VerifyError::ForbiddenBlock("FOO".into()))
+        );
+    }
+
+    #[test]
+    fn refuses_error_pages_and_empty_bodies() {
+        assert_eq!(verify(b"", now()), Err(VerifyError::Empty));
+        assert_eq!(verify(b" \n\t", now()), Err(VerifyError::Empty));
+        assert_eq!(
+            verify(b"<!DOCTYPE html><html><body>502</body></html>", now()),
+            Err(VerifyError::ErrorPage("HTML"))
+        );
+        assert_eq!(
+            verify(
+                b"<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code></Error>",
+                now()
+            ),
+            Err(VerifyError::ErrorPage("XML"))
+        );
+        assert_eq!(verify(b"hello", now()), Err(VerifyError::NoCertificate));
+    }
+
+    #[test]
+    fn refuses_truncated_bodies() {
+        let half = &CERT_A.as_bytes()[..CERT_A.len() / 2];
+        assert!(matches!(verify(half, now()), Err(VerifyError::BadPem(_))));
+        // Cut right after a full base64 line: still no END line.
+        let cut = CERT_A.rfind("-----END").unwrap();
+        assert!(matches!(
+            verify(&CERT_A.as_bytes()[..cut], now()),
+            Err(VerifyError::BadPem(_))
+        ));
+    }
+
+    #[test]
+    fn refuses_garbage_base64_and_non_x509_der() {
+        let garbage = "-----BEGIN CERTIFICATE-----\n!!!notbase64***\n-----END CERTIFICATE-----\n";
+        assert!(matches!(
+            verify(garbage.as_bytes(), now()),
+            Err(VerifyError::BadPem(_))
+        ));
+        let not_x509 = "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n";
+        assert!(matches!(
+            verify(not_x509.as_bytes(), now()),
+            Err(VerifyError::BadCertificate { index: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn refuses_expired_certificates() {
+        let e = verify(CERT_EXPIRED.as_bytes(), now()).unwrap_err();
+        assert!(matches!(e, VerifyError::Expired { index: 1, .. }), "{e}");
+        assert!(e.to_string().contains("2021-01-01"), "{e}");
+    }
+
+    #[test]
+    fn refuses_oversized_bodies() {
+        let big = vec![b'A'; MAX_BODY + 1];
+        assert_eq!(verify(&big, now()), Err(VerifyError::TooLarge));
+    }
+
+    #[test]
+    fn base64_matches_known_values() {
+        assert_eq!(base64_encode(b""), "");
+        assert_eq!(base64_encode(b"f"), "Zg==");
+        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        assert_eq!(base64_encode(b"foo"), "Zm9v");
+        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
+    }
+}

@@ -1,0 +1,304 @@
+//! The DDS API's answers, parsed. Pure: bytes in, values or errors out.
+//!
+//! The success body is `{"certs":[{"category":..,"download_link":..}]}`.
+//! Error bodies are parsed as leniently as the official SDK parses them:
+//! `error_code`/`error_msg`, else `errorCode`/`errorMsg`, else
+//! `code`/`message`, with `request_id` when present.
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::HeaderValue;
+use serde::Deserialize;
+
+/// One download link from the API. The category is kept as the API spelled
+/// it; categories the config does not ask for are simply never looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub category: String,
+    pub url: String,
+}
+
+/// Why asking the API for links failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    #[error("{}", describe_status(.status, .code, .message, .request_id))]
+    Status {
+        status: u16,
+        code: Option<String>,
+        message: Option<String>,
+        request_id: Option<String>,
+        retry_after: Option<Duration>,
+    },
+    #[error("the API answered 200 with an unusable body: {0}")]
+    BadResponse(String),
+    #[error("API request timed out")]
+    Timeout,
+    #[error("API request failed: {0}")]
+    Network(String),
+    #[error("credentials: {0}")]
+    Auth(String),
+}
+
+impl ApiError {
+    /// Whether trying again soon may help.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ApiError::Timeout | ApiError::Network(_) => true,
+            ApiError::Status { status, .. } => *status == 429 || *status >= 500,
+            ApiError::BadResponse(_) | ApiError::Auth(_) => false,
+        }
+    }
+
+    /// The delay the server asked for, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// A short, stable reason for metrics labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApiError::Status { status: 401, .. } | ApiError::Status { status: 403, .. } => {
+                "api_auth"
+            }
+            ApiError::Status { status: 429, .. } => "api_throttled",
+            ApiError::Status { status, .. } if *status >= 500 => "api_server_error",
+            ApiError::Status { .. } => "api_client_error",
+            ApiError::BadResponse(_) => "api_bad_response",
+            ApiError::Timeout => "api_timeout",
+            ApiError::Network(_) => "api_network",
+            ApiError::Auth(_) => "credentials",
+        }
+    }
+}
+
+fn describe_status(
+    status: &u16,
+    code: &Option<String>,
+    message: &Option<String>,
+    request_id: &Option<String>,
+) -> String {
+    let mut s = format!("the API answered HTTP {status}");
+    match (code, message) {
+        (Some(c), Some(m)) => s.push_str(&format!(": {c}: {m}")),
+        (Some(c), None) => s.push_str(&format!(": {c}")),
+        (None, Some(m)) => s.push_str(&format!(": {m}")),
+        (None, None) => {}
+    }
+    if let Some(r) = request_id {
+        s.push_str(&format!(" (request_id {r})"));
+    }
+    s
+}
+
+#[derive(Deserialize)]
+struct LinksBody {
+    certs: Vec<CertEntry>,
+}
+
+#[derive(Deserialize)]
+struct CertEntry {
+    category: String,
+    download_link: String,
+}
+
+/// Parses a 200 answer.
+pub fn parse_links(body: &[u8]) -> Result<Vec<Link>, ApiError> {
+    let parsed: LinksBody = serde_json::from_slice(body).map_err(|e| {
+        ApiError::BadResponse(if e.is_syntax() || e.is_eof() {
+            format!("not JSON ({e})")
+        } else {
+            format!("unexpected JSON shape ({e})")
+        })
+    })?;
+    Ok(parsed
+        .certs
+        .into_iter()
+        .map(|c| Link {
+            category: c.category,
+            url: c.download_link,
+        })
+        .collect())
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    error_code: Option<String>,
+    error_msg: Option<String>,
+    #[serde(rename = "errorCode")]
+    error_code_camel: Option<String>,
+    #[serde(rename = "errorMsg")]
+    error_msg_camel: Option<String>,
+    code: Option<serde_json::Value>,
+    message: Option<String>,
+    request_id: Option<String>,
+}
+
+/// Builds the error for a non-2xx answer from its body.
+pub fn status_error(
+    status: u16,
+    body: &[u8],
+    header_request_id: Option<String>,
+    retry_after: Option<Duration>,
+) -> ApiError {
+    let parsed: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
+    let code = parsed
+        .error_code
+        .or(parsed.error_code_camel)
+        .or(match parsed.code {
+            Some(serde_json::Value::String(s)) => Some(s),
+            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        });
+    let message = parsed
+        .error_msg
+        .or(parsed.error_msg_camel)
+        .or(parsed.message)
+        .map(|m| clip(&m, 300));
+    ApiError::Status {
+        status,
+        code: code.map(|c| clip(&c, 64)),
+        message,
+        request_id: parsed
+            .request_id
+            .or(header_request_id)
+            .map(|r| clip(&r, 64)),
+        retry_after,
+    }
+}
+
+/// A short description of a download host's error page (OBS answers XML).
+pub fn describe_download_error(content_type: &str, body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let end = text[start..].find('<')? + start;
+        Some(text[start..end].trim().to_string())
+    };
+    match (tag("Code"), tag("Message")) {
+        (Some(c), Some(m)) => format!(": {}: {}", clip(&c, 64), clip(&m, 200)),
+        (Some(c), None) => format!(": {}", clip(&c, 64)),
+        _ if content_type.contains("html") => " (an HTML error page)".into(),
+        _ => String::new(),
+    }
+}
+
+/// Parses `Retry-After`: delay-seconds or an HTTP date.
+pub fn parse_retry_after(v: &HeaderValue, now: SystemTime) -> Option<Duration> {
+    let s = v.to_str().ok()?.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Some(Duration::from_secs(secs.min(24 * 3600)));
+    }
+    let when = httpdate::parse_http_date(s).ok()?;
+    Some(
+        when.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(24 * 3600)),
+    )
+}
+
+/// Cuts untrusted text to a length, on a character boundary, and flattens
+/// control characters so one log line stays one line.
+fn clip(s: &str, max: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max)
+        .collect();
+    if s.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_links_and_keeps_unknown_categories() {
+        let body = br#"{"certs":[{"category":"international","download_link":"https://a/x.crt"},
+            {"category":"quantum","download_link":"https://a/q.crt"}]}"#;
+        let links = parse_links(body).unwrap();
+        assert_eq!(links.len(), 2);
+        assert_eq!(links[0].category, "international");
+        assert_eq!(links[1].url, "https://a/q.crt");
+    }
+
+    #[test]
+    fn bad_bodies_are_described() {
+        let e = parse_links(b"<html>").unwrap_err();
+        assert!(e.to_string().contains("not JSON"), "{e}");
+        let e = parse_links(br#"{"certs":{"category":"x"}}"#).unwrap_err();
+        assert!(e.to_string().contains("unexpected JSON shape"), "{e}");
+        let e = parse_links(br#"{"links":[]}"#).unwrap_err();
+        assert!(e.to_string().contains("certs"), "{e}");
+        assert!(!e.is_transient());
+    }
+
+    #[test]
+    fn error_bodies_are_parsed_leniently() {
+        let e = status_error(
+            404,
+            br#"{"error_code":"DBS.200002","error_msg":"The DB instance does not exist"}"#,
+            Some("abc".into()),
+            None,
+        );
+        assert_eq!(
+            e.to_string(),
+            "the API answered HTTP 404: DBS.200002: The DB instance does not exist (request_id abc)"
+        );
+        let e = status_error(
+            401,
+            br#"{"errorCode":"APIGW.0301","errorMsg":"bad sig"}"#,
+            None,
+            None,
+        );
+        assert!(e.to_string().contains("APIGW.0301: bad sig"));
+        let e = status_error(500, br#"{"code":500,"message":"oops"}"#, None, None);
+        assert!(e.to_string().contains("500: oops"));
+        assert!(e.is_transient());
+        let e = status_error(502, b"<html>bad gateway</html>", None, None);
+        assert_eq!(e.to_string(), "the API answered HTTP 502");
+    }
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(
+            parse_retry_after(&HeaderValue::from_static("7"), now),
+            Some(Duration::from_secs(7))
+        );
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(
+            parse_retry_after(&HeaderValue::from_str(&date).unwrap(), now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after(&HeaderValue::from_static("soon"), now),
+            None
+        );
+    }
+
+    #[test]
+    fn obs_xml_errors_are_summarised() {
+        let d = describe_download_error(
+            "application/xml",
+            b"<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
+        );
+        assert_eq!(d, ": AccessDenied: Request has expired");
+        assert_eq!(
+            describe_download_error("text/html", b"<html>"),
+            " (an HTML error page)"
+        );
+    }
+
+    #[test]
+    fn clip_flattens_and_cuts() {
+        assert_eq!(clip("a\nb", 10), "a b");
+        assert_eq!(clip("abcdef", 3), "abc…");
+    }
+}

@@ -1,0 +1,355 @@
+//! The cloud client: the DDS download-link API and the certificate download.
+//!
+//! One [`Client`] holds one HTTP connection pool (rustls, connections reused)
+//! for the API and the download host. The two kinds of request are kept apart:
+//!
+//! * API requests ([`Client::download_links`]) carry credentials, added by
+//!   [`auth::Credentials::apply`] on the finished request.
+//! * Download requests ([`Client::download`]) never do: they are built from
+//!   the bare link, and redirects are not followed, so no header can travel on
+//!   to another host.
+//!
+//! Responses are read with a size cap and parsed by the pure functions in
+//! [`api`]; every failure becomes an [`ApiError`] or [`DownloadError`] whose
+//! text names what happened without echoing a secret or a pre-signed URL.
+
+pub mod api;
+pub mod auth;
+pub mod endpoint;
+pub mod signer;
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+
+pub use api::{ApiError, Link};
+
+use crate::certcheck::MAX_BODY;
+use crate::config::Cloud;
+
+/// The User-Agent of every request.
+pub const USER_AGENT: &str = concat!("dds-certsync/", env!("CARGO_PKG_VERSION"));
+
+/// The largest API answer read.
+const MAX_API_BODY: usize = 64 * 1024;
+
+/// A failure to build the HTTP client (a bad `ca_file`, mostly).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cloud.ca_file: cannot read {path}: {reason}")]
+    CaFile { path: String, reason: String },
+    #[error("cannot set up TLS: {0}")]
+    Tls(String),
+}
+
+/// Why a certificate download failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DownloadError {
+    #[error("the download link is not https:// ({0})")]
+    NotHttps(String),
+    #[error("the download link is not a URL")]
+    NotUrl,
+    #[error("the download host answered HTTP {status}{detail}")]
+    Status { status: u16, detail: String },
+    #[error("the download host redirected; redirects are not followed")]
+    Redirect,
+    #[error("the body is larger than {MAX_BODY} bytes")]
+    TooLarge,
+    #[error("download timed out")]
+    Timeout,
+    #[error("download failed: {0}")]
+    Network(String),
+}
+
+impl DownloadError {
+    /// Whether trying again soon may help.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DownloadError::Timeout | DownloadError::Network(_) => true,
+            DownloadError::Status { status, .. } => *status == 429 || *status >= 500,
+            _ => false,
+        }
+    }
+}
+
+/// The DDS client.
+#[derive(Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    endpoint: String,
+    credentials: auth::Credentials,
+}
+
+impl Client {
+    /// Builds the client: TLS roots are the system's plus `cloud.ca_file`.
+    pub fn new(
+        cloud: &Cloud,
+        credentials: auth::Credentials,
+        timeout: Duration,
+    ) -> Result<Client, BuildError> {
+        install_crypto_provider();
+        let mut builder = reqwest::Client::builder()
+            .tls_backend_rustls()
+            .user_agent(USER_AGENT)
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(4)
+            .https_only(true);
+        if let Some(path) = &cloud.ca_file {
+            let pem = std::fs::read(path).map_err(|e| BuildError::CaFile {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| BuildError::CaFile {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+            if certs.is_empty() {
+                return Err(BuildError::CaFile {
+                    path: path.display().to_string(),
+                    reason: "no PEM certificate in it".into(),
+                });
+            }
+            builder = builder.tls_certs_merge(certs);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| BuildError::Tls(e.without_url().to_string()))?;
+        Ok(Client {
+            http,
+            endpoint: cloud.endpoint.clone(),
+            credentials,
+        })
+    }
+
+    /// The credentials in use.
+    pub fn credentials(&self) -> &auth::Credentials {
+        &self.credentials
+    }
+
+    /// Asks DDS for the download links of an instance's certificates.
+    pub async fn download_links(
+        &self,
+        project_id: &str,
+        instance_id: &str,
+    ) -> Result<Vec<Link>, ApiError> {
+        let url = format!(
+            "{}/v3/{project_id}/instances/{instance_id}/ssl-cert/download-link",
+            self.endpoint
+        );
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut req = self
+                .http
+                .get(&url)
+                .header(CONTENT_TYPE, "application/json")
+                .header("X-Project-Id", project_id)
+                .build()
+                .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
+            self.credentials
+                .apply(&mut req)
+                .await
+                .map_err(|e| ApiError::Auth(e.to_string()))?;
+            let resp = self.http.execute(req).await.map_err(request_error)?;
+            let status = resp.status();
+            let request_id = header_string(&resp, "x-request-id");
+            let retry_after = resp
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| api::parse_retry_after(v, std::time::SystemTime::now()));
+            let body = read_capped(resp, MAX_API_BODY).await.map_err(|e| match e {
+                ReadError::TooLarge => {
+                    ApiError::BadResponse(format!("answer larger than {MAX_API_BODY} bytes"))
+                }
+                ReadError::Http(e) => request_error(e),
+            })?;
+            if status == StatusCode::UNAUTHORIZED && attempt == 1 && self.retry_on_401() {
+                self.credentials.invalidate();
+                continue;
+            }
+            if !status.is_success() {
+                return Err(api::status_error(
+                    status.as_u16(),
+                    &body,
+                    request_id,
+                    retry_after,
+                ));
+            }
+            return api::parse_links(&body);
+        }
+    }
+
+    /// Whether a 401 may be cured by fetching credentials afresh.
+    fn retry_on_401(&self) -> bool {
+        match &self.credentials {
+            // A token file may have been rotated since it was last read.
+            auth::Credentials::Token(_) => false,
+        }
+    }
+
+    /// Downloads a certificate from a link the API returned. No credential
+    /// header is sent; the body is capped at [`MAX_BODY`].
+    pub async fn download(&self, link: &str) -> Result<Vec<u8>, DownloadError> {
+        let url: reqwest::Url = link.parse().map_err(|_| DownloadError::NotUrl)?;
+        if url.scheme() != "https" {
+            return Err(DownloadError::NotHttps(url.scheme().to_string()));
+        }
+        if url.host_str().is_none() {
+            return Err(DownloadError::NotUrl);
+        }
+        let resp = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(download_request_error)?;
+        let status = resp.status();
+        if status.is_redirection() {
+            return Err(DownloadError::Redirect);
+        }
+        if !status.is_success() {
+            let ctype = resp
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let body = read_capped(resp, 4096).await.unwrap_or_default();
+            return Err(DownloadError::Status {
+                status: status.as_u16(),
+                detail: api::describe_download_error(&ctype, &body),
+            });
+        }
+        read_capped(resp, MAX_BODY).await.map_err(|e| match e {
+            ReadError::TooLarge => DownloadError::TooLarge,
+            ReadError::Http(e) => download_request_error(e),
+        })
+    }
+}
+
+/// Installs ring as the process's rustls provider (once; later calls no-op).
+fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn header_string(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v: &HeaderValue| v.to_str().ok())
+        .map(str::to_string)
+}
+
+enum ReadError {
+    TooLarge,
+    Http(reqwest::Error),
+}
+
+/// Reads a body, refusing it as soon as it exceeds `cap` bytes.
+async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, ReadError> {
+    if resp.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(ReadError::TooLarge);
+    }
+    let mut body =
+        Vec::with_capacity(resp.content_length().unwrap_or(4096).min(cap as u64) as usize);
+    while let Some(chunk) = resp.chunk().await.map_err(ReadError::Http)? {
+        if body.len() + chunk.len() > cap {
+            return Err(ReadError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Describes a transport error without its URL (which may be pre-signed).
+fn describe(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut msg = if e.is_connect() {
+        "cannot connect".to_string()
+    } else if e.is_body() || e.is_decode() {
+        "the connection broke while reading the body (truncated answer?)".to_string()
+    } else if e.is_request() {
+        "the request failed".to_string()
+    } else {
+        "HTTP error".to_string()
+    };
+    let mut source = e.source();
+    let mut last = None;
+    while let Some(s) = source {
+        last = Some(s.to_string());
+        source = s.source();
+    }
+    if let Some(cause) = last {
+        msg.push_str(": ");
+        msg.push_str(&cause);
+    }
+    msg
+}
+
+fn request_error(e: reqwest::Error) -> ApiError {
+    if e.is_timeout() {
+        ApiError::Timeout
+    } else {
+        ApiError::Network(describe(&e))
+    }
+}
+
+fn download_request_error(e: reqwest::Error) -> DownloadError {
+    if e.is_timeout() {
+        DownloadError::Timeout
+    } else {
+        DownloadError::Network(describe(&e))
+    }
+}
+
+/// A link with its query (the pre-signature) removed, for logs.
+pub fn redact_link(link: &str) -> String {
+    match link.parse::<reqwest::Url>() {
+        Ok(mut u) => {
+            u.set_query(None);
+            u.set_fragment(None);
+            let _ = u.set_password(None);
+            let _ = u.set_username("");
+            u.to_string()
+        }
+        Err(_) => "<not a URL>".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_drops_the_signature() {
+        assert_eq!(
+            redact_link("https://obs.example.com/a/ca.crt?Signature=abc&Expires=1"),
+            "https://obs.example.com/a/ca.crt"
+        );
+        assert_eq!(redact_link("::"), "<not a URL>");
+    }
+
+    #[test]
+    fn transient_download_errors() {
+        assert!(DownloadError::Timeout.is_transient());
+        assert!(
+            DownloadError::Status {
+                status: 503,
+                detail: String::new()
+            }
+            .is_transient()
+        );
+        assert!(
+            !DownloadError::Status {
+                status: 403,
+                detail: String::new()
+            }
+            .is_transient()
+        );
+        assert!(!DownloadError::TooLarge.is_transient());
+    }
+}

@@ -1,0 +1,880 @@
+//! Configuration: the TOML file, parsed strictly and validated in one place.
+//!
+//! Loading happens in three steps, each usable on its own:
+//!
+//! 1. [`parse`]: text to raw structs. Pure. Every struct is
+//!    `deny_unknown_fields`, so a misspelt key is an error, never ignored.
+//! 2. [`validate`]: raw structs to a [`Config`] whose invariants hold (durations
+//!    positive, at least one output per instance, no two outputs on one path,
+//!    endpoints derivable, ...). Pure apart from nothing: it consults neither
+//!    the file system nor the user database.
+//! 3. [`resolve`]: the part that consults the system: owner and group names,
+//!    the token file's presence.
+//!
+//! [`load`] runs all three on a file. Every error is a [`ConfigError`] that
+//! names the file, the key (`sync.interval`, `instances[2].mode`, ...) and, where
+//! TOML knows it, the line.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cloud::endpoint;
+use crate::secret::Secret;
+
+/// The default location of the config file.
+pub const DEFAULT_PATH: &str = "/etc/dds-certsync/config.toml";
+
+/// A config problem: which file, which key, which line, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub key: Option<String>,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        f.write_str(": ")?;
+        if let Some(key) = &self.key {
+            write!(f, "{key}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        file: PathBuf::new(),
+        key: Some(key.into()),
+        line: None,
+        message: message.into(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Raw form: exactly what the file says.
+// ---------------------------------------------------------------------------
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub cloud: RawCloud,
+    pub auth: Option<RawAuth>,
+    #[serde(default)]
+    pub sync: RawSync,
+    #[serde(default)]
+    pub instances: Vec<RawInstance>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCloud {
+    pub region: Option<String>,
+    pub project_id: Option<String>,
+    pub endpoint: Option<String>,
+    pub iam_endpoint: Option<String>,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `[auth]`, selected by `method`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "method", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum RawAuth {
+    Token {
+        token: Option<Secret>,
+        token_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSync {
+    pub interval: Option<Dur>,
+    pub jitter: Option<Dur>,
+    pub timeout: Option<Dur>,
+    pub max_backoff: Option<Dur>,
+    pub concurrency: Option<i64>,
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInstance {
+    pub id: String,
+    pub name: Option<String>,
+    pub project_id: Option<String>,
+    pub international: Option<PathBuf>,
+    pub national: Option<PathBuf>,
+    pub mode: Option<String>,
+    pub owner: Option<NameOrId>,
+    pub group: Option<NameOrId>,
+    pub on_change: Option<Vec<String>>,
+    pub hook_timeout: Option<Dur>,
+}
+
+/// A user or group, by name or by number.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum NameOrId {
+    Id(u32),
+    Name(String),
+}
+
+/// A humantime duration such as `30s`, `5m`, `1h 30m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {s:?} ({e}); write a number and a unit, such as \"30s\", \"5m\" or \"1h\""
+            ))
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Validated form: what the rest of the program uses.
+// ---------------------------------------------------------------------------
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub cloud: Cloud,
+    pub auth: Auth,
+    pub sync: SyncSettings,
+    pub instances: Vec<Instance>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cloud {
+    pub region: Option<String>,
+    /// The DDS endpoint, `https://host[:port]`, without a trailing slash.
+    pub endpoint: String,
+    /// The IAM endpoint, when derivable or given.
+    pub iam_endpoint: Option<String>,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// How requests to the API are authenticated.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Auth {
+    /// An IAM token sent as `X-Auth-Token`.
+    Token(SecretSource),
+}
+
+/// Where a secret comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SecretSource {
+    Inline(Secret),
+    /// Re-read when the file changes; a trailing newline is trimmed.
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncSettings {
+    pub interval: Duration,
+    pub jitter: Duration,
+    pub timeout: Duration,
+    pub max_backoff: Duration,
+    pub concurrency: usize,
+    pub state_dir: PathBuf,
+}
+
+/// The two certificate categories DDS offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Category {
+    /// The standard certificate, used by ordinary MongoDB drivers.
+    International,
+    /// The SM-series (SM2/SM3) certificate.
+    National,
+}
+
+impl Category {
+    pub const ALL: [Category; 2] = [Category::International, Category::National];
+
+    /// The name the API and the config use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::International => "international",
+            Category::National => "national",
+        }
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One configured DDS instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    pub id: String,
+    pub name: Option<String>,
+    pub project_id: String,
+    /// Where each requested category goes, in category order.
+    pub outputs: Vec<Output>,
+    pub perms: Perms,
+    pub on_change: Option<Vec<String>>,
+    pub hook_timeout: Duration,
+}
+
+impl Instance {
+    /// The name for logs: the configured name, else the id.
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub category: Category,
+    pub path: PathBuf,
+}
+
+/// Ownership and mode of written files. `None` keeps what the existing file
+/// has (or the defaults for a new file: mode 0644, the daemon's user).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Perms {
+    pub mode: Option<u32>,
+    pub owner: Option<NameOrId>,
+    pub group: Option<NameOrId>,
+    /// Filled in by [`resolve`].
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(3600);
+const DEFAULT_JITTER: Duration = Duration::from_secs(300);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(1800);
+const DEFAULT_CONCURRENCY: usize = 8;
+const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_STATE_DIR: &str = "/var/lib/dds-certsync";
+
+// ---------------------------------------------------------------------------
+// Step 1: parse.
+// ---------------------------------------------------------------------------
+
+/// Parses TOML text into the raw form. Errors carry the key path and line.
+pub fn parse(text: &str) -> Result<RawConfig, ConfigError> {
+    let de = toml::Deserializer::parse(text).map_err(|e| toml_error(text, "", e))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        toml_error(text, &path, e.into_inner())
+    })
+}
+
+fn toml_error(text: &str, path: &str, e: toml::de::Error) -> ConfigError {
+    let line = e
+        .span()
+        .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+    let key = (!path.is_empty() && path != ".").then(|| path.to_string());
+    ConfigError {
+        file: PathBuf::new(),
+        key,
+        line,
+        message: e.message().trim().to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Step 2: validate.
+// ---------------------------------------------------------------------------
+
+/// Checks the raw config and builds the validated form. `base_dir` anchors
+/// relative output paths (the directory of the config file).
+pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
+    let cloud = validate_cloud(&raw.cloud)?;
+    let auth = match raw.auth {
+        None => {
+            return Err(err(
+                "auth",
+                "missing [auth] section; set method = \"token\" with token or token_file",
+            ));
+        }
+        Some(RawAuth::Token { token, token_file }) => {
+            Auth::Token(one_secret("auth", "token", token, token_file, base_dir)?)
+        }
+    };
+    let sync = validate_sync(&raw.sync, base_dir)?;
+
+    if raw.instances.is_empty() {
+        return Err(err(
+            "instances",
+            "no [[instances]] configured; add at least one",
+        ));
+    }
+    let mut instances = Vec::with_capacity(raw.instances.len());
+    let mut ids: HashMap<&str, usize> = HashMap::new();
+    let mut paths: HashMap<PathBuf, String> = HashMap::new();
+    for (i, ri) in raw.instances.iter().enumerate() {
+        let key = format!("instances[{i}]");
+        let inst = validate_instance(&key, ri, raw.cloud.project_id.as_deref(), base_dir)?;
+        if let Some(first) = ids.insert(&ri.id, i) {
+            return Err(err(
+                format!("{key}.id"),
+                format!(
+                    "instance {:?} is configured twice (also instances[{first}])",
+                    ri.id
+                ),
+            ));
+        }
+        for out in &inst.outputs {
+            let this = format!("{key}.{}", out.category);
+            if let Some(other) = paths.insert(out.path.clone(), this.clone()) {
+                return Err(err(
+                    this,
+                    format!(
+                        "path {} is also written by {other}; every output needs its own path",
+                        out.path.display()
+                    ),
+                ));
+            }
+        }
+        instances.push(inst);
+    }
+    Ok(Config {
+        cloud,
+        auth,
+        sync,
+        instances,
+    })
+}
+
+fn validate_cloud(raw: &RawCloud) -> Result<Cloud, ConfigError> {
+    if let Some(region) = &raw.region {
+        if region.trim().is_empty() {
+            return Err(err("cloud.region", "must not be empty"));
+        }
+    }
+    let endpoint = match (&raw.endpoint, &raw.region) {
+        (Some(e), _) => https_url("cloud.endpoint", e)?,
+        (None, Some(region)) => endpoint::dds(region).ok_or_else(|| {
+            err(
+                "cloud.region",
+                format!(
+                    "unknown region {region:?}; use a region the official SDK knows, or set cloud.endpoint"
+                ),
+            )
+        })?,
+        (None, None) => {
+            return Err(err(
+                "cloud.region",
+                "set cloud.region (for example \"cn-north-4\") or cloud.endpoint",
+            ));
+        }
+    };
+    let iam_endpoint = match (&raw.iam_endpoint, &raw.region) {
+        (Some(e), _) => Some(https_url("cloud.iam_endpoint", e)?),
+        (None, Some(region)) => endpoint::iam(region),
+        (None, None) => None,
+    };
+    if let Some(p) = &raw.project_id {
+        check_project_id("cloud.project_id", p)?;
+    }
+    Ok(Cloud {
+        region: raw.region.clone(),
+        endpoint,
+        iam_endpoint,
+        ca_file: raw.ca_file.clone(),
+    })
+}
+
+fn https_url(key: &str, value: &str) -> Result<String, ConfigError> {
+    let v = value.trim().trim_end_matches('/');
+    let rest = v.strip_prefix("https://").ok_or_else(|| {
+        err(
+            key,
+            format!("{value:?} must be an https:// URL; credentials are never sent in clear text"),
+        )
+    })?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', ' ']) {
+        return Err(err(
+            key,
+            format!("{value:?} must be a bare https://host[:port], without a path"),
+        ));
+    }
+    Ok(v.to_string())
+}
+
+fn check_project_id(key: &str, p: &str) -> Result<(), ConfigError> {
+    if p.is_empty()
+        || !p
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(err(
+            key,
+            format!("{p:?} is not a project ID (letters, digits, '-' and '_' only)"),
+        ));
+    }
+    Ok(())
+}
+
+fn one_secret(
+    section: &str,
+    name: &str,
+    inline: Option<Secret>,
+    file: Option<PathBuf>,
+    base_dir: &Path,
+) -> Result<SecretSource, ConfigError> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(err(
+            format!("{section}.{name}"),
+            format!("set either {name} or {name}_file, not both"),
+        )),
+        (Some(s), None) if s.is_empty() => {
+            Err(err(format!("{section}.{name}"), "must not be empty"))
+        }
+        (Some(s), None) => Ok(SecretSource::Inline(s)),
+        (None, Some(f)) => Ok(SecretSource::File(base_dir.join(f))),
+        (None, None) => Err(err(
+            format!("{section}.{name}"),
+            format!("missing; set {name} or {name}_file"),
+        )),
+    }
+}
+
+fn validate_sync(raw: &RawSync, base_dir: &Path) -> Result<SyncSettings, ConfigError> {
+    let positive = |key: &str, v: Option<Dur>, default: Duration| {
+        let d = v.map(|d| d.0).unwrap_or(default);
+        if d.is_zero() {
+            Err(err(key, "must be greater than zero"))
+        } else {
+            Ok(d)
+        }
+    };
+    let concurrency = match raw.concurrency {
+        None => DEFAULT_CONCURRENCY,
+        Some(n) if (1..=1024).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(err(
+                "sync.concurrency",
+                format!("{n} is out of range; use 1 to 1024"),
+            ));
+        }
+    };
+    Ok(SyncSettings {
+        interval: positive("sync.interval", raw.interval, DEFAULT_INTERVAL)?,
+        jitter: raw.jitter.map(|d| d.0).unwrap_or(DEFAULT_JITTER),
+        timeout: positive("sync.timeout", raw.timeout, DEFAULT_TIMEOUT)?,
+        max_backoff: positive("sync.max_backoff", raw.max_backoff, DEFAULT_MAX_BACKOFF)?,
+        concurrency,
+        state_dir: raw
+            .state_dir
+            .as_ref()
+            .map(|p| base_dir.join(p))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+    })
+}
+
+fn validate_instance(
+    key: &str,
+    raw: &RawInstance,
+    default_project: Option<&str>,
+    base_dir: &Path,
+) -> Result<Instance, ConfigError> {
+    if raw.id.is_empty()
+        || !raw
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(err(
+            format!("{key}.id"),
+            format!(
+                "{:?} is not a DDS instance ID (letters, digits, '-' and '_' only)",
+                raw.id
+            ),
+        ));
+    }
+    let project_id = match (&raw.project_id, default_project) {
+        (Some(p), _) => {
+            check_project_id(&format!("{key}.project_id"), p)?;
+            p.clone()
+        }
+        (None, Some(p)) => p.to_string(),
+        (None, None) => {
+            return Err(err(
+                format!("{key}.project_id"),
+                "no project ID; set cloud.project_id or this instance's project_id",
+            ));
+        }
+    };
+    let mut outputs = Vec::new();
+    for (category, path) in [
+        (Category::International, &raw.international),
+        (Category::National, &raw.national),
+    ] {
+        if let Some(p) = path {
+            let k = format!("{key}.{category}");
+            if p.as_os_str().is_empty() {
+                return Err(err(k, "must not be empty"));
+            }
+            if p.file_name().is_none() || p.to_string_lossy().ends_with('/') {
+                return Err(err(k, format!("{} is not a file path", p.display())));
+            }
+            outputs.push(Output {
+                category,
+                path: normalize(&base_dir.join(p)),
+            });
+        }
+    }
+    if outputs.is_empty() {
+        return Err(err(
+            key,
+            "no output; set international, national, or both, to the file path to write",
+        ));
+    }
+    let mode = match &raw.mode {
+        None => None,
+        Some(m) => Some(parse_mode(m).ok_or_else(|| {
+            err(
+                format!("{key}.mode"),
+                format!("{m:?} is not an octal file mode such as \"0644\""),
+            )
+        })?),
+    };
+    for (field, v) in [("owner", &raw.owner), ("group", &raw.group)] {
+        if let Some(NameOrId::Name(n)) = v {
+            if n.is_empty() || n.contains([':', '/', '\n']) {
+                return Err(err(
+                    format!("{key}.{field}"),
+                    format!("{n:?} is not a valid {field} name"),
+                ));
+            }
+        }
+    }
+    let on_change = match &raw.on_change {
+        None => None,
+        Some(argv) if argv.is_empty() || argv[0].trim().is_empty() => {
+            return Err(err(
+                format!("{key}.on_change"),
+                "must be a non-empty argv list, for example [\"/usr/bin/systemctl\", \"reload\", \"app\"]",
+            ));
+        }
+        Some(argv) => Some(argv.clone()),
+    };
+    let hook_timeout = match raw.hook_timeout {
+        None => DEFAULT_HOOK_TIMEOUT,
+        Some(Dur(d)) if d.is_zero() => {
+            return Err(err(
+                format!("{key}.hook_timeout"),
+                "must be greater than zero",
+            ));
+        }
+        Some(Dur(d)) => d,
+    };
+    Ok(Instance {
+        id: raw.id.clone(),
+        name: raw.name.clone().filter(|n| !n.is_empty()),
+        project_id,
+        outputs,
+        perms: Perms {
+            mode,
+            owner: raw.owner.clone(),
+            group: raw.group.clone(),
+            uid: None,
+            gid: None,
+        },
+        on_change,
+        hook_timeout,
+    })
+}
+
+/// Parses "0644", "644" or "0o644" into a permission mode.
+fn parse_mode(s: &str) -> Option<u32> {
+    let digits = s.trim().trim_start_matches("0o");
+    if digits.is_empty() || digits.len() > 5 {
+        return None;
+    }
+    u32::from_str_radix(digits, 8).ok().filter(|m| *m <= 0o7777)
+}
+
+/// Removes `.` and `..` components lexically, so that two spellings of one
+/// path are seen as one when checking for duplicate outputs.
+fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Step 3: resolve against the system.
+// ---------------------------------------------------------------------------
+
+/// Resolves owner and group names and checks that secret files exist.
+pub fn resolve(mut config: Config) -> Result<Config, ConfigError> {
+    match &config.auth {
+        Auth::Token(SecretSource::File(p)) => check_readable("auth.token_file", p)?,
+        Auth::Token(SecretSource::Inline(_)) => {}
+    }
+    for (i, inst) in config.instances.iter_mut().enumerate() {
+        if let Some(o) = &inst.perms.owner {
+            inst.perms.uid = Some(match o {
+                NameOrId::Id(n) => *n,
+                NameOrId::Name(n) => lookup_user(n).ok_or_else(|| {
+                    err(
+                        format!("instances[{i}].owner"),
+                        format!("no user named {n:?} on this system"),
+                    )
+                })?,
+            });
+        }
+        if let Some(g) = &inst.perms.group {
+            inst.perms.gid = Some(match g {
+                NameOrId::Id(n) => *n,
+                NameOrId::Name(n) => lookup_group(n).ok_or_else(|| {
+                    err(
+                        format!("instances[{i}].group"),
+                        format!("no group named {n:?} on this system"),
+                    )
+                })?,
+            });
+        }
+    }
+    Ok(config)
+}
+
+fn check_readable(key: &str, p: &Path) -> Result<(), ConfigError> {
+    std::fs::File::open(p)
+        .map(drop)
+        .map_err(|e| err(key, format!("cannot read {}: {e}", p.display())))
+}
+
+fn lookup_user(name: &str) -> Option<u32> {
+    nix::unistd::User::from_name(name)
+        .ok()
+        .flatten()
+        .map(|u| u.uid.as_raw())
+}
+
+fn lookup_group(name: &str) -> Option<u32> {
+    nix::unistd::Group::from_name(name)
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw())
+}
+
+/// Reads, parses, validates and resolves a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let with_file = |mut e: ConfigError| {
+        e.file = path.to_path_buf();
+        e
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        key: None,
+        line: None,
+        message: format!("cannot read the config file: {e}"),
+    })?;
+    let base_dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let base_dir = std::path::absolute(&base_dir).unwrap_or(base_dir);
+    let raw = parse(&text).map_err(with_file)?;
+    let config = validate(raw, &base_dir).map_err(with_file)?;
+    resolve(config).map_err(with_file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[cloud]
+region = "cn-north-4"
+project_id = "p1"
+[auth]
+method = "token"
+token = "t"
+[[instances]]
+id = "i1"
+international = "/tmp/x/a.crt"
+"#;
+
+    fn check(text: &str) -> Result<Config, ConfigError> {
+        validate(parse(text)?, Path::new("/base"))
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = check(MINIMAL).unwrap();
+        assert_eq!(c.cloud.endpoint, "https://dds.cn-north-4.myhuaweicloud.com");
+        assert_eq!(
+            c.cloud.iam_endpoint.as_deref(),
+            Some("https://iam.cn-north-4.myhuaweicloud.com")
+        );
+        assert_eq!(c.sync.interval, Duration::from_secs(3600));
+        assert_eq!(c.sync.jitter, Duration::from_secs(300));
+        assert_eq!(c.sync.concurrency, 8);
+        assert_eq!(c.instances[0].project_id, "p1");
+        assert_eq!(c.instances[0].hook_timeout, Duration::from_secs(30));
+        assert_eq!(c.instances[0].outputs.len(), 1);
+    }
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let text = include_str!("../config/example.toml");
+        let c = check(text).unwrap();
+        assert_eq!(c.instances[0].perms.mode, Some(0o644));
+        assert_eq!(c.instances[0].outputs.len(), 2);
+    }
+
+    #[test]
+    fn misspelt_key_is_named_with_its_line() {
+        let text = MINIMAL.replace("[[instances]]", "[sync]\nintervall = \"1h\"\n[[instances]]");
+        let e = check(&text).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("sync.intervall"));
+        assert_eq!(e.line, Some(9));
+        assert!(e.message.contains("intervall"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_names_the_key() {
+        let text = MINIMAL.replace(
+            "[[instances]]",
+            "[sync]\ninterval = \"1 fortnight\"\n[[instances]]",
+        );
+        let e = check(&text).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("sync.interval"));
+        assert!(e.message.contains("1 fortnight"), "{e}");
+    }
+
+    #[test]
+    fn bad_mode_names_the_key() {
+        let text = format!("{MINIMAL}mode = \"0999\"\n");
+        let e = check(&text).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("instances[0].mode"));
+    }
+
+    #[test]
+    fn modes_parse() {
+        assert_eq!(parse_mode("0644"), Some(0o644));
+        assert_eq!(parse_mode("600"), Some(0o600));
+        assert_eq!(parse_mode("0o640"), Some(0o640));
+        assert_eq!(parse_mode("rw-r--r--"), None);
+        assert_eq!(parse_mode("17777"), None);
+        assert_eq!(parse_mode(""), None);
+    }
+
+    #[test]
+    fn unknown_auth_method_is_named() {
+        let text = MINIMAL.replace("method = \"token\"", "method = \"magic\"");
+        let e = check(&text).unwrap_err();
+        assert!(e.key.as_deref().unwrap_or("").starts_with("auth"), "{e}");
+        assert!(e.message.contains("magic"), "{e}");
+    }
+
+    #[test]
+    fn missing_instance_id_is_named() {
+        let text = MINIMAL.replace("id = \"i1\"\n", "");
+        let e = check(&text).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("instances[0]"));
+        assert!(e.message.contains("id"), "{e}");
+    }
+
+    #[test]
+    fn two_outputs_on_one_path_are_refused() {
+        let text =
+            format!("{MINIMAL}\n[[instances]]\nid = \"i2\"\nnational = \"/tmp/x/./b/../a.crt\"\n");
+        let e = check(&text).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("instances[1].national"));
+        assert!(e.message.contains("instances[0].international"), "{e}");
+    }
+
+    #[test]
+    fn instance_without_output_is_refused() {
+        let text = MINIMAL.replace("international = \"/tmp/x/a.crt\"\n", "");
+        let e = check(&text).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("instances[0]"));
+    }
+
+    #[test]
+    fn broken_toml_has_a_line() {
+        let e = check("[cloud\nregion = 1").unwrap_err();
+        assert_eq!(e.line, Some(1));
+    }
+
+    #[test]
+    fn unknown_region_without_endpoint_is_named() {
+        let e = check(&MINIMAL.replace("cn-north-4", "mars-1")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("cloud.region"));
+        assert!(e.message.contains("mars-1"));
+        let ok = MINIMAL.replace(
+            "region = \"cn-north-4\"",
+            "region = \"mars-1\"\nendpoint = \"https://127.0.0.1:8443/\"",
+        );
+        assert_eq!(check(&ok).unwrap().cloud.endpoint, "https://127.0.0.1:8443");
+    }
+
+    #[test]
+    fn plain_http_endpoint_is_refused() {
+        let text = MINIMAL.replace(
+            "region = \"cn-north-4\"",
+            "endpoint = \"http://127.0.0.1:80\"",
+        );
+        let e = check(&text).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("cloud.endpoint"));
+    }
+
+    #[test]
+    fn token_and_token_file_are_exclusive() {
+        let text = MINIMAL.replace("token = \"t\"", "token = \"t\"\ntoken_file = \"/x\"");
+        let e = check(&text).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("auth.token"));
+    }
+
+    #[test]
+    fn missing_token_file_is_a_config_error() {
+        let text = MINIMAL.replace("token = \"t\"", "token_file = \"/nonexistent/token\"");
+        let e = resolve(check(&text).unwrap()).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("auth.token_file"));
+        assert!(e.message.contains("/nonexistent/token"));
+    }
+
+    #[test]
+    fn relative_paths_are_anchored_at_the_config_dir() {
+        let text = MINIMAL.replace("/tmp/x/a.crt", "out/a.crt");
+        let c = check(&text).unwrap();
+        assert_eq!(
+            c.instances[0].outputs[0].path,
+            PathBuf::from("/base/out/a.crt")
+        );
+    }
+
+    #[test]
+    fn inline_token_never_shows_in_debug() {
+        let text = MINIMAL.replace("token = \"t\"", "token = \"s3cr3t-token-value\"");
+        let c = check(&text).unwrap();
+        assert!(!format!("{c:?}").contains("s3cr3t-token-value"));
+    }
+}

@@ -1,0 +1,78 @@
+//! dds-certsync keeps the TLS CA certificates of Huawei Cloud DDS instances
+//! current on disk. See ARCHITECTURE.md for the map; [`run`] is the entry.
+
+pub mod certcheck;
+pub mod cli;
+pub mod cloud;
+pub mod config;
+pub mod daemon;
+pub mod hooks;
+pub mod logging;
+pub mod once;
+pub mod output;
+pub mod plan;
+pub mod scheduler;
+pub mod secret;
+pub mod service;
+pub mod sync;
+
+use std::sync::Arc;
+
+use cli::Cli;
+use cloud::Client;
+use config::ConfigError;
+use sync::Syncer;
+
+/// How a run ended, when it ended normally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything is in place and current (or the config is valid, or the
+    /// daemon was stopped by a signal).
+    Ok,
+    /// At least one instance failed to sync.
+    SyncFailed,
+}
+
+/// Errors that stop the program before it syncs: usage or config errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Setup(#[from] cloud::BuildError),
+}
+
+/// Runs what the command line asks for.
+pub async fn run(cli: Cli) -> Result<Outcome, Error> {
+    let config = config::load(&cli.config)?;
+    if cli.check {
+        println!(
+            "{}: ok ({} instance{})",
+            cli.config.display(),
+            config.instances.len(),
+            if config.instances.len() == 1 { "" } else { "s" }
+        );
+        return Ok(Outcome::Ok);
+    }
+    let credentials = cloud::auth::Credentials::from_config(&config.auth);
+    let client = Client::new(&config.cloud, credentials, config.sync.timeout)?;
+    let syncer = Arc::new(Syncer {
+        client,
+        dry_run: cli.dry_run,
+    });
+    if !cli.dry_run {
+        for out in config.instances.iter().flat_map(|i| &i.outputs) {
+            let n = output::clean_stale_temps(&out.path);
+            if n > 0 {
+                tracing::warn!(path = %out.path.display(), "removed {n} temporary file(s) left by an interrupted write");
+            }
+        }
+    }
+    if cli.once {
+        let ok = once::run(&config, syncer, cli.deadline, service::shutdown_signal()).await;
+        Ok(if ok { Outcome::Ok } else { Outcome::SyncFailed })
+    } else {
+        daemon::run(cli.config.clone(), config, syncer).await;
+        Ok(Outcome::Ok)
+    }
+}

@@ -1,0 +1,43 @@
+//! The `dds-certsync` binary: parses the command line, runs the library on a
+//! single-threaded runtime, and maps the result to an exit status:
+//! 0 ok, 1 sync failure, 2 usage or config error.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use dds_certsync::{Outcome, cli::Cli, logging};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // --help and --version are not errors.
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    logging::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dds-certsync: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dds_certsync::run(cli)) {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::SyncFailed) => ExitCode::from(1),
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("dds-certsync: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! File output: reading what is on disk and replacing it atomically.
+//!
+//! The only way this module changes an output is [`replace`]:
+//!
+//! 1. create a temporary file in the target's own directory, exclusively
+//!    (`O_CREAT|O_EXCL`, so it never follows or reuses an existing name);
+//! 2. write the bytes and `fsync` them;
+//! 3. set the mode and owner (the configured ones, else the old file's, else
+//!    0644 and the daemon's user);
+//! 4. `rename` it over the target, which readers see as a single switch from
+//!    the old inode to the new one;
+//! 5. `fsync` the directory, so the rename itself survives a power loss.
+//!
+//! A failure at any step removes the temporary file and leaves the target as
+//! it was. Temporary files carry a recognisable name
+//! (`.{file}.dds-certsync-XXXXXX.tmp`) so that [`clean_stale_temps`] can
+//! remove any a crash left behind.
+
+use std::fs::{self, File, Permissions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::certcheck::{Sha256Digest, sha256};
+use crate::config::Perms;
+
+/// The marker in the name of our temporary files.
+const TEMP_MARK: &str = ".dds-certsync-";
+/// Files larger than this on disk are not ours to hash; they count as different.
+const MAX_EXISTING: u64 = 4 * 1024 * 1024;
+
+/// A failed replacement: which path, which step, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {path}: {step}: {source}{hint}")]
+pub struct WriteError {
+    pub path: PathBuf,
+    pub step: &'static str,
+    #[source]
+    pub source: io::Error,
+    pub hint: &'static str,
+}
+
+impl WriteError {
+    fn new(path: &Path, step: &'static str, source: io::Error) -> Self {
+        WriteError {
+            path: path.to_path_buf(),
+            step,
+            source,
+            hint: "",
+        }
+    }
+}
+
+const BIND_MOUNT_HINT: &str = " (the target looks like a single-file bind mount, and a file \
+cannot be replaced by rename there; mount the whole directory instead, e.g. a Kubernetes \
+volume without subPath)";
+
+/// The SHA-256 of the file at `path`, or `None` if there is no file.
+pub fn current_digest(path: &Path) -> io::Result<Option<Sha256Digest>> {
+    match read_current(path)? {
+        Some(bytes) => Ok(Some(sha256(&bytes))),
+        None => Ok(None),
+    }
+}
+
+/// The content of the file at `path`, or `None` if there is no file.
+/// Something that is not a regular file is an error.
+pub fn read_current(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::other(format!(
+            "{} exists and is not a regular file",
+            path.display()
+        )));
+    }
+    let mut buf = Vec::with_capacity(meta.len().min(MAX_EXISTING) as usize);
+    file.take(MAX_EXISTING).read_to_end(&mut buf)?;
+    Ok(Some(buf))
+}
+
+/// Replaces `path` with `bytes` atomically. See the module doc for the steps.
+pub fn replace(path: &Path, bytes: &[u8], perms: &Perms) -> Result<(), WriteError> {
+    let dir = parent_dir(path);
+    let name = path
+        .file_name()
+        .ok_or_else(|| WriteError::new(path, "path", io::Error::other("no file name")))?;
+    fs::create_dir_all(&dir).map_err(|e| WriteError::new(path, "create directory", e))?;
+
+    let existing = fs::symlink_metadata(path).ok();
+    let mode = perms
+        .mode
+        .or_else(|| existing.as_ref().map(|m| m.mode() & 0o7777))
+        .unwrap_or(0o644);
+    let uid = perms.uid.or_else(|| existing.as_ref().map(|m| m.uid()));
+    let gid = perms.gid.or_else(|| existing.as_ref().map(|m| m.gid()));
+
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}{TEMP_MARK}", name.to_string_lossy()))
+        .suffix(".tmp")
+        .rand_bytes(6)
+        .tempfile_in(&dir)
+        .map_err(|e| WriteError::new(path, "create temporary file", e))?;
+    // From here on, dropping `tmp` deletes the temporary file.
+    tmp.write_all(bytes)
+        .map_err(|e| WriteError::new(path, "write temporary file", e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| WriteError::new(path, "fsync temporary file", e))?;
+    tmp.as_file()
+        .set_permissions(Permissions::from_mode(mode))
+        .map_err(|e| WriteError::new(path, "set mode", e))?;
+    if uid.is_some() || gid.is_some() {
+        let current = tmp.as_file().metadata().ok();
+        let differs = current
+            .as_ref()
+            .is_none_or(|m| uid.is_some_and(|u| u != m.uid()) || gid.is_some_and(|g| g != m.gid()));
+        if differs {
+            std::os::unix::fs::fchown(tmp.as_file(), uid, gid)
+                .map_err(|e| WriteError::new(path, "set owner", e))?;
+            // chown clears setuid/setgid bits; put the mode back.
+            tmp.as_file()
+                .set_permissions(Permissions::from_mode(mode))
+                .map_err(|e| WriteError::new(path, "set mode", e))?;
+        }
+    }
+    tmp.persist(path).map_err(|e| {
+        let mut w = WriteError::new(path, "rename over the target", e.error);
+        if matches!(w.source.raw_os_error(), Some(libc_ebusy) if libc_ebusy == nix::libc::EBUSY || libc_ebusy == nix::libc::EXDEV)
+        {
+            w.hint = BIND_MOUNT_HINT;
+        }
+        w
+    })?;
+    fsync_dir(&dir).map_err(|e| WriteError::new(path, "fsync directory", e))?;
+    Ok(())
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Removes temporary files that an interrupted [`replace`] of `path` left in
+/// its directory. Returns how many were removed.
+pub fn clean_stale_temps(path: &Path) -> usize {
+    let (Some(name), Ok(entries)) = (path.file_name(), fs::read_dir(parent_dir(path))) else {
+        return 0;
+    };
+    let prefix = format!(".{}{TEMP_MARK}", name.to_string_lossy());
+    entries
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with(&prefix) && n.ends_with(".tmp")
+        })
+        .filter(|e| fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn creates_parents_and_sets_mode() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a/b/ca.crt");
+        let perms = Perms {
+            mode: Some(0o640),
+            ..Perms::default()
+        };
+        replace(&p, b"one", &perms).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"one");
+        assert_eq!(fs::metadata(&p).unwrap().mode() & 0o7777, 0o640);
+        assert_eq!(entries(p.parent().unwrap()), vec!["ca.crt"]);
+    }
+
+    #[test]
+    fn replacement_is_a_new_inode_and_keeps_the_old_mode() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("ca.crt");
+        fs::write(&p, b"old").unwrap();
+        fs::set_permissions(&p, Permissions::from_mode(0o600)).unwrap();
+        let old_ino = fs::metadata(&p).unwrap().ino();
+        replace(&p, b"new", &Perms::default()).unwrap();
+        let m = fs::metadata(&p).unwrap();
+        assert_ne!(m.ino(), old_ino);
+        assert_eq!(m.mode() & 0o7777, 0o600);
+        assert_eq!(fs::read(&p).unwrap(), b"new");
+    }
+
+    #[test]
+    fn new_files_default_to_0644() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("ca.crt");
+        replace(&p, b"x", &Perms::default()).unwrap();
+        assert_eq!(fs::metadata(&p).unwrap().mode() & 0o7777, 0o644);
+    }
+
+    #[test]
+    fn failure_leaves_old_file_and_no_temp() {
+        let d = tempfile::tempdir().unwrap();
+        // The target is a directory: rename of a file over it fails.
+        let p = d.path().join("ca.crt");
+        fs::create_dir(&p).unwrap();
+        let e = replace(&p, b"new", &Perms::default()).unwrap_err();
+        assert!(e.to_string().contains("ca.crt"), "{e}");
+        assert_eq!(entries(d.path()), vec!["ca.crt"]);
+    }
+
+    #[test]
+    fn parent_that_is_a_file_is_a_clear_error() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("f"), b"x").unwrap();
+        let e = replace(&d.path().join("f/ca.crt"), b"new", &Perms::default()).unwrap_err();
+        assert_eq!(e.step, "create directory");
+    }
+
+    #[test]
+    fn stale_temps_are_cleaned_and_others_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("ca.crt");
+        fs::write(d.path().join(".ca.crt.dds-certsync-abc123.tmp"), b"x").unwrap();
+        fs::write(d.path().join(".other.dds-certsync-abc123.tmp"), b"x").unwrap();
+        fs::write(d.path().join("ca.crt"), b"x").unwrap();
+        assert_eq!(clean_stale_temps(&p), 1);
+        assert_eq!(
+            entries(d.path()),
+            vec![".other.dds-certsync-abc123.tmp", "ca.crt"]
+        );
+    }
+
+    #[test]
+    fn digest_of_missing_file_is_none() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(current_digest(&d.path().join("nope")).unwrap(), None);
+        let p = d.path().join("x");
+        fs::write(&p, b"abc").unwrap();
+        assert_eq!(current_digest(&p).unwrap(), Some(sha256(b"abc")));
+        assert!(current_digest(d.path()).is_err());
+    }
+}

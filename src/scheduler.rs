@@ -1,0 +1,477 @@
+//! The scheduler: when each instance syncs next, and how many sync at once.
+//!
+//! One loop owns every instance's timer; there is no task per instance at
+//! rest, only one entry in a table and one `sleep_until` for the earliest due
+//! time. Syncs run as tasks in a [`JoinSet`], never more than `concurrency` at
+//! once, so requests in flight to the API never exceed it either. One
+//! instance's failure only moves its own due time.
+//!
+//! The timing rules are the pure function [`next_delay`]:
+//! * after a success: `interval` plus a uniformly random share of `jitter`;
+//! * after a failure: exponential backoff with full jitter (a random delay
+//!   between zero and `min(max_backoff, 2s × 2^(failures-1))`, at least one
+//!   second), and never sooner than the server's `Retry-After`.
+//!
+//! The first round of every instance starts at once.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// The smallest step of the backoff.
+pub const BACKOFF_BASE: Duration = Duration::from_secs(2);
+/// No failure retries sooner than this.
+pub const MIN_RETRY: Duration = Duration::from_secs(1);
+
+/// Timing settings, from `[sync]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub interval: Duration,
+    pub jitter: Duration,
+    pub max_backoff: Duration,
+}
+
+/// What the scheduler needs to know of a finished round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RoundResult {
+    pub ok: bool,
+    pub retry_after: Option<Duration>,
+}
+
+/// The backoff cap after `failures` consecutive failures (≥ 1).
+pub fn backoff_cap(failures: u32, max_backoff: Duration) -> Duration {
+    let exp = failures.saturating_sub(1).min(30);
+    BACKOFF_BASE
+        .checked_mul(1u32 << exp)
+        .unwrap_or(max_backoff)
+        .min(max_backoff)
+}
+
+/// The delay before an instance's next round. `failures` counts consecutive
+/// failures including this round's; `r` is a random number in `[0, 1)`.
+pub fn next_delay(result: RoundResult, failures: u32, t: &Timing, r: f64) -> Duration {
+    let r = r.clamp(0.0, 1.0);
+    if result.ok {
+        return t.interval + t.jitter.mul_f64(r);
+    }
+    let backoff = backoff_cap(failures, t.max_backoff)
+        .mul_f64(r)
+        .max(MIN_RETRY);
+    match result.retry_after {
+        Some(ra) => backoff.max(ra),
+        None => backoff,
+    }
+}
+
+/// A boxed round future.
+pub type RoundFuture = Pin<Box<dyn Future<Output = RoundResult> + Send>>;
+/// Starts the round of the instance with the given key.
+pub type RoundFn = Arc<dyn Fn(String) -> RoundFuture + Send + Sync>;
+
+/// Requests from the service to the scheduler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Sync every instance now (after a reload, for example).
+    SyncAllNow,
+    /// The set of instances changed: new keys start now, gone keys stop.
+    SetInstances(Vec<String>),
+    /// New timing settings, applied from the next round on.
+    SetTiming(Timing, usize),
+}
+
+/// What the loop reports after each round.
+pub trait Observer {
+    fn round_done(&mut self, key: &str, result: &RoundResult, next_in: Duration);
+    /// Called on every turn of the loop: proof of progress for a watchdog.
+    fn tick(&mut self) {}
+}
+
+#[derive(Debug)]
+struct Entry {
+    due: Instant,
+    failures: u32,
+    running: bool,
+    /// Removed while running: drop it when the round finishes.
+    removed: bool,
+}
+
+/// Runs rounds forever, until `shutdown` resolves. Rounds in progress at
+/// shutdown get `grace` to finish, then are dropped.
+pub async fn run(
+    keys: Vec<String>,
+    mut timing: Timing,
+    mut concurrency: usize,
+    round: RoundFn,
+    mut commands: mpsc::Receiver<Command>,
+    observer: &mut dyn Observer,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
+    let now = Instant::now();
+    let mut table: HashMap<String, Entry> = keys
+        .into_iter()
+        .map(|k| {
+            (
+                k,
+                Entry {
+                    due: now,
+                    failures: 0,
+                    running: false,
+                    removed: false,
+                },
+            )
+        })
+        .collect();
+    let mut tasks: JoinSet<(String, RoundResult)> = JoinSet::new();
+    let mut commands_open = true;
+    tokio::pin!(shutdown);
+
+    loop {
+        observer.tick();
+        // Start what is due, earliest first, up to the concurrency limit.
+        let now = Instant::now();
+        while tasks.len() < concurrency {
+            let next = table
+                .iter()
+                .filter(|(_, e)| !e.running && !e.removed && e.due <= now)
+                .min_by_key(|(_, e)| e.due)
+                .map(|(k, _)| k.clone());
+            let Some(key) = next else { break };
+            if let Some(e) = table.get_mut(&key) {
+                e.running = true;
+            }
+            let fut = round(key.clone());
+            tasks.spawn(async move { (key, fut.await) });
+        }
+        let next_due = table
+            .values()
+            .filter(|e| !e.running && !e.removed)
+            .map(|e| e.due)
+            .min();
+        let can_start = tasks.len() < concurrency;
+
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                let Ok((key, result)) = joined else { continue };
+                let remove = match table.get_mut(&key) {
+                    Some(e) => {
+                        e.running = false;
+                        e.failures = if result.ok { 0 } else { e.failures.saturating_add(1) };
+                        let delay = next_delay(result, e.failures.max(1), &timing, fastrand::f64());
+                        e.due = Instant::now() + delay;
+                        if !e.removed {
+                            observer.round_done(&key, &result, delay);
+                        }
+                        e.removed
+                    }
+                    None => false,
+                };
+                if remove {
+                    table.remove(&key);
+                }
+            }
+            cmd = commands.recv(), if commands_open => match cmd {
+                None => commands_open = false,
+                Some(Command::SyncAllNow) => {
+                    let now = Instant::now();
+                    for e in table.values_mut() {
+                        e.due = now;
+                    }
+                }
+                Some(Command::SetInstances(keys)) => {
+                    let now = Instant::now();
+                    for e in table.values_mut() {
+                        e.removed = true;
+                    }
+                    for k in keys {
+                        table
+                            .entry(k)
+                            .and_modify(|e| e.removed = false)
+                            .or_insert(Entry { due: now, failures: 0, running: false, removed: false });
+                    }
+                    table.retain(|_, e| e.running || !e.removed);
+                }
+                Some(Command::SetTiming(t, c)) => {
+                    timing = t;
+                    concurrency = c.max(1);
+                }
+            },
+            _ = sleep_until_opt(next_due), if can_start && next_due.is_some() => {}
+        }
+    }
+
+    // Let rounds in progress finish (a replacement under way completes in
+    // any case: it runs on the blocking pool), then drop the rest.
+    let _ = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    tasks.abort_all();
+}
+
+async fn sleep_until_opt(when: Option<Instant>) {
+    match when {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    const T: Timing = Timing {
+        interval: Duration::from_secs(3600),
+        jitter: Duration::from_secs(300),
+        max_backoff: Duration::from_secs(1800),
+    };
+
+    fn ok() -> RoundResult {
+        RoundResult {
+            ok: true,
+            retry_after: None,
+        }
+    }
+    fn fail(retry_after: Option<u64>) -> RoundResult {
+        RoundResult {
+            ok: false,
+            retry_after: retry_after.map(Duration::from_secs),
+        }
+    }
+
+    #[test]
+    fn success_waits_interval_plus_jitter_share() {
+        assert_eq!(next_delay(ok(), 0, &T, 0.0), Duration::from_secs(3600));
+        assert_eq!(next_delay(ok(), 0, &T, 0.5), Duration::from_secs(3750));
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff_cap(1, T.max_backoff), Duration::from_secs(2));
+        assert_eq!(backoff_cap(2, T.max_backoff), Duration::from_secs(4));
+        assert_eq!(backoff_cap(5, T.max_backoff), Duration::from_secs(32));
+        assert_eq!(backoff_cap(11, T.max_backoff), Duration::from_secs(1800));
+        assert_eq!(backoff_cap(1000, T.max_backoff), Duration::from_secs(1800));
+    }
+
+    #[test]
+    fn failure_uses_full_jitter_with_a_floor() {
+        assert_eq!(next_delay(fail(None), 5, &T, 0.0), MIN_RETRY);
+        assert_eq!(next_delay(fail(None), 5, &T, 0.5), Duration::from_secs(16));
+        assert!(next_delay(fail(None), 50, &T, 0.999) <= T.max_backoff);
+    }
+
+    #[test]
+    fn retry_after_is_a_floor() {
+        assert_eq!(
+            next_delay(fail(Some(120)), 1, &T, 0.9),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            next_delay(fail(Some(1)), 5, &T, 0.5),
+            Duration::from_secs(16)
+        );
+    }
+
+    /// Records when each key's rounds started, in paused time.
+    #[derive(Default)]
+    struct Log {
+        starts: Mutex<Vec<(String, Duration)>>,
+    }
+
+    struct NullObserver;
+    impl Observer for NullObserver {
+        fn round_done(&mut self, _: &str, _: &RoundResult, _: Duration) {}
+    }
+
+    /// Runs the scheduler for `run_for` of paused time with scripted results.
+    async fn drive(
+        keys: &[&str],
+        timing: Timing,
+        concurrency: usize,
+        script: impl Fn(&str, usize) -> (Duration, RoundResult) + Send + Sync + 'static,
+        run_for: Duration,
+    ) -> Vec<(String, Duration)> {
+        let log = Arc::new(Log::default());
+        let start = Instant::now();
+        let counts: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let script = Arc::new(script);
+        let l = Arc::clone(&log);
+        let round: RoundFn = Arc::new(move |key: String| {
+            let l = Arc::clone(&l);
+            let counts = Arc::clone(&counts);
+            let script = Arc::clone(&script);
+            Box::pin(async move {
+                let n = {
+                    let mut c = counts.lock().unwrap();
+                    let n = c.entry(key.clone()).or_default();
+                    *n += 1;
+                    *n
+                };
+                l.starts
+                    .lock()
+                    .unwrap()
+                    .push((key.clone(), start.elapsed()));
+                let (takes, result) = script(&key, n);
+                tokio::time::sleep(takes).await;
+                result
+            })
+        });
+        let (_tx, rx) = mpsc::channel(1);
+        run(
+            keys.iter().map(|s| s.to_string()).collect(),
+            timing,
+            concurrency,
+            round,
+            rx,
+            &mut NullObserver,
+            tokio::time::sleep(run_for),
+            Duration::from_millis(100),
+        )
+        .await;
+        let v = log.starts.lock().unwrap().clone();
+        v
+    }
+
+    fn starts_of(log: &[(String, Duration)], key: &str) -> Vec<u64> {
+        log.iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, d)| d.as_secs())
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_is_honoured_and_failure_does_not_delay_others() {
+        let timing = Timing {
+            interval: Duration::from_secs(100),
+            jitter: Duration::ZERO,
+            max_backoff: Duration::from_secs(1000),
+        };
+        let log = drive(
+            &["bad", "good"],
+            timing,
+            8,
+            |key, n| match (key, n) {
+                ("bad", 1) => (Duration::ZERO, fail(Some(30))),
+                _ => (Duration::ZERO, ok()),
+            },
+            Duration::from_secs(250),
+        )
+        .await;
+        // "bad" waits out its Retry-After, then follows the interval.
+        assert_eq!(starts_of(&log, "bad"), vec![0, 30, 130, 230]);
+        // "good" runs on its own schedule regardless.
+        assert_eq!(starts_of(&log, "good"), vec![0, 100, 200]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_grows_and_stays_under_the_cap() {
+        let timing = Timing {
+            interval: Duration::from_secs(10_000),
+            jitter: Duration::ZERO,
+            max_backoff: Duration::from_secs(60),
+        };
+        let log = drive(
+            &["x"],
+            timing,
+            1,
+            |_, _| (Duration::ZERO, fail(None)),
+            Duration::from_secs(3600),
+        )
+        .await;
+        let starts = starts_of(&log, "x");
+        let gaps: Vec<u64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.len() > 30, "kept retrying: {gaps:?}");
+        for (i, g) in gaps.iter().enumerate() {
+            let cap = backoff_cap(i as u32 + 1, timing.max_backoff).as_secs();
+            assert!(*g >= 1 && *g <= cap, "gap {i} = {g}s exceeds cap {cap}s");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn never_more_than_concurrency_rounds_at_once() {
+        let in_flight = Arc::new(Mutex::new((0usize, 0usize)));
+        let f = Arc::clone(&in_flight);
+        let round: RoundFn = Arc::new(move |_key| {
+            let f = Arc::clone(&f);
+            Box::pin(async move {
+                {
+                    let mut g = f.lock().unwrap();
+                    g.0 += 1;
+                    g.1 = g.1.max(g.0);
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                f.lock().unwrap().0 -= 1;
+                ok()
+            })
+        });
+        let keys: Vec<String> = (0..20).map(|i| format!("i{i}")).collect();
+        let (_tx, rx) = mpsc::channel(1);
+        run(
+            keys,
+            T,
+            3,
+            round,
+            rx,
+            &mut NullObserver,
+            tokio::time::sleep(Duration::from_secs(60)),
+            Duration::from_millis(10),
+        )
+        .await;
+        assert_eq!(in_flight.lock().unwrap().1, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn commands_add_remove_and_resync() {
+        let started: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+        let s = Arc::clone(&started);
+        let t0 = Instant::now();
+        let round: RoundFn = Arc::new(move |key| {
+            let s = Arc::clone(&s);
+            Box::pin(async move {
+                s.lock().unwrap().push((key, t0.elapsed().as_secs()));
+                ok()
+            })
+        });
+        let (tx, rx) = mpsc::channel(4);
+        let driver = async {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            tx.send(Command::SetInstances(vec!["b".into(), "c".into()]))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            tx.send(Command::SyncAllNow).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        };
+        let mut observer = NullObserver;
+        let sched = run(
+            vec!["a".into(), "b".into()],
+            T,
+            4,
+            round,
+            rx,
+            &mut observer,
+            tokio::time::sleep(Duration::from_secs(30)),
+            Duration::from_millis(10),
+        );
+        tokio::join!(sched, driver);
+        let mut got = started.lock().unwrap().clone();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("a".into(), 0),
+                ("b".into(), 0),
+                ("b".into(), 20),
+                ("c".into(), 10),
+                ("c".into(), 20)
+            ]
+        );
+    }
+}

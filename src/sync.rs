@@ -1,0 +1,357 @@
+//! One instance, one round: links → downloads → checks → plan → writes → hook.
+//!
+//! [`Syncer::sync`] never fails as a whole: it returns a [`Report`] saying,
+//! per file, what happened, and whether the round as a whole succeeded. Each
+//! decision is logged once, as one structured line: `fetched`, `unchanged`,
+//! `replaced` (with both SHA-256), `would replace` (dry run), or `failed` (with
+//! why). File system work runs on tokio's blocking pool, so a slow disk never
+//! stalls the scheduler, and a replacement that has begun always completes,
+//! even when the daemon is stopping.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::certcheck::{self, Sha256Digest, Verified, hex};
+use crate::cloud::{self, Client, DownloadError};
+use crate::config::{Category, Instance};
+use crate::hooks::{self, ChangedFile, HookCall, HookError};
+use crate::output::{self, WriteError};
+use crate::plan::{self, Slot};
+
+/// What happened to one output file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileOutcome {
+    Unchanged,
+    Replaced {
+        old: Option<Sha256Digest>,
+        new: Sha256Digest,
+    },
+    /// Dry run: it would have been replaced.
+    WouldReplace {
+        old: Option<Sha256Digest>,
+        new: Sha256Digest,
+    },
+    Failed(String),
+}
+
+/// One file's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileReport {
+    pub category: Category,
+    pub path: PathBuf,
+    pub outcome: FileOutcome,
+    /// The earliest notAfter of what was fetched, when it passed the checks.
+    pub not_after: Option<i64>,
+}
+
+/// Why a round failed, for the log and for the metrics' `reason` label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// The result of one round for one instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub files: Vec<FileReport>,
+    /// `None`: no hook was due. `Some(Ok)`: it ran and succeeded.
+    pub hook: Option<Result<(), HookError>>,
+    pub failures: Vec<Failure>,
+    /// Whether a retry soon may help (network trouble, throttling, 5xx).
+    pub transient: bool,
+    /// The delay the server asked for.
+    pub retry_after: Option<Duration>,
+}
+
+impl Report {
+    /// Whether every configured file is in place and current and any hook
+    /// succeeded.
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty() && !matches!(self.hook, Some(Err(_)))
+    }
+
+    /// One line for humans: what happened to each file.
+    pub fn summary(&self) -> String {
+        let mut parts: Vec<String> = self
+            .files
+            .iter()
+            .map(|f| {
+                let what = match &f.outcome {
+                    FileOutcome::Unchanged => "unchanged".to_string(),
+                    FileOutcome::Replaced { old: None, .. } => "created".to_string(),
+                    FileOutcome::Replaced { .. } => "replaced".to_string(),
+                    FileOutcome::WouldReplace { old: None, .. } => "would be created".to_string(),
+                    FileOutcome::WouldReplace { .. } => "would be replaced".to_string(),
+                    FileOutcome::Failed(why) => format!("FAILED ({why})"),
+                };
+                format!("{} {what}", f.category)
+            })
+            .collect();
+        if parts.is_empty() {
+            // The API call itself failed.
+            parts.extend(self.failures.iter().map(|f| f.message.clone()));
+        }
+        match &self.hook {
+            Some(Ok(())) => parts.push("hook ok".into()),
+            Some(Err(e)) => parts.push(format!("hook FAILED ({e})")),
+            None => {}
+        }
+        parts.join("; ")
+    }
+
+    fn fail(&mut self, reason: &'static str, message: String, transient: bool) {
+        self.transient |= transient;
+        self.failures.push(Failure { reason, message });
+    }
+}
+
+/// Runs rounds. Shared by the scheduler's tasks.
+#[derive(Debug)]
+pub struct Syncer {
+    pub client: Client,
+    pub dry_run: bool,
+}
+
+impl Syncer {
+    /// Syncs one instance once.
+    pub async fn sync(self: &Arc<Self>, inst: &Instance) -> Report {
+        let mut report = Report::default();
+        let id = inst.id.as_str();
+        let name = inst.label();
+
+        let links = match self.client.download_links(&inst.project_id, id).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(
+                    instance = name,
+                    instance_id = id,
+                    reason = e.reason(),
+                    "failed: {e}"
+                );
+                report.retry_after = e.retry_after();
+                report.fail(e.reason(), e.to_string(), e.is_transient());
+                return report;
+            }
+        };
+
+        // Download and check every configured category.
+        let mut fetched: Vec<Option<Verified>> = Vec::with_capacity(inst.outputs.len());
+        let mut errors: Vec<Option<String>> = Vec::with_capacity(inst.outputs.len());
+        for out in &inst.outputs {
+            match self.fetch(inst, out.category, &links).await {
+                Ok(v) => {
+                    fetched.push(Some(v));
+                    errors.push(None);
+                }
+                Err((reason, msg, transient)) => {
+                    tracing::warn!(
+                        instance = name,
+                        instance_id = id,
+                        category = %out.category,
+                        reason,
+                        "failed: {msg}; keeping {}",
+                        out.path.display()
+                    );
+                    report.fail(reason, format!("{}: {msg}", out.category), transient);
+                    fetched.push(None);
+                    errors.push(Some(msg));
+                }
+            }
+        }
+
+        // Compare with the disk and write, on the blocking pool.
+        let this = Arc::clone(self);
+        let inst_c = inst.clone();
+        let disk = tokio::task::spawn_blocking(move || this.apply(&inst_c, fetched)).await;
+        let (slots, plan, writes, fetched) = match disk {
+            Ok(r) => r,
+            Err(e) => {
+                report.fail("internal", format!("disk task failed: {e}"), false);
+                return report;
+            }
+        };
+
+        let mut changed = Vec::new();
+        for (i, out) in inst.outputs.iter().enumerate() {
+            let not_after = fetched[i].as_ref().map(Verified::not_after);
+            let outcome = if let Some(msg) = &errors[i] {
+                FileOutcome::Failed(msg.clone())
+            } else if let Some(slot_err) = &slots[i].1 {
+                tracing::warn!(instance = name, instance_id = id, category = %out.category, reason = "disk", "failed: {slot_err}");
+                report.fail("disk", format!("{}: {slot_err}", out.category), false);
+                FileOutcome::Failed(slot_err.clone())
+            } else if plan.unchanged.contains(&i) {
+                tracing::info!(instance = name, instance_id = id, category = %out.category, path = %out.path.display(), "unchanged");
+                FileOutcome::Unchanged
+            } else if let Some(w) = plan.writes.iter().find(|w| w.slot == i) {
+                let old_hex = w.old.as_ref().map(hex).unwrap_or_default();
+                let new_hex = hex(&w.new);
+                match writes.iter().find(|(s, _)| *s == i).map(|(_, r)| r) {
+                    None if self.dry_run => {
+                        tracing::info!(instance = name, instance_id = id, category = %out.category, path = %out.path.display(), old_sha256 = %old_hex, new_sha256 = %new_hex, "would replace (dry run)");
+                        FileOutcome::WouldReplace {
+                            old: w.old,
+                            new: w.new,
+                        }
+                    }
+                    Some(Ok(())) => {
+                        tracing::info!(instance = name, instance_id = id, category = %out.category, path = %out.path.display(), old_sha256 = %old_hex, new_sha256 = %new_hex, "replaced");
+                        changed.push(ChangedFile {
+                            path: out.path.clone(),
+                            old: w.old,
+                            new: w.new,
+                        });
+                        FileOutcome::Replaced {
+                            old: w.old,
+                            new: w.new,
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(instance = name, instance_id = id, category = %out.category, reason = "write", "failed: {e}");
+                        report.fail("write", format!("{}: {e}", out.category), false);
+                        FileOutcome::Failed(e.clone())
+                    }
+                    None => FileOutcome::Failed("not written".into()),
+                }
+            } else {
+                FileOutcome::Failed("not fetched".into())
+            };
+            report.files.push(FileReport {
+                category: out.category,
+                path: out.path.clone(),
+                outcome,
+                not_after,
+            });
+        }
+
+        if plan.run_hook && !self.dry_run && !changed.is_empty() {
+            if let Some(argv) = &inst.on_change {
+                let call = HookCall {
+                    instance_id: inst.id.clone(),
+                    instance_name: name.to_string(),
+                    changed,
+                };
+                let result = hooks::run(argv, inst.hook_timeout, &call).await;
+                match &result {
+                    Ok(()) => tracing::info!(instance = name, instance_id = id, "hook succeeded"),
+                    Err(e) => tracing::warn!(
+                        instance = name,
+                        instance_id = id,
+                        reason = "hook",
+                        "hook failed: {e}"
+                    ),
+                }
+                report.hook = Some(result);
+            }
+        }
+        report
+    }
+
+    /// Downloads and checks one category.
+    async fn fetch(
+        &self,
+        inst: &Instance,
+        category: Category,
+        links: &[cloud::Link],
+    ) -> Result<Verified, (&'static str, String, bool)> {
+        let Some(link) = links.iter().find(|l| l.category == category.as_str()) else {
+            let listed: Vec<&str> = links.iter().map(|l| l.category.as_str()).collect();
+            return Err((
+                "api_missing_category",
+                format!(
+                    "the API's answer has no {category} certificate (it lists: {})",
+                    if listed.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        listed.join(", ")
+                    }
+                ),
+                false,
+            ));
+        };
+        let body = self
+            .client
+            .download(&link.url)
+            .await
+            .map_err(|e: DownloadError| {
+                (
+                    "download",
+                    format!(
+                        "download from {} failed: {e}",
+                        cloud::redact_link(&link.url)
+                    ),
+                    e.is_transient(),
+                )
+            })?;
+        let verified = certcheck::verify(&body, SystemTime::now())
+            .map_err(|e| ("verify", format!("refused the download: {e}"), false))?;
+        for c in &verified.certs {
+            tracing::info!(
+                instance = inst.label(),
+                instance_id = %inst.id,
+                category = %category,
+                subject = %c.subject,
+                not_after = %certcheck::format_time(c.not_after),
+                sha256 = %hex(&verified.sha256),
+                "fetched"
+            );
+        }
+        Ok(verified)
+    }
+
+    /// Reads the disk, plans, and (unless dry-running) writes. Blocking.
+    #[allow(clippy::type_complexity)]
+    fn apply(
+        &self,
+        inst: &Instance,
+        fetched: Vec<Option<Verified>>,
+    ) -> (
+        Vec<(Slot, Option<String>)>,
+        plan::Plan,
+        Vec<(usize, Result<(), String>)>,
+        Vec<Option<Verified>>,
+    ) {
+        let slots: Vec<(Slot, Option<String>)> = inst
+            .outputs
+            .iter()
+            .zip(&fetched)
+            .map(|(out, v)| {
+                let (on_disk, err) = match output::current_digest(&out.path) {
+                    Ok(d) => (d, None),
+                    Err(e) => (
+                        None,
+                        Some(format!("cannot read {}: {e}", out.path.display())),
+                    ),
+                };
+                let slot = Slot {
+                    category: out.category,
+                    path: out.path.clone(),
+                    on_disk,
+                    // A file we cannot read is never overwritten blindly.
+                    verified: if err.is_some() {
+                        None
+                    } else {
+                        v.as_ref().map(|v| v.sha256)
+                    },
+                };
+                (slot, err)
+            })
+            .collect();
+        let plain: Vec<Slot> = slots.iter().map(|(s, _)| s.clone()).collect();
+        let plan = plan::plan(&plain, inst.on_change.is_some());
+        let mut writes = Vec::new();
+        if !self.dry_run {
+            for w in &plan.writes {
+                let Some(v) = fetched[w.slot].as_ref() else {
+                    continue;
+                };
+                let r = output::replace(&w.path, &v.pem, &inst.perms)
+                    .map_err(|e: WriteError| e.to_string());
+                writes.push((w.slot, r));
+            }
+        }
+        (slots, plan, writes, fetched)
+    }
+}
