@@ -359,10 +359,10 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> 
 }
 
 fn validate_cloud(raw: &RawCloud) -> Result<Cloud, ConfigError> {
-    if let Some(region) = &raw.region {
-        if region.trim().is_empty() {
-            return Err(err("cloud.region", "must not be empty"));
-        }
+    if let Some(region) = &raw.region
+        && region.trim().is_empty()
+    {
+        return Err(err("cloud.region", "must not be empty"));
     }
     let endpoint = match (&raw.endpoint, &raw.region) {
         (Some(e), _) => https_url("cloud.endpoint", e)?,
@@ -553,13 +553,13 @@ fn validate_instance(
         })?),
     };
     for (field, v) in [("owner", &raw.owner), ("group", &raw.group)] {
-        if let Some(NameOrId::Name(n)) = v {
-            if n.is_empty() || n.contains([':', '/', '\n']) {
-                return Err(err(
-                    format!("{key}.{field}"),
-                    format!("{n:?} is not a valid {field} name"),
-                ));
-            }
+        if let Some(NameOrId::Name(n)) = v
+            && (n.is_empty() || n.contains([':', '/', '\n']))
+        {
+            return Err(err(
+                format!("{key}.{field}"),
+                format!("{n:?} is not a valid {field} name"),
+            ));
         }
     }
     let on_change = match &raw.on_change {

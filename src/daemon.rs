@@ -52,16 +52,13 @@ pub async fn run(config_path: PathBuf, config: Config, syncer: Arc<Syncer>) {
 
     let reloader = reload_on_hangup(config_path, instances, tx);
     let mut observer = LogObserver;
-    let sched = scheduler::run(
+    let setup = scheduler::Setup {
         keys,
-        timing(&config),
-        config.sync.concurrency,
-        round,
-        rx,
-        &mut observer,
-        service::shutdown_signal(),
-        SHUTDOWN_GRACE,
-    );
+        timing: timing(&config),
+        concurrency: config.sync.concurrency,
+        grace: SHUTDOWN_GRACE,
+    };
+    let sched = scheduler::run(setup, round, rx, &mut observer, service::shutdown_signal());
     tokio::select! {
         _ = sched => {}
         _ = reloader => {}

@@ -92,6 +92,18 @@ pub trait Observer {
     fn tick(&mut self) {}
 }
 
+/// The scheduler's starting point.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// The instances' keys; each one's first round starts at once.
+    pub keys: Vec<String>,
+    pub timing: Timing,
+    /// Rounds in progress at once, at most.
+    pub concurrency: usize,
+    /// How long rounds in progress may finish after shutdown.
+    pub grace: Duration,
+}
+
 #[derive(Debug)]
 struct Entry {
     due: Instant,
@@ -104,15 +116,18 @@ struct Entry {
 /// Runs rounds forever, until `shutdown` resolves. Rounds in progress at
 /// shutdown get `grace` to finish, then are dropped.
 pub async fn run(
-    keys: Vec<String>,
-    mut timing: Timing,
-    mut concurrency: usize,
+    setup: Setup,
     round: RoundFn,
     mut commands: mpsc::Receiver<Command>,
     observer: &mut dyn Observer,
     shutdown: impl Future<Output = ()>,
-    grace: Duration,
 ) {
+    let Setup {
+        keys,
+        mut timing,
+        mut concurrency,
+        grace,
+    } = setup;
     let now = Instant::now();
     let mut table: HashMap<String, Entry> = keys
         .into_iter()
@@ -325,18 +340,19 @@ mod tests {
         });
         let (_tx, rx) = mpsc::channel(1);
         run(
-            keys.iter().map(|s| s.to_string()).collect(),
-            timing,
-            concurrency,
+            Setup {
+                keys: keys.iter().map(|s| s.to_string()).collect(),
+                timing,
+                concurrency,
+                grace: Duration::from_millis(100),
+            },
             round,
             rx,
             &mut NullObserver,
             tokio::time::sleep(run_for),
-            Duration::from_millis(100),
         )
         .await;
-        let v = log.starts.lock().unwrap().clone();
-        v
+        log.starts.lock().unwrap().clone()
     }
 
     fn starts_of(log: &[(String, Duration)], key: &str) -> Vec<u64> {
@@ -414,14 +430,16 @@ mod tests {
         let keys: Vec<String> = (0..20).map(|i| format!("i{i}")).collect();
         let (_tx, rx) = mpsc::channel(1);
         run(
-            keys,
-            T,
-            3,
+            Setup {
+                keys,
+                timing: T,
+                concurrency: 3,
+                grace: Duration::from_millis(10),
+            },
             round,
             rx,
             &mut NullObserver,
             tokio::time::sleep(Duration::from_secs(60)),
-            Duration::from_millis(10),
         )
         .await;
         assert_eq!(in_flight.lock().unwrap().1, 3);
@@ -451,14 +469,16 @@ mod tests {
         };
         let mut observer = NullObserver;
         let sched = run(
-            vec!["a".into(), "b".into()],
-            T,
-            4,
+            Setup {
+                keys: vec!["a".into(), "b".into()],
+                timing: T,
+                concurrency: 4,
+                grace: Duration::from_millis(10),
+            },
             round,
             rx,
             &mut observer,
             tokio::time::sleep(Duration::from_secs(30)),
-            Duration::from_millis(10),
         );
         tokio::join!(sched, driver);
         let mut got = started.lock().unwrap().clone();

@@ -226,25 +226,27 @@ impl Syncer {
             });
         }
 
-        if plan.run_hook && !self.dry_run && !changed.is_empty() {
-            if let Some(argv) = &inst.on_change {
-                let call = HookCall {
-                    instance_id: inst.id.clone(),
-                    instance_name: name.to_string(),
-                    changed,
-                };
-                let result = hooks::run(argv, inst.hook_timeout, &call).await;
-                match &result {
-                    Ok(()) => tracing::info!(instance = name, instance_id = id, "hook succeeded"),
-                    Err(e) => tracing::warn!(
-                        instance = name,
-                        instance_id = id,
-                        reason = "hook",
-                        "hook failed: {e}"
-                    ),
-                }
-                report.hook = Some(result);
+        if plan.run_hook
+            && !self.dry_run
+            && !changed.is_empty()
+            && let Some(argv) = &inst.on_change
+        {
+            let call = HookCall {
+                instance_id: inst.id.clone(),
+                instance_name: name.to_string(),
+                changed,
+            };
+            let result = hooks::run(argv, inst.hook_timeout, &call).await;
+            match &result {
+                Ok(()) => tracing::info!(instance = name, instance_id = id, "hook succeeded"),
+                Err(e) => tracing::warn!(
+                    instance = name,
+                    instance_id = id,
+                    reason = "hook",
+                    "hook failed: {e}"
+                ),
             }
+            report.hook = Some(result);
         }
         report
     }

@@ -111,10 +111,10 @@ impl SecretReader {
         };
         let stamp = stamp(path)?;
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((cached_stamp, secret)) = cache.as_ref() {
-            if *cached_stamp == stamp {
-                return Ok(secret.clone());
-            }
+        if let Some((cached_stamp, secret)) = cache.as_ref()
+            && *cached_stamp == stamp
+        {
+            return Ok(secret.clone());
         }
         let secret = read_secret_file(path)?;
         *cache = Some((stamp, secret.clone()));

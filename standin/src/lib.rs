@@ -1,0 +1,316 @@
+//! `dds-standin`: a local HTTPS stand-in of the Huawei Cloud DDS API and of
+//! the host its certificate download links point to.
+//!
+//! [`StandIn::start`] binds two loopback listeners, each served over real
+//! TLS (rustls, `ring`) with a server certificate from the stand-in's own CA
+//! ([`StandIn::ca_pem`]):
+//!
+//! * the **API** (`https://127.0.0.1:{port}`, [`StandIn::api_url`]) answers
+//!   `GET /v3/{project_id}/instances/{instance_id}/ssl-cert/download-link`
+//!   like DDS does: `X-Auth-Token` is checked (401 `APIGW.0301`), unknown
+//!   instances get 404 `DBS.200002`, an instance of another project 403
+//!   `DBS.200010`, and a success lists a fresh pre-signed-looking link per
+//!   category. It also hosts a small admin API under `/__standin/` (see
+//!   the crate README or `GET /__standin/`).
+//! * the **download host** (`localhost:{port}`, [`StandIn::download_host`])
+//!   serves the current certificate of each instance and category, but only
+//!   through a link the API issued within [`Options::link_ttl`]; otherwise it
+//!   answers 403 with an OBS-style XML error.
+//!
+//! Every request on either listener is recorded ([`StandIn::requests`]), and
+//! [`FaultRule`]s make either side misbehave on demand. The servers run on a
+//! dedicated thread with its own tokio runtime, so the handle works from
+//! plain `#[test]` functions and async tests alike; dropping the handle stops
+//! the servers and closes the ports.
+//!
+//! ```no_run
+//! let standin = dds_standin::StandIn::start();
+//! standin.add_instance("project-1", "instance-1");
+//! println!("{} {}", standin.api_url(), standin.download_host());
+//! ```
+
+mod admin;
+mod auth;
+mod body;
+mod certs;
+mod der;
+mod fault;
+mod record;
+mod server;
+mod state;
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener as StdTcpListener};
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+pub use certs::{
+    CertError, INTERNATIONAL, NATIONAL, expired_cert_pem, private_key_pem, sm2_cert_pem,
+};
+pub use fault::{Fault, FaultRule};
+pub use record::{Listener, Recorded};
+pub use state::OpError;
+
+use auth::{AuthCheck, TokenAuth};
+use state::Shared;
+
+/// Settings of a stand-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// The accepted `X-Auth-Token` (default `"standin-token"`).
+    pub token: String,
+    /// How long a download link stays valid after the API issued it
+    /// (default 5 minutes).
+    pub link_ttl: Duration,
+    /// Port of the API listener on 127.0.0.1 (default 0 = any free port).
+    pub api_port: u16,
+    /// Port of the download listener on 127.0.0.1 (default 0 = any free port).
+    pub download_port: u16,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            token: "standin-token".to_owned(),
+            link_ttl: Duration::from_secs(300),
+            api_port: 0,
+            download_port: 0,
+        }
+    }
+}
+
+/// A running stand-in. Dropping it stops both listeners.
+pub struct StandIn {
+    shared: Arc<Shared>,
+    token: String,
+    api_port: u16,
+    download_port: u16,
+    ca_pem: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for StandIn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StandIn")
+            .field("api_url", &self.api_url())
+            .field("download_host", &self.download_host())
+            .finish_non_exhaustive()
+    }
+}
+
+fn io_error(e: impl fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+fn bind_loopback(port: u16) -> std::io::Result<StdTcpListener> {
+    let listener = StdTcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+impl StandIn {
+    /// Starts a stand-in with [`Options::default`].
+    ///
+    /// # Panics
+    /// If the listeners cannot be bound or the runtime cannot start; see
+    /// [`StandIn::try_start_with`] for the fallible form.
+    pub fn start() -> StandIn {
+        StandIn::start_with(Options::default())
+    }
+
+    /// Starts a stand-in with the given options.
+    ///
+    /// # Panics
+    /// As [`StandIn::start`].
+    pub fn start_with(opts: Options) -> StandIn {
+        StandIn::try_start_with(opts).unwrap_or_else(|e| panic!("dds-standin: cannot start: {e}"))
+    }
+
+    /// Starts a stand-in, reporting failures (ports in use, no runtime).
+    pub fn try_start_with(opts: Options) -> std::io::Result<StandIn> {
+        let identity = certs::tls_identity().map_err(io_error)?;
+        let acceptor = server::tls_acceptor(&identity).map_err(io_error)?;
+
+        let api = bind_loopback(opts.api_port)?;
+        let download = bind_loopback(opts.download_port)?;
+        let api_port = api.local_addr()?.port();
+        let download_port = download.local_addr()?.port();
+        // Links name `localhost`, which may resolve to ::1 first. Serve there
+        // too when that port is free; 127.0.0.1 alone is enough otherwise.
+        let download_v6 =
+            StdTcpListener::bind(SocketAddr::from((Ipv6Addr::LOCALHOST, download_port)))
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .ok();
+
+        let checks: Vec<Box<dyn AuthCheck>> = vec![Box::new(TokenAuth::new(&opts.token))];
+        let shared = Arc::new(Shared::new(checks, opts.link_ttl, download_port));
+
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+        let task_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("dds-standin".to_owned())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listeners = [
+                        (Some(api), Listener::Api),
+                        (Some(download), Listener::Download),
+                        (download_v6, Listener::Download),
+                    ];
+                    for (listener, kind) in listeners {
+                        let Some(std_listener) = listener else {
+                            continue;
+                        };
+                        match tokio::net::TcpListener::from_std(std_listener) {
+                            Ok(l) => {
+                                tokio::spawn(server::serve(
+                                    l,
+                                    acceptor.clone(),
+                                    Arc::clone(&task_shared),
+                                    kind,
+                                ));
+                            }
+                            Err(e) => {
+                                eprintln!("dds-standin: cannot register a {kind:?} listener: {e}")
+                            }
+                        }
+                    }
+                    // Resolves on an explicit shutdown and when the handle is
+                    // dropped without one.
+                    let _ = shutdown_rx.await;
+                });
+                // Dropping the runtime cancels every server task and closes
+                // the listening and connected sockets.
+                drop(runtime);
+            })?;
+
+        Ok(StandIn {
+            shared,
+            token: opts.token,
+            api_port,
+            download_port,
+            ca_pem: identity.ca_pem,
+            shutdown: Some(shutdown_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// The DDS API endpoint, `https://127.0.0.1:{port}` (no trailing slash).
+    pub fn api_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.api_port)
+    }
+
+    /// The download host as `localhost:{port}`; links point there.
+    pub fn download_host(&self) -> String {
+        format!("localhost:{}", self.download_port)
+    }
+
+    /// PEM of the stand-in's CA, which signed both listeners' certificates.
+    pub fn ca_pem(&self) -> String {
+        self.ca_pem.clone()
+    }
+
+    /// Writes [`StandIn::ca_pem`] to a file.
+    pub fn write_ca(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::write(path, self.ca_pem.as_bytes())
+    }
+
+    /// The accepted `X-Auth-Token`.
+    pub fn token(&self) -> String {
+        self.token.clone()
+    }
+
+    /// Adds (or resets) an instance under a project, with fresh
+    /// certificates in both categories, both listed by the API.
+    ///
+    /// # Panics
+    /// Only if certificate generation fails (system RNG failure).
+    pub fn add_instance(&self, project_id: &str, instance_id: &str) {
+        self.shared
+            .add_instance(project_id, instance_id)
+            .unwrap_or_else(|e| panic!("dds-standin: add_instance: {e}"));
+    }
+
+    /// Sets which categories the API lists for an instance, in this order.
+    /// Listing a category that has no certificate yields a link that
+    /// answers 404 `NoSuchKey`.
+    ///
+    /// # Panics
+    /// If the instance was never added.
+    pub fn set_categories(&self, instance_id: &str, categories: &[&str]) {
+        self.shared
+            .set_categories(instance_id, categories)
+            .unwrap_or_else(|e| panic!("dds-standin: set_categories: {e}"));
+    }
+
+    /// Replaces the certificate of a slot with a new, distinct one (SM2/SM3
+    /// for `national`, ECDSA P-256 otherwise) and returns its PEM.
+    ///
+    /// # Panics
+    /// If the instance was never added.
+    pub fn rotate(&self, instance_id: &str, category: &str) -> String {
+        self.shared
+            .rotate(instance_id, category)
+            .unwrap_or_else(|e| panic!("dds-standin: rotate: {e}"))
+    }
+
+    /// What the download host serves now for a slot (lossy UTF-8).
+    ///
+    /// # Panics
+    /// If the instance or the slot does not exist.
+    pub fn cert_pem(&self, instance_id: &str, category: &str) -> String {
+        self.shared
+            .cert_body(instance_id, category)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_else(|e| panic!("dds-standin: cert_pem: {e}"))
+    }
+
+    /// Serves arbitrary bytes as a slot's certificate.
+    ///
+    /// # Panics
+    /// If the instance was never added.
+    pub fn set_cert_pem(&self, instance_id: &str, category: &str, body: &[u8]) {
+        self.shared
+            .set_cert(instance_id, category, body)
+            .unwrap_or_else(|e| panic!("dds-standin: set_cert_pem: {e}"));
+    }
+
+    /// Adds a fault rule after the existing ones.
+    pub fn push_fault(&self, rule: FaultRule) {
+        self.shared.push_fault(rule);
+    }
+
+    /// Removes all fault rules.
+    pub fn clear_faults(&self) {
+        self.shared.clear_faults();
+    }
+
+    /// Every request seen on every listener so far, in arrival order.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared.requests()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        self.shared.clear_requests();
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            // Joining guarantees the ports are closed when drop returns.
+            let _ = thread.join();
+        }
+    }
+}
