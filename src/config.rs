@@ -7,13 +7,16 @@
 //! 2. [`validate`]: raw structs to a [`Config`] whose invariants hold (durations
 //!    positive, at least one output per instance, no two outputs on one path,
 //!    endpoints derivable, ...). Pure apart from nothing: it consults neither
-//!    the file system nor the user database.
+//!    the file system nor the user database. [`validate_with_env`] is the same
+//!    with a snapshot of the official SDKs' environment ([`SdkEnv`]), which the
+//!    `auto` auth method and `HUAWEICLOUD_SDK_IAM_ENDPOINT` need.
 //! 3. [`resolve`]: the part that consults the system: owner and group names,
-//!    the token file's presence.
+//!    secret files readable, secret variables set.
 //!
-//! [`load`] runs all three on a file. Every error is a [`ConfigError`] that
-//! names the file, the key (`sync.interval`, `instances[2].mode`, ...) and, where
-//! TOML knows it, the line.
+//! [`load`] runs all three on a file, taking the [`SdkEnv`] snapshot itself.
+//! Every error is a [`ConfigError`] that names the file, the key
+//! (`sync.interval`, `instances[2].mode`, ...) and, where TOML knows it, the
+//! line.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -23,7 +26,11 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cloud::endpoint;
-use crate::secret::Secret;
+
+mod auth;
+pub use auth::{
+    AkSk, Auth, CredentialsFile, MetadataAuth, PasswordAuth, RawAuth, SdkEnv, SecretSource,
+};
 
 /// The default location of the config file.
 pub const DEFAULT_PATH: &str = "/etc/dds-certsync/config.toml";
@@ -76,6 +83,14 @@ pub struct RawConfig {
     pub sync: RawSync,
     #[serde(default)]
     pub instances: Vec<RawInstance>,
+    pub server: Option<RawServer>,
+}
+
+/// `[server]`: the health and metrics endpoints (off unless `listen` is set).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,16 +103,6 @@ pub struct RawCloud {
     pub ca_file: Option<PathBuf>,
 }
 
-/// `[auth]`, selected by `method`.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "method", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum RawAuth {
-    Token {
-        token: Option<Secret>,
-        token_file: Option<PathBuf>,
-    },
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSync {
@@ -107,6 +112,7 @@ pub struct RawSync {
     pub max_backoff: Option<Dur>,
     pub concurrency: Option<i64>,
     pub state_dir: Option<PathBuf>,
+    pub expiry_warning: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,6 +128,8 @@ pub struct RawInstance {
     pub group: Option<NameOrId>,
     pub on_change: Option<Vec<String>>,
     pub hook_timeout: Option<Dur>,
+    pub reload_signal: Option<String>,
+    pub pidfile: Option<PathBuf>,
 }
 
 /// A user or group, by name or by number.
@@ -158,6 +166,14 @@ pub struct Config {
     pub auth: Auth,
     pub sync: SyncSettings,
     pub instances: Vec<Instance>,
+    pub server: Server,
+}
+
+/// `[server]`, validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Server {
+    /// Where `/healthz`, `/readyz` and `/metrics` are served; `None`: nowhere.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -170,21 +186,6 @@ pub struct Cloud {
     pub ca_file: Option<PathBuf>,
 }
 
-/// How requests to the API are authenticated.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Auth {
-    /// An IAM token sent as `X-Auth-Token`.
-    Token(SecretSource),
-}
-
-/// Where a secret comes from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SecretSource {
-    Inline(Secret),
-    /// Re-read when the file changes; a trailing newline is trimmed.
-    File(PathBuf),
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyncSettings {
     pub interval: Duration,
@@ -193,6 +194,8 @@ pub struct SyncSettings {
     pub max_backoff: Duration,
     pub concurrency: usize,
     pub state_dir: PathBuf,
+    /// A certificate on disk expiring within this is warned about.
+    pub expiry_warning: Duration,
 }
 
 /// The two certificate categories DDS offers.
@@ -233,6 +236,8 @@ pub struct Instance {
     pub perms: Perms,
     pub on_change: Option<Vec<String>>,
     pub hook_timeout: Duration,
+    /// Instead of `on_change`: a signal sent to the process in a pidfile.
+    pub reload_signal: Option<ReloadSignal>,
 }
 
 impl Instance {
@@ -240,6 +245,19 @@ impl Instance {
     pub fn label(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.id)
     }
+
+    /// Whether a change is followed by a hook (a command or a signal).
+    pub fn has_hook(&self) -> bool {
+        self.on_change.is_some() || self.reload_signal.is_some()
+    }
+}
+
+/// `reload_signal` + `pidfile`: the signal to send, and the file naming the
+/// process, re-read on every delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadSignal {
+    pub signal: nix::sys::signal::Signal,
+    pub pidfile: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,6 +285,7 @@ const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(1800);
 const DEFAULT_CONCURRENCY: usize = 8;
 const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_STATE_DIR: &str = "/var/lib/dds-certsync";
+const DEFAULT_EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
 
 // ---------------------------------------------------------------------------
 // Step 1: parse.
@@ -301,18 +320,28 @@ fn toml_error(text: &str, path: &str, e: toml::de::Error) -> ConfigError {
 /// Checks the raw config and builds the validated form. `base_dir` anchors
 /// relative output paths (the directory of the config file).
 pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
-    let cloud = validate_cloud(&raw.cloud)?;
-    let auth = match raw.auth {
-        None => {
-            return Err(err(
-                "auth",
-                "missing [auth] section; set method = \"token\" with token or token_file",
-            ));
-        }
-        Some(RawAuth::Token { token, token_file }) => {
-            Auth::Token(one_secret("auth", "token", token, token_file, base_dir)?)
-        }
-    };
+    validate_with_env(raw, base_dir, &SdkEnv::default())
+}
+
+/// [`validate`], with a snapshot of the official SDKs' environment
+/// (`HUAWEICLOUD_SDK_*`, the credentials file), which the `auto` auth method
+/// and `HUAWEICLOUD_SDK_IAM_ENDPOINT` consult. Still pure: the snapshot is
+/// taken by [`load`].
+pub fn validate_with_env(
+    mut raw: RawConfig,
+    base_dir: &Path,
+    sdk_env: &SdkEnv,
+) -> Result<Config, ConfigError> {
+    let mut cloud = validate_cloud(&raw.cloud)?;
+    let config_iam = raw.cloud.iam_endpoint.is_some();
+    let (auth, auth_defaults) =
+        auth::validate(raw.auth.take(), &mut cloud, config_iam, base_dir, sdk_env)?;
+    let default_project = raw.cloud.project_id.clone().or(auth_defaults.project_id);
+    if raw.cloud.project_id.is_none()
+        && let Some(p) = &default_project
+    {
+        check_project_id("cloud.project_id", p)?;
+    }
     let sync = validate_sync(&raw.sync, base_dir)?;
 
     if raw.instances.is_empty() {
@@ -326,7 +355,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> 
     let mut paths: HashMap<PathBuf, String> = HashMap::new();
     for (i, ri) in raw.instances.iter().enumerate() {
         let key = format!("instances[{i}]");
-        let inst = validate_instance(&key, ri, raw.cloud.project_id.as_deref(), base_dir)?;
+        let inst = validate_instance(&key, ri, default_project.as_deref(), base_dir)?;
         if let Some(first) = ids.insert(&ri.id, i) {
             return Err(err(
                 format!("{key}.id"),
@@ -350,12 +379,29 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> 
         }
         instances.push(inst);
     }
+    let server = validate_server(raw.server.as_ref())?;
     Ok(Config {
         cloud,
         auth,
         sync,
         instances,
+        server,
     })
+}
+
+fn validate_server(raw: Option<&RawServer>) -> Result<Server, ConfigError> {
+    let Some(listen) = raw.and_then(|r| r.listen.as_deref()) else {
+        return Ok(Server::default());
+    };
+    let addr = listen.trim().parse().map_err(|_| {
+        err(
+            "server.listen",
+            format!(
+                "{listen:?} is not an address and port such as \"127.0.0.1:9464\" or \"[::1]:9464\""
+            ),
+        )
+    })?;
+    Ok(Server { listen: Some(addr) })
 }
 
 fn validate_cloud(raw: &RawCloud) -> Result<Cloud, ConfigError> {
@@ -428,30 +474,6 @@ fn check_project_id(key: &str, p: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn one_secret(
-    section: &str,
-    name: &str,
-    inline: Option<Secret>,
-    file: Option<PathBuf>,
-    base_dir: &Path,
-) -> Result<SecretSource, ConfigError> {
-    match (inline, file) {
-        (Some(_), Some(_)) => Err(err(
-            format!("{section}.{name}"),
-            format!("set either {name} or {name}_file, not both"),
-        )),
-        (Some(s), None) if s.is_empty() => {
-            Err(err(format!("{section}.{name}"), "must not be empty"))
-        }
-        (Some(s), None) => Ok(SecretSource::Inline(s)),
-        (None, Some(f)) => Ok(SecretSource::File(base_dir.join(f))),
-        (None, None) => Err(err(
-            format!("{section}.{name}"),
-            format!("missing; set {name} or {name}_file"),
-        )),
-    }
-}
-
 fn validate_sync(raw: &RawSync, base_dir: &Path) -> Result<SyncSettings, ConfigError> {
     let positive = |key: &str, v: Option<Dur>, default: Duration| {
         let d = v.map(|d| d.0).unwrap_or(default);
@@ -482,6 +504,10 @@ fn validate_sync(raw: &RawSync, base_dir: &Path) -> Result<SyncSettings, ConfigE
             .as_ref()
             .map(|p| base_dir.join(p))
             .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+        expiry_warning: raw
+            .expiry_warning
+            .map(|d| d.0)
+            .unwrap_or(DEFAULT_EXPIRY_WARNING),
     })
 }
 
@@ -582,6 +608,7 @@ fn validate_instance(
         }
         Some(Dur(d)) => d,
     };
+    let reload_signal = validate_reload_signal(key, raw, on_change.is_some(), base_dir)?;
     Ok(Instance {
         id: raw.id.clone(),
         name: raw.name.clone().filter(|n| !n.is_empty()),
@@ -596,7 +623,67 @@ fn validate_instance(
         },
         on_change,
         hook_timeout,
+        reload_signal,
     })
+}
+
+/// `reload_signal` and `pidfile` go together, and replace `on_change` (one
+/// reload action per instance, so "delivered" has one meaning; a script in
+/// `on_change` can still signal a process and do more).
+fn validate_reload_signal(
+    key: &str,
+    raw: &RawInstance,
+    has_on_change: bool,
+    base_dir: &Path,
+) -> Result<Option<ReloadSignal>, ConfigError> {
+    let (name, pidfile) = match (&raw.reload_signal, &raw.pidfile) {
+        (None, None) => return Ok(None),
+        (Some(_), None) => {
+            return Err(err(
+                format!("{key}.pidfile"),
+                "reload_signal needs pidfile, the file holding the PID to signal, for example \"/run/app.pid\"",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(err(
+                format!("{key}.reload_signal"),
+                "pidfile needs reload_signal, for example \"SIGHUP\"",
+            ));
+        }
+        (Some(n), Some(p)) => (n, p),
+    };
+    if has_on_change {
+        return Err(err(
+            format!("{key}.reload_signal"),
+            "set either on_change or reload_signal, not both; to do both, signal the process from the on_change command",
+        ));
+    }
+    let upper = name.trim().to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    use nix::sys::signal::Signal;
+    let signal = full
+        .parse::<Signal>()
+        .ok()
+        .filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP))
+        .ok_or_else(|| {
+            err(
+                format!("{key}.reload_signal"),
+                format!(
+                    "{name:?} is not a signal a process can handle; use a name such as \"SIGHUP\" or \"SIGUSR1\""
+                ),
+            )
+        })?;
+    if pidfile.as_os_str().is_empty() {
+        return Err(err(format!("{key}.pidfile"), "must not be empty"));
+    }
+    Ok(Some(ReloadSignal {
+        signal,
+        pidfile: base_dir.join(pidfile),
+    }))
 }
 
 /// Parses "0644", "644" or "0o644" into a permission mode.
@@ -631,10 +718,7 @@ fn normalize(p: &Path) -> PathBuf {
 
 /// Resolves owner and group names and checks that secret files exist.
 pub fn resolve(mut config: Config) -> Result<Config, ConfigError> {
-    match &config.auth {
-        Auth::Token(SecretSource::File(p)) => check_readable("auth.token_file", p)?,
-        Auth::Token(SecretSource::Inline(_)) => {}
-    }
+    auth::resolve(&config.auth)?;
     for (i, inst) in config.instances.iter_mut().enumerate() {
         if let Some(o) = &inst.perms.owner {
             inst.perms.uid = Some(match o {
@@ -701,7 +785,11 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         .unwrap_or_else(|| PathBuf::from("."));
     let base_dir = std::path::absolute(&base_dir).unwrap_or(base_dir);
     let raw = parse(&text).map_err(with_file)?;
-    let config = validate(raw, &base_dir).map_err(with_file)?;
+    if raw.auth.as_ref().is_some_and(RawAuth::has_inline_secret) {
+        auth::warn_if_readable_by_others(path, "the config file");
+    }
+    let sdk_env = SdkEnv::capture(matches!(raw.auth, None | Some(RawAuth::Auto { .. })));
+    let config = validate_with_env(raw, &base_dir, &sdk_env).map_err(with_file)?;
     resolve(config).map_err(with_file)
 }
 
@@ -869,6 +957,71 @@ international = "/tmp/x/a.crt"
             c.instances[0].outputs[0].path,
             PathBuf::from("/base/out/a.crt")
         );
+    }
+
+    #[test]
+    fn server_is_off_by_default_and_listen_is_checked() {
+        let c = check(MINIMAL).unwrap();
+        assert_eq!(c.server.listen, None);
+        assert_eq!(c.sync.expiry_warning, Duration::from_secs(30 * 86400));
+        let text = format!("{MINIMAL}\n[server]\nlisten = \"127.0.0.1:9464\"\n");
+        assert_eq!(
+            check(&text).unwrap().server.listen,
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        let text = format!("{MINIMAL}\n[server]\nlisten = \"localhost\"\n");
+        let e = check(&text).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("server.listen"));
+        let text = format!("{MINIMAL}\n[server]\nport = 1\n");
+        assert_eq!(
+            check(&text).unwrap_err().key.as_deref(),
+            Some("server.port")
+        );
+    }
+
+    #[test]
+    fn expiry_warning_is_a_duration() {
+        let text = MINIMAL.replace(
+            "[[instances]]",
+            "[sync]\nexpiry_warning = \"14d\"\n[[instances]]",
+        );
+        assert_eq!(
+            check(&text).unwrap().sync.expiry_warning,
+            Duration::from_secs(14 * 86400)
+        );
+    }
+
+    #[test]
+    fn reload_signal_needs_a_pidfile_and_excludes_on_change() {
+        let c = check(&format!(
+            "{MINIMAL}reload_signal = \"hup\"\npidfile = \"run/app.pid\"\n"
+        ))
+        .unwrap();
+        let r = c.instances[0].reload_signal.as_ref().unwrap();
+        assert_eq!(r.signal, nix::sys::signal::Signal::SIGHUP);
+        assert_eq!(r.pidfile, PathBuf::from("/base/run/app.pid"));
+        assert!(c.instances[0].has_hook());
+
+        let e = check(&format!("{MINIMAL}reload_signal = \"SIGHUP\"\n")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("instances[0].pidfile"));
+        let e = check(&format!("{MINIMAL}pidfile = \"/run/a.pid\"\n")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("instances[0].reload_signal"));
+        let e = check(&format!(
+            "{MINIMAL}reload_signal = \"SIGHUP\"\npidfile = \"/a\"\non_change = [\"/bin/true\"]\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("instances[0].reload_signal"));
+        for bad in ["SIGKILL", "SIGBOGUS", "", "9"] {
+            let e = check(&format!(
+                "{MINIMAL}reload_signal = \"{bad}\"\npidfile = \"/a\"\n"
+            ))
+            .unwrap_err();
+            assert_eq!(
+                e.key.as_deref(),
+                Some("instances[0].reload_signal"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -16,12 +16,15 @@
 pub mod api;
 pub mod auth;
 pub mod endpoint;
+pub mod iam;
+pub mod metadata;
+pub mod profile;
 pub mod signer;
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 
 pub use api::{ApiError, Link};
 
@@ -137,25 +140,34 @@ impl Client {
         project_id: &str,
         instance_id: &str,
     ) -> Result<Vec<Link>, ApiError> {
-        let url = format!(
-            "{}/v3/{project_id}/instances/{instance_id}/ssl-cert/download-link",
-            self.endpoint
-        );
+        // The path goes on the wire in the signer's canonical encoding, so
+        // that what the gateway recomputes is what was signed.
+        let path = signer::encode_path(&format!(
+            "/v3/{project_id}/instances/{instance_id}/ssl-cert/download-link"
+        ));
+        let url = format!("{}{}", self.endpoint, path.trim_end_matches('/'));
         let mut attempt = 0;
         loop {
             attempt += 1;
+            // Every header that goes on the wire is set here, so that AK/SK
+            // signing covers them all (reqwest would add these two later).
             let mut req = self
                 .http
                 .get(&url)
+                .header(reqwest::header::USER_AGENT, USER_AGENT)
+                .header(ACCEPT, "*/*")
                 .header(CONTENT_TYPE, "application/json")
                 .header("X-Project-Id", project_id)
                 .build()
                 .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
-            self.credentials
-                .apply(&mut req)
+            let applied = self
+                .credentials
+                .apply(&self.http, &mut req, project_id)
                 .await
-                .map_err(|e| ApiError::Auth(e.to_string()))?;
-            let resp = self.http.execute(req).await.map_err(request_error)?;
+                .map_err(auth_error)?;
+            let resp = self.http.execute(req).await;
+            crate::metrics::api_request(resp.as_ref().ok().map(|r| r.status().as_u16()));
+            let resp = resp.map_err(request_error)?;
             let status = resp.status();
             let request_id = header_string(&resp, "x-request-id");
             let retry_after = resp
@@ -168,8 +180,13 @@ impl Client {
                 }
                 ReadError::Http(e) => request_error(e),
             })?;
-            if status == StatusCode::UNAUTHORIZED && attempt == 1 && self.retry_on_401() {
-                self.credentials.invalidate();
+            if status == StatusCode::UNAUTHORIZED && attempt == 1 && self.credentials.retry_on_401()
+            {
+                tracing::info!(
+                    instance_id,
+                    "the API refused the credentials (HTTP 401); fetching fresh ones and retrying once"
+                );
+                self.credentials.invalidate(project_id, applied).await;
                 continue;
             }
             if !status.is_success() {
@@ -181,14 +198,6 @@ impl Client {
                 ));
             }
             return api::parse_links(&body);
-        }
-    }
-
-    /// Whether a 401 may be cured by fetching credentials afresh.
-    fn retry_on_401(&self) -> bool {
-        match &self.credentials {
-            // A token file may have been rotated since it was last read.
-            auth::Credentials::Token(_) => false,
         }
     }
 
@@ -229,6 +238,17 @@ impl Client {
             ReadError::TooLarge => DownloadError::TooLarge,
             ReadError::Http(e) => download_request_error(e),
         })
+    }
+}
+
+/// A credentials failure as an API error: transient ones (IAM or the
+/// metadata service unreachable, throttled, failing) are retried like network
+/// trouble.
+fn auth_error(e: auth::AuthError) -> ApiError {
+    if e.is_transient() {
+        ApiError::Network(format!("credentials: {e}"))
+    } else {
+        ApiError::Auth(e.to_string())
     }
 }
 

@@ -1,14 +1,18 @@
-//! `dds-standin`: a local HTTPS stand-in of the Huawei Cloud DDS API and of
-//! the host its certificate download links point to.
+//! `dds-standin`: a local stand-in of the Huawei Cloud DDS API, of the host
+//! its certificate download links point to, of IAM and of the ECS metadata
+//! service.
 //!
-//! [`StandIn::start`] binds two loopback listeners, each served over real
-//! TLS (rustls, `ring`) with a server certificate from the stand-in's own CA
-//! ([`StandIn::ca_pem`]):
+//! [`StandIn::start`] binds loopback listeners; the first three are served
+//! over real TLS (rustls, `ring`) with a server certificate from the
+//! stand-in's own CA ([`StandIn::ca_pem`]):
 //!
 //! * the **API** (`https://127.0.0.1:{port}`, [`StandIn::api_url`]) answers
 //!   `GET /v3/{project_id}/instances/{instance_id}/ssl-cert/download-link`
-//!   like DDS does: `X-Auth-Token` is checked (401 `APIGW.0301`), unknown
-//!   instances get 404 `DBS.200002`, an instance of another project 403
+//!   like DDS does: credentials are checked (401 `APIGW.0301`; 403
+//!   `APIGW.0302` for another project's credentials): the fixed
+//!   [`Options::token`] or an IAM token in `X-Auth-Token`, or an AK/SK
+//!   `SDK-HMAC-SHA256` signature recomputed as the gateway does ([`aksk`]);
+//!   unknown instances get 404 `DBS.200002`, an instance of another project 403
 //!   `DBS.200010`, and a success lists a fresh pre-signed-looking link per
 //!   category. It also hosts a small admin API under `/__standin/` (see
 //!   the crate README or `GET /__standin/`).
@@ -16,9 +20,14 @@
 //!   serves the current certificate of each instance and category, but only
 //!   through a link the API issued within [`Options::link_ttl`]; otherwise it
 //!   answers 403 with an OBS-style XML error.
+//! * **IAM** ([`StandIn::iam_url`]) issues project-scoped tokens for
+//!   password logins (`POST /v3/auth/tokens`).
+//! * the **ECS metadata** service ([`StandIn::metadata_url`], plain HTTP)
+//!   hands out temporary AK/SK, with or without the session-token step
+//!   ([`Metadata`]).
 //!
-//! Every request on either listener is recorded ([`StandIn::requests`]), and
-//! [`FaultRule`]s make either side misbehave on demand. The servers run on a
+//! Every request on any listener is recorded ([`StandIn::requests`]), and
+//! [`FaultRule`]s make the API or the download host misbehave on demand. The servers run on a
 //! dedicated thread with its own tokio runtime, so the handle works from
 //! plain `#[test]` functions and async tests alike; dropping the handle stops
 //! the servers and closes the ports.
@@ -30,11 +39,15 @@
 //! ```
 
 mod admin;
+pub mod aksk;
 mod auth;
 mod body;
 mod certs;
+mod creds;
 mod der;
 mod fault;
+mod iam;
+mod metadata;
 mod record;
 mod server;
 mod state;
@@ -51,11 +64,13 @@ use tokio::sync::oneshot;
 pub use certs::{
     CertError, INTERNATIONAL, NATIONAL, expired_cert_pem, private_key_pem, sm2_cert_pem,
 };
+pub use creds::Metadata;
 pub use fault::{Fault, FaultRule};
 pub use record::{Listener, Recorded};
 pub use state::OpError;
 
-use auth::{AuthCheck, TokenAuth};
+use auth::{AkSkAuth, AuthCheck, TokenAuth};
+use creds::Credentials;
 use state::Shared;
 
 /// Settings of a stand-in.
@@ -70,6 +85,15 @@ pub struct Options {
     pub api_port: u16,
     /// Port of the download listener on 127.0.0.1 (default 0 = any free port).
     pub download_port: u16,
+    /// Accepted permanent AK/SK pairs (default none; see also
+    /// [`StandIn::add_aksk`]).
+    pub aksk: Vec<(String, String)>,
+    /// Lifetime of the IAM tokens issued (default 24 hours).
+    pub token_ttl: Duration,
+    /// Port of the IAM listener on 127.0.0.1 (default 0 = any free port).
+    pub iam_port: u16,
+    /// Port of the metadata listener on 127.0.0.1 (default 0 = any free port).
+    pub metadata_port: u16,
 }
 
 impl Default for Options {
@@ -79,16 +103,22 @@ impl Default for Options {
             link_ttl: Duration::from_secs(300),
             api_port: 0,
             download_port: 0,
+            aksk: Vec::new(),
+            token_ttl: Duration::from_secs(24 * 3600),
+            iam_port: 0,
+            metadata_port: 0,
         }
     }
 }
 
-/// A running stand-in. Dropping it stops both listeners.
+/// A running stand-in. Dropping it stops every listener.
 pub struct StandIn {
     shared: Arc<Shared>,
     token: String,
     api_port: u16,
     download_port: u16,
+    iam_port: u16,
+    metadata_port: u16,
     ca_pem: String,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -99,6 +129,8 @@ impl fmt::Debug for StandIn {
         f.debug_struct("StandIn")
             .field("api_url", &self.api_url())
             .field("download_host", &self.download_host())
+            .field("iam_url", &self.iam_url())
+            .field("metadata_url", &self.metadata_url())
             .finish_non_exhaustive()
     }
 }
@@ -138,8 +170,12 @@ impl StandIn {
 
         let api = bind_loopback(opts.api_port)?;
         let download = bind_loopback(opts.download_port)?;
+        let iam = bind_loopback(opts.iam_port)?;
+        let metadata = bind_loopback(opts.metadata_port)?;
         let api_port = api.local_addr()?.port();
         let download_port = download.local_addr()?.port();
+        let iam_port = iam.local_addr()?.port();
+        let metadata_port = metadata.local_addr()?.port();
         // Links name `localhost`, which may resolve to ::1 first. Serve there
         // too when that port is free; 127.0.0.1 alone is enough otherwise.
         let download_v6 =
@@ -147,8 +183,12 @@ impl StandIn {
                 .and_then(|l| l.set_nonblocking(true).map(|()| l))
                 .ok();
 
-        let checks: Vec<Box<dyn AuthCheck>> = vec![Box::new(TokenAuth::new(&opts.token))];
-        let shared = Arc::new(Shared::new(checks, opts.link_ttl, download_port));
+        let creds = Arc::new(Credentials::new(&opts.aksk, opts.token_ttl));
+        let checks: Vec<Box<dyn AuthCheck>> = vec![
+            Box::new(TokenAuth::with_iam(&opts.token, Arc::clone(&creds))),
+            Box::new(AkSkAuth::new(Arc::clone(&creds))),
+        ];
+        let shared = Arc::new(Shared::new(checks, creds, opts.link_ttl, download_port));
 
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -160,11 +200,13 @@ impl StandIn {
             .spawn(move || {
                 runtime.block_on(async move {
                     let listeners = [
-                        (Some(api), Listener::Api),
-                        (Some(download), Listener::Download),
-                        (download_v6, Listener::Download),
+                        (Some(api), Listener::Api, true),
+                        (Some(download), Listener::Download, true),
+                        (download_v6, Listener::Download, true),
+                        (Some(iam), Listener::Iam, true),
+                        (Some(metadata), Listener::Metadata, false),
                     ];
-                    for (listener, kind) in listeners {
+                    for (listener, kind, tls) in listeners {
                         let Some(std_listener) = listener else {
                             continue;
                         };
@@ -172,7 +214,7 @@ impl StandIn {
                             Ok(l) => {
                                 tokio::spawn(server::serve(
                                     l,
-                                    acceptor.clone(),
+                                    tls.then(|| acceptor.clone()),
                                     Arc::clone(&task_shared),
                                     kind,
                                 ));
@@ -196,6 +238,8 @@ impl StandIn {
             token: opts.token,
             api_port,
             download_port,
+            iam_port,
+            metadata_port,
             ca_pem: identity.ca_pem,
             shutdown: Some(shutdown_tx),
             thread: Some(thread),
@@ -212,7 +256,58 @@ impl StandIn {
         format!("localhost:{}", self.download_port)
     }
 
-    /// PEM of the stand-in's CA, which signed both listeners' certificates.
+    /// The IAM endpoint, `https://127.0.0.1:{port}` (no trailing slash).
+    pub fn iam_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.iam_port)
+    }
+
+    /// The ECS metadata endpoint, `http://127.0.0.1:{port}` (plain HTTP, no
+    /// trailing slash), standing in for `http://169.254.169.254`.
+    pub fn metadata_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.metadata_port)
+    }
+
+    /// Accepts this permanent AK/SK pair from now on.
+    pub fn add_aksk(&self, ak: &str, sk: &str) {
+        self.shared.creds.add_aksk(ak, sk);
+    }
+
+    /// Adds an IAM user who can log in with this password.
+    pub fn add_iam_user(&self, domain: &str, user: &str, password: &str) {
+        self.shared.creds.add_user(domain, user, password);
+    }
+
+    /// Issues a temporary key pair, `(ak, sk, security_token)`, valid for
+    /// `ttl` (zero: already expired). The API accepts it only with the
+    /// signed `X-Security-Token`.
+    pub fn issue_temporary(&self, ttl: Duration) -> (String, String, String) {
+        let (ak, sk, token, _) = self.shared.creds.issue_temporary(ttl);
+        (ak, sk, token)
+    }
+
+    /// Makes every IAM token issued so far invalid (401 `APIGW.0301`, "The
+    /// token expired"); later logins get valid tokens again.
+    pub fn expire_tokens(&self) {
+        self.shared.creds.expire_tokens();
+    }
+
+    /// How many `POST /v3/auth/tokens` IAM has answered (success or not).
+    pub fn iam_calls(&self) -> usize {
+        self.shared.creds.iam_calls()
+    }
+
+    /// How many `GET /openstack/latest/securitykey` the metadata service has
+    /// answered (success or not).
+    pub fn metadata_calls(&self) -> usize {
+        self.shared.creds.metadata_calls()
+    }
+
+    /// Sets how the metadata service behaves from now on.
+    pub fn set_metadata(&self, m: Metadata) {
+        self.shared.creds.set_metadata(m);
+    }
+
+    /// PEM of the stand-in's CA, which signed the TLS listeners' certificates.
     pub fn ca_pem(&self) -> String {
         self.ca_pem.clone()
     }

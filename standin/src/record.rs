@@ -1,4 +1,4 @@
-//! Request recording: every request seen on either listener, in order.
+//! Request recording: every request seen on any listener, in order.
 
 use serde::Serialize;
 
@@ -10,6 +10,10 @@ pub enum Listener {
     Api,
     /// The certificate download host.
     Download,
+    /// The IAM endpoint (`POST /v3/auth/tokens`).
+    Iam,
+    /// The ECS metadata service (plain HTTP).
+    Metadata,
 }
 
 /// One request as the stand-in saw it.

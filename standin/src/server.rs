@@ -1,16 +1,20 @@
-//! The two HTTPS listeners: the DDS API and the certificate download host.
+//! The listeners: the DDS API, the certificate download host, IAM (all
+//! HTTPS) and the ECS metadata service (plain HTTP).
 //!
-//! Both run the same accept loop (TLS via tokio-rustls with the `ring`
-//! provider, HTTP/1.1 with keep-alive via hyper) and differ only in the
-//! request handler. Every request is recorded before anything else happens;
-//! then the first matching fault rule, if any, decides the answer; otherwise
-//! the stand-in behaves like the real service.
+//! All run the same accept loop (TLS via tokio-rustls with the `ring`
+//! provider where there is an acceptor, HTTP/1.1 with keep-alive via hyper)
+//! and differ only in the request handler. Every request is recorded before
+//! anything else happens; then, on the API and download listeners, the first
+//! matching fault rule, if any, decides the answer; otherwise the stand-in
+//! behaves like the real service. API and IAM request bodies are read (up to
+//! [`MAX_BODY`]) for signatures and logins.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER, SERVER};
 use hyper::http::request::Parts;
@@ -19,21 +23,25 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin;
-use crate::auth::authenticate;
+use crate::auth::{AuthFailure, AuthRequest, authenticate};
 use crate::body::Body;
 use crate::certs::TlsIdentity;
 use crate::fault::Fault;
 use crate::record::{Listener, Recorded};
 use crate::state::{LinkLookup, Shared, random_hex};
+use crate::{iam, metadata};
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Body served by [`Fault::DownloadTruncate`] when the slot does not exist.
 const TRUNCATE_FALLBACK_LEN: usize = 2048;
+/// The largest request body read on the API and IAM listeners.
+const MAX_BODY: usize = 64 * 1024;
 
 pub(crate) const JSON: &str = "application/json;charset=UTF-8";
 const CERT_CONTENT_TYPE: &str = "application/x-x509-ca-cert";
@@ -62,10 +70,28 @@ pub(crate) fn tls_acceptor(identity: &TlsIdentity) -> Result<TlsAcceptor, rustls
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Accepts connections forever (until the runtime is dropped).
+/// Serves HTTP/1.1 on one connection (TLS or plain).
+async fn serve_connection<I>(io: I, shared: Arc<Shared>, kind: Listener)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let shared = Arc::clone(&shared);
+        async move { handle(req, &shared, kind).await }
+    });
+    // Connection errors (client went away, deliberate drops) end only
+    // this connection.
+    let _ = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), service)
+        .await;
+}
+
+/// Accepts connections forever (until the runtime is dropped); over TLS when
+/// there is an acceptor, plain HTTP otherwise.
 pub(crate) async fn serve(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    acceptor: Option<TlsAcceptor>,
     shared: Arc<Shared>,
     kind: Listener,
 ) {
@@ -81,20 +107,15 @@ pub(crate) async fn serve(
         let acceptor = acceptor.clone();
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
+            let Some(acceptor) = acceptor else {
+                serve_connection(tcp, shared, kind).await;
+                return;
+            };
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 _ => return,
             };
-            let service = service_fn(move |req| {
-                let shared = Arc::clone(&shared);
-                async move { handle(req, &shared, kind).await }
-            });
-            // Connection errors (client went away, deliberate drops) end only
-            // this connection.
-            let _ = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(tls), service)
-                .await;
+            serve_connection(tls, shared, kind).await;
         });
     }
 }
@@ -104,7 +125,7 @@ async fn handle(
     shared: &Shared,
     kind: Listener,
 ) -> Result<Response<Body>, DropConnection> {
-    let (parts, _body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     shared.record(Recorded {
         listener: kind,
         method: parts.method.to_string(),
@@ -124,9 +145,37 @@ async fn handle(
             .collect(),
     });
     match kind {
-        Listener::Api => api(&parts, shared).await,
+        Listener::Api => {
+            let Some(body) = read_body(body).await else {
+                return Ok(api_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "APIGW.0201",
+                    "Request entity too large",
+                    &random_hex(16),
+                ));
+            };
+            api(&parts, &body, shared).await
+        }
         Listener::Download => download(&parts, shared).await,
+        Listener::Iam => Ok(match read_body(body).await {
+            Some(body) => iam::handle(&parts, &body, shared),
+            None => response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                JSON,
+                r#"{"error":{"code":413,"message":"Request entity too large","title":"Payload Too Large"}}"#,
+            ),
+        }),
+        Listener::Metadata => Ok(metadata::handle(&parts, shared)),
     }
+}
+
+/// The whole request body, or `None` when it is too large or broken.
+async fn read_body(body: Incoming) -> Option<bytes::Bytes> {
+    Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .ok()
+        .map(|c| c.to_bytes())
 }
 
 /// Query parameters (last value wins).
@@ -142,7 +191,7 @@ fn status_or_500(status: u16) -> StatusCode {
     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-fn header_value(s: &str) -> HeaderValue {
+pub(crate) fn header_value(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
@@ -210,7 +259,11 @@ fn parse_download_path(path: &str) -> Option<(&str, &str)> {
     }
 }
 
-async fn api(parts: &Parts, shared: &Shared) -> Result<Response<Body>, DropConnection> {
+async fn api(
+    parts: &Parts,
+    body: &[u8],
+    shared: &Shared,
+) -> Result<Response<Body>, DropConnection> {
     let path = parts.uri.path();
     if path == "/__standin" || path.starts_with("/__standin/") {
         return Ok(admin::handle(parts, shared));
@@ -243,13 +296,30 @@ async fn api(parts: &Parts, shared: &Shared) -> Result<Response<Body>, DropConne
             &request_id,
         ));
     };
-    if let Err(reason) = authenticate(&shared.auth, parts) {
-        return Ok(api_error(
-            StatusCode::UNAUTHORIZED,
-            "APIGW.0301",
-            &format!("Incorrect IAM authentication information: {reason}"),
-            &request_id,
-        ));
+    let auth_request = AuthRequest {
+        parts,
+        body,
+        project,
+        now: std::time::SystemTime::now(),
+    };
+    match authenticate(&shared.auth, &auth_request) {
+        Ok(()) => {}
+        Err(AuthFailure::Unauthorized(reason)) => {
+            return Ok(api_error(
+                StatusCode::UNAUTHORIZED,
+                "APIGW.0301",
+                &format!("Incorrect IAM authentication information: {reason}"),
+                &request_id,
+            ));
+        }
+        Err(AuthFailure::Forbidden(reason)) => {
+            return Ok(api_error(
+                StatusCode::FORBIDDEN,
+                "APIGW.0302",
+                &format!("The IAM user is not authorized to access the API: {reason}"),
+                &request_id,
+            ));
+        }
     }
     Ok(match shared.issue_links(project, instance) {
         LinkLookup::Found(links) => {

@@ -1,5 +1,6 @@
 //! The mutable world of the stand-in: instances and their certificates, the
-//! download links issued, the fault rules and the request log.
+//! download links issued, the fault rules and the request log; credentials
+//! live in [`Credentials`], shared with the auth checks.
 //!
 //! [`Shared`] is owned jointly by the [`crate::StandIn`] handle and the server
 //! tasks. Every operation is fallible here (the admin API feeds it untrusted
@@ -8,13 +9,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
 use crate::auth::AuthCheck;
 use crate::certs::{self, CertError, INTERNATIONAL, NATIONAL};
+use crate::creds::Credentials;
 use crate::fault::{self, Fault, FaultRule};
 use crate::record::{Listener, Recorded};
 
@@ -94,6 +96,8 @@ struct State {
 pub(crate) struct Shared {
     state: Mutex<State>,
     pub(crate) auth: Vec<Box<dyn AuthCheck>>,
+    /// Keys, users and tokens (IAM, AK/SK, metadata).
+    pub(crate) creds: Arc<Credentials>,
     link_ttl: Duration,
     download_port: u16,
 }
@@ -117,12 +121,14 @@ pub(crate) fn random_hex(n: usize) -> String {
 impl Shared {
     pub(crate) fn new(
         auth: Vec<Box<dyn AuthCheck>>,
+        creds: Arc<Credentials>,
         link_ttl: Duration,
         download_port: u16,
     ) -> Shared {
         Shared {
             state: Mutex::new(State::default()),
             auth,
+            creds,
             link_ttl,
             download_port,
         }

@@ -98,12 +98,21 @@ fn run() -> Result<(), String> {
 
     step("starting the daemon (interval 2s); its log follows, prefixed with |");
     let mut daemon = Daemon::start(&bin, &config)?;
-    wait_for(|| daemon.log_contains("unchanged"), "the daemon's first round")?;
+    wait_for(
+        || daemon.log_contains("unchanged"),
+        "the daemon's first round",
+    )?;
 
     step("rotating the international certificate of 'orders' upstream");
     standin.rotate(ORDERS, "international");
     wait_for(
-        || fs::read_to_string(&hook_log).unwrap_or_default().lines().count() > before.lines().count(),
+        || {
+            fs::read_to_string(&hook_log)
+                .unwrap_or_default()
+                .lines()
+                .count()
+                > before.lines().count()
+        },
         "the hook to fire",
     )?;
     let fired = fs::read_to_string(&hook_log).unwrap_or_default();
@@ -113,7 +122,9 @@ fn run() -> Result<(), String> {
         println!("      {l}");
     }
     expect(
-        new_lines.len() == 1 && new_lines[0].contains("orders") && new_lines[0].contains("orders-ca.crt"),
+        new_lines.len() == 1
+            && new_lines[0].contains("orders")
+            && new_lines[0].contains("orders-ca.crt"),
         "exactly one hook run, for 'orders', naming the changed file",
     )?;
 
@@ -213,7 +224,9 @@ fn list(dir: &Path) -> Result<(), String> {
     names.sort_by_key(|e| e.file_name());
     for e in names {
         let bytes = fs::read(e.path()).unwrap_or_default();
-        let blocks = String::from_utf8_lossy(&bytes).matches("BEGIN CERTIFICATE").count();
+        let blocks = String::from_utf8_lossy(&bytes)
+            .matches("BEGIN CERTIFICATE")
+            .count();
         println!(
             "    {:<24} {:>5} bytes, {blocks} certificate(s)",
             e.file_name().to_string_lossy(),

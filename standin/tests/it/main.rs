@@ -3,11 +3,14 @@
 //! modules group the behaviours.
 
 mod admin;
+mod aksk;
 mod api;
 mod certs;
 mod download;
 mod faults;
+mod iam;
 mod lifecycle;
+mod metadata;
 
 use std::time::Duration;
 

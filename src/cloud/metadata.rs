@@ -1,0 +1,383 @@
+//! Temporary AK/SK from the ECS metadata service (a VM with an agency).
+//!
+//! 1. `PUT {endpoint}/meta-data/latest/api/token` with
+//!    `X-Metadata-Token-Ttl-Seconds: 21600` gives a session token; 404, 405
+//!    or 503 mean the service does not use them, and we go on without.
+//! 2. `GET {endpoint}/openstack/latest/securitykey` (with `X-Metadata-Token`
+//!    when we have one) answers
+//!    `{"credential":{"access","secret","securitytoken","expires_at"}}`.
+//!
+//! The service is plain HTTP on a link-local address, so it has its own small
+//! client (the cloud client is https-only), without proxies or redirects.
+//! Keys are refreshed 40 minutes before they expire, as the SDK does, and
+//! fetched once for all concurrent callers (single flight). A body saying
+//! "Please configure Cloud Service Agency first" becomes an error telling the
+//! user to attach an agency to the VM.
+//!
+//! Reached through `auto`, the service gets a short timeout, and a failure
+//! lists what the chain tried before it. A failure is shared for
+//! [`FAILURE_HOLD`] with the callers that waited for it, so twenty instances
+//! on a host without a metadata service wait out one timeout, not twenty.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+
+use super::auth::AuthError;
+use crate::secret::Secret;
+
+/// Refresh this long before the keys expire (the SDK's margin).
+pub const REFRESH_MARGIN: Duration = Duration::from_secs(40 * 60);
+
+/// The metadata timeout when the service is only probed by `auto`.
+pub const AUTO_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The timeout when `method = "ecs-metadata"` says the service is there.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+const TOKEN_PATH: &str = "/meta-data/latest/api/token";
+const KEY_PATH: &str = "/openstack/latest/securitykey";
+const SESSION_TTL: &str = "21600";
+const NO_AGENCY: &str = "Please configure Cloud Service Agency first";
+const MAX_BODY: usize = 64 * 1024;
+
+/// Temporary keys.
+#[derive(Debug, Clone)]
+pub struct TempKeys {
+    pub access_key: Secret,
+    pub secret_key: Secret,
+    pub security_token: Secret,
+    pub expires_at: SystemTime,
+    pub generation: u64,
+}
+
+/// Whether keys expiring at `expires` should be replaced at `now`.
+pub fn needs_refresh(now: SystemTime, expires: SystemTime) -> bool {
+    match expires.checked_sub(REFRESH_MARGIN) {
+        Some(at) => now >= at,
+        None => true,
+    }
+}
+
+/// What to do with the answer to the session token request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionStep {
+    Use(String),
+    /// The service does not do session tokens: go on without.
+    Skip,
+    Fail(String),
+}
+
+/// Decides on the session token answer.
+pub fn session_step(status: u16, body: &[u8]) -> SessionStep {
+    match status {
+        200..=299 => match std::str::from_utf8(body).map(str::trim) {
+            Ok(t) if !t.is_empty() => SessionStep::Use(t.to_string()),
+            _ => SessionStep::Fail("the session token answer is empty".into()),
+        },
+        404 | 405 | 503 => SessionStep::Skip,
+        s => SessionStep::Fail(format!("the session token request answered HTTP {s}")),
+    }
+}
+
+#[derive(Deserialize)]
+struct KeyBody {
+    credential: KeyFields,
+}
+
+#[derive(Deserialize)]
+struct KeyFields {
+    access: String,
+    secret: String,
+    securitytoken: String,
+    expires_at: String,
+}
+
+/// Why the security key answer is unusable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyFailure {
+    NoAgency,
+    Status(u16),
+    BadAnswer(String),
+}
+
+/// Parses the security key answer. Never echoes the body: it may hold keys.
+pub fn parse_keys(
+    status: u16,
+    body: &[u8],
+) -> Result<(Secret, Secret, Secret, SystemTime), KeyFailure> {
+    if String::from_utf8_lossy(body).contains(NO_AGENCY) {
+        return Err(KeyFailure::NoAgency);
+    }
+    if !(200..300).contains(&status) {
+        return Err(KeyFailure::Status(status));
+    }
+    let k: KeyBody = serde_json::from_slice(body).map_err(|_| {
+        KeyFailure::BadAnswer(
+            "not {\"credential\":{\"access\",\"secret\",\"securitytoken\",\"expires_at\"}}".into(),
+        )
+    })?;
+    let c = k.credential;
+    if c.access.is_empty() || c.secret.is_empty() || c.securitytoken.is_empty() {
+        return Err(KeyFailure::BadAnswer("a key field is empty".into()));
+    }
+    let expires = super::iam::parse_time(&c.expires_at).ok_or_else(|| {
+        KeyFailure::BadAnswer(format!("expires_at {:?} is not a time", c.expires_at))
+    })?;
+    Ok((
+        Secret::new(c.access),
+        Secret::new(c.secret),
+        Secret::new(c.securitytoken),
+        expires,
+    ))
+}
+
+#[derive(Debug, Default)]
+struct Cached {
+    keys: Option<TempKeys>,
+    /// A failed fetch, shared with the callers that waited for it.
+    failed: Option<(tokio::time::Instant, AuthError)>,
+}
+
+/// How long a failed fetch is answered from memory, so that the instances
+/// waiting for it do not each wait out a timeout again.
+pub const FAILURE_HOLD: Duration = Duration::from_secs(5);
+
+/// Keys from the metadata service, cached until 40 minutes before expiry.
+#[derive(Debug)]
+pub struct MetadataSource {
+    endpoint: String,
+    auto_tried: Vec<String>,
+    http: Result<reqwest::Client, String>,
+    cached: tokio::sync::Mutex<Cached>,
+    generation: AtomicU64,
+    announced: AtomicBool,
+}
+
+impl MetadataSource {
+    /// `auto_tried` non-empty means the service was reached by `auto`: a short
+    /// timeout, and errors list those steps.
+    pub fn new(endpoint: String, auto_tried: Vec<String>) -> Self {
+        super::install_crypto_provider();
+        let timeout = if auto_tried.is_empty() {
+            TIMEOUT
+        } else {
+            AUTO_TIMEOUT
+        };
+        let http = reqwest::Client::builder()
+            .tls_backend_rustls()
+            .user_agent(super::USER_AGENT)
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()
+            .map_err(|e| e.without_url().to_string());
+        MetadataSource {
+            endpoint,
+            auto_tried,
+            http,
+            cached: tokio::sync::Mutex::new(Cached::default()),
+            generation: AtomicU64::new(0),
+            announced: AtomicBool::new(false),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        if self.auto_tried.is_empty() {
+            format!(
+                "temporary AK/SK from the ECS metadata service at {}",
+                self.endpoint
+            )
+        } else {
+            format!(
+                "auto: temporary AK/SK from the ECS metadata service at {} (tried first: {})",
+                self.endpoint,
+                self.auto_tried.join("; ")
+            )
+        }
+    }
+
+    /// Current keys, fetched once for all concurrent callers when missing or
+    /// due for refresh.
+    pub async fn keys(&self) -> Result<TempKeys, AuthError> {
+        let mut cached = self.cached.lock().await;
+        if let Some(k) = cached.keys.as_ref()
+            && !needs_refresh(SystemTime::now(), k.expires_at)
+        {
+            return Ok(k.clone());
+        }
+        if let Some((at, e)) = &cached.failed
+            && at.elapsed() < FAILURE_HOLD
+        {
+            return Err(e.clone());
+        }
+        let fetched = self.fetch().await.map_err(|(detail, transient)| {
+            let mut tried = self.auto_tried.clone();
+            if !tried.is_empty() {
+                tried.push(format!("ECS metadata service {}: {detail}", self.endpoint));
+                return AuthError::NothingFound { tried };
+            }
+            AuthError::Metadata {
+                endpoint: self.endpoint.clone(),
+                detail,
+                transient,
+            }
+        });
+        match fetched {
+            Ok(fresh) => {
+                cached.keys = Some(fresh.clone());
+                cached.failed = None;
+                Ok(fresh)
+            }
+            Err(e) => {
+                cached.failed = Some((tokio::time::Instant::now(), e.clone()));
+                Err(e)
+            }
+        }
+    }
+
+    /// Forgets the keys of `generation`, if still cached.
+    pub async fn invalidate(&self, generation: u64) {
+        let mut cached = self.cached.lock().await;
+        if cached
+            .keys
+            .as_ref()
+            .is_some_and(|k| k.generation == generation)
+        {
+            cached.keys = None;
+        }
+    }
+
+    async fn fetch(&self) -> Result<TempKeys, (String, bool)> {
+        let http = self.http.as_ref().map_err(|e| (e.clone(), false))?;
+        let net = |what: &str, e: reqwest::Error| {
+            let d = if e.is_timeout() {
+                format!("{what}: no answer in time")
+            } else {
+                format!("{what}: {}", super::describe(&e))
+            };
+            (d, true)
+        };
+        let session = http
+            .put(format!("{}{TOKEN_PATH}", self.endpoint))
+            .header("X-Metadata-Token-Ttl-Seconds", SESSION_TTL)
+            .send()
+            .await
+            .map_err(|e| net("session token", e))?;
+        let status = session.status().as_u16();
+        let body = super::read_capped(session, MAX_BODY).await.map_err(|_| {
+            (
+                "session token: the answer could not be read".to_string(),
+                true,
+            )
+        })?;
+        let session = match session_step(status, &body) {
+            SessionStep::Use(t) => Some(Secret::new(t)),
+            SessionStep::Skip => {
+                tracing::debug!(endpoint = %self.endpoint, status, "metadata service without session tokens");
+                None
+            }
+            SessionStep::Fail(m) => return Err((m, status >= 500)),
+        };
+        let mut req = http.get(format!("{}{KEY_PATH}", self.endpoint));
+        if let Some(s) = &session {
+            let mut v = reqwest::header::HeaderValue::from_str(s.expose())
+                .map_err(|_| ("the session token is not a header value".to_string(), false))?;
+            v.set_sensitive(true);
+            req = req.header("X-Metadata-Token", v);
+        }
+        let resp = req.send().await.map_err(|e| net("security key", e))?;
+        let status = resp.status().as_u16();
+        let body = super::read_capped(resp, MAX_BODY).await.map_err(|_| {
+            (
+                "security key: the answer could not be read".to_string(),
+                true,
+            )
+        })?;
+        let (access_key, secret_key, security_token, expires_at) =
+            parse_keys(status, &body).map_err(|f| match f {
+                KeyFailure::NoAgency => (
+                    "the VM has no agency (\"Please configure Cloud Service Agency first\"); attach an agency to this ECS instance (ECS console: Management Information > Agency) that grants dds:instance:getSslCertDownloadAddress".to_string(),
+                    false,
+                ),
+                KeyFailure::Status(s) => (
+                    format!("security key: HTTP {s}"),
+                    s == 429 || s >= 500,
+                ),
+                KeyFailure::BadAnswer(m) => (format!("security key: {m}"), false),
+            })?;
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let first = !self.announced.swap(true, Ordering::Relaxed);
+        let expires = humantime::format_rfc3339_seconds(expires_at);
+        if first {
+            tracing::info!(endpoint = %self.endpoint, expires_at = %expires, session_token = session.is_some(), "credentials: {}", self.describe());
+        } else {
+            tracing::info!(endpoint = %self.endpoint, expires_at = %expires, "refreshed the temporary AK/SK from the ECS metadata service");
+        }
+        Ok(TempKeys {
+            access_key,
+            secret_key,
+            security_token,
+            expires_at,
+            generation,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(s)
+    }
+
+    #[test]
+    fn refresh_forty_minutes_early() {
+        let exp = at(10_000);
+        assert!(!needs_refresh(at(10_000 - 2401), exp));
+        assert!(needs_refresh(at(10_000 - 2400), exp));
+        assert!(needs_refresh(at(0), at(100)));
+    }
+
+    #[test]
+    fn session_token_steps() {
+        assert_eq!(session_step(200, b"abc\n"), SessionStep::Use("abc".into()));
+        for s in [404, 405, 503] {
+            assert_eq!(session_step(s, b""), SessionStep::Skip);
+        }
+        assert!(matches!(session_step(500, b""), SessionStep::Fail(_)));
+        assert!(matches!(session_step(200, b" "), SessionStep::Fail(_)));
+    }
+
+    #[test]
+    fn parses_keys_and_recognizes_a_missing_agency() {
+        let body = br#"{"credential":{"access":"AKT","secret":"SKT","securitytoken":"TOK","expires_at":"2026-11-28T06:00:00.000000Z"}}"#;
+        let (ak, sk, tok, _) = parse_keys(200, body).unwrap();
+        assert_eq!(
+            (ak.expose(), sk.expose(), tok.expose()),
+            ("AKT", "SKT", "TOK")
+        );
+        assert_eq!(
+            parse_keys(404, b"Please configure Cloud Service Agency first").unwrap_err(),
+            KeyFailure::NoAgency
+        );
+        assert_eq!(
+            parse_keys(
+                200,
+                br#"{"error":"Please configure Cloud Service Agency first"}"#
+            )
+            .unwrap_err(),
+            KeyFailure::NoAgency
+        );
+        assert_eq!(parse_keys(500, b"x").unwrap_err(), KeyFailure::Status(500));
+        let e = parse_keys(
+            200,
+            br#"{"credential":{"access":"AKT","secret":"SKT-secret"}}"#,
+        )
+        .unwrap_err();
+        assert!(!format!("{e:?}").contains("SKT-secret"));
+    }
+}
