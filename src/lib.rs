@@ -6,15 +6,23 @@ pub mod cli;
 pub mod cloud;
 pub mod config;
 pub mod daemon;
+pub mod failpoint;
+pub mod heal;
+pub mod health;
 pub mod hooks;
+pub mod ledger;
 pub mod logging;
+pub mod metrics;
 pub mod once;
 pub mod output;
 pub mod plan;
+pub mod reload;
 pub mod scheduler;
 pub mod secret;
+pub mod server;
 pub mod service;
 pub mod sync;
+pub mod watch;
 
 use std::sync::Arc;
 
@@ -59,8 +67,16 @@ pub async fn run(cli: Cli) -> Result<Outcome, Error> {
     let syncer = Arc::new(Syncer {
         client,
         dry_run: cli.dry_run,
+        delivery: Arc::new(hooks::Delivery::new(
+            &config.sync.state_dir,
+            config.sync.max_backoff,
+        )),
     });
     if !cli.dry_run {
+        let n = syncer.delivery.ledger().clean_stale_temps();
+        if n > 0 {
+            tracing::warn!(state_dir = %config.sync.state_dir.display(), "removed {n} temporary file(s) left by an interrupted write");
+        }
         for out in config.instances.iter().flat_map(|i| &i.outputs) {
             let n = output::clean_stale_temps(&out.path);
             if n > 0 {
@@ -72,7 +88,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, Error> {
         let ok = once::run(&config, syncer, cli.deadline, service::shutdown_signal()).await;
         Ok(if ok { Outcome::Ok } else { Outcome::SyncFailed })
     } else {
-        daemon::run(cli.config.clone(), config, syncer).await;
+        daemon::run(cli.config.clone(), config, syncer).await?;
         Ok(Outcome::Ok)
     }
 }

@@ -83,6 +83,10 @@ pub enum Command {
     SetInstances(Vec<String>),
     /// New timing settings, applied from the next round on.
     SetTiming(Timing, usize),
+    /// Sync these instances now (their settings changed); unknown keys are ignored.
+    SyncNow(Vec<String>),
+    /// Do nothing: a turn of the loop, so that [`Observer::tick`] proves it alive.
+    Ping,
 }
 
 /// What the loop reports after each round.
@@ -111,6 +115,20 @@ struct Entry {
     running: bool,
     /// Removed while running: drop it when the round finishes.
     removed: bool,
+    /// Asked to sync now while running: run again as soon as it finishes
+    /// (after a success; a failure keeps its backoff).
+    again: bool,
+}
+
+impl Entry {
+    /// Due now, or right after the round in progress.
+    fn sync_now(&mut self, now: Instant) {
+        if self.running {
+            self.again = true;
+        } else {
+            self.due = now;
+        }
+    }
 }
 
 /// Runs rounds forever, until `shutdown` resolves. Rounds in progress at
@@ -139,6 +157,7 @@ pub async fn run(
                     failures: 0,
                     running: false,
                     removed: false,
+                    again: false,
                 },
             )
         })
@@ -182,6 +201,9 @@ pub async fn run(
                         e.failures = if result.ok { 0 } else { e.failures.saturating_add(1) };
                         let delay = next_delay(result, e.failures.max(1), &timing, fastrand::f64());
                         e.due = Instant::now() + delay;
+                        if std::mem::take(&mut e.again) && result.ok {
+                            e.due = Instant::now();
+                        }
                         if !e.removed {
                             observer.round_done(&key, &result, delay);
                         }
@@ -198,7 +220,7 @@ pub async fn run(
                 Some(Command::SyncAllNow) => {
                     let now = Instant::now();
                     for e in table.values_mut() {
-                        e.due = now;
+                        e.sync_now(now);
                     }
                 }
                 Some(Command::SetInstances(keys)) => {
@@ -210,7 +232,7 @@ pub async fn run(
                         table
                             .entry(k)
                             .and_modify(|e| e.removed = false)
-                            .or_insert(Entry { due: now, failures: 0, running: false, removed: false });
+                            .or_insert(Entry { due: now, failures: 0, running: false, removed: false, again: false });
                     }
                     table.retain(|_, e| e.running || !e.removed);
                 }
@@ -218,6 +240,15 @@ pub async fn run(
                     timing = t;
                     concurrency = c.max(1);
                 }
+                Some(Command::SyncNow(keys)) => {
+                    let now = Instant::now();
+                    for k in keys {
+                        if let Some(e) = table.get_mut(&k) {
+                            e.sync_now(now);
+                        }
+                    }
+                }
+                Some(Command::Ping) => {}
             },
             _ = sleep_until_opt(next_due), if can_start && next_due.is_some() => {}
         }
@@ -491,6 +522,58 @@ mod tests {
                 ("b".into(), 20),
                 ("c".into(), 10),
                 ("c".into(), 20)
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sync_now_during_a_round_runs_again_right_after_it() {
+        let started: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+        let s = Arc::clone(&started);
+        let t0 = Instant::now();
+        let round: RoundFn = Arc::new(move |key| {
+            let s = Arc::clone(&s);
+            Box::pin(async move {
+                s.lock().unwrap().push((key, t0.elapsed().as_secs()));
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                ok()
+            })
+        });
+        let (tx, rx) = mpsc::channel(4);
+        let driver = async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            tx.send(Command::Ping).await.unwrap();
+            // "a" is running (0..10): it runs again at 10; "b" is idle: at once.
+            tx.send(Command::SyncNow(vec!["a".into(), "x".into()]))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            tx.send(Command::SyncNow(vec!["b".into()])).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        };
+        let mut observer = NullObserver;
+        let sched = run(
+            Setup {
+                keys: vec!["a".into(), "b".into()],
+                timing: T,
+                concurrency: 4,
+                grace: Duration::from_millis(10),
+            },
+            round,
+            rx,
+            &mut observer,
+            tokio::time::sleep(Duration::from_secs(30)),
+        );
+        tokio::join!(sched, driver);
+        let mut got = started.lock().unwrap().clone();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("a".into(), 0),
+                ("a".into(), 10),
+                ("b".into(), 0),
+                ("b".into(), 25)
             ]
         );
     }

@@ -1,0 +1,223 @@
+//! The HTTP endpoints, served when `[server] listen` is set: `/healthz`,
+//! `/readyz` and `/metrics`. Plain HTTP/1.1 on hyper (already in the tree
+//! through reqwest), GET and HEAD only, no request body read, a header read
+//! timeout and a cap on open connections, so a stuck scraper cannot pin the
+//! daemon.
+//!
+//! * `/healthz`: 200 `ok` while the scheduler loop is alive, else 503.
+//! * `/readyz`: 200 `ready` once every configured file is in place, holds
+//!   only certificates and none has expired; else 503 with the reasons.
+//! * `/metrics`: the registry of [`crate::metrics`], after refreshing the
+//!   gauges that describe the files on disk.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::health::{Health, Verdict};
+use crate::metrics::{self, Metrics};
+
+/// Connections served at once, at most.
+const MAX_CONNECTIONS: usize = 32;
+/// How long a client may take to send its request head.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Binds the listener, so that a bad address is reported before anything runs.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serves until dropped.
+pub async fn serve(listener: TcpListener, health: Arc<Health>) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(listen = %addr, "serving /healthz, /readyz and /metrics");
+    }
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
+            return;
+        };
+        let (tcp, _) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let health = Arc::clone(&health);
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let health = Arc::clone(&health);
+                async move { Ok::<_, Infallible>(handle(req, health).await) }
+            });
+            let _ = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+            drop(permit);
+        });
+    }
+}
+
+/// What a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Health,
+    Ready,
+    Metrics,
+    NotFound,
+    MethodNotAllowed,
+}
+
+/// Routes a request. Pure.
+pub fn route(method: &Method, path: &str) -> Route {
+    let r = match path {
+        "/healthz" => Route::Health,
+        "/readyz" => Route::Ready,
+        "/metrics" => Route::Metrics,
+        _ => return Route::NotFound,
+    };
+    if method == Method::GET || method == Method::HEAD {
+        r
+    } else {
+        Route::MethodNotAllowed
+    }
+}
+
+/// The `/readyz` answer for a verdict. Pure.
+pub fn readiness_response(v: &Verdict) -> (StatusCode, String) {
+    if v.ready() {
+        (StatusCode::OK, "ready\n".into())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", v.problems.join("; ")),
+        )
+    }
+}
+
+async fn handle<B>(req: Request<B>, health: Arc<Health>) -> Response<Full<Bytes>> {
+    match route(req.method(), req.uri().path()) {
+        Route::Health if health.alive() => text(StatusCode::OK, "ok\n".into()),
+        Route::Health => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not alive: the scheduler has made no progress recently\n".into(),
+        ),
+        Route::Ready => {
+            let verdict = assess(&health).await;
+            let (status, body) = readiness_response(&verdict);
+            text(status, body)
+        }
+        Route::Metrics => {
+            let _ = assess(&health).await;
+            let body = metrics::global().encode();
+            respond(StatusCode::OK, metrics::CONTENT_TYPE, body)
+        }
+        Route::NotFound => text(
+            StatusCode::NOT_FOUND,
+            "not found; try /healthz, /readyz or /metrics\n".into(),
+        ),
+        Route::MethodNotAllowed => {
+            let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n".into());
+            r.headers_mut().insert(
+                hyper::header::ALLOW,
+                hyper::header::HeaderValue::from_static("GET, HEAD"),
+            );
+            r
+        }
+    }
+}
+
+/// Reads the files (on the blocking pool), refreshes their gauges, and
+/// returns the verdict.
+async fn assess(health: &Arc<Health>) -> Verdict {
+    let h = Arc::clone(health);
+    match tokio::task::spawn_blocking(move || {
+        let (files, verdict) = h.assess();
+        update_file_gauges(metrics::global(), &files, &verdict);
+        verdict
+    })
+    .await
+    {
+        Ok(v) => v,
+        Err(e) => Verdict {
+            problems: vec![format!("cannot inspect the files: {e}")],
+            expiring: Vec::new(),
+        },
+    }
+}
+
+/// Sets the per-file gauges from an inspection.
+pub fn update_file_gauges(
+    m: &Metrics,
+    files: &[(crate::health::Target, crate::health::OnDisk)],
+    verdict: &Verdict,
+) {
+    for (t, state) in files {
+        let not_after = match state {
+            crate::health::OnDisk::Certs { not_after } => Some(*not_after),
+            _ => None,
+        };
+        let expiring = verdict.expiring.iter().any(|(e, _)| e == t);
+        m.set_file(&t.instance_id, t.category, not_after, expiring);
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    respond(status, "text/plain; charset=utf-8", body)
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    r.headers_mut().insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route(&Method::GET, "/healthz"), Route::Health);
+        assert_eq!(route(&Method::HEAD, "/readyz"), Route::Ready);
+        assert_eq!(route(&Method::GET, "/metrics"), Route::Metrics);
+        assert_eq!(route(&Method::POST, "/metrics"), Route::MethodNotAllowed);
+        assert_eq!(route(&Method::GET, "/"), Route::NotFound);
+        assert_eq!(route(&Method::GET, "/metrics/"), Route::NotFound);
+    }
+
+    #[test]
+    fn readiness_names_the_problems() {
+        let (s, b) = readiness_response(&Verdict::default());
+        assert_eq!((s, b.as_str()), (StatusCode::OK, "ready\n"));
+        let v = Verdict {
+            problems: vec!["/a is missing".into(), "/b expired at x".into()],
+            expiring: vec![],
+        };
+        let (s, b) = readiness_response(&v);
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(b, "not ready: /a is missing; /b expired at x\n");
+    }
+}
