@@ -1,5 +1,15 @@
-//! Reload hooks: running an instance's `on_change` command after its files
-//! changed.
+//! Reload hooks: running an instance's `on_change` command, or sending its
+//! `reload_signal`, after its files changed, until it succeeds.
+//!
+//! Delivery ([`Delivery`]) is driven by the hook ledger ([`crate::ledger`]):
+//! the sync step records a change before it renames the certificate, and
+//! [`Delivery::deliver`] runs the hook for whatever the record says and
+//! clears it only when the hook exited 0 (or the signal was sent). A failed
+//! delivery is retried by [`retry_owed`] with exponential backoff and jitter,
+//! without waiting for a new change; after a restart the first round of an
+//! instance delivers what a previous process still owed. Per instance, one
+//! lock serialises "record + rename" and "run + clear", so a hook never runs
+//! for a record that a concurrent rename is about to extend.
 //!
 //! The command is an argv list run without a shell, in a process group of its
 //! own, with stdin closed and these variables added to the daemon's
@@ -17,9 +27,16 @@
 //! daemon's name. The hook's stdout and stderr are logged line by line. At the
 //! timeout, or if the daemon stops while it runs, the whole process group is
 //! killed. A failing hook is reported, never fatal.
+//!
+//! `reload_signal` + `pidfile` replace the command: the pidfile is read on
+//! every delivery (never cached), and a missing or malformed pidfile or a
+//! process that is gone counts as a failed delivery, retried like a failed
+//! command.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
@@ -28,6 +45,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 
 use crate::certcheck::{Sha256Digest, hex};
+use crate::config::{Instance, ReloadSignal};
+use crate::ledger::{self, Disk, Ledger, LedgerError, Owed};
 
 /// How many of the hook's last stderr lines an error report keeps.
 const STDERR_TAIL: usize = 5;
@@ -83,6 +102,14 @@ pub enum HookError {
     },
     #[error("{program} did not finish within {timeout:?} and was killed with its process group")]
     TimedOut { program: String, timeout: Duration },
+    #[error("cannot send {signal} to the process in {pidfile}: {reason}")]
+    Signal {
+        signal: String,
+        pidfile: PathBuf,
+        reason: String,
+    },
+    #[error("{0}")]
+    Ledger(String),
 }
 
 fn tail(lines: &[String]) -> String {
@@ -185,6 +212,292 @@ pub async fn run(argv: &[String], timeout: Duration, call: &HookCall) -> Result<
     }
 }
 
+/// Sends the configured signal to the process named by the pidfile, which is
+/// read now, not cached.
+pub fn send_signal(r: &ReloadSignal) -> Result<(), HookError> {
+    use std::io::Read;
+    let fail = |reason: String| HookError::Signal {
+        signal: r.signal.as_str().to_string(),
+        pidfile: r.pidfile.clone(),
+        reason,
+    };
+    let mut text = String::new();
+    std::fs::File::open(&r.pidfile)
+        .and_then(|f| f.take(64).read_to_string(&mut text))
+        .map_err(|e| fail(format!("cannot read the pidfile: {e}")))?;
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| fail(format!("{:?} is not a process ID", text.trim())))?;
+    nix::sys::signal::kill(Pid::from_raw(pid), r.signal).map_err(|e| {
+        if e == nix::errno::Errno::ESRCH {
+            fail(format!("process {pid} is not running"))
+        } else {
+            fail(format!("process {pid}: {}", e.desc()))
+        }
+    })
+}
+
+/// Runs the instance's reload action: its command, or its signal.
+pub async fn run_action(inst: &Instance, call: &HookCall) -> Result<(), HookError> {
+    match (&inst.on_change, &inst.reload_signal) {
+        (Some(argv), _) => run(argv, inst.hook_timeout, call).await,
+        (None, Some(r)) => send_signal(r),
+        (None, None) => Ok(()),
+    }
+}
+
+/// The first retry of a failed hook comes after about this long; each
+/// further one waits twice as long, up to `sync.max_backoff`.
+pub const RETRY_BASE: Duration = Duration::from_secs(1);
+
+/// The delay before retry number `attempt` (1 = the first) of a failed
+/// hook: exponential from [`RETRY_BASE`], capped at `cap`, with jitter
+/// (`rand` in 0..1) taking it down by up to half. Pure.
+pub fn retry_delay(attempt: u32, cap: Duration, rand: f64) -> Duration {
+    let exp = RETRY_BASE.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    let full = exp.min(cap.max(RETRY_BASE));
+    full.mul_f64(1.0 - 0.5 * rand.clamp(0.0, 1.0))
+}
+
+/// A failed delivery waiting for its retry.
+#[derive(Debug)]
+struct Pending {
+    inst: Instance,
+    attempts: u32,
+    next: tokio::time::Instant,
+}
+
+/// Proof that the caller holds an instance's delivery lock.
+pub struct Held {
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+/// Delivers owed hooks: one per process, shared by the rounds and
+/// [`retry_owed`].
+#[derive(Debug)]
+pub struct Delivery {
+    ledger: Ledger,
+    max_backoff: Duration,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    pending: Mutex<HashMap<String, Pending>>,
+    wake: tokio::sync::Notify,
+}
+
+impl Delivery {
+    /// A delivery keeping its records in `state_dir`; failed hooks are
+    /// retried at most `max_backoff` apart.
+    pub fn new(state_dir: &Path, max_backoff: Duration) -> Delivery {
+        Delivery {
+            ledger: Ledger::new(state_dir),
+            max_backoff,
+            locks: Mutex::default(),
+            pending: Mutex::default(),
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Takes the instance's lock; hold it across "record + rename" and
+    /// across [`Delivery::deliver`].
+    pub async fn hold(&self, instance_id: &str) -> Held {
+        let lock = Arc::clone(
+            self.locks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(instance_id.to_string())
+                .or_default(),
+        );
+        Held {
+            _guard: lock.lock_owned().await,
+        }
+    }
+
+    /// Whether a failed delivery of this instance waits for a retry time
+    /// still ahead.
+    pub fn waiting(&self, instance_id: &str) -> bool {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(instance_id)
+            .is_some_and(|p| p.next > tokio::time::Instant::now())
+    }
+
+    /// How many instances have a failed delivery waiting for a retry.
+    pub fn failing(&self) -> usize {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Runs the hook the ledger says `inst` is owed, if any, and clears the
+    /// record when it succeeded. `None`: nothing was owed.
+    pub async fn deliver(&self, inst: &Instance, _held: &Held) -> Option<Result<(), HookError>> {
+        let name = inst.label().to_string();
+        let ledger = self.ledger.clone();
+        let inst_c = inst.clone();
+        let owed = tokio::task::spawn_blocking(move || prepare(&ledger, &inst_c))
+            .await
+            .unwrap_or_else(|e| Err(format!("hook record task failed: {e}")));
+        let owed = match owed {
+            Ok(Some(o)) => o,
+            Ok(None) => {
+                self.forget(&inst.id);
+                return None;
+            }
+            Err(msg) => {
+                let e = HookError::Ledger(msg);
+                self.failed(inst, &e);
+                return Some(Err(e));
+            }
+        };
+        let call = HookCall {
+            instance_id: inst.id.clone(),
+            instance_name: name.clone(),
+            changed: owed.files,
+        };
+        crate::failpoint::hit("before-hook");
+        match run_action(inst, &call).await {
+            Ok(()) => {
+                crate::failpoint::hit("after-hook");
+                let ledger = self.ledger.clone();
+                let id = inst.id.clone();
+                let cleared = tokio::task::spawn_blocking(move || ledger.clear(&id)).await;
+                if let Ok(Err(e)) = cleared {
+                    tracing::error!(instance = %name, instance_id = %inst.id, "hook succeeded but {e}; it will run again");
+                }
+                self.forget(&inst.id);
+                tracing::info!(instance = %name, instance_id = %inst.id, "hook succeeded");
+                Some(Ok(()))
+            }
+            Err(e) => {
+                self.failed(inst, &e);
+                Some(Err(e))
+            }
+        }
+    }
+
+    fn forget(&self, id: &str) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+
+    fn failed(&self, inst: &Instance, e: &HookError) {
+        let delay = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let p = pending.entry(inst.id.clone()).or_insert_with(|| Pending {
+                inst: inst.clone(),
+                attempts: 0,
+                next: tokio::time::Instant::now(),
+            });
+            p.inst = inst.clone();
+            p.attempts += 1;
+            let delay = retry_delay(p.attempts, self.max_backoff, fastrand::f64());
+            p.next = tokio::time::Instant::now() + delay;
+            delay
+        };
+        self.wake.notify_one();
+        let next = humantime::format_duration(Duration::from_millis(delay.as_millis() as u64));
+        tracing::warn!(
+            instance = inst.label(),
+            instance_id = %inst.id,
+            reason = "hook",
+            "hook failed: {e}; the hook stays owed, next attempt in {next}"
+        );
+    }
+}
+
+/// Reads and corrects the instance's record. Blocking.
+fn prepare(ledger: &Ledger, inst: &Instance) -> Result<Option<Owed>, String> {
+    if !inst.has_hook() {
+        if ledger.exists(&inst.id) {
+            tracing::info!(instance = inst.label(), instance_id = %inst.id, "no hook is configured any more; dropping the hook it was owed");
+            ledger.clear(&inst.id).map_err(|e| e.to_string())?;
+        }
+        return Ok(None);
+    }
+    let owed = match ledger.load(&inst.id) {
+        Ok(Some(o)) => o,
+        Ok(None) => return Ok(None),
+        Err(e @ LedgerError::Corrupt { .. }) => {
+            tracing::warn!(instance = inst.label(), instance_id = %inst.id, "{e}");
+            every_output(inst)
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let fixed = ledger::reconcile(owed.clone(), ledger::disk_state);
+    if fixed.as_ref() != Some(&owed) {
+        ledger
+            .put(&inst.id, fixed.as_ref())
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(fixed)
+}
+
+/// A record naming every output on disk as changed from an unknown state:
+/// what a corrupt record is replaced with, so the hook still runs.
+pub fn every_output(inst: &Instance) -> Owed {
+    Owed {
+        instance_id: inst.id.clone(),
+        files: inst
+            .outputs
+            .iter()
+            .filter_map(|o| match ledger::disk_state(&o.path) {
+                Disk::Content(d) => Some(ChangedFile {
+                    path: o.path.clone(),
+                    old: None,
+                    new: d,
+                }),
+                _ => None,
+            })
+            .collect(),
+    }
+}
+
+/// Retries failed deliveries until they succeed, each on its own backoff.
+/// Runs until dropped; the daemon spawns it once.
+pub async fn retry_owed(delivery: Arc<Delivery>) {
+    loop {
+        let wake = delivery.wake.notified();
+        let next = delivery
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .min_by_key(|(_, p)| p.next)
+            .map(|(id, p)| (id.clone(), p.next));
+        let Some((id, at)) = next else {
+            wake.await;
+            continue;
+        };
+        if at > tokio::time::Instant::now() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(at) => {}
+                _ = wake => {}
+            }
+            continue;
+        }
+        let held = delivery.hold(&id).await;
+        // A round may have delivered (or failed anew) while we waited.
+        let due = delivery
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .filter(|p| p.next <= tokio::time::Instant::now())
+            .map(|p| (p.inst.clone(), p.attempts));
+        if let Some((inst, attempts)) = due {
+            tracing::info!(instance = inst.label(), instance_id = %inst.id, attempt = attempts + 1, "running the owed hook again");
+            delivery.deliver(&inst, &held).await;
+        }
+    }
+}
+
 /// Logs each line of a hook's output; returns the last few lines.
 async fn log_lines(
     stream: impl AsyncRead + Unpin,
@@ -261,6 +574,48 @@ mod tests {
             e.to_string(),
             "/bin/sh exited with status 3; last stderr: boom"
         );
+    }
+
+    #[test]
+    fn retry_delays_double_up_to_the_cap_with_jitter() {
+        let cap = Duration::from_secs(30);
+        let full: Vec<u64> = (1..=7)
+            .map(|a| retry_delay(a, cap, 0.0).as_millis() as u64)
+            .collect();
+        assert_eq!(full, vec![1000, 2000, 4000, 8000, 16000, 30000, 30000]);
+        // Jitter takes off up to half, never more.
+        assert_eq!(retry_delay(3, cap, 1.0), Duration::from_secs(2));
+        assert_eq!(retry_delay(3, cap, 0.5), Duration::from_secs(3));
+        // Absurd inputs stay bounded.
+        assert_eq!(retry_delay(u32::MAX, cap, 7.0), Duration::from_secs(15));
+        assert_eq!(retry_delay(0, Duration::ZERO, 0.0), RETRY_BASE);
+    }
+
+    #[test]
+    fn signal_delivery_failures_are_named() {
+        let d = tempfile::tempdir().unwrap();
+        let pidfile = d.path().join("app.pid");
+        let r = ReloadSignal {
+            signal: Signal::SIGHUP,
+            pidfile: pidfile.clone(),
+        };
+        let e = send_signal(&r).unwrap_err().to_string();
+        assert!(e.contains("cannot read the pidfile"), "{e}");
+        assert!(e.contains(&pidfile.display().to_string()), "{e}");
+        assert!(e.starts_with("cannot send SIGHUP"), "{e}");
+        // 0 and negative PIDs would signal a group or everyone: refused.
+        for bad in ["0", "-1", "", "12ab", "99999999999"] {
+            std::fs::write(&pidfile, bad).unwrap();
+            let e = send_signal(&r).unwrap_err().to_string();
+            assert!(e.contains("is not a process ID"), "{bad}: {e}");
+        }
+        // A process that is gone.
+        let mut child = std::process::Command::new("/bin/true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        std::fs::write(&pidfile, format!("{pid}\n")).unwrap();
+        let e = send_signal(&r).unwrap_err().to_string();
+        assert!(e.contains("is not running"), "{e}");
     }
 
     #[tokio::test]

@@ -3,7 +3,8 @@
 //! The only way this module changes an output is [`replace`]:
 //!
 //! 1. create a temporary file in the target's own directory, exclusively
-//!    (`O_CREAT|O_EXCL`, so it never follows or reuses an existing name);
+//!    (`O_CREAT|O_EXCL`, so it never follows a symlink or reuses an existing
+//!    name);
 //! 2. write the bytes and `fsync` them;
 //! 3. set the mode and owner (the configured ones, else the old file's, else
 //!    0644 and the daemon's user);
@@ -54,6 +55,10 @@ impl WriteError {
 const BIND_MOUNT_HINT: &str = " (the target looks like a single-file bind mount, and a file \
 cannot be replaced by rename there; mount the whole directory instead, e.g. a Kubernetes \
 volume without subPath)";
+
+const CHOWN_HINT: &str = " (the owner to set, configured or the old file's, is another user; \
+only root or a daemon with CAP_CHOWN can do that: grant CAP_CHOWN, or set the instance's owner \
+and group to the daemon's own user)";
 
 /// The SHA-256 of the file at `path`, or `None` if there is no file.
 pub fn current_digest(path: &Path) -> io::Result<Option<Sha256Digest>> {
@@ -120,14 +125,20 @@ pub fn replace(path: &Path, bytes: &[u8], perms: &Perms) -> Result<(), WriteErro
             .as_ref()
             .is_none_or(|m| uid.is_some_and(|u| u != m.uid()) || gid.is_some_and(|g| g != m.gid()));
         if differs {
-            std::os::unix::fs::fchown(tmp.as_file(), uid, gid)
-                .map_err(|e| WriteError::new(path, "set owner", e))?;
+            std::os::unix::fs::fchown(tmp.as_file(), uid, gid).map_err(|e| {
+                let mut w = WriteError::new(path, "set owner", e);
+                if w.source.raw_os_error() == Some(nix::libc::EPERM) {
+                    w.hint = CHOWN_HINT;
+                }
+                w
+            })?;
             // chown clears setuid/setgid bits; put the mode back.
             tmp.as_file()
                 .set_permissions(Permissions::from_mode(mode))
                 .map_err(|e| WriteError::new(path, "set mode", e))?;
         }
     }
+    crate::failpoint::hit("before-rename");
     tmp.persist(path).map_err(|e| {
         let mut w = WriteError::new(path, "rename over the target", e.error);
         if matches!(w.source.raw_os_error(), Some(libc_ebusy) if libc_ebusy == nix::libc::EBUSY || libc_ebusy == nix::libc::EXDEV)
@@ -136,6 +147,7 @@ pub fn replace(path: &Path, bytes: &[u8], perms: &Perms) -> Result<(), WriteErro
         }
         w
     })?;
+    crate::failpoint::hit("after-rename");
     fsync_dir(&dir).map_err(|e| WriteError::new(path, "fsync directory", e))?;
     Ok(())
 }

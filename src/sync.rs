@@ -7,6 +7,15 @@
 //! why). File system work runs on tokio's blocking pool, so a slow disk never
 //! stalls the scheduler, and a replacement that has begun always completes,
 //! even when the daemon is stopping.
+//!
+//! Hooks: when the plan replaces files of an instance that has a hook, the
+//! change is recorded in the hook ledger (merged with whatever is still owed)
+//! *before* the first rename, under the instance's delivery lock; if the
+//! record cannot be written, nothing is replaced. At the end of every round,
+//! successful or not, [`hooks::Delivery::deliver`] runs whatever hook the
+//! ledger says is owed (a change of this round, or one a failed hook or a
+//! crash left), unless a failed hook is waiting for its retry time and this
+//! round changed nothing.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,7 +24,8 @@ use std::time::{Duration, SystemTime};
 use crate::certcheck::{self, Sha256Digest, Verified, hex};
 use crate::cloud::{self, Client, DownloadError};
 use crate::config::{Category, Instance};
-use crate::hooks::{self, ChangedFile, HookCall, HookError};
+use crate::hooks::{ChangedFile, Delivery, HookError};
+use crate::ledger::{self, LedgerError};
 use crate::output::{self, WriteError};
 use crate::plan::{self, Slot};
 
@@ -43,6 +53,9 @@ pub struct FileReport {
     pub outcome: FileOutcome,
     /// The earliest notAfter of what was fetched, when it passed the checks.
     pub not_after: Option<i64>,
+    /// The canonical PEM fetched, when it passed the checks: what the file
+    /// holds after `Unchanged` or `Replaced` (kept by the self-healing).
+    pub pem: Option<Vec<u8>>,
 }
 
 /// Why a round failed, for the log and for the metrics' `reason` label.
@@ -112,11 +125,26 @@ impl Report {
 pub struct Syncer {
     pub client: Client,
     pub dry_run: bool,
+    /// Hook records and delivery (`sync.state_dir`).
+    pub delivery: Arc<Delivery>,
 }
 
 impl Syncer {
-    /// Syncs one instance once.
+    /// Syncs one instance once, then delivers any hook it is owed.
     pub async fn sync(self: &Arc<Self>, inst: &Instance) -> Report {
+        if self.dry_run {
+            return self.sync_files(inst).await.0;
+        }
+        let held = self.delivery.hold(&inst.id).await;
+        let (mut report, planned_writes) = self.sync_files(inst).await;
+        if planned_writes || !self.delivery.waiting(&inst.id) {
+            report.hook = self.delivery.deliver(inst, &held).await;
+        }
+        report
+    }
+
+    /// The files part of a round. Also says whether the plan had writes.
+    async fn sync_files(self: &Arc<Self>, inst: &Instance) -> (Report, bool) {
         let mut report = Report::default();
         let id = inst.id.as_str();
         let name = inst.label();
@@ -132,7 +160,7 @@ impl Syncer {
                 );
                 report.retry_after = e.retry_after();
                 report.fail(e.reason(), e.to_string(), e.is_transient());
-                return report;
+                return (report, false);
             }
         };
 
@@ -169,11 +197,10 @@ impl Syncer {
             Ok(r) => r,
             Err(e) => {
                 report.fail("internal", format!("disk task failed: {e}"), false);
-                return report;
+                return (report, false);
             }
         };
 
-        let mut changed = Vec::new();
         for (i, out) in inst.outputs.iter().enumerate() {
             let not_after = fetched[i].as_ref().map(Verified::not_after);
             let outcome = if let Some(msg) = &errors[i] {
@@ -198,11 +225,6 @@ impl Syncer {
                     }
                     Some(Ok(())) => {
                         tracing::info!(instance = name, instance_id = id, category = %out.category, path = %out.path.display(), old_sha256 = %old_hex, new_sha256 = %new_hex, "replaced");
-                        changed.push(ChangedFile {
-                            path: out.path.clone(),
-                            old: w.old,
-                            new: w.new,
-                        });
                         FileOutcome::Replaced {
                             old: w.old,
                             new: w.new,
@@ -223,32 +245,11 @@ impl Syncer {
                 path: out.path.clone(),
                 outcome,
                 not_after,
+                pem: fetched[i].as_ref().map(|v| v.pem.clone()),
             });
         }
 
-        if plan.run_hook
-            && !self.dry_run
-            && !changed.is_empty()
-            && let Some(argv) = &inst.on_change
-        {
-            let call = HookCall {
-                instance_id: inst.id.clone(),
-                instance_name: name.to_string(),
-                changed,
-            };
-            let result = hooks::run(argv, inst.hook_timeout, &call).await;
-            match &result {
-                Ok(()) => tracing::info!(instance = name, instance_id = id, "hook succeeded"),
-                Err(e) => tracing::warn!(
-                    instance = name,
-                    instance_id = id,
-                    reason = "hook",
-                    "hook failed: {e}"
-                ),
-            }
-            report.hook = Some(result);
-        }
-        report
+        (report, !plan.writes.is_empty())
     }
 
     /// Downloads and checks one category.
@@ -342,8 +343,20 @@ impl Syncer {
             })
             .collect();
         let plain: Vec<Slot> = slots.iter().map(|(s, _)| s.clone()).collect();
-        let plan = plan::plan(&plain, inst.on_change.is_some());
+        let plan = plan::plan(&plain, inst.has_hook());
         let mut writes = Vec::new();
+        if !self.dry_run && plan.run_hook {
+            // The hook is owed from before the first rename on.
+            if let Err(e) = self.record_owed(inst, &plan) {
+                let msg = format!("not replaced: {e}");
+                writes = plan
+                    .writes
+                    .iter()
+                    .map(|w| (w.slot, Err(msg.clone())))
+                    .collect();
+                return (slots, plan, writes, fetched);
+            }
+        }
         if !self.dry_run {
             for w in &plan.writes {
                 let Some(v) = fetched[w.slot].as_ref() else {
@@ -355,5 +368,29 @@ impl Syncer {
             }
         }
         (slots, plan, writes, fetched)
+    }
+
+    /// Adds the plan's changes to the instance's hook record, durably.
+    /// Blocking.
+    fn record_owed(&self, inst: &Instance, plan: &plan::Plan) -> Result<(), LedgerError> {
+        let ledger = self.delivery.ledger();
+        let prev = match ledger.load(&inst.id) {
+            Ok(p) => p,
+            Err(e @ LedgerError::Corrupt { .. }) => {
+                tracing::warn!(instance = inst.label(), instance_id = %inst.id, "{e}");
+                Some(crate::hooks::every_output(inst))
+            }
+            Err(e) => return Err(e),
+        };
+        let changes: Vec<ChangedFile> = plan
+            .writes
+            .iter()
+            .map(|w| ChangedFile {
+                path: w.path.clone(),
+                old: w.old,
+                new: w.new,
+            })
+            .collect();
+        ledger.store(&ledger::merge(&inst.id, prev, &changes))
     }
 }

@@ -152,13 +152,16 @@ fn check_accepts_a_good_config_and_contacts_nothing() {
 
 #[test]
 fn the_shipped_example_passes_check() {
-    // The example's token file does not exist here, so point it at one.
+    // The example's secret key file does not exist here, so point it at one.
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     fs::write(&token, "t\n").unwrap();
     let text = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"))
         .unwrap()
-        .replace("/run/secrets/iam-token", &token.display().to_string());
+        .replace(
+            "/run/credentials/dds-certsync.service/secret-key",
+            &token.display().to_string(),
+        );
     let cfg = dir.path().join("config.toml");
     fs::write(&cfg, text).unwrap();
     let out = std::process::Command::new(BIN)

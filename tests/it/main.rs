@@ -4,9 +4,16 @@
 
 mod support;
 
+mod auth;
 mod bad_input;
 mod cli_and_config;
 mod daemon;
+mod disk_faults;
+mod fault_suite;
+mod fuzz_seeds;
+mod hooks_delivery;
 mod once;
 mod readers;
 mod secrets;
+mod service;
+mod torture;

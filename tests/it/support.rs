@@ -100,7 +100,7 @@ mv "$dir/$DDS_CERTSYNC_INSTANCE_ID.$n.env.tmp" "$dir/$DDS_CERTSYNC_INSTANCE_ID.$
 
     pub fn config_text(&self) -> String {
         format!(
-            "[cloud]\nendpoint = \"{api}\"\nproject_id = \"{PROJECT}\"\nca_file = \"{ca}\"\n{cloud}\n[auth]\n{auth}\n[sync]\n{timeout}{sync}\n{inst}",
+            "[cloud]\nendpoint = \"{api}\"\nproject_id = \"{PROJECT}\"\nca_file = \"{ca}\"\n{cloud}\n[auth]\n{auth}\n[sync]\n{timeout}{state}{sync}\n{inst}",
             api = self.standin.api_url(),
             ca = self.ca.display(),
             cloud = self.cloud,
@@ -112,6 +112,11 @@ mv "$dir/$DDS_CERTSYNC_INSTANCE_ID.$n.env.tmp" "$dir/$DDS_CERTSYNC_INSTANCE_ID.$
                 "timeout = \"5s\"\n"
             },
             inst = self.instances.concat(),
+            state = if self.sync.contains("state_dir") {
+                String::new()
+            } else {
+                format!("state_dir = \"{}\"\n", self.path("state").display())
+            },
         )
     }
 

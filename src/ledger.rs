@@ -1,0 +1,460 @@
+//! The hook ledger: which instances are owed a hook run, persisted in
+//! `[sync] state_dir` so that a crash, a SIGKILL or a power loss never loses
+//! one.
+//!
+//! One small JSON file per instance, `hook-owed-{instance_id}.json`, lists the
+//! changed paths with their old and new SHA-256. The sync step writes it with
+//! [`output::replace`] (temp file, fsync, rename, fsync of the directory)
+//! *before* it renames any certificate, and the delivery clears it only after
+//! the hook exited 0 (or the signal was delivered). So at every instant either
+//! the certificate on disk is the one the consumer was last told about, or a
+//! record saying otherwise is on disk.
+//!
+//! The decisions are pure and unit tested here:
+//! * [`merge`]: several changes before a successful run coalesce into one
+//!   record with, per path, the oldest old hash and the newest new hash;
+//! * [`reconcile`]: a record is corrected against the disk after writes (and
+//!   after a crash): a path whose file still holds the old content was never
+//!   replaced and is dropped; one whose file holds other content reports
+//!   that content as new.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::certcheck::{Sha256Digest, hex};
+use crate::config::Perms;
+use crate::hooks::ChangedFile;
+use crate::output;
+
+/// The prefix of ledger file names.
+const PREFIX: &str = "hook-owed-";
+/// The suffix of ledger file names.
+const SUFFIX: &str = ".json";
+/// The record format version.
+const VERSION: u32 = 1;
+
+/// A hook owed to one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owed {
+    pub instance_id: String,
+    /// The changed files, in the order they first changed.
+    pub files: Vec<ChangedFile>,
+}
+
+/// A ledger problem, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("cannot record the owed hook in {path} (sync.state_dir): {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: output::WriteError,
+    },
+    #[error("cannot read the hook record {path} (sync.state_dir): {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} is not a valid hook record ({why}); treating every output as changed")]
+    Corrupt { path: PathBuf, why: String },
+    #[error("cannot remove {path}: {source}")]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The on-disk form.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Record {
+    version: u32,
+    instance_id: String,
+    files: Vec<RecordFile>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordFile {
+    path: PathBuf,
+    /// Empty for a file that did not exist before.
+    old_sha256: String,
+    new_sha256: String,
+}
+
+fn unhex(s: &str) -> Option<Sha256Digest> {
+    let bytes = hex::decode(s).ok()?;
+    bytes.try_into().ok()
+}
+
+impl Owed {
+    fn to_json(&self) -> Vec<u8> {
+        let record = Record {
+            version: VERSION,
+            instance_id: self.instance_id.clone(),
+            files: self
+                .files
+                .iter()
+                .map(|f| RecordFile {
+                    path: f.path.clone(),
+                    old_sha256: f.old.as_ref().map(hex).unwrap_or_default(),
+                    new_sha256: hex(&f.new),
+                })
+                .collect(),
+        };
+        let mut v = serde_json::to_vec_pretty(&record).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+
+    /// Parses a record. Pure.
+    pub fn from_json(bytes: &[u8]) -> Result<Owed, String> {
+        let r: Record = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if r.version != VERSION {
+            return Err(format!("unknown version {}", r.version));
+        }
+        let mut files = Vec::with_capacity(r.files.len());
+        for f in r.files {
+            let old = if f.old_sha256.is_empty() {
+                None
+            } else {
+                Some(unhex(&f.old_sha256).ok_or("bad old_sha256")?)
+            };
+            let new = unhex(&f.new_sha256).ok_or("bad new_sha256")?;
+            files.push(ChangedFile {
+                path: f.path,
+                old,
+                new,
+            });
+        }
+        Ok(Owed {
+            instance_id: r.instance_id,
+            files,
+        })
+    }
+}
+
+/// Adds `changes` to what is already owed. Pure.
+///
+/// Per path the oldest old hash stays and the newest new hash wins, so a hook
+/// that runs once after several changes hears about all of them at once.
+pub fn merge(instance_id: &str, prev: Option<Owed>, changes: &[ChangedFile]) -> Owed {
+    let mut owed = prev.unwrap_or_else(|| Owed {
+        instance_id: instance_id.to_string(),
+        files: Vec::new(),
+    });
+    for c in changes {
+        match owed.files.iter_mut().find(|f| f.path == c.path) {
+            Some(f) => f.new = c.new,
+            None => owed.files.push(c.clone()),
+        }
+    }
+    owed
+}
+
+/// What is on disk at a path, for [`reconcile`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disk {
+    Missing,
+    Content(Sha256Digest),
+    /// The file could not be read; nothing is concluded from it.
+    Unknown,
+}
+
+/// Corrects `owed` against the disk. Pure. Returns `None` when nothing is
+/// owed any more.
+///
+/// * a file that still holds its old content (or is still missing when it
+///   was new) was never replaced: the path is dropped;
+/// * a file that holds something else than the recorded new content (a crash
+///   between recording a second change and its rename) reports what it holds;
+/// * a file that is gone or unreadable keeps its entry, so the hook still runs.
+pub fn reconcile(mut owed: Owed, disk: impl Fn(&Path) -> Disk) -> Option<Owed> {
+    owed.files.retain_mut(|f| match disk(&f.path) {
+        Disk::Content(d) if Some(d) == f.old => false,
+        Disk::Content(d) => {
+            f.new = d;
+            true
+        }
+        Disk::Missing => f.old.is_some(),
+        Disk::Unknown => true,
+    });
+    (!owed.files.is_empty()).then_some(owed)
+}
+
+/// What is on disk at `path`, hashed.
+pub fn disk_state(path: &Path) -> Disk {
+    match output::current_digest(path) {
+        Ok(Some(d)) => Disk::Content(d),
+        Ok(None) => Disk::Missing,
+        Err(_) => Disk::Unknown,
+    }
+}
+
+/// The records of one state directory. Blocking I/O.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    dir: PathBuf,
+}
+
+impl Ledger {
+    pub fn new(dir: impl Into<PathBuf>) -> Ledger {
+        Ledger { dir: dir.into() }
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The record file of an instance. Instance IDs are validated by the
+    /// config (letters, digits, `-`, `_`); anything else is hex-encoded so
+    /// that an ID can never name a path outside the directory.
+    pub fn path(&self, instance_id: &str) -> PathBuf {
+        let safe = !instance_id.is_empty()
+            && instance_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let name = if safe {
+            instance_id.to_string()
+        } else {
+            format!("x{}", hex::encode(instance_id))
+        };
+        self.dir.join(format!("{PREFIX}{name}{SUFFIX}"))
+    }
+
+    /// The record of an instance, if one is on disk.
+    pub fn load(&self, instance_id: &str) -> Result<Option<Owed>, LedgerError> {
+        let path = self.path(instance_id);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(LedgerError::Read { path, source }),
+        };
+        match Owed::from_json(&bytes) {
+            Ok(o) if o.instance_id == instance_id => Ok(Some(o)),
+            Ok(o) => Err(LedgerError::Corrupt {
+                path,
+                why: format!("it is for instance {:?}", o.instance_id),
+            }),
+            Err(why) => Err(LedgerError::Corrupt { path, why }),
+        }
+    }
+
+    /// Whether a record exists for the instance (cheap).
+    pub fn exists(&self, instance_id: &str) -> bool {
+        fs::symlink_metadata(self.path(instance_id)).is_ok()
+    }
+
+    /// Writes the record atomically and durably (mode 0600).
+    pub fn store(&self, owed: &Owed) -> Result<(), LedgerError> {
+        let path = self.path(&owed.instance_id);
+        let perms = Perms {
+            mode: Some(0o600),
+            ..Perms::default()
+        };
+        crate::failpoint::hit("ledger-before-store");
+        output::replace(&path, &owed.to_json(), &perms)
+            .map_err(|source| LedgerError::Write { path, source })
+    }
+
+    /// Stores `owed`, or removes the record when it is `None`.
+    pub fn put(&self, instance_id: &str, owed: Option<&Owed>) -> Result<(), LedgerError> {
+        match owed {
+            Some(o) => self.store(o),
+            None => self.clear(instance_id),
+        }
+    }
+
+    /// Removes the record of an instance, durably. No record is fine.
+    pub fn clear(&self, instance_id: &str) -> Result<(), LedgerError> {
+        let path = self.path(instance_id);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(LedgerError::Remove { path, source }),
+        }
+        fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| LedgerError::Remove { path, source })
+    }
+
+    /// Removes temporary files an interrupted [`Ledger::store`] left behind.
+    pub fn clean_stale_temps(&self) -> usize {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .filter_map(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                let base = n.strip_prefix('.')?.split(".dds-certsync-").next()?;
+                (base.starts_with(PREFIX) && base.ends_with(SUFFIX)).then(|| self.dir.join(base))
+            })
+            .map(|target| output::clean_stale_temps(&target))
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cf(path: &str, old: Option<u8>, new: u8) -> ChangedFile {
+        ChangedFile {
+            path: path.into(),
+            old: old.map(|b| [b; 32]),
+            new: [new; 32],
+        }
+    }
+
+    #[test]
+    fn changes_coalesce_to_oldest_old_and_newest_new() {
+        let first = merge("i1", None, &[cf("/a", Some(1), 2)]);
+        let second = merge(
+            "i1",
+            Some(first),
+            &[cf("/a", Some(2), 3), cf("/b", None, 9)],
+        );
+        assert_eq!(second.files, vec![cf("/a", Some(1), 3), cf("/b", None, 9)]);
+        assert_eq!(second.instance_id, "i1");
+    }
+
+    #[test]
+    fn reconcile_drops_what_was_never_replaced() {
+        let owed = merge("i1", None, &[cf("/a", Some(1), 2), cf("/b", None, 5)]);
+        let disk = |p: &Path| match p.to_str() {
+            Some("/a") => Disk::Content([1; 32]),
+            _ => Disk::Missing,
+        };
+        assert_eq!(reconcile(owed, disk), None);
+    }
+
+    #[test]
+    fn reconcile_reports_what_is_on_disk() {
+        // /a: owed 1→3, but the crash came before 3 was renamed in; 2 is there.
+        let owed = merge("i1", None, &[cf("/a", Some(1), 3), cf("/b", Some(4), 5)]);
+        let disk = |p: &Path| match p.to_str() {
+            Some("/a") => Disk::Content([2; 32]),
+            Some("/b") => Disk::Unknown,
+            _ => Disk::Missing,
+        };
+        let r = reconcile(owed, disk).unwrap();
+        assert_eq!(r.files, vec![cf("/a", Some(1), 2), cf("/b", Some(4), 5)]);
+    }
+
+    #[test]
+    fn reconcile_keeps_a_deleted_file() {
+        let owed = merge("i1", None, &[cf("/a", Some(1), 2)]);
+        assert!(reconcile(owed, |_| Disk::Missing).is_some());
+    }
+
+    proptest::proptest! {
+        /// Any sequence of rounds, each changing some of three files along
+        /// their own history, merges into one record whose entry per path
+        /// holds the first old and the last new hash; and a record always
+        /// survives its own JSON round trip.
+        #[test]
+        fn merging_any_history_keeps_first_old_and_last_new(
+            rounds in proptest::collection::vec(proptest::collection::vec(0usize..3, 0..3), 1..8)
+        ) {
+            let paths = ["/a", "/b", "/c"];
+            let mut current: [Option<u8>; 3] = [None, Some(100), Some(200)];
+            let mut first_old: [Option<Option<u8>>; 3] = [None; 3];
+            let mut owed = None;
+            let mut next = 1u8;
+            for round in rounds {
+                let mut changes = Vec::new();
+                for i in round {
+                    if changes.iter().any(|c: &ChangedFile| c.path == Path::new(paths[i])) {
+                        continue;
+                    }
+                    changes.push(cf(paths[i], current[i], next));
+                    first_old[i].get_or_insert(current[i]);
+                    current[i] = Some(next);
+                    next += 1;
+                }
+                owed = Some(merge("i1", owed, &changes));
+            }
+            let owed = owed.unwrap();
+            for f in &owed.files {
+                let i = paths.iter().position(|p| Path::new(p) == f.path).unwrap();
+                proptest::prop_assert_eq!(f.old, first_old[i].unwrap().map(|b| [b; 32]));
+                proptest::prop_assert_eq!(Some(f.new), current[i].map(|b| [b; 32]));
+            }
+            let changed = first_old.iter().filter(|o| o.is_some()).count();
+            proptest::prop_assert_eq!(owed.files.len(), changed);
+            proptest::prop_assert_eq!(Owed::from_json(&owed.to_json()).unwrap(), owed);
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_clear() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Ledger::new(d.path().join("state"));
+        assert!(l.load("i1").unwrap().is_none());
+        let owed = merge("i1", None, &[cf("/a", None, 2), cf("/b", Some(7), 8)]);
+        l.store(&owed).unwrap();
+        assert!(l.exists("i1"));
+        assert_eq!(l.load("i1").unwrap(), Some(owed));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(l.path("i1")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        l.clear("i1").unwrap();
+        assert!(!l.exists("i1"));
+        l.clear("i1").unwrap();
+    }
+
+    #[test]
+    fn corrupt_and_foreign_records_are_errors_not_panics() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Ledger::new(d.path());
+        for bad in [
+            &b"not json"[..],
+            b"{\"version\":1,\"instance_id\":\"i1\",\"files\":[{\"path\":\"/a\",\"old_sha256\":\"zz\",\"new_sha256\":\"00\"}]}",
+            b"{\"version\":9,\"instance_id\":\"i1\",\"files\":[]}",
+            b"{\"version\":1,\"instance_id\":\"other\",\"files\":[]}",
+        ] {
+            fs::write(l.path("i1"), bad).unwrap();
+            assert!(
+                matches!(l.load("i1"), Err(LedgerError::Corrupt { .. })),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn odd_ids_stay_inside_the_directory() {
+        let l = Ledger::new("/state");
+        assert_eq!(
+            l.path("i-1_a"),
+            PathBuf::from("/state/hook-owed-i-1_a.json")
+        );
+        let p = l.path("../x");
+        assert_eq!(p.parent(), Some(Path::new("/state")));
+    }
+
+    #[test]
+    fn stale_ledger_temps_are_cleaned() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Ledger::new(d.path());
+        fs::write(
+            d.path().join(".hook-owed-i1.json.dds-certsync-abc123.tmp"),
+            b"x",
+        )
+        .unwrap();
+        fs::write(d.path().join("unrelated"), b"x").unwrap();
+        assert_eq!(l.clean_stale_temps(), 1);
+        assert_eq!(
+            fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "only the unrelated file is left"
+        );
+    }
+}
