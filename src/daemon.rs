@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::cloud::{self, Client};
+use crate::cloud;
 use crate::config::{self, Config, ConfigError, Instance};
 use crate::heal::{self, Healer, Verdict};
 use crate::health::{self, Health};
@@ -197,9 +197,9 @@ fn round_fn(shared: Arc<Shared>) -> RoundFn {
             let report = syncer.sync(&inst).await;
             let ok = report.ok();
             if ok {
-                tracing::debug!(instance = inst.label(), instance_id = %inst.id, "round ok: {}", report.summary());
+                tracing::debug!(instance = %inst.label(), instance_id = %inst.id, "round ok: {}", report.summary());
             } else {
-                tracing::warn!(instance = inst.label(), instance_id = %inst.id, "round failed: {}", report.summary());
+                tracing::warn!(instance = %inst.label(), instance_id = %inst.id, "round failed: {}", report.summary());
             }
             after_round(&shared, &inst, &report).await;
             drop(files);
@@ -248,7 +248,7 @@ async fn after_round(shared: &Arc<Shared>, inst: &Instance, report: &Report) {
         server::update_file_gauges(metrics::global(), &files, &verdict);
         for (t, not_after) in &verdict.expiring {
             tracing::warn!(
-                instance = inst_c.label(),
+                instance = %inst_c.label(),
                 instance_id = %inst_c.id,
                 category = %t.category,
                 path = %t.path.display(),
@@ -689,14 +689,9 @@ impl Control {
 }
 
 /// A syncer like `old` with a new API client for `config`.
+/// A new client for a reloaded config; the hook delivery carries over.
 fn build_syncer(config: &Config, old: &Syncer) -> Result<Arc<Syncer>, cloud::BuildError> {
-    let credentials = cloud::auth::Credentials::from_config(&config.auth);
-    let client = Client::new(&config.cloud, credentials, config.sync.timeout)?;
-    Ok(Arc::new(Syncer {
-        client,
-        dry_run: old.dry_run,
-        delivery: Arc::clone(&old.delivery),
-    }))
+    Syncer::new(config, old.dry_run, Arc::clone(&old.delivery)).map(Arc::new)
 }
 
 async fn recv_hup(hup: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
@@ -728,9 +723,9 @@ impl Observer for DaemonObserver {
     fn round_done(&mut self, key: &str, result: &RoundResult, next_in: Duration) {
         let next = humantime::format_duration(Duration::from_secs(next_in.as_secs().max(1)));
         if result.ok {
-            tracing::debug!(instance_id = key, "next sync in {next}");
+            tracing::debug!(instance_id = %key, "next sync in {next}");
         } else {
-            tracing::info!(instance_id = key, "retrying in {next}");
+            tracing::info!(instance_id = %key, "retrying in {next}");
         }
     }
 

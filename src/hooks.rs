@@ -404,7 +404,7 @@ impl Delivery {
         self.wake.notify_one();
         let next = humantime::format_duration(Duration::from_millis(delay.as_millis() as u64));
         tracing::warn!(
-            instance = inst.label(),
+            instance = %inst.label(),
             instance_id = %inst.id,
             reason = "hook",
             "hook failed: {e}; the hook stays owed, next attempt in {next}"
@@ -416,7 +416,7 @@ impl Delivery {
 fn prepare(ledger: &Ledger, inst: &Instance) -> Result<Option<Owed>, String> {
     if !inst.has_hook() {
         if ledger.exists(&inst.id) {
-            tracing::info!(instance = inst.label(), instance_id = %inst.id, "no hook is configured any more; dropping the hook it was owed");
+            tracing::info!(instance = %inst.label(), instance_id = %inst.id, "no hook is configured any more; dropping the hook it was owed");
             ledger.clear(&inst.id).map_err(|e| e.to_string())?;
         }
         return Ok(None);
@@ -425,7 +425,7 @@ fn prepare(ledger: &Ledger, inst: &Instance) -> Result<Option<Owed>, String> {
         Ok(Some(o)) => o,
         Ok(None) => return Ok(None),
         Err(e @ LedgerError::Corrupt { .. }) => {
-            tracing::warn!(instance = inst.label(), instance_id = %inst.id, "{e}");
+            tracing::warn!(instance = %inst.label(), instance_id = %inst.id, "{e}");
             every_output(inst)
         }
         Err(e) => return Err(e.to_string()),
@@ -492,7 +492,7 @@ pub async fn retry_owed(delivery: Arc<Delivery>) {
             .filter(|p| p.next <= tokio::time::Instant::now())
             .map(|p| (p.inst.clone(), p.attempts));
         if let Some((inst, attempts)) = due {
-            tracing::info!(instance = inst.label(), instance_id = %inst.id, attempt = attempts + 1, "running the owed hook again");
+            tracing::info!(instance = %inst.label(), instance_id = %inst.id, attempt = attempts + 1, "running the owed hook again");
             delivery.deliver(&inst, &held).await;
         }
     }

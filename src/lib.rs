@@ -27,7 +27,6 @@ pub mod watch;
 use std::sync::Arc;
 
 use cli::Cli;
-use cloud::Client;
 use config::ConfigError;
 use sync::Syncer;
 
@@ -62,16 +61,8 @@ pub async fn run(cli: Cli) -> Result<Outcome, Error> {
         );
         return Ok(Outcome::Ok);
     }
-    let credentials = cloud::auth::Credentials::from_config(&config.auth);
-    let client = Client::new(&config.cloud, credentials, config.sync.timeout)?;
-    let syncer = Arc::new(Syncer {
-        client,
-        dry_run: cli.dry_run,
-        delivery: Arc::new(hooks::Delivery::new(
-            &config.sync.state_dir,
-            config.sync.max_backoff,
-        )),
-    });
+    let delivery = hooks::Delivery::new(&config.sync.state_dir, config.sync.max_backoff);
+    let syncer = Arc::new(Syncer::new(&config, cli.dry_run, Arc::new(delivery))?);
     if !cli.dry_run {
         let n = syncer.delivery.ledger().clean_stale_temps();
         if n > 0 {

@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::certcheck::{self, Sha256Digest, Verified, hex};
 use crate::cloud::{self, Client, DownloadError};
-use crate::config::{Category, Instance};
+use crate::config::{Category, Config, Instance};
 use crate::hooks::{ChangedFile, Delivery, HookError};
 use crate::ledger::{self, LedgerError};
 use crate::output::{self, WriteError};
@@ -130,6 +130,20 @@ pub struct Syncer {
 }
 
 impl Syncer {
+    /// Builds the API client for `config` (TLS roots, credentials, timeout).
+    pub fn new(
+        config: &Config,
+        dry_run: bool,
+        delivery: Arc<Delivery>,
+    ) -> Result<Syncer, cloud::BuildError> {
+        let credentials = cloud::auth::Credentials::from_config(&config.auth);
+        Ok(Syncer {
+            client: Client::new(&config.cloud, credentials, config.sync.timeout)?,
+            dry_run,
+            delivery,
+        })
+    }
+
     /// Syncs one instance once, then delivers any hook it is owed.
     pub async fn sync(self: &Arc<Self>, inst: &Instance) -> Report {
         if self.dry_run {
@@ -153,8 +167,8 @@ impl Syncer {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(
-                    instance = name,
-                    instance_id = id,
+                    instance = %name,
+                    instance_id = %id,
                     reason = e.reason(),
                     "failed: {e}"
                 );
@@ -175,8 +189,8 @@ impl Syncer {
                 }
                 Err((reason, msg, transient)) => {
                     tracing::warn!(
-                        instance = name,
-                        instance_id = id,
+                        instance = %name,
+                        instance_id = %id,
                         category = %out.category,
                         reason,
                         "failed: {msg}; keeping {}",
@@ -206,32 +220,32 @@ impl Syncer {
             let outcome = if let Some(msg) = &errors[i] {
                 FileOutcome::Failed(msg.clone())
             } else if let Some(slot_err) = &slots[i].1 {
-                tracing::warn!(instance = name, instance_id = id, category = %out.category, reason = "disk", "failed: {slot_err}");
+                tracing::warn!(instance = %name, instance_id = %id, category = %out.category, reason = "disk", "failed: {slot_err}");
                 report.fail("disk", format!("{}: {slot_err}", out.category), false);
                 FileOutcome::Failed(slot_err.clone())
             } else if plan.unchanged.contains(&i) {
-                tracing::info!(instance = name, instance_id = id, category = %out.category, path = %out.path.display(), "unchanged");
+                tracing::info!(instance = %name, instance_id = %id, category = %out.category, path = %out.path.display(), "unchanged");
                 FileOutcome::Unchanged
             } else if let Some(w) = plan.writes.iter().find(|w| w.slot == i) {
                 let old_hex = w.old.as_ref().map(hex).unwrap_or_default();
                 let new_hex = hex(&w.new);
                 match writes.iter().find(|(s, _)| *s == i).map(|(_, r)| r) {
                     None if self.dry_run => {
-                        tracing::info!(instance = name, instance_id = id, category = %out.category, path = %out.path.display(), old_sha256 = %old_hex, new_sha256 = %new_hex, "would replace (dry run)");
+                        tracing::info!(instance = %name, instance_id = %id, category = %out.category, path = %out.path.display(), old_sha256 = %old_hex, new_sha256 = %new_hex, "would replace (dry run)");
                         FileOutcome::WouldReplace {
                             old: w.old,
                             new: w.new,
                         }
                     }
                     Some(Ok(())) => {
-                        tracing::info!(instance = name, instance_id = id, category = %out.category, path = %out.path.display(), old_sha256 = %old_hex, new_sha256 = %new_hex, "replaced");
+                        tracing::info!(instance = %name, instance_id = %id, category = %out.category, path = %out.path.display(), old_sha256 = %old_hex, new_sha256 = %new_hex, "replaced");
                         FileOutcome::Replaced {
                             old: w.old,
                             new: w.new,
                         }
                     }
                     Some(Err(e)) => {
-                        tracing::warn!(instance = name, instance_id = id, category = %out.category, reason = "write", "failed: {e}");
+                        tracing::warn!(instance = %name, instance_id = %id, category = %out.category, reason = "write", "failed: {e}");
                         report.fail("write", format!("{}: {e}", out.category), false);
                         FileOutcome::Failed(e.clone())
                     }
@@ -292,7 +306,7 @@ impl Syncer {
             .map_err(|e| ("verify", format!("refused the download: {e}"), false))?;
         for c in &verified.certs {
             tracing::info!(
-                instance = inst.label(),
+                instance = %inst.label(),
                 instance_id = %inst.id,
                 category = %category,
                 subject = %c.subject,
@@ -377,7 +391,7 @@ impl Syncer {
         let prev = match ledger.load(&inst.id) {
             Ok(p) => p,
             Err(e @ LedgerError::Corrupt { .. }) => {
-                tracing::warn!(instance = inst.label(), instance_id = %inst.id, "{e}");
+                tracing::warn!(instance = %inst.label(), instance_id = %inst.id, "{e}");
                 Some(crate::hooks::every_output(inst))
             }
             Err(e) => return Err(e),

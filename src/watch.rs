@@ -35,6 +35,7 @@ impl Watcher {
         let (tx, rx) = mpsc::unbounded_channel();
         let inner = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             match res {
+                Ok(ev) if !relevant(&ev) => {}
                 Ok(ev) => {
                     for p in ev.paths {
                         let _ = tx.send(p);
@@ -75,6 +76,13 @@ impl Watcher {
     pub fn dirs(&self) -> &HashSet<PathBuf> {
         &self.dirs
     }
+}
+
+/// Whether an event may mean a change. Opening or reading a file changes
+/// nothing, and our own reads of what we watch would otherwise wake us again,
+/// in a loop that keeps a CPU busy.
+pub fn relevant(ev: &notify::Event) -> bool {
+    !matches!(ev.kind, notify::EventKind::Access(_))
 }
 
 /// The directory a file lives in (`.` for a bare name).
@@ -126,6 +134,21 @@ impl ContentTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_are_not_changes() {
+        use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind};
+        let ev = |kind| notify::Event::new(kind).add_path("/x/ca.crt".into());
+        assert!(!relevant(&ev(EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        )))));
+        assert!(!relevant(&ev(EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        )))));
+        assert!(relevant(&ev(EventKind::Create(CreateKind::File))));
+        assert!(relevant(&ev(EventKind::Modify(ModifyKind::Any))));
+        assert!(relevant(&ev(EventKind::Any)));
+    }
     use std::time::Duration;
 
     #[test]

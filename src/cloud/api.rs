@@ -29,7 +29,7 @@ pub enum ApiError {
         request_id: Option<String>,
         retry_after: Option<Duration>,
     },
-    #[error("the API answered 200 with an unusable body: {0}")]
+    #[error("the API answered with an unusable body: {0}")]
     BadResponse(String),
     #[error("API request timed out")]
     Timeout,
