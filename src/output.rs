@@ -90,6 +90,44 @@ pub fn read_current(path: &Path) -> io::Result<Option<Vec<u8>>> {
 
 /// Replaces `path` with `bytes` atomically. See the module doc for the steps.
 pub fn replace(path: &Path, bytes: &[u8], perms: &Perms) -> Result<(), WriteError> {
+    let dir = rename_into_place(path, bytes, perms)?;
+    fsync_dir(&dir).map_err(|e| WriteError::new(path, "fsync directory", e))
+}
+
+/// Replaces several files, like [`replace`] each, but fsyncs each directory
+/// once, after all renames into it (an instance's outputs usually share
+/// one). A file counts as replaced only once its directory is fsynced.
+pub fn replace_all(files: &[(&Path, &[u8], &Perms)]) -> Vec<Result<(), WriteError>> {
+    let mut results: Vec<Result<PathBuf, WriteError>> = files
+        .iter()
+        .map(|(path, bytes, perms)| rename_into_place(path, bytes, perms))
+        .collect();
+    let mut synced: Vec<(PathBuf, Option<io::ErrorKind>, String)> = Vec::new();
+    for (i, r) in results.iter_mut().enumerate() {
+        let Ok(dir) = r else { continue };
+        let (kind, msg) = match synced.iter().find(|(d, _, _)| d == dir) {
+            Some((_, kind, msg)) => (*kind, msg.clone()),
+            None => {
+                let outcome = fsync_dir(dir);
+                let kind = outcome.as_ref().err().map(io::Error::kind);
+                let msg = outcome.err().map(|e| e.to_string()).unwrap_or_default();
+                synced.push((dir.clone(), kind, msg.clone()));
+                (kind, msg)
+            }
+        };
+        if let Some(kind) = kind {
+            *r = Err(WriteError::new(
+                files[i].0,
+                "fsync directory",
+                io::Error::new(kind, msg),
+            ));
+        }
+    }
+    results.into_iter().map(|r| r.map(drop)).collect()
+}
+
+/// Steps 1 to 4 of a replacement; returns the directory to fsync.
+fn rename_into_place(path: &Path, bytes: &[u8], perms: &Perms) -> Result<PathBuf, WriteError> {
     let dir = parent_dir(path);
     let name = path
         .file_name()
@@ -141,15 +179,16 @@ pub fn replace(path: &Path, bytes: &[u8], perms: &Perms) -> Result<(), WriteErro
     crate::failpoint::hit("before-rename");
     tmp.persist(path).map_err(|e| {
         let mut w = WriteError::new(path, "rename over the target", e.error);
-        if matches!(w.source.raw_os_error(), Some(libc_ebusy) if libc_ebusy == nix::libc::EBUSY || libc_ebusy == nix::libc::EXDEV)
-        {
+        if matches!(
+            w.source.raw_os_error(),
+            Some(nix::libc::EBUSY | nix::libc::EXDEV)
+        ) {
             w.hint = BIND_MOUNT_HINT;
         }
         w
     })?;
     crate::failpoint::hit("after-rename");
-    fsync_dir(&dir).map_err(|e| WriteError::new(path, "fsync directory", e))?;
-    Ok(())
+    Ok(dir)
 }
 
 fn parent_dir(path: &Path) -> PathBuf {
@@ -239,6 +278,27 @@ mod tests {
         let e = replace(&p, b"new", &Perms::default()).unwrap_err();
         assert!(e.to_string().contains("ca.crt"), "{e}");
         assert_eq!(entries(d.path()), vec!["ca.crt"]);
+    }
+
+    #[test]
+    fn replace_all_writes_each_file_and_reports_each_failure() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("x/a.crt");
+        let b = d.path().join("x/b.crt");
+        let c = d.path().join("y/c.crt");
+        fs::create_dir_all(d.path().join("y/c.crt")).unwrap(); // c's target is a directory
+        let perms = Perms::default();
+        let r = replace_all(&[
+            (a.as_path(), b"a".as_slice(), &perms),
+            (c.as_path(), b"c".as_slice(), &perms),
+            (b.as_path(), b"b".as_slice(), &perms),
+        ]);
+        assert!(r[0].is_ok() && r[2].is_ok(), "{r:?}");
+        assert_eq!(r[1].as_ref().unwrap_err().step, "rename over the target");
+        assert_eq!(fs::read(&a).unwrap(), b"a");
+        assert_eq!(fs::read(&b).unwrap(), b"b");
+        assert_eq!(entries(&d.path().join("x")), vec!["a.crt", "b.crt"]);
+        assert_eq!(entries(&d.path().join("y")), vec!["c.crt"]);
     }
 
     #[test]

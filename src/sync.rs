@@ -17,13 +17,13 @@
 //! crash left), unless a failed hook is waiting for its retry time and this
 //! round changed nothing.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::certcheck::{self, Sha256Digest, Verified, hex};
 use crate::cloud::{self, Client, DownloadError};
-use crate::config::{Category, Config, Instance};
+use crate::config::{Category, Config, Instance, Perms};
 use crate::hooks::{ChangedFile, Delivery, HookError};
 use crate::ledger::{self, LedgerError};
 use crate::output::{self, WriteError};
@@ -138,7 +138,12 @@ impl Syncer {
     ) -> Result<Syncer, cloud::BuildError> {
         let credentials = cloud::auth::Credentials::from_config(&config.auth);
         Ok(Syncer {
-            client: Client::new(&config.cloud, credentials, config.sync.timeout)?,
+            client: Client::new(
+                &config.cloud,
+                credentials,
+                config.sync.timeout,
+                config.sync.concurrency,
+            )?,
             dry_run,
             delivery,
         })
@@ -372,14 +377,21 @@ impl Syncer {
             }
         }
         if !self.dry_run {
-            for w in &plan.writes {
-                let Some(v) = fetched[w.slot].as_ref() else {
-                    continue;
-                };
-                let r = output::replace(&w.path, &v.pem, &inst.perms)
-                    .map_err(|e: WriteError| e.to_string());
-                writes.push((w.slot, r));
-            }
+            let todo: Vec<(usize, &Path, &[u8], &Perms)> = plan
+                .writes
+                .iter()
+                .filter_map(|w| {
+                    let v = fetched[w.slot].as_ref()?;
+                    Some((w.slot, w.path.as_path(), v.pem.as_slice(), &inst.perms))
+                })
+                .collect();
+            let files: Vec<_> = todo.iter().map(|(_, p, b, m)| (*p, *b, *m)).collect();
+            let results = output::replace_all(&files);
+            writes.extend(
+                todo.iter()
+                    .zip(results)
+                    .map(|((slot, ..), r)| (*slot, r.map_err(|e: WriteError| e.to_string()))),
+            );
         }
         (slots, plan, writes, fetched)
     }

@@ -86,10 +86,14 @@ pub struct Client {
 
 impl Client {
     /// Builds the client: TLS roots are the system's plus `cloud.ca_file`.
+    /// `concurrency` is how many rounds run at once: that many idle
+    /// connections per host are kept, so every round reuses one instead of
+    /// paying for a new TLS handshake.
     pub fn new(
         cloud: &Cloud,
         credentials: auth::Credentials,
         timeout: Duration,
+        concurrency: usize,
     ) -> Result<Client, BuildError> {
         install_crypto_provider();
         let mut builder = reqwest::Client::builder()
@@ -99,7 +103,7 @@ impl Client {
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(4)
+            .pool_max_idle_per_host(concurrency.max(1))
             .https_only(true);
         if let Some(path) = &cloud.ca_file {
             let pem = std::fs::read(path).map_err(|e| BuildError::CaFile {
