@@ -336,6 +336,30 @@ mod tests {
         fn round_done(&mut self, _: &str, _: &RoundResult, _: Duration) {}
     }
 
+    /// Runs the scheduler with timing `T` for `run_for` of (paused) time.
+    async fn run_for(
+        keys: &[&str],
+        concurrency: usize,
+        round: RoundFn,
+        rx: mpsc::Receiver<Command>,
+        run_for: Duration,
+    ) {
+        let setup = Setup {
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+            timing: T,
+            concurrency,
+            grace: Duration::from_millis(10),
+        };
+        run(
+            setup,
+            round,
+            rx,
+            &mut NullObserver,
+            tokio::time::sleep(run_for),
+        )
+        .await;
+    }
+
     /// Runs the scheduler for `run_for` of paused time with scripted results.
     async fn drive(
         keys: &[&str],
@@ -459,20 +483,9 @@ mod tests {
             })
         });
         let keys: Vec<String> = (0..20).map(|i| format!("i{i}")).collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         let (_tx, rx) = mpsc::channel(1);
-        run(
-            Setup {
-                keys,
-                timing: T,
-                concurrency: 3,
-                grace: Duration::from_millis(10),
-            },
-            round,
-            rx,
-            &mut NullObserver,
-            tokio::time::sleep(Duration::from_secs(60)),
-        )
-        .await;
+        run_for(&keys, 3, round, rx, Duration::from_secs(60)).await;
         assert_eq!(in_flight.lock().unwrap().1, 3);
     }
 
@@ -498,19 +511,7 @@ mod tests {
             tx.send(Command::SyncAllNow).await.unwrap();
             tokio::time::sleep(Duration::from_secs(10)).await;
         };
-        let mut observer = NullObserver;
-        let sched = run(
-            Setup {
-                keys: vec!["a".into(), "b".into()],
-                timing: T,
-                concurrency: 4,
-                grace: Duration::from_millis(10),
-            },
-            round,
-            rx,
-            &mut observer,
-            tokio::time::sleep(Duration::from_secs(30)),
-        );
+        let sched = run_for(&["a", "b"], 4, round, rx, Duration::from_secs(30));
         tokio::join!(sched, driver);
         let mut got = started.lock().unwrap().clone();
         got.sort();
@@ -551,19 +552,7 @@ mod tests {
             tx.send(Command::SyncNow(vec!["b".into()])).await.unwrap();
             tokio::time::sleep(Duration::from_secs(5)).await;
         };
-        let mut observer = NullObserver;
-        let sched = run(
-            Setup {
-                keys: vec!["a".into(), "b".into()],
-                timing: T,
-                concurrency: 4,
-                grace: Duration::from_millis(10),
-            },
-            round,
-            rx,
-            &mut observer,
-            tokio::time::sleep(Duration::from_secs(30)),
-        );
+        let sched = run_for(&["a", "b"], 4, round, rx, Duration::from_secs(30));
         tokio::join!(sched, driver);
         let mut got = started.lock().unwrap().clone();
         got.sort();

@@ -120,6 +120,17 @@ impl Report {
     }
 }
 
+/// What the disk step of a round saw and did.
+struct Applied {
+    /// Per output: its slot for the planner, and why its file could not be read.
+    slots: Vec<(Slot, Option<String>)>,
+    plan: plan::Plan,
+    /// Per written slot: the outcome of its replacement.
+    writes: Vec<(usize, Result<(), String>)>,
+    /// The verified downloads, handed back.
+    fetched: Vec<Option<Verified>>,
+}
+
 /// Runs rounds. Shared by the scheduler's tasks.
 #[derive(Debug)]
 pub struct Syncer {
@@ -212,7 +223,12 @@ impl Syncer {
         let this = Arc::clone(self);
         let inst_c = inst.clone();
         let disk = tokio::task::spawn_blocking(move || this.apply(&inst_c, fetched)).await;
-        let (slots, plan, writes, fetched) = match disk {
+        let Applied {
+            slots,
+            plan,
+            writes,
+            fetched,
+        } = match disk {
             Ok(r) => r,
             Err(e) => {
                 report.fail("internal", format!("disk task failed: {e}"), false);
@@ -324,17 +340,7 @@ impl Syncer {
     }
 
     /// Reads the disk, plans, and (unless dry-running) writes. Blocking.
-    #[allow(clippy::type_complexity)]
-    fn apply(
-        &self,
-        inst: &Instance,
-        fetched: Vec<Option<Verified>>,
-    ) -> (
-        Vec<(Slot, Option<String>)>,
-        plan::Plan,
-        Vec<(usize, Result<(), String>)>,
-        Vec<Option<Verified>>,
-    ) {
+    fn apply(&self, inst: &Instance, fetched: Vec<Option<Verified>>) -> Applied {
         let slots: Vec<(Slot, Option<String>)> = inst
             .outputs
             .iter()
@@ -373,7 +379,12 @@ impl Syncer {
                     .iter()
                     .map(|w| (w.slot, Err(msg.clone())))
                     .collect();
-                return (slots, plan, writes, fetched);
+                return Applied {
+                    slots,
+                    plan,
+                    writes,
+                    fetched,
+                };
             }
         }
         if !self.dry_run {
@@ -393,7 +404,12 @@ impl Syncer {
                     .map(|((slot, ..), r)| (*slot, r.map_err(|e: WriteError| e.to_string()))),
             );
         }
-        (slots, plan, writes, fetched)
+        Applied {
+            slots,
+            plan,
+            writes,
+            fetched,
+        }
     }
 
     /// Adds the plan's changes to the instance's hook record, durably.
