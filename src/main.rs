@@ -35,7 +35,6 @@ fn main() -> ExitCode {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::SyncFailed) => ExitCode::from(1),
         Err(e) => {
-            tracing::error!("{e}");
             eprintln!("dds-certsync: {e}");
             ExitCode::from(2)
         }

@@ -103,7 +103,7 @@ async fn with_retries(
         if Instant::now() + delay >= end {
             return report;
         }
-        tracing::info!(instance = %inst.label(), instance_id = %inst.id, attempt, "retrying in {}", humantime::format_duration(delay));
+        tracing::info!(instance = %inst.label(), instance_id = %inst.id, attempt, "retrying in {}", humantime::format_duration(Duration::from_millis(delay.as_millis() as u64)));
         tokio::time::sleep(delay).await;
         attempt += 1;
     }
