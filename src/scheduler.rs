@@ -336,6 +336,30 @@ mod tests {
         fn round_done(&mut self, _: &str, _: &RoundResult, _: Duration) {}
     }
 
+    type Starts = Arc<Mutex<Vec<(String, u64)>>>;
+
+    /// A round that records (key, second it started) and takes `takes`.
+    fn recording_round(takes: Duration) -> (Starts, RoundFn) {
+        let started: Starts = Arc::default();
+        let s = Arc::clone(&started);
+        let t0 = Instant::now();
+        let round: RoundFn = Arc::new(move |key| {
+            let s = Arc::clone(&s);
+            Box::pin(async move {
+                s.lock().unwrap().push((key, t0.elapsed().as_secs()));
+                tokio::time::sleep(takes).await;
+                ok()
+            })
+        });
+        (started, round)
+    }
+
+    fn sorted(starts: &Starts) -> Vec<(String, u64)> {
+        let mut v = starts.lock().unwrap().clone();
+        v.sort();
+        v
+    }
+
     /// Runs the scheduler with timing `T` for `run_for` of (paused) time.
     async fn run_for(
         keys: &[&str],
@@ -491,16 +515,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn commands_add_remove_and_resync() {
-        let started: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
-        let s = Arc::clone(&started);
-        let t0 = Instant::now();
-        let round: RoundFn = Arc::new(move |key| {
-            let s = Arc::clone(&s);
-            Box::pin(async move {
-                s.lock().unwrap().push((key, t0.elapsed().as_secs()));
-                ok()
-            })
-        });
+        let (started, round) = recording_round(Duration::ZERO);
         let (tx, rx) = mpsc::channel(4);
         let driver = async {
             tokio::time::sleep(Duration::from_secs(10)).await;
@@ -513,10 +528,8 @@ mod tests {
         };
         let sched = run_for(&["a", "b"], 4, round, rx, Duration::from_secs(30));
         tokio::join!(sched, driver);
-        let mut got = started.lock().unwrap().clone();
-        got.sort();
         assert_eq!(
-            got,
+            sorted(&started),
             vec![
                 ("a".into(), 0),
                 ("b".into(), 0),
@@ -529,17 +542,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn sync_now_during_a_round_runs_again_right_after_it() {
-        let started: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
-        let s = Arc::clone(&started);
-        let t0 = Instant::now();
-        let round: RoundFn = Arc::new(move |key| {
-            let s = Arc::clone(&s);
-            Box::pin(async move {
-                s.lock().unwrap().push((key, t0.elapsed().as_secs()));
-                tokio::time::sleep(Duration::from_secs(10)).await;
-                ok()
-            })
-        });
+        let (started, round) = recording_round(Duration::from_secs(10));
         let (tx, rx) = mpsc::channel(4);
         let driver = async {
             tokio::time::sleep(Duration::from_secs(5)).await;
@@ -554,10 +557,8 @@ mod tests {
         };
         let sched = run_for(&["a", "b"], 4, round, rx, Duration::from_secs(30));
         tokio::join!(sched, driver);
-        let mut got = started.lock().unwrap().clone();
-        got.sort();
         assert_eq!(
-            got,
+            sorted(&started),
             vec![
                 ("a".into(), 0),
                 ("a".into(), 10),

@@ -494,34 +494,11 @@ mod tests {
         assert!(!creds.describe().contains("tok-abc"));
     }
 
-    #[derive(serde::Deserialize)]
-    struct VectorFile {
-        vectors: Vec<Vector>,
-    }
-
-    #[derive(serde::Deserialize)]
-    struct Vector {
-        name: String,
-        access_key: String,
-        secret_key: String,
-        method: String,
-        host: String,
-        path: String,
-        query: Vec<(String, String)>,
-        headers: std::collections::BTreeMap<String, String>,
-        body: String,
-        authorization: String,
-    }
-
     /// The official SDK's vectors, replayed through a real reqwest request:
     /// what goes on the wire is what was signed.
     #[test]
     fn signed_reqwest_requests_match_every_official_vector() {
-        let file: VectorFile =
-            serde_json::from_str(include_str!("../../tests/data/aksk-signing-vectors.json"))
-                .unwrap();
-        assert!(file.vectors.len() >= 5);
-        for v in file.vectors {
+        for v in signer::vectors::load() {
             let mut url: reqwest::Url = format!(
                 "https://{}{}",
                 v.host,

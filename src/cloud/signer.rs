@@ -270,37 +270,55 @@ fn percent_encode_into(out: &mut String, s: &str) {
     }
 }
 
+/// The official SDK's signing vectors, for the tests of this module and of
+/// [`super::auth`].
 #[cfg(test)]
-mod tests {
-    use super::*;
-
+pub(crate) mod vectors {
     use std::collections::BTreeMap;
-    use std::time::Duration;
 
-    use proptest::prelude::*;
     use serde::Deserialize;
-
-    /// Requests signed by the official SDK, with the expected header value.
-    const VECTORS: &str = include_str!("../../tests/data/aksk-signing-vectors.json");
 
     #[derive(Deserialize)]
     struct VectorFile {
         vectors: Vec<Vector>,
     }
 
+    /// One request signed by the official SDK, with its expected header value.
     #[derive(Deserialize)]
-    struct Vector {
-        name: String,
-        access_key: String,
-        secret_key: String,
-        method: String,
-        host: String,
-        path: String,
-        query: Vec<(String, String)>,
-        headers: BTreeMap<String, String>,
-        body: String,
-        authorization: String,
+    pub(crate) struct Vector {
+        pub name: String,
+        pub access_key: String,
+        pub secret_key: String,
+        pub method: String,
+        pub host: String,
+        pub path: String,
+        pub query: Vec<(String, String)>,
+        pub headers: BTreeMap<String, String>,
+        pub body: String,
+        pub authorization: String,
     }
+
+    /// Every vector (at least the five the SDK's signer produced).
+    pub(crate) fn load() -> Vec<Vector> {
+        let file: VectorFile =
+            serde_json::from_str(include_str!("../../tests/data/aksk-signing-vectors.json"))
+                .expect("vectors file is valid JSON");
+        assert!(
+            file.vectors.len() >= 5,
+            "expected the full vector set, got {}",
+            file.vectors.len()
+        );
+        file.vectors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::time::Duration;
+
+    use proptest::prelude::*;
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter()
@@ -375,13 +393,7 @@ mod tests {
 
     #[test]
     fn reproduces_every_official_vector() {
-        let file: VectorFile = serde_json::from_str(VECTORS).expect("vectors file is valid JSON");
-        assert!(
-            file.vectors.len() >= 5,
-            "expected the full vector set, got {}",
-            file.vectors.len()
-        );
-        for v in &file.vectors {
+        for v in &vectors::load() {
             let headers: Vec<(String, String)> = v.headers.clone().into_iter().collect();
             let req = SigningRequest {
                 method: &v.method,
