@@ -778,11 +778,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         line: None,
         message: format!("cannot read the config file: {e}"),
     })?;
-    let base_dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
+    let base_dir = crate::output::parent_dir(path);
     let base_dir = std::path::absolute(&base_dir).unwrap_or(base_dir);
     let raw = parse(&text).map_err(with_file)?;
     if raw.auth.as_ref().is_some_and(RawAuth::has_inline_secret) {

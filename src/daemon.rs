@@ -36,6 +36,7 @@ use crate::config::{self, Config, ConfigError, Instance};
 use crate::heal::{self, Healer, Verdict};
 use crate::health::{self, Health};
 use crate::metrics;
+use crate::output;
 use crate::reload::{self, SyncNow};
 use crate::scheduler::{self, Command, Observer, RoundFn, RoundResult, Timing};
 use crate::server;
@@ -464,7 +465,7 @@ impl Control {
             .unwrap_or_else(|e| e.into_inner());
         for i in instances.values() {
             for o in &i.outputs {
-                dirs.insert(watch::parent_dir(&o.path));
+                dirs.insert(output::parent_dir(&o.path));
             }
         }
         dirs
@@ -472,9 +473,9 @@ impl Control {
 
     fn config_dirs(&self) -> Vec<PathBuf> {
         let p = &self.shared.config_path;
-        let mut v = vec![watch::parent_dir(p)];
+        let mut v = vec![output::parent_dir(p)];
         if let Ok(real) = std::fs::canonicalize(p) {
-            let d = watch::parent_dir(&real);
+            let d = output::parent_dir(&real);
             if !v.contains(&d) {
                 v.push(d);
             }

@@ -112,7 +112,7 @@ impl Healer {
     pub fn dirs(&self) -> HashSet<PathBuf> {
         self.held
             .keys()
-            .map(|p| crate::watch::parent_dir(p))
+            .map(|p| crate::output::parent_dir(p))
             .collect()
     }
 }

@@ -46,7 +46,7 @@ use tokio::process::Command;
 
 use crate::certcheck::{Sha256Digest, hex};
 use crate::config::{Instance, ReloadSignal};
-use crate::ledger::{self, Disk, Ledger, LedgerError, Owed};
+use crate::ledger::{self, Ledger, Owed};
 
 /// How many of the hook's last stderr lines an error report keeps.
 const STDERR_TAIL: usize = 5;
@@ -328,11 +328,6 @@ impl Delivery {
             .is_some_and(|p| p.next > tokio::time::Instant::now())
     }
 
-    /// How many instances have a failed delivery waiting for a retry.
-    pub fn failing(&self) -> usize {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
     /// Runs the hook the ledger says `inst` is owed, if any, and clears the
     /// record when it succeeded. `None`: nothing was owed.
     pub async fn deliver(&self, inst: &Instance, _held: &Held) -> Option<Result<(), HookError>> {
@@ -421,13 +416,9 @@ fn prepare(ledger: &Ledger, inst: &Instance) -> Result<Option<Owed>, String> {
         }
         return Ok(None);
     }
-    let owed = match ledger.load(&inst.id) {
+    let owed = match ledger.load_or_rebuild(inst) {
         Ok(Some(o)) => o,
         Ok(None) => return Ok(None),
-        Err(e @ LedgerError::Corrupt { .. }) => {
-            tracing::warn!(instance = %inst.label(), instance_id = %inst.id, "{e}");
-            every_output(inst)
-        }
         Err(e) => return Err(e.to_string()),
     };
     let fixed = ledger::reconcile(owed.clone(), ledger::disk_state);
@@ -437,26 +428,6 @@ fn prepare(ledger: &Ledger, inst: &Instance) -> Result<Option<Owed>, String> {
             .map_err(|e| e.to_string())?;
     }
     Ok(fixed)
-}
-
-/// A record naming every output on disk as changed from an unknown state:
-/// what a corrupt record is replaced with, so the hook still runs.
-pub fn every_output(inst: &Instance) -> Owed {
-    Owed {
-        instance_id: inst.id.clone(),
-        files: inst
-            .outputs
-            .iter()
-            .filter_map(|o| match ledger::disk_state(&o.path) {
-                Disk::Content(d) => Some(ChangedFile {
-                    path: o.path.clone(),
-                    old: None,
-                    new: d,
-                }),
-                _ => None,
-            })
-            .collect(),
-    }
 }
 
 /// Retries failed deliveries until they succeed, each on its own backoff.

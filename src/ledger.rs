@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::certcheck::{Sha256Digest, hex};
-use crate::config::Perms;
+use crate::config::{Instance, Perms};
 use crate::hooks::ChangedFile;
 use crate::output;
 
@@ -207,11 +207,6 @@ impl Ledger {
         Ledger { dir: dir.into() }
     }
 
-    /// The state directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The record file of an instance. Instance IDs are validated by the
     /// config (letters, digits, `-`, `_`); anything else is hex-encoded so
     /// that an ID can never name a path outside the directory.
@@ -243,6 +238,33 @@ impl Ledger {
                 why: format!("it is for instance {:?}", o.instance_id),
             }),
             Err(why) => Err(LedgerError::Corrupt { path, why }),
+        }
+    }
+
+    /// The record of an instance, like [`Ledger::load`]; a corrupt record is
+    /// logged and replaced by one naming every output on disk as changed
+    /// from an unknown state, so the hook still runs.
+    pub fn load_or_rebuild(&self, inst: &Instance) -> Result<Option<Owed>, LedgerError> {
+        match self.load(&inst.id) {
+            Err(e @ LedgerError::Corrupt { .. }) => {
+                tracing::warn!(instance = %inst.label(), instance_id = %inst.id, "{e}");
+                Ok(Some(Owed {
+                    instance_id: inst.id.clone(),
+                    files: inst
+                        .outputs
+                        .iter()
+                        .filter_map(|o| match disk_state(&o.path) {
+                            Disk::Content(d) => Some(ChangedFile {
+                                path: o.path.clone(),
+                                old: None,
+                                new: d,
+                            }),
+                            _ => None,
+                        })
+                        .collect(),
+                }))
+            }
+            other => other,
         }
     }
 

@@ -191,7 +191,8 @@ fn rename_into_place(path: &Path, bytes: &[u8], perms: &Perms) -> Result<PathBuf
     Ok(dir)
 }
 
-fn parent_dir(path: &Path) -> PathBuf {
+/// The directory a file lives in (`.` for a bare name).
+pub fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

@@ -416,14 +416,7 @@ impl Syncer {
     /// Blocking.
     fn record_owed(&self, inst: &Instance, plan: &plan::Plan) -> Result<(), LedgerError> {
         let ledger = self.delivery.ledger();
-        let prev = match ledger.load(&inst.id) {
-            Ok(p) => p,
-            Err(e @ LedgerError::Corrupt { .. }) => {
-                tracing::warn!(instance = %inst.label(), instance_id = %inst.id, "{e}");
-                Some(crate::hooks::every_output(inst))
-            }
-            Err(e) => return Err(e),
-        };
+        let prev = ledger.load_or_rebuild(inst)?;
         let changes: Vec<ChangedFile> = plan
             .writes
             .iter()

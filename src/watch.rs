@@ -85,13 +85,7 @@ pub fn relevant(ev: &notify::Event) -> bool {
     !matches!(ev.kind, notify::EventKind::Access(_))
 }
 
-/// The directory a file lives in (`.` for a bare name).
-pub fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
+use crate::output::parent_dir;
 
 /// Whether an event on `event_path` may have changed `file`: the path itself,
 /// anything in its directory (a `..data` swap, a rename onto it), or the

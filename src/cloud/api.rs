@@ -136,13 +136,9 @@ struct ErrorBody {
     request_id: Option<String>,
 }
 
-/// Builds the error for a non-2xx answer from its body.
-pub fn status_error(
-    status: u16,
-    body: &[u8],
-    header_request_id: Option<String>,
-    retry_after: Option<Duration>,
-) -> ApiError {
+/// The code, message and request ID of a Huawei Cloud error body, read as
+/// leniently as the official SDK reads them. Unclipped.
+pub fn error_fields(body: &[u8]) -> (Option<String>, Option<String>, Option<String>) {
     let parsed: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
     let code = parsed
         .error_code
@@ -155,16 +151,23 @@ pub fn status_error(
     let message = parsed
         .error_msg
         .or(parsed.error_msg_camel)
-        .or(parsed.message)
-        .map(|m| clip(&m, 300));
+        .or(parsed.message);
+    (code, message, parsed.request_id)
+}
+
+/// Builds the error for a non-2xx answer from its body.
+pub fn status_error(
+    status: u16,
+    body: &[u8],
+    header_request_id: Option<String>,
+    retry_after: Option<Duration>,
+) -> ApiError {
+    let (code, message, request_id) = error_fields(body);
     ApiError::Status {
         status,
         code: code.map(|c| clip(&c, 64)),
-        message,
-        request_id: parsed
-            .request_id
-            .or(header_request_id)
-            .map(|r| clip(&r, 64)),
+        message: message.map(|m| clip(&m, 300)),
+        request_id: request_id.or(header_request_id).map(|r| clip(&r, 64)),
         retry_after,
     }
 }

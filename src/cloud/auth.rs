@@ -222,25 +222,11 @@ impl Credentials {
     /// forget those credentials so the next request starts afresh.
     pub async fn invalidate(&self, project_id: &str, applied: Applied) {
         match self {
-            Credentials::Token(reader) => reader.forget(),
-            Credentials::Aksk(k) => {
-                k.access_key.forget();
-                k.secret_key.forget();
-                if let Some(t) = &k.security_token {
-                    t.forget();
-                }
-            }
+            // Not retried after a 401 (see `Client::retry_on_401`): their
+            // secrets are re-read whenever their files change anyway.
+            Credentials::Token(_) | Credentials::Aksk(_) => {}
             Credentials::Password(c) => c.invalidate(project_id, applied.generation).await,
             Credentials::Metadata(m) => m.invalidate(applied.generation).await,
-        }
-    }
-
-    /// IAM token requests made so far (password method), for tests and
-    /// metrics.
-    pub fn iam_calls(&self) -> u64 {
-        match self {
-            Credentials::Password(c) => c.iam_calls(),
-            _ => 0,
         }
     }
 }
@@ -412,10 +398,6 @@ impl SecretReader {
         let secret = read_secret_file(path)?;
         *cache = Some((stamp, secret.clone()));
         Ok(secret)
-    }
-
-    fn forget(&self) {
-        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 

@@ -123,20 +123,6 @@ fn error_message(body: &[u8]) -> String {
         Ok(v) => v,
         Err(_) => return String::from("(no JSON error body)"),
     };
-    let pick = |a: &str, b: &str| -> Option<String> {
-        let code = v.get(a).and_then(|x| {
-            x.as_str()
-                .map(str::to_string)
-                .or_else(|| x.as_i64().map(|n| n.to_string()))
-        });
-        let msg = v.get(b).and_then(|x| x.as_str()).map(str::to_string);
-        match (code, msg) {
-            (Some(c), Some(m)) => Some(format!("{c}: {m}")),
-            (None, Some(m)) => Some(m),
-            (Some(c), None) => Some(c),
-            (None, None) => None,
-        }
-    };
     if let Some(e) = v.get("error") {
         let title = e.get("title").and_then(|x| x.as_str());
         let msg = e.get("message").and_then(|x| x.as_str());
@@ -146,10 +132,12 @@ fn error_message(body: &[u8]) -> String {
             _ => {}
         }
     }
-    pick("error_code", "error_msg")
-        .or_else(|| pick("errorCode", "errorMsg"))
-        .or_else(|| pick("code", "message"))
-        .unwrap_or_else(|| String::from("(no error message)"))
+    match super::api::error_fields(body) {
+        (Some(c), Some(m), _) => format!("{c}: {m}"),
+        (None, Some(m), _) => m,
+        (Some(c), None, _) => c,
+        (None, None, _) => String::from("(no error message)"),
+    }
 }
 
 /// How long a failed token request is answered from memory: callers that
@@ -180,7 +168,6 @@ pub struct TokenCache {
     iam_endpoint: String,
     slots: Mutex<HashMap<String, Slot>>,
     generation: AtomicU64,
-    calls: AtomicU64,
 }
 
 impl TokenCache {
@@ -192,7 +179,6 @@ impl TokenCache {
             iam_endpoint,
             slots: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
-            calls: AtomicU64::new(0),
         }
     }
 
@@ -205,11 +191,6 @@ impl TokenCache {
             self.password.describe(),
             self.iam_endpoint
         )
-    }
-
-    /// How many token requests went to IAM so far.
-    pub fn iam_calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
     }
 
     fn slot(&self, project: &str) -> Slot {
@@ -279,7 +260,6 @@ impl TokenCache {
         });
         let body = serde_json::to_vec(&body).map_err(|e| self.error(format!("{e}"), false))?;
         let url = format!("{}/v3/auth/tokens", self.iam_endpoint);
-        self.calls.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(iam = %self.iam_endpoint, user = %self.user, project, "requesting an IAM token");
         let resp = http
             .post(&url)
