@@ -31,14 +31,13 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::cloud;
 use crate::config::{self, Config, ConfigError, Instance};
 use crate::heal::{self, Healer, Verdict};
 use crate::health::{self, Health};
 use crate::metrics;
 use crate::output;
 use crate::reload::{self, SyncNow};
-use crate::scheduler::{self, Command, Observer, RoundFn, RoundResult, Timing};
+use crate::scheduler::{self, Command, Observer, RoundFn, RoundResult, Timing, sleep_until_opt};
 use crate::server;
 use crate::service::{self, notify};
 use crate::sync::{Report, Syncer};
@@ -50,14 +49,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(700);
 const SETTLE: Duration = Duration::from_millis(100);
 /// The fallback check of the config and the outputs, for lost events.
 const SWEEP: Duration = Duration::from_secs(30);
-
-fn timing(c: &Config) -> Timing {
-    Timing {
-        interval: c.sync.interval,
-        jitter: c.sync.jitter,
-        max_backoff: c.sync.max_backoff,
-    }
-}
 
 fn index(c: &Config) -> HashMap<String, Instance> {
     c.instances
@@ -146,7 +137,7 @@ pub async fn run(
     let mut observer = DaemonObserver { health };
     let setup = scheduler::Setup {
         keys: config.instances.iter().map(|i| i.id.clone()).collect(),
-        timing: timing(&config),
+        timing: Timing::from(&config.sync),
         concurrency: config.sync.concurrency,
         grace: SHUTDOWN_GRACE,
     };
@@ -168,12 +159,14 @@ async fn bind(
     config_path: &Path,
     addr: std::net::SocketAddr,
 ) -> Result<tokio::net::TcpListener, ConfigError> {
-    server::bind(addr).await.map_err(|e| ConfigError {
-        file: config_path.to_path_buf(),
-        key: Some("server.listen".into()),
-        line: None,
-        message: format!("cannot listen on {addr}: {e}"),
-    })
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| ConfigError {
+            file: config_path.to_path_buf(),
+            key: Some("server.listen".into()),
+            line: None,
+            message: format!("cannot listen on {addr}: {e}"),
+        })
 }
 
 fn round_fn(shared: Arc<Shared>) -> RoundFn {
@@ -233,17 +226,16 @@ async fn after_round(shared: &Arc<Shared>, inst: &Instance, report: &Report) {
         !book.ready_sent && book.all_synced(&keys)
     };
 
-    let (inst_c, report_c, dry_run) = (inst.clone(), report.clone(), shared.dry_run);
+    let (inst_c, dry_run) = (inst.clone(), shared.dry_run);
+    let mut held = if dry_run {
+        Vec::new()
+    } else {
+        heal::verified_outputs(inst, report)
+    };
     let h = Arc::clone(&shared.health);
     let disk = tokio::task::spawn_blocking(move || {
-        let held = if dry_run {
-            Vec::new()
-        } else {
-            let mut held = heal::verified_outputs(&inst_c, &report_c);
-            heal::capture_ownership(&mut held);
-            held
-        };
-        let (_, warning) = h.view();
+        heal::capture_ownership(&mut held);
+        let warning = h.warning();
         let files = health::inspect_outputs(&health::targets_of(&inst_c));
         let verdict = health::judge(&files, health::unix_now(), warning);
         server::update_file_gauges(metrics::global(), &files, &verdict);
@@ -561,11 +553,17 @@ impl Control {
 
         // The fallible parts first: nothing is switched if one fails.
         let new_syncer = if changes.client {
-            match build_syncer(
-                &new,
-                &self.shared.syncer.read().unwrap_or_else(|e| e.into_inner()),
-            ) {
-                Ok(s) => Some(s),
+            // The hook delivery carries over to the new client.
+            let old_delivery = Arc::clone(
+                &self
+                    .shared
+                    .syncer
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .delivery,
+            );
+            match Syncer::new(&new, self.shared.dry_run, old_delivery) {
+                Ok(s) => Some(Arc::new(s)),
                 Err(e) => {
                     tracing::error!("reload refused, keeping the running config: {e}");
                     return;
@@ -613,14 +611,17 @@ impl Control {
         for id in &changes.removed {
             metrics::global().forget_instance(id);
         }
-        if changes.other && old.sync.state_dir != new.sync.state_dir {
+        if old.sync.state_dir != new.sync.state_dir {
             tracing::warn!("sync.state_dir changes take effect at the next start");
         }
         *lock(&self.shared.config) = new.clone();
 
         let _ = self
             .tx
-            .send(Command::SetTiming(timing(&new), new.sync.concurrency))
+            .send(Command::SetTiming(
+                Timing::from(&new.sync),
+                new.sync.concurrency,
+            ))
             .await;
         let _ = self.tx.send(Command::SetInstances(keys)).await;
         match changes.sync_now(forced) {
@@ -689,12 +690,6 @@ impl Control {
     }
 }
 
-/// A syncer like `old` with a new API client for `config`.
-/// A new client for a reloaded config; the hook delivery carries over.
-fn build_syncer(config: &Config, old: &Syncer) -> Result<Arc<Syncer>, cloud::BuildError> {
-    Syncer::new(config, old.dry_run, Arc::clone(&old.delivery)).map(Arc::new)
-}
-
 async fn recv_hup(hup: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
     match hup {
         Some(h) => h.recv().await,
@@ -705,13 +700,6 @@ async fn recv_hup(hup: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
 async fn recv_event(events: &mut Option<mpsc::UnboundedReceiver<PathBuf>>) -> Option<PathBuf> {
     match events {
         Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until_opt(when: Option<Instant>) {
-    match when {
-        Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
     }
 }

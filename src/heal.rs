@@ -268,7 +268,6 @@ mod tests {
             category: Category::International,
             path: PathBuf::from("/o/a.crt"),
             outcome,
-            not_after: None,
             pem: pem.map(<[u8]>::to_vec),
         };
         let report = Report {

@@ -174,6 +174,11 @@ impl Health {
         self.view.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// `sync.expiry_warning` as configured now.
+    pub fn warning(&self) -> Duration {
+        self.view.read().unwrap_or_else(|e| e.into_inner()).1
+    }
+
     /// The scheduler loop turned.
     pub fn tick(&self) {
         *self.last_tick.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();

@@ -276,7 +276,6 @@ mod tests {
                     old: None,
                     new: [0; 32],
                 },
-                not_after: Some(2_000_000_000),
                 pem: None,
             }],
             hook: Some(Ok(())),

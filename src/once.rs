@@ -27,11 +27,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> bool {
     let end = Instant::now() + deadline;
-    let timing = Timing {
-        interval: config.sync.interval,
-        jitter: config.sync.jitter,
-        max_backoff: config.sync.max_backoff,
-    };
+    let timing = Timing::from(&config.sync);
     let limit = Arc::new(tokio::sync::Semaphore::new(config.sync.concurrency));
     let mut tasks = JoinSet::new();
     for (i, inst) in config.instances.iter().enumerate() {

@@ -37,6 +37,16 @@ pub struct Timing {
     pub max_backoff: Duration,
 }
 
+impl From<&crate::config::SyncSettings> for Timing {
+    fn from(s: &crate::config::SyncSettings) -> Timing {
+        Timing {
+            interval: s.interval,
+            jitter: s.jitter,
+            max_backoff: s.max_backoff,
+        }
+    }
+}
+
 /// What the scheduler needs to know of a finished round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RoundResult {
@@ -121,6 +131,17 @@ struct Entry {
 }
 
 impl Entry {
+    /// A new entry, due at `due`.
+    fn new(due: Instant) -> Entry {
+        Entry {
+            due,
+            failures: 0,
+            running: false,
+            removed: false,
+            again: false,
+        }
+    }
+
     /// Due now, or right after the round in progress.
     fn sync_now(&mut self, now: Instant) {
         if self.running {
@@ -147,21 +168,8 @@ pub async fn run(
         grace,
     } = setup;
     let now = Instant::now();
-    let mut table: HashMap<String, Entry> = keys
-        .into_iter()
-        .map(|k| {
-            (
-                k,
-                Entry {
-                    due: now,
-                    failures: 0,
-                    running: false,
-                    removed: false,
-                    again: false,
-                },
-            )
-        })
-        .collect();
+    let mut table: HashMap<String, Entry> =
+        keys.into_iter().map(|k| (k, Entry::new(now))).collect();
     let mut tasks: JoinSet<(String, RoundResult)> = JoinSet::new();
     let mut commands_open = true;
     tokio::pin!(shutdown);
@@ -232,7 +240,7 @@ pub async fn run(
                         table
                             .entry(k)
                             .and_modify(|e| e.removed = false)
-                            .or_insert(Entry { due: now, failures: 0, running: false, removed: false, again: false });
+                            .or_insert(Entry::new(now));
                     }
                     table.retain(|_, e| e.running || !e.removed);
                 }
@@ -260,7 +268,8 @@ pub async fn run(
     tasks.abort_all();
 }
 
-async fn sleep_until_opt(when: Option<Instant>) {
+/// Sleeps until `when`, or forever when there is no `when`.
+pub(crate) async fn sleep_until_opt(when: Option<Instant>) {
     match when {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,

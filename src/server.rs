@@ -11,7 +11,6 @@
 //!   gauges that describe the files on disk.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,11 +30,6 @@ use crate::metrics::{self, Metrics};
 const MAX_CONNECTIONS: usize = 32;
 /// How long a client may take to send its request head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Binds the listener, so that a bad address is reported before anything runs.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
-}
 
 /// Serves until dropped.
 pub async fn serve(listener: TcpListener, health: Arc<Health>) {

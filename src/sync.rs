@@ -51,8 +51,6 @@ pub struct FileReport {
     pub category: Category,
     pub path: PathBuf,
     pub outcome: FileOutcome,
-    /// The earliest notAfter of what was fetched, when it passed the checks.
-    pub not_after: Option<i64>,
     /// The canonical PEM fetched, when it passed the checks: what the file
     /// holds after `Unchanged` or `Replaced` (kept by the self-healing).
     pub pem: Option<Vec<u8>>,
@@ -237,7 +235,6 @@ impl Syncer {
         };
 
         for (i, out) in inst.outputs.iter().enumerate() {
-            let not_after = fetched[i].as_ref().map(Verified::not_after);
             let outcome = if let Some(msg) = &errors[i] {
                 FileOutcome::Failed(msg.clone())
             } else if let Some(slot_err) = &slots[i].1 {
@@ -279,7 +276,6 @@ impl Syncer {
                 category: out.category,
                 path: out.path.clone(),
                 outcome,
-                not_after,
                 pem: fetched[i].as_ref().map(|v| v.pem.clone()),
             });
         }
