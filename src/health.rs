@@ -14,7 +14,7 @@
 //! The judgement is the pure [`judge`]; [`inspect_outputs`] does the reading.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::RwLock;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
@@ -149,16 +149,15 @@ pub fn unix_now() -> i64 {
 /// Shared state behind the endpoints.
 #[derive(Debug)]
 pub struct Health {
-    ticks: watch::Sender<u64>,
-    last_tick: Mutex<Instant>,
+    /// When the scheduler loop last turned.
+    ticks: watch::Sender<Instant>,
     view: RwLock<(Vec<Target>, Duration)>,
 }
 
 impl Health {
     pub fn new(config: &Config) -> Health {
         Health {
-            ticks: watch::Sender::new(0),
-            last_tick: Mutex::new(Instant::now()),
+            ticks: watch::Sender::new(Instant::now()),
             view: RwLock::new((targets(config), config.sync.expiry_warning)),
         }
     }
@@ -181,22 +180,17 @@ impl Health {
 
     /// The scheduler loop turned.
     pub fn tick(&self) {
-        *self.last_tick.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-        self.ticks.send_modify(|n| *n = n.wrapping_add(1));
+        self.ticks.send_replace(Instant::now());
     }
 
     /// A receiver that sees every later tick.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
+    pub fn subscribe(&self) -> watch::Receiver<Instant> {
         self.ticks.subscribe()
     }
 
     /// Whether the loop turned within [`LIVENESS_WINDOW`].
     pub fn alive(&self) -> bool {
-        self.last_tick
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .elapsed()
-            < LIVENESS_WINDOW
+        self.ticks.borrow().elapsed() < LIVENESS_WINDOW
     }
 
     /// Reads and judges the files now. Blocking.
