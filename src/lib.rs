@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod once;
 pub mod output;
 pub mod plan;
+pub mod readfile;
 pub mod reload;
 pub mod scheduler;
 pub mod secret;
