@@ -13,7 +13,12 @@
 //! 3. [`resolve`]: the part that consults the system: owner and group names,
 //!    secret files readable, secret variables set.
 //!
-//! [`load`] runs all three on a file, taking the [`SdkEnv`] snapshot itself.
+//! [`load`] reads the file once ([`read`]: a regular file, or a symlink to
+//! one, of at most 1 MiB, never blocking on a FIFO) and runs all three on
+//! those bytes, taking the [`SdkEnv`] snapshot itself; it returns the bytes
+//! with the config ([`Loaded`]). It does blocking I/O: the daemon calls it
+//! through [`load_async`], on the blocking pool. Secret files and the SDKs'
+//! credentials file are read the same way.
 //! Every error is a [`ConfigError`] that names the file, the key
 //! (`sync.interval`, `instances[2].mode`, ...) and, where TOML knows it, the
 //! line.
@@ -26,6 +31,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cloud::endpoint;
+use crate::readfile::{self, Links, SMALL_FILE_LIMIT};
 
 mod auth;
 pub use auth::{
@@ -746,10 +752,25 @@ pub fn resolve(mut config: Config) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
-fn check_readable(key: &str, p: &Path) -> Result<(), ConfigError> {
-    std::fs::File::open(p)
-        .map(drop)
-        .map_err(|e| err(key, format!("cannot read {}: {e}", p.display())))
+/// Reads a secret file named by `key` the way the config file is read.
+/// The content is never put in an error.
+fn check_secret_file(key: &str, p: &Path) -> Result<(), ConfigError> {
+    let _bytes = match readfile::read_regular(p, SMALL_FILE_LIMIT, Links::Follow) {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            return Err(err(
+                key,
+                format!("cannot read {}: it does not exist", p.display()),
+            ));
+        }
+        Err(e) => {
+            return Err(err(
+                key,
+                format!("cannot read {}: {}", p.display(), read_problem(&e)),
+            ));
+        }
+    };
+    Ok(())
 }
 
 fn lookup_user(name: &str) -> Option<u32> {
@@ -766,27 +787,112 @@ fn lookup_group(name: &str) -> Option<u32> {
         .map(|g| g.gid.as_raw())
 }
 
-/// Reads, parses, validates and resolves a config file.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
+/// A config file as read, and the config made from exactly those bytes. The
+/// daemon's change tracker starts from `bytes`, so that an edit landing after
+/// the read is seen as a change and never mistaken for the running config.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub bytes: Vec<u8>,
+}
+
+/// Reads the config file: a regular file (a symlink to one is followed, as
+/// Kubernetes mounts them) of at most [`SMALL_FILE_LIMIT`] bytes. A FIFO, a
+/// device, a directory or a bigger file is an error naming what was found,
+/// returned at once: the read never blocks and never grows without bound.
+/// Blocking I/O: call it off the runtime thread (see [`read_async`]).
+pub fn read(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    let problem = |message: String| ConfigError {
+        file: path.to_path_buf(),
+        key: None,
+        line: None,
+        message,
+    };
+    match readfile::read_regular(path, SMALL_FILE_LIMIT, Links::Follow) {
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => Err(problem(
+            "cannot read the config file: it does not exist".into(),
+        )),
+        Err(e) => Err(problem(format!(
+            "cannot read the config file: {}",
+            read_problem(&e)
+        ))),
+    }
+}
+
+/// [`read`] on the blocking pool.
+pub async fn read_async(path: PathBuf) -> Result<Vec<u8>, ConfigError> {
+    let p = path.clone();
+    tokio::task::spawn_blocking(move || read(&p))
+        .await
+        .unwrap_or_else(|e| {
+            Err(ConfigError {
+                file: path,
+                key: None,
+                line: None,
+                message: format!("cannot read the config file: {e}"),
+            })
+        })
+}
+
+/// An I/O error of [`readfile`] in words: "it is a FIFO, not a regular
+/// file", "it is larger than 1048576 bytes", or the system's message.
+fn read_problem(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    if text.starts_with("is ") {
+        format!("it {text}")
+    } else {
+        text
+    }
+}
+
+/// Parses, validates and resolves the config in `bytes`, read from `path`
+/// (which names the file in errors and anchors relative paths). Consults the
+/// system (see [`resolve`]): call it off the runtime thread.
+pub fn load_from(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
     let with_file = |mut e: ConfigError| {
         e.file = path.to_path_buf();
         e
     };
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let text = std::str::from_utf8(bytes).map_err(|e| ConfigError {
         file: path.to_path_buf(),
         key: None,
         line: None,
-        message: format!("cannot read the config file: {e}"),
+        message: format!("cannot read the config file: it is not UTF-8 text ({e})"),
     })?;
     let base_dir = crate::output::parent_dir(path);
     let base_dir = std::path::absolute(&base_dir).unwrap_or(base_dir);
-    let raw = parse(&text).map_err(with_file)?;
+    let raw = parse(text).map_err(with_file)?;
     if raw.auth.as_ref().is_some_and(RawAuth::has_inline_secret) {
         auth::warn_if_readable_by_others(path, "the config file");
     }
     let sdk_env = SdkEnv::capture(matches!(raw.auth, None | Some(RawAuth::Auto { .. })));
     let config = validate_with_env(raw, &base_dir, &sdk_env).map_err(with_file)?;
     resolve(config).map_err(with_file)
+}
+
+/// Reads a config file once, then parses, validates and resolves those bytes.
+/// Blocking: see [`load_async`].
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let bytes = read(path)?;
+    let config = load_from(path, &bytes)?;
+    Ok(Loaded { config, bytes })
+}
+
+/// [`load`] on the blocking pool, so that nothing it reads or looks up can
+/// stall the runtime thread.
+pub async fn load_async(path: PathBuf) -> Result<Loaded, ConfigError> {
+    let p = path.clone();
+    tokio::task::spawn_blocking(move || load(&p))
+        .await
+        .unwrap_or_else(|e| {
+            Err(ConfigError {
+                file: path,
+                key: None,
+                line: None,
+                message: format!("cannot load the config file: {e}"),
+            })
+        })
 }
 
 #[cfg(test)]

@@ -380,8 +380,10 @@ async fn control(
             (None, None)
         }
     };
+    let seen = config::read_async(shared.config_path.clone()).await.ok();
     let mut ctl = Control {
-        tracker: ContentTracker::new(std::fs::read(&shared.config_path).ok().as_deref()),
+        tracker: ContentTracker::new(seen.as_deref()),
+        read_error: None,
         shared,
         tx,
         server,
@@ -396,7 +398,7 @@ async fn control(
         tokio::select! {
             Some(_) = recv_hup(&mut hup) => {
                 tracing::info!(config = %ctl.shared.config_path.display(), "SIGHUP received, reloading the config");
-                ctl.reload(true, watcher.as_mut()).await;
+                ctl.reload(true, watcher.as_mut(), None).await;
             }
             Some(p) = recv_event(&mut events) => {
                 pending.insert(p);
@@ -442,6 +444,9 @@ struct Control {
     shared: Arc<Shared>,
     tx: mpsc::Sender<Command>,
     tracker: ContentTracker,
+    /// The last failure to read the config file, so that it is logged once,
+    /// not at every event and sweep.
+    read_error: Option<String>,
     server: Option<JoinHandle<()>>,
 }
 
@@ -500,22 +505,43 @@ impl Control {
         }
     }
 
+    /// Reads the config file (off the runtime thread, bounded, refusing what
+    /// is not a regular file) and reloads it if its content changed. A file
+    /// that cannot be read is no change: the running config stays.
     async fn config_maybe_changed(&mut self, watcher: Option<&mut Watcher>) {
-        let content = std::fs::read(&self.shared.config_path).ok();
-        if self.tracker.update(content.as_deref()) {
+        let bytes = match config::read_async(self.shared.config_path.clone()).await {
+            Ok(b) => {
+                self.read_error = None;
+                b
+            }
+            Err(e) => {
+                let text = e.to_string();
+                if self.read_error.as_ref() != Some(&text) {
+                    tracing::warn!("{text}; keeping the running config");
+                    self.read_error = Some(text);
+                }
+                return;
+            }
+        };
+        if self.tracker.update(Some(&bytes)) {
             tracing::info!(config = %self.shared.config_path.display(), "the config file changed, reloading it");
-            self.reload(false, watcher).await;
+            self.reload(false, watcher, Some(bytes)).await;
         }
     }
 
-    /// Re-reads the config; applies it whole or not at all. `forced` (SIGHUP)
-    /// also syncs every instance now.
-    async fn reload(&mut self, forced: bool, watcher: Option<&mut Watcher>) {
+    /// Applies the config in `bytes` (else read now) whole or not at all.
+    /// `forced` (SIGHUP) also syncs every instance now.
+    async fn reload(
+        &mut self,
+        forced: bool,
+        watcher: Option<&mut Watcher>,
+        bytes: Option<Vec<u8>>,
+    ) {
         let ready = lock(&self.shared.book).ready_sent;
         if ready {
             notify::reloading();
         }
-        self.reload_inner(forced).await;
+        self.reload_inner(forced, bytes).await;
         self.rewatch(watcher, false);
         if ready {
             let keys: Vec<String> = lock(&self.shared.config)
@@ -528,11 +554,21 @@ impl Control {
         }
     }
 
-    async fn reload_inner(&mut self, forced: bool) {
+    async fn reload_inner(&mut self, forced: bool, bytes: Option<Vec<u8>>) {
         let path = self.shared.config_path.clone();
-        // Keep the tracker on what was read, so one change is one reload.
-        self.tracker.update(std::fs::read(&path).ok().as_deref());
-        let loaded = tokio::task::spawn_blocking(move || config::load(&path)).await;
+        let bytes = match bytes {
+            Some(b) => b,
+            None => match config::read_async(path.clone()).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!("reload refused, keeping the running config: {e}");
+                    return;
+                }
+            },
+        };
+        // Keep the tracker on what is parsed, so one change is one reload.
+        self.tracker.update(Some(&bytes));
+        let loaded = tokio::task::spawn_blocking(move || config::load_from(&path, &bytes)).await;
         let new = match loaded {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {

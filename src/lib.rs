@@ -52,7 +52,8 @@ pub enum Error {
 
 /// Runs what the command line asks for.
 pub async fn run(cli: Cli) -> Result<Outcome, Error> {
-    let config = config::load(&cli.config)?;
+    // Off the runtime thread: the file, secret files and user lookups may stall.
+    let config::Loaded { config, bytes: _ } = config::load_async(cli.config.clone()).await?;
     if cli.check {
         println!(
             "{}: ok ({} instance{})",

@@ -21,6 +21,7 @@ use serde::Deserialize;
 
 use super::{Cloud, ConfigError, err, https_url};
 use crate::cloud::profile::{self, Profile};
+use crate::readfile::{Links, SMALL_FILE_LIMIT, read_regular};
 use crate::secret::Secret;
 
 /// The official SDKs' environment variables.
@@ -199,10 +200,19 @@ impl SdkEnv {
     }
 }
 
+/// Reads the credentials file like the config file: a regular file (or a
+/// symlink to one), bounded, never blocking on a FIFO.
 fn read_credentials_file(path: PathBuf) -> CredentialsFile {
-    match std::fs::read_to_string(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => CredentialsFile::Missing(path),
-        Err(e) => CredentialsFile::Broken(path, e.to_string()),
+    let bytes = match read_regular(&path, SMALL_FILE_LIMIT, Links::Follow) {
+        Ok(None) => return CredentialsFile::Missing(path),
+        Err(e) => {
+            let why = super::read_problem(&e);
+            return CredentialsFile::Broken(path, why);
+        }
+        Ok(Some(b)) => b,
+    };
+    match String::from_utf8(bytes) {
+        Err(_) => CredentialsFile::Broken(path, "it is not UTF-8 text".into()),
         Ok(text) => {
             warn_if_readable_by_others(&path, "the credentials file");
             match profile::parse_basic(&text) {
@@ -551,7 +561,7 @@ pub(super) fn resolve(auth: &Auth) -> Result<(), ConfigError> {
     for (name, source) in sources {
         match source {
             SecretSource::Inline(_) => {}
-            SecretSource::File(p) => super::check_readable(&format!("auth.{name}_file"), p)?,
+            SecretSource::File(p) => super::check_secret_file(&format!("auth.{name}_file"), p)?,
             SecretSource::Env(var) => {
                 if std::env::var_os(var).is_none_or(|v| v.is_empty()) {
                     return Err(err(

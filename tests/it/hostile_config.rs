@@ -1,0 +1,237 @@
+//! A config file someone else controls: FIFOs, devices, huge files, edits
+//! racing the start, and configs `--check` must refuse because they would
+//! fail at run time.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::sys::stat::Mode;
+
+use crate::support::*;
+
+/// Generous for a loaded 2-core CI box; a passing run takes a fraction.
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// Runs `cmd` to its end, or kills it after `limit`: `None` if it had to be
+/// killed. Output goes to files, so a child that writes a lot cannot stall.
+fn run_within(mut cmd: Command, limit: Duration) -> Option<Run> {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out).unwrap())
+        .stderr(fs::File::create(&err).unwrap())
+        .spawn()
+        .expect("start binary");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    status.map(|s| Run {
+        code: s.code().unwrap_or(-1),
+        stdout: fs::read_to_string(&out).unwrap_or_default(),
+        stderr: fs::read_to_string(&err).unwrap_or_default(),
+    })
+}
+
+/// The binary with `-c path`, under an address-space limit so that a
+/// regression that reads without bound fails the test instead of the machine.
+fn bin_with_config(config: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new("/bin/sh");
+    c.arg("-c")
+        .arg("ulimit -v 1000000 && exec \"$0\" \"$@\"")
+        .arg(BIN)
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("DDS_CERTSYNC_CONFIG");
+    c
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A plain HTTP/1.1 GET with a short timeout: the status, or `None`.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    raw.split(' ').nth(1)?.parse().ok()
+}
+
+#[test]
+fn a_fifo_or_a_device_as_the_config_is_refused_at_once_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("config.toml");
+    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).unwrap();
+    let cases: [(&Path, &str); 2] = [
+        (&fifo, "is a FIFO, not a regular file"),
+        (
+            Path::new("/dev/zero"),
+            "is a character device, not a regular file",
+        ),
+    ];
+    for (config, found) in cases {
+        for args in [&["--check"][..], &["--once"], &[]] {
+            let t = Instant::now();
+            let run = run_within(bin_with_config(config, args), LIMIT).unwrap_or_else(|| {
+                panic!(
+                    "-c {} {args:?} still running after {LIMIT:?}",
+                    config.display()
+                )
+            });
+            run.assert_code(2);
+            assert!(
+                run.stderr.contains(&config.display().to_string()) && run.stderr.contains(found),
+                "{args:?}: expected the path and {found:?}\n{}",
+                run.all()
+            );
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "{args:?} took {:?}",
+                t.elapsed()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_config_file_over_1_mib_is_refused_naming_the_limit() {
+    let mut env = Env::new();
+    env.instance("inst-a");
+    let cfg = env.write_config();
+    // A valid config padded with a comment past the cap.
+    let mut text = env.config_text();
+    text.push('#');
+    text.push_str(&"x".repeat(1024 * 1024));
+    text.push('\n');
+    fs::write(&cfg, text).unwrap();
+    let run = run_within(bin_with_config(&cfg, &["--check"]), LIMIT).expect("--check ends");
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains(&cfg.display().to_string())
+            && run.stderr.contains("is larger than 1048576 bytes"),
+        "{}",
+        run.all()
+    );
+}
+
+#[test]
+fn a_fifo_renamed_over_the_config_leaves_the_daemon_answering_stoppable_and_on_the_old_config() {
+    let mut env = Env::new();
+    env.instance("inst-a");
+    env.sync.push_str("interval = \"1s\"\njitter = \"0s\"\n");
+    let port = free_port();
+    env.instances
+        .push(format!("\n[server]\nlisten = \"127.0.0.1:{port}\"\n"));
+    let mut d = env.daemon(&[]);
+    assert!(
+        wait_until(LIMIT, || env.hook_runs("inst-a").len() == 1),
+        "{}",
+        d.log()
+    );
+    assert!(wait_until(LIMIT, || http_status(port, "/healthz") == Some(200)));
+
+    // A FIFO with no writer, renamed over the config: a blocking open of it
+    // would never return.
+    let fifo = env.path("config.fifo");
+    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o644)).unwrap();
+    fs::rename(&fifo, env.path("config.toml")).unwrap();
+    d.wait_log(
+        "is a FIFO, not a regular file; keeping the running config",
+        1,
+        LIMIT,
+    );
+    // SIGHUP reads it too.
+    d.signal(Signal::SIGHUP);
+    d.wait_log("reload refused, keeping the running config", 1, LIMIT);
+    for _ in 0..5 {
+        assert_eq!(http_status(port, "/healthz"), Some(200), "{}", d.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The old config keeps working: a rotation is still picked up.
+    env.standin.rotate("inst-a", "national");
+    assert!(
+        wait_until(LIMIT, || fs::read(env.out("inst-a", "national")).ok()
+            == Some(env.served("inst-a", "national"))),
+        "{}",
+        d.log()
+    );
+    assert!(wait_until(LIMIT, || env.hook_runs("inst-a").len() == 2));
+
+    let t = Instant::now();
+    d.signal(Signal::SIGTERM);
+    assert_eq!(d.wait_exit(LIMIT), Some(0), "{}", d.log());
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "SIGTERM took {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn a_fifo_as_a_secret_file_or_the_credentials_file_is_refused_at_once() {
+    let mut env = Env::new();
+    env.instance("inst-a");
+    let fifo = env.path("secret.fifo");
+    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).unwrap();
+    env.auth = format!("method = \"token\"\ntoken_file = \"{}\"\n", fifo.display());
+    env.write_config();
+    let mut cmd = env.command(&["--check"]);
+    cmd.env_remove("HUAWEICLOUD_SDK_AK")
+        .env_remove("HUAWEICLOUD_SDK_SK");
+    let run = run_within(cmd, LIMIT).expect("--check with a FIFO token_file ends");
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("auth.token_file") && run.stderr.contains("is a FIFO"),
+        "{}",
+        run.all()
+    );
+
+    // `auto` reads the official SDKs' credentials file.
+    let text = env.config_text();
+    let start = text.find("[auth]").unwrap();
+    let end = start + text[start..].find("[sync]").unwrap();
+    fs::write(
+        env.path("config.toml"),
+        format!("{}{}", &text[..start], &text[end..]),
+    )
+    .unwrap();
+    let mut cmd = env.command(&["--check"]);
+    cmd.env_remove("HUAWEICLOUD_SDK_AK")
+        .env_remove("HUAWEICLOUD_SDK_SK")
+        .env("HUAWEICLOUD_SDK_CREDENTIALS_FILE", &fifo);
+    let run = run_within(cmd, LIMIT).expect("--check with a FIFO credentials file ends");
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains(&fifo.display().to_string()) && run.stderr.contains("is a FIFO"),
+        "{}",
+        run.all()
+    );
+}
