@@ -91,10 +91,13 @@ impl Shared {
 }
 
 /// Runs until SIGTERM or SIGINT. Fails only at start, when `server.listen`
-/// cannot be bound.
+/// cannot be bound. `config_bytes` are the bytes `config` was parsed from:
+/// the config file's change tracker starts from them, so an edit made after
+/// they were read is a change, applied once the watches are armed.
 pub async fn run(
     config_path: PathBuf,
     config: Config,
+    config_bytes: Vec<u8>,
     syncer: Arc<Syncer>,
 ) -> Result<(), ConfigError> {
     let listener = match config.server.listen {
@@ -131,7 +134,8 @@ pub async fn run(
     tokio::spawn(crate::hooks::retry_owed(Arc::clone(&syncer.delivery)));
     let server = listener.map(|l| tokio::spawn(server::serve(l, Arc::clone(&health))));
     let heartbeat = tokio::spawn(heartbeat(Arc::clone(&health), tx.clone(), watchdog));
-    let control = control(Arc::clone(&shared), tx, ended_rx, server);
+    let tracker = ContentTracker::new(Some(&config_bytes));
+    let control = control(Arc::clone(&shared), tx, ended_rx, server, tracker);
 
     let round = round_fn(Arc::clone(&shared));
     let mut observer = DaemonObserver { health };
@@ -368,6 +372,7 @@ async fn control(
     tx: mpsc::Sender<Command>,
     mut round_ended: mpsc::UnboundedReceiver<String>,
     server: Option<JoinHandle<()>>,
+    tracker: ContentTracker,
 ) {
     let mut hup = service::hangups();
     let (mut watcher, mut events) = match Watcher::new() {
@@ -380,15 +385,17 @@ async fn control(
             (None, None)
         }
     };
-    let seen = config::read_async(shared.config_path.clone()).await.ok();
     let mut ctl = Control {
-        tracker: ContentTracker::new(seen.as_deref()),
+        tracker,
         read_error: None,
         shared,
         tx,
         server,
     };
     ctl.rewatch(watcher.as_mut(), false);
+    // An edit between the start-up load and the watches is seen now, not at
+    // the next edit: the tracker holds what was parsed.
+    ctl.config_maybe_changed(watcher.as_mut()).await;
 
     let mut pending: HashSet<PathBuf> = HashSet::new();
     let mut settle_at: Option<Instant> = None;

@@ -235,3 +235,100 @@ fn a_fifo_as_a_secret_file_or_the_credentials_file_is_refused_at_once() {
         run.all()
     );
 }
+
+fn set_nonblocking(fd: &std::os::fd::OwnedFd, on: bool) {
+    use nix::libc;
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on a descriptor the caller owns.
+    let rc = unsafe {
+        let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        let fl = if on {
+            fl | libc::O_NONBLOCK
+        } else {
+            fl & !libc::O_NONBLOCK
+        };
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl)
+    };
+    assert_eq!(rc, 0);
+}
+
+/// Waits until `fd` (an inotify descriptor) has an event, up to `limit`.
+fn wait_inotify(fd: i32, limit: Duration) -> bool {
+    use nix::libc;
+    let mut buf = [0u8; 4096];
+    wait_until(limit, || {
+        // SAFETY: reads into a buffer of the given length from an fd we own.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        n > 0
+    })
+}
+
+#[test]
+fn an_edit_landing_between_the_start_up_load_and_the_watches_is_applied() {
+    use nix::libc;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+
+    let mut env = Env::new();
+    env.instance("inst-a");
+    let cfg = env.write_config();
+    env.instance("inst-b");
+    let edited = env.config_text();
+
+    // "The config was read and closed", from the kernel.
+    // SAFETY: plain syscalls on a descriptor this test owns.
+    let ino = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
+    assert!(ino >= 0);
+    let ino = unsafe { OwnedFd::from_raw_fd(ino) };
+    let c_path = std::ffi::CString::new(cfg.as_os_str().as_bytes()).unwrap();
+    let wd = unsafe {
+        libc::inotify_add_watch(ino.as_raw_fd(), c_path.as_ptr(), libc::IN_CLOSE_NOWRITE)
+    };
+    assert!(wd >= 0);
+
+    // The daemon's stderr is a pipe that is full before it starts: its first
+    // log line (at the latest "daemon started") blocks until the pipe is
+    // drained, after the config was read and before anything else happens.
+    let (rd, wr) = nix::unistd::pipe().unwrap();
+    set_nonblocking(&wr, true);
+    let mut w = fs::File::from(wr);
+    while w.write(b"\n").is_ok() {}
+    let wr = OwnedFd::from(w);
+    set_nonblocking(&wr, false);
+
+    let log = env.path("daemon.log");
+    let child = env
+        .command(&[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(wr))
+        .spawn()
+        .unwrap();
+    let d = Daemon {
+        child,
+        log: log.clone(),
+    };
+    assert!(
+        wait_inotify(ino.as_raw_fd(), LIMIT),
+        "the daemon never read its config"
+    );
+    // The edit lands after the start-up read, before the daemon can go on.
+    fs::write(env.path("config.toml.new"), &edited).unwrap();
+    fs::rename(env.path("config.toml.new"), &cfg).unwrap();
+    std::thread::spawn(move || {
+        let mut r = fs::File::from(rd);
+        let mut out = fs::File::create(&log).unwrap();
+        let _ = std::io::copy(&mut r, &mut out);
+    });
+
+    assert!(
+        wait_until(LIMIT, || fs::read(env.out("inst-b", "international")).ok()
+            == Some(env.served("inst-b", "international"))),
+        "the edit was never applied\n{}",
+        d.log().trim_start()
+    );
+    assert!(
+        d.log().contains("config reloaded"),
+        "{}",
+        d.log().trim_start()
+    );
+}
