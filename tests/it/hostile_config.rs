@@ -332,3 +332,127 @@ fn an_edit_landing_between_the_start_up_load_and_the_watches_is_applied() {
         d.log().trim_start()
     );
 }
+
+/// `--check` exits 2 naming `key` for a config the edit makes, and so do
+/// `--once` and the daemon, before contacting anything.
+fn refused(env: &Env, edit: impl Fn(&str) -> String, key: &str, extra_env: &[(&str, &str)]) {
+    let text = edit(&env.config_text());
+    fs::write(env.path("config.toml"), &text).unwrap();
+    for args in [&["--check"][..], &["--once"], &[]] {
+        let mut cmd = env.command(args);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let run = run_within(cmd, LIMIT).expect("a config error ends the run");
+        run.assert_code(2);
+        assert!(
+            run.stderr.contains(key),
+            "{args:?}: expected {key:?} in\n{}\nconfig:\n{text}",
+            run.all()
+        );
+    }
+    assert!(
+        env.standin.requests().is_empty(),
+        "a config error contacts nothing"
+    );
+}
+
+#[test]
+fn check_refuses_configs_that_would_fail_at_run_time_naming_the_key() {
+    let mut env = Env::new();
+    env.instance("inst-a");
+    let out_a = "out/inst-a-international.crt";
+    // A NUL in a path.
+    refused(
+        &env,
+        |t| t.replace(out_a, "out/inst-a\\u0000.crt"),
+        "instances[0].international",
+        &[],
+    );
+    // A secret file that is empty, or holds only whitespace.
+    let token = env.path("token");
+    let token_file = |t: &str| {
+        let start = t.find("token = ").unwrap();
+        let end = start + t[start..].find('\n').unwrap();
+        format!(
+            "{}token_file = \"{}\"{}",
+            &t[..start],
+            env.path("token").display(),
+            &t[end..]
+        )
+    };
+    for blank in ["", " \n"] {
+        fs::write(&token, blank).unwrap();
+        refused(&env, token_file, "auth.token_file", &[]);
+    }
+    // A *_env variable holding only whitespace.
+    let token_env = |t: &str| {
+        let start = t.find("token = ").unwrap();
+        let end = start + t[start..].find('\n').unwrap();
+        format!("{}token_env = \"DDS_TEST_TOKEN\"{}", &t[..start], &t[end..])
+    };
+    refused(&env, token_env, "auth.token", &[("DDS_TEST_TOKEN", " \t ")]);
+    // Two outputs that are one file through a symlinked directory.
+    std::os::unix::fs::symlink(env.path("out"), env.path("out-link")).unwrap();
+    fs::create_dir_all(env.path("out")).unwrap();
+    refused(
+        &env,
+        |t| {
+            t.replace(
+                "national = \"out/inst-a-national.crt\"",
+                "national = \"out-link/inst-a-international.crt\"",
+            )
+        },
+        "instances[0].national",
+        &[],
+    );
+    // A mode with setuid, setgid or sticky bits, or none at all.
+    for mode in ["4644", "2755", "1644", "0000"] {
+        refused(
+            &env,
+            |t| t.replace("hook_timeout", &format!("mode = \"{mode}\"\nhook_timeout")),
+            "instances[0].mode",
+            &[],
+        );
+    }
+    assert!(!env.out("inst-a", "international").exists());
+}
+
+#[test]
+fn a_relative_hook_program_runs_from_the_config_dir_whatever_the_working_dir() {
+    let mut env = Env::new();
+    env.instance("inst-a");
+    fs::create_dir_all(env.path("hooks")).unwrap();
+    let marker = env.path("hook-ran");
+    fs::write(
+        env.path("hooks/reload.sh"),
+        format!("#!/bin/sh\necho ran > \"{}\"\n", marker.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(
+        env.path("hooks/reload.sh"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let text = env.config_text();
+    let start = text.find("on_change = ").unwrap();
+    let end = start + text[start..].find('\n').unwrap();
+    let text = format!(
+        "{}on_change = [\"./hooks/reload.sh\"]{}",
+        &text[..start],
+        &text[end..]
+    );
+    fs::write(env.path("config.toml"), text).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mut cmd = env.command(&["--once"]);
+    cmd.current_dir(elsewhere.path());
+    let run = run_within(cmd, LIMIT).expect("--once ends");
+    run.assert_code(0);
+    assert_eq!(
+        fs::read_to_string(&marker).unwrap(),
+        "ran\n",
+        "{}",
+        run.all()
+    );
+}
