@@ -11,9 +11,16 @@
 //!    with a snapshot of the official SDKs' environment ([`SdkEnv`]), which the
 //!    `auto` auth method and `HUAWEICLOUD_SDK_IAM_ENDPOINT` need.
 //! 3. [`resolve`]: the part that consults the system: owner and group names,
-//!    secret files readable, secret variables set.
+//!    secret files holding a secret (not empty, not only whitespace), secret
+//!    variables set to one, and no two outputs one file through a symlinked
+//!    or twice-mounted directory.
 //!
-//! [`load`] runs all three on a file, taking the [`SdkEnv`] snapshot itself.
+//! [`load`] reads the file once ([`read`]: a regular file, or a symlink to
+//! one, of at most 1 MiB, never blocking on a FIFO) and runs all three on
+//! those bytes, taking the [`SdkEnv`] snapshot itself; it returns the bytes
+//! with the config ([`Loaded`]). It does blocking I/O: the daemon calls it
+//! through [`load_async`], on the blocking pool. Secret files and the SDKs'
+//! credentials file are read the same way.
 //! Every error is a [`ConfigError`] that names the file, the key
 //! (`sync.interval`, `instances[2].mode`, ...) and, where TOML knows it, the
 //! line.
@@ -26,6 +33,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cloud::endpoint;
+use crate::readfile::{self, Links, SMALL_FILE_LIMIT};
 
 mod auth;
 pub use auth::{
@@ -435,6 +443,9 @@ fn validate_cloud(raw: &RawCloud) -> Result<Cloud, ConfigError> {
     if let Some(p) = &raw.project_id {
         check_project_id("cloud.project_id", p)?;
     }
+    if let Some(p) = &raw.ca_file {
+        check_path("cloud.ca_file", p)?;
+    }
     Ok(Cloud {
         region: raw.region.clone(),
         endpoint,
@@ -483,6 +494,9 @@ fn validate_sync(raw: &RawSync, base_dir: &Path) -> Result<SyncSettings, ConfigE
             Ok(d)
         }
     };
+    if let Some(p) = &raw.state_dir {
+        check_path("sync.state_dir", p)?;
+    }
     let concurrency = match raw.concurrency {
         None => DEFAULT_CONCURRENCY,
         Some(n) if (1..=1024).contains(&n) => n as usize,
@@ -531,6 +545,14 @@ fn validate_instance(
             ),
         ));
     }
+    if let Some(n) = &raw.name
+        && n.contains('\0')
+    {
+        return Err(err(
+            format!("{key}.name"),
+            "contains a NUL character, which a hook's environment cannot hold",
+        ));
+    }
     let project_id = match (&raw.project_id, default_project) {
         (Some(p), _) => {
             check_project_id(&format!("{key}.project_id"), p)?;
@@ -554,6 +576,7 @@ fn validate_instance(
             if p.as_os_str().is_empty() {
                 return Err(err(k, "must not be empty"));
             }
+            check_path(&k, p)?;
             if p.file_name().is_none() || p.to_string_lossy().ends_with('/') {
                 return Err(err(k, format!("{} is not a file path", p.display())));
             }
@@ -571,16 +594,11 @@ fn validate_instance(
     }
     let mode = match &raw.mode {
         None => None,
-        Some(m) => Some(parse_mode(m).ok_or_else(|| {
-            err(
-                format!("{key}.mode"),
-                format!("{m:?} is not an octal file mode such as \"0644\""),
-            )
-        })?),
+        Some(m) => Some(check_mode(&format!("{key}.mode"), m)?),
     };
     for (field, v) in [("owner", &raw.owner), ("group", &raw.group)] {
         if let Some(NameOrId::Name(n)) = v
-            && (n.is_empty() || n.contains([':', '/', '\n']))
+            && (n.is_empty() || n.contains([':', '/', '\n', '\0']))
         {
             return Err(err(
                 format!("{key}.{field}"),
@@ -596,7 +614,7 @@ fn validate_instance(
                 "must be a non-empty argv list, for example [\"/usr/bin/systemctl\", \"reload\", \"app\"]",
             ));
         }
-        Some(argv) => Some(argv.clone()),
+        Some(argv) => Some(validate_argv(&format!("{key}.on_change"), argv, base_dir)?),
     };
     let hook_timeout = match raw.hook_timeout {
         None => DEFAULT_HOOK_TIMEOUT,
@@ -680,10 +698,88 @@ fn validate_reload_signal(
     if pidfile.as_os_str().is_empty() {
         return Err(err(format!("{key}.pidfile"), "must not be empty"));
     }
+    check_path(&format!("{key}.pidfile"), pidfile)?;
     Ok(Some(ReloadSignal {
         signal,
         pidfile: base_dir.join(pidfile),
     }))
+}
+
+/// A path holding a NUL byte can be written in TOML (`"\u0000"`) but no
+/// system call takes it: refused here rather than failing at run time.
+pub(crate) fn check_path(key: &str, p: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::ffi::OsStrExt;
+    if p.as_os_str().as_bytes().contains(&0) {
+        return Err(err(
+            key,
+            format!(
+                "{:?} contains a NUL character, which no path can hold",
+                p.display().to_string()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `on_change`: no NUL anywhere, and a program given by a relative path with
+/// a slash (`"./reload.sh"`, `"bin/reload"`) is anchored at the config file's
+/// directory like every other relative path. A bare name (`"systemctl"`) is
+/// left to the PATH search at run time, as a shell would do.
+fn validate_argv(key: &str, argv: &[String], base_dir: &Path) -> Result<Vec<String>, ConfigError> {
+    for (n, arg) in argv.iter().enumerate() {
+        if arg.contains('\0') {
+            return Err(err(
+                format!("{key}[{n}]"),
+                "contains a NUL character, which no program argument can hold",
+            ));
+        }
+    }
+    let mut argv = argv.to_vec();
+    let program = Path::new(&argv[0]);
+    if argv[0].contains('/') && program.is_relative() {
+        let anchored = normalize(&base_dir.join(program));
+        argv[0] = anchored
+            .to_str()
+            .ok_or_else(|| {
+                err(
+                    format!("{key}[0]"),
+                    format!(
+                        "{:?} is relative to the config file's directory, whose path is not UTF-8; give an absolute path",
+                        argv[0]
+                    ),
+                )
+            })?
+            .to_string();
+    }
+    Ok(argv)
+}
+
+/// `mode`: an octal permission mode for a certificate. The setuid, setgid
+/// and sticky bits mean nothing for it (and setuid on a file others can
+/// write is dangerous), and `0000` makes it unreadable by its consumers: both
+/// are refused.
+fn check_mode(key: &str, m: &str) -> Result<u32, ConfigError> {
+    let mode = parse_mode(m).ok_or_else(|| {
+        err(
+            key,
+            format!("{m:?} is not an octal file mode such as \"0644\""),
+        )
+    })?;
+    if mode & 0o7000 != 0 {
+        return Err(err(
+            key,
+            format!(
+                "{m:?} sets the setuid, setgid or sticky bit, which a certificate never needs; use a mode such as \"0644\""
+            ),
+        ));
+    }
+    if mode == 0 {
+        return Err(err(
+            key,
+            format!("{m:?} makes the file unreadable to its users; use a mode such as \"0644\""),
+        ));
+    }
+    Ok(mode)
 }
 
 /// Parses "0644", "644" or "0o644" into a permission mode.
@@ -716,9 +812,12 @@ fn normalize(p: &Path) -> PathBuf {
 // Step 3: resolve against the system.
 // ---------------------------------------------------------------------------
 
-/// Resolves owner and group names and checks that secret files exist.
+/// Resolves owner and group names, checks that secret files hold a secret
+/// and secret variables a value, and that no two outputs are one file
+/// through a symlinked directory.
 pub fn resolve(mut config: Config) -> Result<Config, ConfigError> {
     auth::resolve(&config.auth)?;
+    check_outputs_distinct(&config)?;
     for (i, inst) in config.instances.iter_mut().enumerate() {
         if let Some(o) = &inst.perms.owner {
             inst.perms.uid = Some(match o {
@@ -746,10 +845,79 @@ pub fn resolve(mut config: Config) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
-fn check_readable(key: &str, p: &Path) -> Result<(), ConfigError> {
-    std::fs::File::open(p)
-        .map(drop)
-        .map_err(|e| err(key, format!("cannot read {}: {e}", p.display())))
+/// Reads a secret file named by `key` the way the config file is read, and
+/// checks that it holds a secret: UTF-8, and not empty or only whitespace
+/// (what would be sent after trimming). The content is never put in an error.
+fn check_secret_file(key: &str, p: &Path) -> Result<(), ConfigError> {
+    let bytes = match readfile::read_regular(p, SMALL_FILE_LIMIT, Links::Follow) {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            return Err(err(
+                key,
+                format!("cannot read {}: it does not exist", p.display()),
+            ));
+        }
+        Err(e) => {
+            return Err(err(
+                key,
+                format!("cannot read {}: {}", p.display(), read_problem(&e)),
+            ));
+        }
+    };
+    match std::str::from_utf8(&bytes) {
+        Err(_) => Err(err(key, format!("{} is not UTF-8 text", p.display()))),
+        Ok(t) if t.trim().is_empty() => Err(err(
+            key,
+            format!(
+                "{} is empty (or only whitespace); it must hold the secret",
+                p.display()
+            ),
+        )),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// Where an output really is: the directory it is written into, identified
+/// by device and inode (so a symlinked directory or a second mount of it is
+/// the same), and the file name. A directory that does not exist yet is
+/// identified through its nearest existing ancestor plus the rest of the path.
+fn output_location(path: &Path) -> (u64, u64, PathBuf) {
+    use std::os::unix::fs::MetadataExt;
+    let mut rest = Vec::new();
+    let mut cur = path;
+    while let Some(parent) = cur.parent() {
+        rest.push(cur.file_name().map(PathBuf::from).unwrap_or_default());
+        if let Ok(m) = std::fs::metadata(parent) {
+            let tail: PathBuf = rest.iter().rev().collect();
+            return (m.dev(), m.ino(), tail);
+        }
+        cur = parent;
+    }
+    (0, 0, path.to_path_buf())
+}
+
+/// Two outputs that are one file through a symlinked (or twice mounted)
+/// directory would overwrite each other: refused, naming both.
+fn check_outputs_distinct(config: &Config) -> Result<(), ConfigError> {
+    let mut seen: HashMap<(u64, u64, PathBuf), (String, &Path)> = HashMap::new();
+    for (i, inst) in config.instances.iter().enumerate() {
+        for out in &inst.outputs {
+            let key = format!("instances[{i}].{}", out.category);
+            if let Some((other, other_path)) =
+                seen.insert(output_location(&out.path), (key.clone(), &out.path))
+            {
+                return Err(err(
+                    key,
+                    format!(
+                        "{} is the same file as {} ({other}), through a symbolic link or a mount; every output needs its own file",
+                        out.path.display(),
+                        other_path.display()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn lookup_user(name: &str) -> Option<u32> {
@@ -766,27 +934,112 @@ fn lookup_group(name: &str) -> Option<u32> {
         .map(|g| g.gid.as_raw())
 }
 
-/// Reads, parses, validates and resolves a config file.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
+/// A config file as read, and the config made from exactly those bytes. The
+/// daemon's change tracker starts from `bytes`, so that an edit landing after
+/// the read is seen as a change and never mistaken for the running config.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub bytes: Vec<u8>,
+}
+
+/// Reads the config file: a regular file (a symlink to one is followed, as
+/// Kubernetes mounts them) of at most [`SMALL_FILE_LIMIT`] bytes. A FIFO, a
+/// device, a directory or a bigger file is an error naming what was found,
+/// returned at once: the read never blocks and never grows without bound.
+/// Blocking I/O: call it off the runtime thread (see [`read_async`]).
+pub fn read(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    let problem = |message: String| ConfigError {
+        file: path.to_path_buf(),
+        key: None,
+        line: None,
+        message,
+    };
+    match readfile::read_regular(path, SMALL_FILE_LIMIT, Links::Follow) {
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => Err(problem(
+            "cannot read the config file: it does not exist".into(),
+        )),
+        Err(e) => Err(problem(format!(
+            "cannot read the config file: {}",
+            read_problem(&e)
+        ))),
+    }
+}
+
+/// [`read`] on the blocking pool.
+pub async fn read_async(path: PathBuf) -> Result<Vec<u8>, ConfigError> {
+    let p = path.clone();
+    tokio::task::spawn_blocking(move || read(&p))
+        .await
+        .unwrap_or_else(|e| {
+            Err(ConfigError {
+                file: path,
+                key: None,
+                line: None,
+                message: format!("cannot read the config file: {e}"),
+            })
+        })
+}
+
+/// An I/O error of [`readfile`] in words: "it is a FIFO, not a regular
+/// file", "it is larger than 1048576 bytes", or the system's message.
+fn read_problem(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    if text.starts_with("is ") {
+        format!("it {text}")
+    } else {
+        text
+    }
+}
+
+/// Parses, validates and resolves the config in `bytes`, read from `path`
+/// (which names the file in errors and anchors relative paths). Consults the
+/// system (see [`resolve`]): call it off the runtime thread.
+pub fn load_from(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
     let with_file = |mut e: ConfigError| {
         e.file = path.to_path_buf();
         e
     };
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let text = std::str::from_utf8(bytes).map_err(|e| ConfigError {
         file: path.to_path_buf(),
         key: None,
         line: None,
-        message: format!("cannot read the config file: {e}"),
+        message: format!("cannot read the config file: it is not UTF-8 text ({e})"),
     })?;
     let base_dir = crate::output::parent_dir(path);
     let base_dir = std::path::absolute(&base_dir).unwrap_or(base_dir);
-    let raw = parse(&text).map_err(with_file)?;
+    let raw = parse(text).map_err(with_file)?;
     if raw.auth.as_ref().is_some_and(RawAuth::has_inline_secret) {
         auth::warn_if_readable_by_others(path, "the config file");
     }
     let sdk_env = SdkEnv::capture(matches!(raw.auth, None | Some(RawAuth::Auto { .. })));
     let config = validate_with_env(raw, &base_dir, &sdk_env).map_err(with_file)?;
     resolve(config).map_err(with_file)
+}
+
+/// Reads a config file once, then parses, validates and resolves those bytes.
+/// Blocking: see [`load_async`].
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let bytes = read(path)?;
+    let config = load_from(path, &bytes)?;
+    Ok(Loaded { config, bytes })
+}
+
+/// [`load`] on the blocking pool, so that nothing it reads or looks up can
+/// stall the runtime thread.
+pub async fn load_async(path: PathBuf) -> Result<Loaded, ConfigError> {
+    let p = path.clone();
+    tokio::task::spawn_blocking(move || load(&p))
+        .await
+        .unwrap_or_else(|e| {
+            Err(ConfigError {
+                file: path,
+                key: None,
+                line: None,
+                message: format!("cannot load the config file: {e}"),
+            })
+        })
 }
 
 #[cfg(test)]
@@ -1018,6 +1271,116 @@ international = "/tmp/x/a.crt"
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_nul_in_a_path_or_argument_is_refused_naming_the_key() {
+        let nul = "\\u0000";
+        let cases = [
+            (
+                MINIMAL.replace("/tmp/x/a.crt", &format!("/tmp/x/a{nul}.crt")),
+                "instances[0].international",
+            ),
+            (
+                format!("{MINIMAL}on_change = [\"/bin/echo\", \"a{nul}b\"]\n"),
+                "instances[0].on_change[1]",
+            ),
+            (
+                format!("{MINIMAL}reload_signal = \"HUP\"\npidfile = \"/run/a{nul}.pid\"\n"),
+                "instances[0].pidfile",
+            ),
+            (format!("{MINIMAL}name = \"a{nul}\"\n"), "instances[0].name"),
+            (
+                format!("{MINIMAL}owner = \"a{nul}\"\n"),
+                "instances[0].owner",
+            ),
+            (
+                MINIMAL.replace(
+                    "[[instances]]",
+                    &format!("[sync]\nstate_dir = \"/s{nul}\"\n[[instances]]"),
+                ),
+                "sync.state_dir",
+            ),
+            (
+                MINIMAL.replace("[auth]", &format!("ca_file = \"/c{nul}\"\n[auth]")),
+                "cloud.ca_file",
+            ),
+            (
+                MINIMAL.replace("token = \"t\"", &format!("token_file = \"/t{nul}\"")),
+                "auth.token_file",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = check(&text).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{e}");
+            assert!(
+                e.message.contains("NUL") || e.message.contains("\\0"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_relative_hook_program_is_anchored_at_the_config_dir_and_a_bare_name_left_to_path() {
+        let program = |argv: &str| {
+            check(&format!("{MINIMAL}on_change = {argv}\n"))
+                .unwrap()
+                .instances[0]
+                .on_change
+                .clone()
+                .unwrap()
+        };
+        assert_eq!(program(r#"["./reload.sh", "x"]"#), ["/base/reload.sh", "x"]);
+        assert_eq!(program(r#"["hooks/../bin/reload"]"#), ["/base/bin/reload"]);
+        assert_eq!(
+            program(r#"["systemctl", "reload", "app"]"#),
+            ["systemctl", "reload", "app"]
+        );
+        assert_eq!(program(r#"["/bin/sh", "./x.sh"]"#), ["/bin/sh", "./x.sh"]);
+    }
+
+    #[test]
+    fn a_mode_with_special_bits_or_no_bits_is_refused() {
+        for bad in ["4644", "2644", "1644", "06755", "0000", "0"] {
+            let e = check(&format!("{MINIMAL}mode = \"{bad}\"\n")).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some("instances[0].mode"), "{bad}");
+            assert!(e.message.contains(bad), "{e}");
+        }
+        for good in ["0644", "0600", "0444", "640"] {
+            assert!(
+                check(&format!("{MINIMAL}mode = \"{good}\"\n")).is_ok(),
+                "{good}"
+            );
+        }
+    }
+
+    #[test]
+    fn two_outputs_that_are_one_file_through_a_symlinked_dir_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("real")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("real"), d.path().join("link")).unwrap();
+        let text = |a: &str, b: &str| {
+            MINIMAL.replace(
+                "international = \"/tmp/x/a.crt\"",
+                &format!(
+                    "international = \"{a}\"\n\n[[instances]]\nid = \"i2\"\nnational = \"{b}\""
+                ),
+            )
+        };
+        let load =
+            |a: &str, b: &str| resolve(validate(parse(&text(a, b)).unwrap(), d.path()).unwrap());
+        // Through a symlinked directory, existing or not yet created below it.
+        for (a, b) in [
+            ("real/a.crt", "link/a.crt"),
+            ("real/new/a.crt", "link/new/a.crt"),
+        ] {
+            let e = load(a, b).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some("instances[1].national"), "{e}");
+            assert!(e.message.contains("instances[0].international"), "{e}");
+        }
+        // Same directory, other names; other directories: fine.
+        assert!(load("real/a.crt", "link/b.crt").is_ok());
+        assert!(load("real/new/a.crt", "link/other/a.crt").is_ok());
     }
 
     #[test]

@@ -91,10 +91,13 @@ impl Shared {
 }
 
 /// Runs until SIGTERM or SIGINT. Fails only at start, when `server.listen`
-/// cannot be bound.
+/// cannot be bound. `config_bytes` are the bytes `config` was parsed from:
+/// the config file's change tracker starts from them, so an edit made after
+/// they were read is a change, applied once the watches are armed.
 pub async fn run(
     config_path: PathBuf,
     config: Config,
+    config_bytes: Vec<u8>,
     syncer: Arc<Syncer>,
 ) -> Result<(), ConfigError> {
     let listener = match config.server.listen {
@@ -131,7 +134,8 @@ pub async fn run(
     tokio::spawn(crate::hooks::retry_owed(Arc::clone(&syncer.delivery)));
     let server = listener.map(|l| tokio::spawn(server::serve(l, Arc::clone(&health))));
     let heartbeat = tokio::spawn(heartbeat(Arc::clone(&health), tx.clone(), watchdog));
-    let control = control(Arc::clone(&shared), tx, ended_rx, server);
+    let tracker = ContentTracker::new(Some(&config_bytes));
+    let control = control(Arc::clone(&shared), tx, ended_rx, server, tracker);
 
     let round = round_fn(Arc::clone(&shared));
     let mut observer = DaemonObserver { health };
@@ -368,6 +372,7 @@ async fn control(
     tx: mpsc::Sender<Command>,
     mut round_ended: mpsc::UnboundedReceiver<String>,
     server: Option<JoinHandle<()>>,
+    tracker: ContentTracker,
 ) {
     let mut hup = service::hangups();
     let (mut watcher, mut events) = match Watcher::new() {
@@ -381,12 +386,16 @@ async fn control(
         }
     };
     let mut ctl = Control {
-        tracker: ContentTracker::new(std::fs::read(&shared.config_path).ok().as_deref()),
+        tracker,
+        read_error: None,
         shared,
         tx,
         server,
     };
     ctl.rewatch(watcher.as_mut(), false);
+    // An edit between the start-up load and the watches is seen now, not at
+    // the next edit: the tracker holds what was parsed.
+    ctl.config_maybe_changed(watcher.as_mut()).await;
 
     let mut pending: HashSet<PathBuf> = HashSet::new();
     let mut settle_at: Option<Instant> = None;
@@ -396,7 +405,7 @@ async fn control(
         tokio::select! {
             Some(_) = recv_hup(&mut hup) => {
                 tracing::info!(config = %ctl.shared.config_path.display(), "SIGHUP received, reloading the config");
-                ctl.reload(true, watcher.as_mut()).await;
+                ctl.reload(true, watcher.as_mut(), None).await;
             }
             Some(p) = recv_event(&mut events) => {
                 pending.insert(p);
@@ -442,6 +451,9 @@ struct Control {
     shared: Arc<Shared>,
     tx: mpsc::Sender<Command>,
     tracker: ContentTracker,
+    /// The last failure to read the config file, so that it is logged once,
+    /// not at every event and sweep.
+    read_error: Option<String>,
     server: Option<JoinHandle<()>>,
 }
 
@@ -500,22 +512,43 @@ impl Control {
         }
     }
 
+    /// Reads the config file (off the runtime thread, bounded, refusing what
+    /// is not a regular file) and reloads it if its content changed. A file
+    /// that cannot be read is no change: the running config stays.
     async fn config_maybe_changed(&mut self, watcher: Option<&mut Watcher>) {
-        let content = std::fs::read(&self.shared.config_path).ok();
-        if self.tracker.update(content.as_deref()) {
+        let bytes = match config::read_async(self.shared.config_path.clone()).await {
+            Ok(b) => {
+                self.read_error = None;
+                b
+            }
+            Err(e) => {
+                let text = e.to_string();
+                if self.read_error.as_ref() != Some(&text) {
+                    tracing::warn!("{text}; keeping the running config");
+                    self.read_error = Some(text);
+                }
+                return;
+            }
+        };
+        if self.tracker.update(Some(&bytes)) {
             tracing::info!(config = %self.shared.config_path.display(), "the config file changed, reloading it");
-            self.reload(false, watcher).await;
+            self.reload(false, watcher, Some(bytes)).await;
         }
     }
 
-    /// Re-reads the config; applies it whole or not at all. `forced` (SIGHUP)
-    /// also syncs every instance now.
-    async fn reload(&mut self, forced: bool, watcher: Option<&mut Watcher>) {
+    /// Applies the config in `bytes` (else read now) whole or not at all.
+    /// `forced` (SIGHUP) also syncs every instance now.
+    async fn reload(
+        &mut self,
+        forced: bool,
+        watcher: Option<&mut Watcher>,
+        bytes: Option<Vec<u8>>,
+    ) {
         let ready = lock(&self.shared.book).ready_sent;
         if ready {
             notify::reloading();
         }
-        self.reload_inner(forced).await;
+        self.reload_inner(forced, bytes).await;
         self.rewatch(watcher, false);
         if ready {
             let keys: Vec<String> = lock(&self.shared.config)
@@ -528,11 +561,21 @@ impl Control {
         }
     }
 
-    async fn reload_inner(&mut self, forced: bool) {
+    async fn reload_inner(&mut self, forced: bool, bytes: Option<Vec<u8>>) {
         let path = self.shared.config_path.clone();
-        // Keep the tracker on what was read, so one change is one reload.
-        self.tracker.update(std::fs::read(&path).ok().as_deref());
-        let loaded = tokio::task::spawn_blocking(move || config::load(&path)).await;
+        let bytes = match bytes {
+            Some(b) => b,
+            None => match config::read_async(path.clone()).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!("reload refused, keeping the running config: {e}");
+                    return;
+                }
+            },
+        };
+        // Keep the tracker on what is parsed, so one change is one reload.
+        self.tracker.update(Some(&bytes));
+        let loaded = tokio::task::spawn_blocking(move || config::load_from(&path, &bytes)).await;
         let new = match loaded {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {

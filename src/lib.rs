@@ -52,7 +52,8 @@ pub enum Error {
 
 /// Runs what the command line asks for.
 pub async fn run(cli: Cli) -> Result<Outcome, Error> {
-    let config = config::load(&cli.config)?;
+    // Off the runtime thread: the file, secret files and user lookups may stall.
+    let config::Loaded { config, bytes } = config::load_async(cli.config.clone()).await?;
     if cli.check {
         println!(
             "{}: ok ({} instance{})",
@@ -80,7 +81,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, Error> {
         let ok = once::run(&config, syncer, cli.deadline, service::shutdown_signal()).await;
         Ok(if ok { Outcome::Ok } else { Outcome::SyncFailed })
     } else {
-        daemon::run(cli.config.clone(), config, syncer).await?;
+        daemon::run(cli.config.clone(), config, bytes, syncer).await?;
         Ok(Outcome::Ok)
     }
 }

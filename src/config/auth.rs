@@ -21,6 +21,7 @@ use serde::Deserialize;
 
 use super::{Cloud, ConfigError, err, https_url};
 use crate::cloud::profile::{self, Profile};
+use crate::readfile::{Links, SMALL_FILE_LIMIT, read_regular};
 use crate::secret::Secret;
 
 /// The official SDKs' environment variables.
@@ -148,6 +149,10 @@ pub struct SdkEnv {
     pub project_id: Option<String>,
     pub iam_endpoint: Option<String>,
     pub credentials_file: CredentialsFile,
+    /// The credential variables set to nothing but whitespace: neither set
+    /// (they hold no secret) nor unset (someone meant to set them). `auto`
+    /// and `aksk` refuse them rather than fail at the first request.
+    pub blank: Vec<&'static str>,
 }
 
 /// The credentials file as found.
@@ -162,7 +167,12 @@ pub enum CredentialsFile {
 }
 
 fn env_set(vars: &BTreeMap<String, String>, name: &str) -> bool {
-    vars.get(name).is_some_and(|v| !v.is_empty())
+    vars.get(name).is_some_and(|v| !v.trim().is_empty())
+}
+
+fn env_blank(vars: &BTreeMap<String, String>, name: &str) -> bool {
+    vars.get(name)
+        .is_some_and(|v| !v.is_empty() && v.trim().is_empty())
 }
 
 impl SdkEnv {
@@ -189,20 +199,36 @@ impl SdkEnv {
             ak: env_set(&vars, ENV_AK),
             sk: env_set(&vars, ENV_SK),
             security_token: env_set(&vars, ENV_SECURITY_TOKEN),
-            project_id: vars.get(ENV_PROJECT_ID).filter(|v| !v.is_empty()).cloned(),
+            project_id: vars
+                .get(ENV_PROJECT_ID)
+                .filter(|v| !v.trim().is_empty())
+                .cloned(),
             iam_endpoint: vars
                 .get(ENV_IAM_ENDPOINT)
-                .filter(|v| !v.is_empty())
+                .filter(|v| !v.trim().is_empty())
                 .cloned(),
             credentials_file,
+            blank: [ENV_AK, ENV_SK, ENV_SECURITY_TOKEN]
+                .into_iter()
+                .filter(|n| env_blank(&vars, n))
+                .collect(),
         }
     }
 }
 
+/// Reads the credentials file like the config file: a regular file (or a
+/// symlink to one), bounded, never blocking on a FIFO.
 fn read_credentials_file(path: PathBuf) -> CredentialsFile {
-    match std::fs::read_to_string(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => CredentialsFile::Missing(path),
-        Err(e) => CredentialsFile::Broken(path, e.to_string()),
+    let bytes = match read_regular(&path, SMALL_FILE_LIMIT, Links::Follow) {
+        Ok(None) => return CredentialsFile::Missing(path),
+        Err(e) => {
+            let why = super::read_problem(&e);
+            return CredentialsFile::Broken(path, why);
+        }
+        Ok(Some(b)) => b,
+    };
+    match String::from_utf8(bytes) {
+        Err(_) => CredentialsFile::Broken(path, "it is not UTF-8 text".into()),
         Ok(text) => {
             warn_if_readable_by_others(&path, "the credentials file");
             match profile::parse_basic(&text) {
@@ -280,6 +306,19 @@ pub(super) fn validate(
                 base_dir,
             )?;
             let ak_from_sdk_env = ak.is_none();
+            if ak_from_sdk_env
+                && security_token.is_none()
+                && security_token_file.is_none()
+                && security_token_env.is_none()
+                && env.blank.contains(&ENV_SECURITY_TOKEN)
+            {
+                return Err(err(
+                    "auth.security_token",
+                    format!(
+                        "{ENV_SECURITY_TOKEN} is set but holds only whitespace; unset it or give it a value"
+                    ),
+                ));
+            }
             let sk = secret(
                 "secret_key",
                 secret_key,
@@ -383,6 +422,12 @@ fn auto_chain(
     metadata: String,
 ) -> Result<(Auth, Option<String>, Option<String>), ConfigError> {
     let mut tried = Vec::new();
+    if let Some(var) = env.blank.first() {
+        return Err(err(
+            "auth",
+            format!("auto: {var} is set but holds only whitespace; unset it or give it a value"),
+        ));
+    }
     match (env.ak, env.sk) {
         (true, true) => {
             let temporary = env.security_token;
@@ -510,8 +555,8 @@ fn secret(
         ));
     }
     if let Some(s) = inline {
-        if s.is_empty() {
-            return Err(err(key, "must not be empty"));
+        if s.expose().trim().is_empty() {
+            return Err(err(key, "must not be empty or only whitespace"));
         }
         return Ok(Some(SecretSource::Inline(s)));
     }
@@ -519,6 +564,7 @@ fn secret(
         if f.as_os_str().is_empty() {
             return Err(err(format!("{key}_file"), "must not be empty"));
         }
+        super::check_path(&format!("{key}_file"), &f)?;
         return Ok(Some(SecretSource::File(base_dir.join(f))));
     }
     if let Some(v) = env {
@@ -551,9 +597,22 @@ pub(super) fn resolve(auth: &Auth) -> Result<(), ConfigError> {
     for (name, source) in sources {
         match source {
             SecretSource::Inline(_) => {}
-            SecretSource::File(p) => super::check_readable(&format!("auth.{name}_file"), p)?,
-            SecretSource::Env(var) => {
-                if std::env::var_os(var).is_none_or(|v| v.is_empty()) {
+            SecretSource::File(p) => super::check_secret_file(&format!("auth.{name}_file"), p)?,
+            SecretSource::Env(var) => match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => {}
+                Ok(v) if !v.is_empty() => {
+                    return Err(err(
+                        format!("auth.{name}"),
+                        format!("the environment variable {var} holds only whitespace"),
+                    ));
+                }
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    return Err(err(
+                        format!("auth.{name}"),
+                        format!("the environment variable {var} is not UTF-8 text"),
+                    ));
+                }
+                _ => {
                     return Err(err(
                         format!("auth.{name}"),
                         format!(
@@ -561,7 +620,7 @@ pub(super) fn resolve(auth: &Auth) -> Result<(), ConfigError> {
                         ),
                     ));
                 }
-            }
+            },
         }
     }
     Ok(())
@@ -801,6 +860,65 @@ international = "/tmp/x/a.crt"
             e.message
                 .contains("DDS_CERTSYNC_TEST_SURELY_UNSET_VARIABLE")
         );
+    }
+
+    #[test]
+    fn blank_sdk_variables_are_refused_not_taken_for_unset() {
+        let env = SdkEnv {
+            sk: true,
+            blank: vec![ENV_AK],
+            ..SdkEnv::default()
+        };
+        let e = check(BASE, &env).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("auth"));
+        assert!(
+            e.message.contains(ENV_AK) && e.message.contains("whitespace"),
+            "{e}"
+        );
+        let env = SdkEnv {
+            blank: vec![ENV_SECURITY_TOKEN],
+            ..SdkEnv::default()
+        };
+        let e = check(&with_auth("method = \"aksk\""), &env).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("auth.security_token"));
+        // An explicit token makes the variable irrelevant.
+        assert!(
+            check(
+                &with_auth("method = \"aksk\"\nsecurity_token_env = \"T\""),
+                &env
+            )
+            .is_ok()
+        );
+        let e = check(&with_auth("method = \"token\"\ntoken = \" \\n\""), &env).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("auth.token"));
+    }
+
+    #[test]
+    fn a_blank_secret_variable_or_file_is_a_resolve_error() {
+        // A variable name no other test uses; set before any thread reads it.
+        let var = "DDS_CERTSYNC_TEST_BLANK_SECRET_VARIABLE";
+        // SAFETY: no other test reads or writes this variable.
+        unsafe { std::env::set_var(var, " \t\n") };
+        let e = resolve(&Auth::Token(SecretSource::Env(var.into()))).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("auth.token"));
+        assert!(
+            e.message.contains(var) && e.message.contains("whitespace"),
+            "{e}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("sk");
+        for blank in ["", "\n", "  \r\n"] {
+            std::fs::write(&f, blank).unwrap();
+            let e = resolve(&Auth::Token(SecretSource::File(f.clone()))).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some("auth.token_file"));
+            assert!(e.message.contains("is empty"), "{e}");
+        }
+        std::fs::write(&f, "s3cr3t\n").unwrap();
+        assert!(resolve(&Auth::Token(SecretSource::File(f.clone()))).is_ok());
+        std::fs::write(&f, b"\xff\xfe").unwrap();
+        let e = resolve(&Auth::Token(SecretSource::File(f))).unwrap_err();
+        assert!(e.message.contains("not UTF-8"), "{e}");
     }
 
     #[test]
