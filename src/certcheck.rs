@@ -93,10 +93,7 @@ pub fn verify(body: &[u8], now: SystemTime) -> Result<Verified, VerifyError> {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
 
-    let begin_lines = body
-        .split(|b| *b == b'\n' || *b == b'\r')
-        .filter(|l| l.starts_with(b"-----BEGIN "))
-        .count();
+    let begin_lines = certificate_boundaries(body)?;
     let mut ders: Vec<Vec<u8>> = Vec::new();
     for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(body) {
         let (kind, der) = section.map_err(|e| VerifyError::BadPem(pem_error(e)))?;
@@ -106,8 +103,12 @@ pub fn verify(body: &[u8], now: SystemTime) -> Result<Verified, VerifyError> {
         ders.push(der);
     }
     if ders.len() != begin_lines {
-        // rustls-pki-types skips blocks it does not know; we refuse them.
-        return Err(VerifyError::ForbiddenBlock(unknown_label(body)));
+        // Every BEGIN line is a CERTIFICATE boundary, yet the parser found
+        // a different number of blocks: something it skipped or misread.
+        return Err(VerifyError::BadPem(format!(
+            "{begin_lines} BEGIN CERTIFICATE line(s) but {} parsed block(s)",
+            ders.len()
+        )));
     }
     if ders.is_empty() {
         return Err(VerifyError::NoCertificate);
@@ -223,13 +224,36 @@ fn block_name(kind: SectionKind) -> String {
     .to_string()
 }
 
-fn unknown_label(body: &[u8]) -> String {
-    String::from_utf8_lossy(body)
-        .lines()
-        .filter_map(|l| l.strip_prefix("-----BEGIN "))
-        .map(|l| l.trim().trim_end_matches('-').to_string())
-        .find(|l| l != "CERTIFICATE")
-        .unwrap_or_else(|| "unknown".into())
+/// Counts the `-----BEGIN CERTIFICATE-----` lines of a body, refusing any
+/// other line that mentions `-----BEGIN` anywhere (indented, prefixed, other
+/// labels, any case): the PEM parser skips what it does not recognise as a
+/// boundary, so such a line could hide a private key from every other check.
+fn certificate_boundaries(body: &[u8]) -> Result<usize, VerifyError> {
+    const BEGIN: &[u8] = b"-----begin";
+    let mut n = 0;
+    for line in body.split(|b| *b == b'\n' || *b == b'\r') {
+        let lower = line.to_ascii_lowercase();
+        let Some(at) = lower.windows(BEGIN.len()).position(|w| w == BEGIN) else {
+            continue;
+        };
+        if line.trim_ascii_end() == b"-----BEGIN CERTIFICATE-----" {
+            n += 1;
+            continue;
+        }
+        let rest = String::from_utf8_lossy(&line[at + BEGIN.len()..]);
+        let label = rest.trim().trim_end_matches('-').trim();
+        let label: String = label
+            .chars()
+            .take(40)
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        return Err(VerifyError::ForbiddenBlock(if label.is_empty() {
+            "unknown".into()
+        } else {
+            label
+        }));
+    }
+    Ok(n)
 }
 
 fn pem_error(e: rustls_pki_types::pem::Error) -> String {
@@ -322,6 +346,26 @@ mod tests {
             verify(body.as_bytes(), now()),
             Err(VerifyError::ForbiddenBlock(b)) if b == "PRIVATE KEY"
         ));
+    }
+
+    #[test]
+    fn an_indented_or_prefixed_private_key_block_is_refused() {
+        for prefix in ["  ", "\t", "x", "# "] {
+            let hidden = KEY
+                .lines()
+                .map(|l| format!("{prefix}{l}\n"))
+                .collect::<String>();
+            let body = format!("{CERT_A}{hidden}");
+            assert_eq!(
+                verify(body.as_bytes(), now()),
+                Err(VerifyError::ForbiddenBlock("PRIVATE KEY".into())),
+                "prefix {prefix:?}"
+            );
+        }
+        // A BEGIN line that is not exactly a CERTIFICATE boundary, even one
+        // saying CERTIFICATE, is refused rather than skipped.
+        let body = format!("{CERT_A} -----BEGIN CERTIFICATE-----\n");
+        assert!(verify(body.as_bytes(), now()).is_err());
     }
 
     #[test]
