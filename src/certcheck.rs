@@ -2,7 +2,12 @@
 //!
 //! A body passes only if it is PEM holding nothing but `CERTIFICATE` blocks,
 //! at least one, each a parseable X.509 certificate whose `notAfter` has not
-//! passed. SM2/SM3 ("national") certificates are parsed like any other; their
+//! passed and whose `notBefore` is at most [`CLOCK_SKEW`] ahead of now (a CA
+//! file whose certificate is not yet valid breaks OpenSSL clients). A
+//! certificate that says it is not a CA (basicConstraints `CA:FALSE`) is
+//! refused unless [`Policy::allow_non_ca`]; one without basicConstraints at
+//! all, such as an old X.509 v1 root, passes. Every line that mentions
+//! `-----BEGIN` must be exactly a CERTIFICATE boundary. SM2/SM3 ("national") certificates are parsed like any other; their
 //! signatures are not verified (no Rust TLS stack can), only their structure and
 //! dates. Everything else (private keys, other block types, HTML or XML error
 //! pages, empty or truncated bodies, garbage base64) is refused with a reason.
@@ -25,12 +30,27 @@ pub const MAX_BODY: usize = 1024 * 1024;
 /// A SHA-256 digest.
 pub type Sha256Digest = [u8; 32];
 
+/// How far in the future a `notBefore` may lie: clocks differ a little.
+pub const CLOCK_SKEW: i64 = 5 * 60;
+
+/// What an instance's config allows beyond the default rules.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Accept certificates whose basicConstraints say `CA:FALSE`.
+    pub allow_non_ca: bool,
+}
+
 /// What a certificate looks like, for logs and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertInfo {
     pub subject: String,
     /// Seconds since the Unix epoch.
+    pub not_before: i64,
+    /// Seconds since the Unix epoch.
     pub not_after: i64,
+    /// basicConstraints' cA flag; `None` when the certificate has no
+    /// basicConstraints (an X.509 v1 root, for one).
+    pub ca: Option<bool>,
     /// The signature algorithm's OID, e.g. `1.2.156.10197.1.501` for SM2-with-SM3.
     pub signature_oid: String,
 }
@@ -74,10 +94,28 @@ pub enum VerifyError {
         subject: String,
         not_after: String,
     },
+    #[error(
+        "certificate #{index} ({subject}) is not valid before {not_before}, more than 5 minutes from now (is this host's clock behind?)"
+    )]
+    NotYetValid {
+        index: usize,
+        subject: String,
+        not_before: String,
+    },
+    #[error(
+        "certificate #{index} ({subject}) is not a CA certificate (basicConstraints CA:FALSE); set allow_non_ca = true for this instance to accept it"
+    )]
+    NotCa { index: usize, subject: String },
 }
 
-/// Checks a downloaded body. See the module doc for the rules.
+/// Checks a downloaded body under the default [`Policy`]. See the module
+/// doc for the rules.
 pub fn verify(body: &[u8], now: SystemTime) -> Result<Verified, VerifyError> {
+    verify_with(body, now, Policy::default())
+}
+
+/// Checks a downloaded body under an instance's [`Policy`].
+pub fn verify_with(body: &[u8], now: SystemTime, policy: Policy) -> Result<Verified, VerifyError> {
     if body.len() > MAX_BODY {
         return Err(VerifyError::TooLarge);
     }
@@ -127,6 +165,19 @@ pub fn verify(body: &[u8], now: SystemTime) -> Result<Verified, VerifyError> {
                 not_after: format_time(info.not_after),
             });
         }
+        if info.not_before > now.saturating_add(CLOCK_SKEW) {
+            return Err(VerifyError::NotYetValid {
+                index,
+                subject: info.subject,
+                not_before: format_time(info.not_before),
+            });
+        }
+        if info.ca == Some(false) && !policy.allow_non_ca {
+            return Err(VerifyError::NotCa {
+                index,
+                subject: info.subject,
+            });
+        }
         if seen.contains(&der.as_slice()) {
             continue;
         }
@@ -174,9 +225,15 @@ fn inspect(der: &[u8]) -> Result<CertInfo, String> {
             rest.len()
         ));
     }
+    let ca = cert
+        .basic_constraints()
+        .map_err(|e| format!("unreadable basicConstraints: {e}"))?
+        .map(|b| b.value.ca);
     Ok(CertInfo {
         subject: cert.subject().to_string(),
+        not_before: cert.validity().not_before.timestamp(),
         not_after: cert.validity().not_after.timestamp(),
+        ca,
         signature_oid: cert.signature_algorithm.algorithm.to_id_string(),
     })
 }
@@ -426,6 +483,55 @@ mod tests {
         let e = verify(CERT_EXPIRED.as_bytes(), now()).unwrap_err();
         assert!(matches!(e, VerifyError::Expired { index: 1, .. }), "{e}");
         assert!(e.to_string().contains("2021-01-01"), "{e}");
+    }
+
+    #[test]
+    fn refuses_a_certificate_not_yet_valid_beyond_five_minutes_of_skew() {
+        // CERT_A is valid from 2026-01-01T00:00:00Z.
+        let start = UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+        let v = verify(CERT_A.as_bytes(), start - Duration::from_secs(4 * 60)).unwrap();
+        assert_eq!(v.certs[0].not_before, 1_767_225_600);
+        let e = verify(CERT_A.as_bytes(), start - Duration::from_secs(6 * 60)).unwrap_err();
+        assert!(
+            matches!(e, VerifyError::NotYetValid { index: 1, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("dds-certsync test CA A"), "{e}");
+        assert!(e.to_string().contains("2026-01-01T00:00:00Z"), "{e}");
+        // Also when it is only one certificate of a chain.
+        let fresh = dds_standin::not_yet_valid_cert_pem(Duration::from_secs(3600));
+        let body = format!("{CERT_SM2}{fresh}");
+        let e = verify(body.as_bytes(), SystemTime::now()).unwrap_err();
+        assert!(
+            matches!(e, VerifyError::NotYetValid { index: 2, .. }),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn refuses_a_non_ca_certificate_unless_allowed_and_accepts_one_without_basic_constraints() {
+        let leaf = dds_standin::non_ca_cert_pem();
+        let e = verify(leaf.as_bytes(), SystemTime::now()).unwrap_err();
+        assert!(matches!(e, VerifyError::NotCa { index: 1, .. }), "{e}");
+        assert!(e.to_string().contains("not a CA"), "{e}");
+        assert!(e.to_string().contains("allow_non_ca"), "{e}");
+        assert!(
+            e.to_string().contains("leaf, not a CA"),
+            "subject named: {e}"
+        );
+        let allowed = Policy { allow_non_ca: true };
+        let v = verify_with(leaf.as_bytes(), SystemTime::now(), allowed).unwrap();
+        assert_eq!(v.certs[0].ca, Some(false));
+        // An X.509 v1 root has no basicConstraints at all: accepted.
+        let v1 = dds_standin::v1_cert_pem("old v1 root");
+        let v = verify(v1.as_bytes(), SystemTime::now()).unwrap();
+        assert_eq!(v.certs[0].ca, None);
+        assert!(v.certs[0].subject.contains("old v1 root"));
+        // A CA says so.
+        assert_eq!(
+            verify(CERT_A.as_bytes(), now()).unwrap().certs[0].ca,
+            Some(true)
+        );
     }
 
     #[test]

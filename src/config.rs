@@ -130,6 +130,7 @@ pub struct RawInstance {
     pub hook_timeout: Option<Dur>,
     pub reload_signal: Option<String>,
     pub pidfile: Option<PathBuf>,
+    pub allow_non_ca: Option<bool>,
 }
 
 /// A user or group, by name or by number.
@@ -238,6 +239,8 @@ pub struct Instance {
     pub hook_timeout: Duration,
     /// Instead of `on_change`: a signal sent to the process in a pidfile.
     pub reload_signal: Option<ReloadSignal>,
+    /// Accept certificates whose basicConstraints say `CA:FALSE`.
+    pub allow_non_ca: bool,
 }
 
 impl Instance {
@@ -624,6 +627,7 @@ fn validate_instance(
         on_change,
         hook_timeout,
         reload_signal,
+        allow_non_ca: raw.allow_non_ca.unwrap_or(false),
     })
 }
 

@@ -319,18 +319,36 @@ impl Syncer {
                     e.is_transient(),
                 )
             })?;
-        let verified = certcheck::verify(&body, SystemTime::now())
+        let policy = certcheck::Policy {
+            allow_non_ca: inst.allow_non_ca,
+        };
+        let verified = certcheck::verify_with(&body, SystemTime::now(), policy)
             .map_err(|e| ("verify", format!("refused the download: {e}"), false))?;
         for c in &verified.certs {
+            let ca = match c.ca {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "unstated",
+            };
             tracing::info!(
                 instance = %inst.label(),
                 instance_id = %inst.id,
                 category = %category,
                 subject = %c.subject,
+                ca,
                 not_after = %certcheck::format_time(c.not_after),
                 sha256 = %hex(&verified.sha256),
                 "fetched"
             );
+            if c.ca == Some(false) {
+                tracing::warn!(
+                    instance = %inst.label(),
+                    instance_id = %inst.id,
+                    category = %category,
+                    subject = %c.subject,
+                    "accepted a certificate that is not a CA (basicConstraints CA:FALSE) because allow_non_ca = true"
+                );
+            }
         }
         Ok(verified)
     }
