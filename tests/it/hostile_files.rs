@@ -313,3 +313,127 @@ fn the_deadline_and_sigterm_win_over_a_blocking_read_that_never_returns() {
     // The FIFO is still there, untouched.
     assert!(fs::symlink_metadata(&record).unwrap().file_type().is_fifo());
 }
+
+#[test]
+fn an_indented_private_key_block_is_refused_and_the_file_kept() {
+    let mut env = Env::new();
+    single(&mut env, "inst-a", "a.crt", "");
+    let cert = env.standin.cert_pem("inst-a", "international");
+    let key: String = dds_standin::private_key_pem()
+        .lines()
+        .map(|l| format!("   {l}\n"))
+        .collect();
+    env.standin
+        .set_cert_pem("inst-a", "international", format!("{cert}{key}").as_bytes());
+    let run = env.once(&[]);
+    run.assert_code(1);
+    assert!(run.stdout.contains("PRIVATE KEY"), "{}", run.all());
+    assert!(!env.path("out/a.crt").exists(), "{}", run.all());
+}
+
+#[test]
+fn certificates_not_yet_valid_or_not_a_ca_are_refused_unless_allowed_and_v1_roots_pass() {
+    let mut env = Env::new();
+    single(&mut env, "future", "future.crt", "");
+    single(&mut env, "leaf", "leaf.crt", "");
+    single(&mut env, "leaf-ok", "leaf-ok.crt", "allow_non_ca = true\n");
+    single(&mut env, "v1", "v1.crt", "");
+    let future = dds_standin::not_yet_valid_cert_pem(Duration::from_secs(3600));
+    let leaf = dds_standin::non_ca_cert_pem();
+    let v1 = dds_standin::v1_cert_pem("Old v1 Root");
+    env.standin
+        .set_cert_pem("future", "international", future.as_bytes());
+    env.standin
+        .set_cert_pem("leaf", "international", leaf.as_bytes());
+    env.standin
+        .set_cert_pem("leaf-ok", "international", leaf.as_bytes());
+    env.standin
+        .set_cert_pem("v1", "international", v1.as_bytes());
+    let run = env.once(&[]);
+    run.assert_code(1);
+    let line = |id: &str| {
+        run.stdout
+            .lines()
+            .find(|l| l.contains(&format!("({id})")))
+            .unwrap_or_else(|| panic!("no line for {id}\n{}", run.all()))
+            .to_string()
+    };
+    let l = line("future");
+    assert!(
+        l.starts_with("FAILED") && l.contains("is not valid before"),
+        "{l}"
+    );
+    assert!(l.contains("DDS Stand-in not yet valid CA"), "subject: {l}");
+    let l = line("leaf");
+    assert!(l.starts_with("FAILED") && l.contains("not a CA"), "{l}");
+    assert!(l.contains("DDS Stand-in leaf, not a CA"), "subject: {l}");
+    assert!(line("leaf-ok").starts_with("ok"), "{}", run.all());
+    assert!(line("v1").starts_with("ok"), "{}", run.all());
+    assert!(!env.path("out/future.crt").exists());
+    assert!(!env.path("out/leaf.crt").exists());
+    let allowed = dds_certsync::certcheck::Policy { allow_non_ca: true };
+    let leaf_pem = dds_certsync::certcheck::verify_with(
+        leaf.as_bytes(),
+        std::time::SystemTime::now(),
+        allowed,
+    )
+    .unwrap()
+    .pem;
+    assert_eq!(fs::read(env.path("out/leaf-ok.crt")).unwrap(), leaf_pem);
+    assert_eq!(
+        fs::read(env.path("out/v1.crt")).unwrap(),
+        canonical(v1.as_bytes())
+    );
+    // The subject is logged when accepted too, with a warning for the leaf.
+    assert!(
+        run.stderr.lines().any(|l| l.contains("name-leaf-ok")
+            && l.contains("DDS Stand-in leaf, not a CA")
+            && l.contains("allow_non_ca")),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.contains("name-v1") && l.contains("Old v1 Root") && l.contains("fetched")),
+        "{}",
+        run.all()
+    );
+}
+
+#[test]
+fn an_answer_listing_a_category_twice_is_refused_naming_the_instance() {
+    let mut env = Env::new();
+    env.instance("inst-a").instance("inst-b");
+    // Two international entries, with different (both valid) links.
+    env.standin
+        .set_categories("inst-a", &["international", "national", "international"]);
+    let run = env.once(&[]);
+    run.assert_code(1);
+    let a = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("(inst-a)"))
+        .unwrap_or_else(|| panic!("{}", run.all()));
+    assert!(a.starts_with("FAILED"), "{a}");
+    assert!(a.contains("name-inst-a"), "{a}");
+    assert!(
+        a.contains("lists category \"international\" 2 times"),
+        "{a}"
+    );
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.contains("inst-a") && l.contains("lists category")),
+        "{}",
+        run.all()
+    );
+    // Nothing of inst-a was written, not even the unambiguous category.
+    assert!(!env.out("inst-a", "international").exists());
+    assert!(!env.out("inst-a", "national").exists());
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("ok") && l.contains("(inst-b)"))
+    );
+}
