@@ -1,9 +1,9 @@
 //! File output: reading what is on disk and replacing it atomically.
 //!
 //! What is at an output path is read only through [`read_current`] (or
-//! [`existing_digest`], [`current_digest`]), which never follows a symlink and never blocks on
-//! what is not a regular file ([`readfile::open_regular`] with
-//! [`Links::Refuse`]):
+//! [`existing_digest`], [`current_digest`]), which never follows a symlink
+//! and never blocks on what is not a regular file
+//! ([`readfile::open_regular`] with [`Links::Refuse`]):
 //!
 //! * a regular file is read (up to a cap);
 //! * a symbolic link, dangling or not, is [`Existing::Link`]: not our file.
