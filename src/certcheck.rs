@@ -2,7 +2,12 @@
 //!
 //! A body passes only if it is PEM holding nothing but `CERTIFICATE` blocks,
 //! at least one, each a parseable X.509 certificate whose `notAfter` has not
-//! passed. SM2/SM3 ("national") certificates are parsed like any other; their
+//! passed and whose `notBefore` is at most [`CLOCK_SKEW`] ahead of now (a CA
+//! file whose certificate is not yet valid breaks OpenSSL clients). A
+//! certificate that says it is not a CA (basicConstraints `CA:FALSE`) is
+//! refused unless [`Policy::allow_non_ca`]; one without basicConstraints at
+//! all, such as an old X.509 v1 root, passes. Every line that mentions
+//! `-----BEGIN` must be exactly a CERTIFICATE boundary. SM2/SM3 ("national") certificates are parsed like any other; their
 //! signatures are not verified (no Rust TLS stack can), only their structure and
 //! dates. Everything else (private keys, other block types, HTML or XML error
 //! pages, empty or truncated bodies, garbage base64) is refused with a reason.
@@ -25,12 +30,27 @@ pub const MAX_BODY: usize = 1024 * 1024;
 /// A SHA-256 digest.
 pub type Sha256Digest = [u8; 32];
 
+/// How far in the future a `notBefore` may lie: clocks differ a little.
+pub const CLOCK_SKEW: i64 = 5 * 60;
+
+/// What an instance's config allows beyond the default rules.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Accept certificates whose basicConstraints say `CA:FALSE`.
+    pub allow_non_ca: bool,
+}
+
 /// What a certificate looks like, for logs and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertInfo {
     pub subject: String,
     /// Seconds since the Unix epoch.
+    pub not_before: i64,
+    /// Seconds since the Unix epoch.
     pub not_after: i64,
+    /// basicConstraints' cA flag; `None` when the certificate has no
+    /// basicConstraints (an X.509 v1 root, for one).
+    pub ca: Option<bool>,
     /// The signature algorithm's OID, e.g. `1.2.156.10197.1.501` for SM2-with-SM3.
     pub signature_oid: String,
 }
@@ -74,10 +94,28 @@ pub enum VerifyError {
         subject: String,
         not_after: String,
     },
+    #[error(
+        "certificate #{index} ({subject}) is not valid before {not_before}, more than 5 minutes from now (is this host's clock behind?)"
+    )]
+    NotYetValid {
+        index: usize,
+        subject: String,
+        not_before: String,
+    },
+    #[error(
+        "certificate #{index} ({subject}) is not a CA certificate (basicConstraints CA:FALSE); set allow_non_ca = true for this instance to accept it"
+    )]
+    NotCa { index: usize, subject: String },
 }
 
-/// Checks a downloaded body. See the module doc for the rules.
+/// Checks a downloaded body under the default [`Policy`]. See the module
+/// doc for the rules.
 pub fn verify(body: &[u8], now: SystemTime) -> Result<Verified, VerifyError> {
+    verify_with(body, now, Policy::default())
+}
+
+/// Checks a downloaded body under an instance's [`Policy`].
+pub fn verify_with(body: &[u8], now: SystemTime, policy: Policy) -> Result<Verified, VerifyError> {
     if body.len() > MAX_BODY {
         return Err(VerifyError::TooLarge);
     }
@@ -93,10 +131,7 @@ pub fn verify(body: &[u8], now: SystemTime) -> Result<Verified, VerifyError> {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
 
-    let begin_lines = body
-        .split(|b| *b == b'\n' || *b == b'\r')
-        .filter(|l| l.starts_with(b"-----BEGIN "))
-        .count();
+    let begin_lines = certificate_boundaries(body)?;
     let mut ders: Vec<Vec<u8>> = Vec::new();
     for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(body) {
         let (kind, der) = section.map_err(|e| VerifyError::BadPem(pem_error(e)))?;
@@ -106,8 +141,12 @@ pub fn verify(body: &[u8], now: SystemTime) -> Result<Verified, VerifyError> {
         ders.push(der);
     }
     if ders.len() != begin_lines {
-        // rustls-pki-types skips blocks it does not know; we refuse them.
-        return Err(VerifyError::ForbiddenBlock(unknown_label(body)));
+        // Every BEGIN line is a CERTIFICATE boundary, yet the parser found
+        // a different number of blocks: something it skipped or misread.
+        return Err(VerifyError::BadPem(format!(
+            "{begin_lines} BEGIN CERTIFICATE line(s) but {} parsed block(s)",
+            ders.len()
+        )));
     }
     if ders.is_empty() {
         return Err(VerifyError::NoCertificate);
@@ -124,6 +163,19 @@ pub fn verify(body: &[u8], now: SystemTime) -> Result<Verified, VerifyError> {
                 index,
                 subject: info.subject,
                 not_after: format_time(info.not_after),
+            });
+        }
+        if info.not_before > now.saturating_add(CLOCK_SKEW) {
+            return Err(VerifyError::NotYetValid {
+                index,
+                subject: info.subject,
+                not_before: format_time(info.not_before),
+            });
+        }
+        if info.ca == Some(false) && !policy.allow_non_ca {
+            return Err(VerifyError::NotCa {
+                index,
+                subject: info.subject,
             });
         }
         if seen.contains(&der.as_slice()) {
@@ -173,9 +225,15 @@ fn inspect(der: &[u8]) -> Result<CertInfo, String> {
             rest.len()
         ));
     }
+    let ca = cert
+        .basic_constraints()
+        .map_err(|e| format!("unreadable basicConstraints: {e}"))?
+        .map(|b| b.value.ca);
     Ok(CertInfo {
         subject: cert.subject().to_string(),
+        not_before: cert.validity().not_before.timestamp(),
         not_after: cert.validity().not_after.timestamp(),
+        ca,
         signature_oid: cert.signature_algorithm.algorithm.to_id_string(),
     })
 }
@@ -223,13 +281,36 @@ fn block_name(kind: SectionKind) -> String {
     .to_string()
 }
 
-fn unknown_label(body: &[u8]) -> String {
-    String::from_utf8_lossy(body)
-        .lines()
-        .filter_map(|l| l.strip_prefix("-----BEGIN "))
-        .map(|l| l.trim().trim_end_matches('-').to_string())
-        .find(|l| l != "CERTIFICATE")
-        .unwrap_or_else(|| "unknown".into())
+/// Counts the `-----BEGIN CERTIFICATE-----` lines of a body, refusing any
+/// other line that mentions `-----BEGIN` anywhere (indented, prefixed, other
+/// labels, any case): the PEM parser skips what it does not recognise as a
+/// boundary, so such a line could hide a private key from every other check.
+fn certificate_boundaries(body: &[u8]) -> Result<usize, VerifyError> {
+    const BEGIN: &[u8] = b"-----begin";
+    let mut n = 0;
+    for line in body.split(|b| *b == b'\n' || *b == b'\r') {
+        let lower = line.to_ascii_lowercase();
+        let Some(at) = lower.windows(BEGIN.len()).position(|w| w == BEGIN) else {
+            continue;
+        };
+        if line.trim_ascii_end() == b"-----BEGIN CERTIFICATE-----" {
+            n += 1;
+            continue;
+        }
+        let rest = String::from_utf8_lossy(&line[at + BEGIN.len()..]);
+        let label = rest.trim().trim_end_matches('-').trim();
+        let label: String = label
+            .chars()
+            .take(40)
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        return Err(VerifyError::ForbiddenBlock(if label.is_empty() {
+            "unknown".into()
+        } else {
+            label
+        }));
+    }
+    Ok(n)
 }
 
 fn pem_error(e: rustls_pki_types::pem::Error) -> String {
@@ -325,6 +406,26 @@ mod tests {
     }
 
     #[test]
+    fn an_indented_or_prefixed_private_key_block_is_refused() {
+        for prefix in ["  ", "\t", "x", "# "] {
+            let hidden = KEY
+                .lines()
+                .map(|l| format!("{prefix}{l}\n"))
+                .collect::<String>();
+            let body = format!("{CERT_A}{hidden}");
+            assert_eq!(
+                verify(body.as_bytes(), now()),
+                Err(VerifyError::ForbiddenBlock("PRIVATE KEY".into())),
+                "prefix {prefix:?}"
+            );
+        }
+        // A BEGIN line that is not exactly a CERTIFICATE boundary, even one
+        // saying CERTIFICATE, is refused rather than skipped.
+        let body = format!("{CERT_A} -----BEGIN CERTIFICATE-----\n");
+        assert!(verify(body.as_bytes(), now()).is_err());
+    }
+
+    #[test]
     fn refuses_unknown_blocks() {
         let body = format!("{CERT_A}-----BEGIN FOO-----\nAAAA\n-----END FOO-----\n");
         assert_eq!(
@@ -382,6 +483,55 @@ mod tests {
         let e = verify(CERT_EXPIRED.as_bytes(), now()).unwrap_err();
         assert!(matches!(e, VerifyError::Expired { index: 1, .. }), "{e}");
         assert!(e.to_string().contains("2021-01-01"), "{e}");
+    }
+
+    #[test]
+    fn refuses_a_certificate_not_yet_valid_beyond_five_minutes_of_skew() {
+        // CERT_A is valid from 2026-01-01T00:00:00Z.
+        let start = UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+        let v = verify(CERT_A.as_bytes(), start - Duration::from_secs(4 * 60)).unwrap();
+        assert_eq!(v.certs[0].not_before, 1_767_225_600);
+        let e = verify(CERT_A.as_bytes(), start - Duration::from_secs(6 * 60)).unwrap_err();
+        assert!(
+            matches!(e, VerifyError::NotYetValid { index: 1, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("dds-certsync test CA A"), "{e}");
+        assert!(e.to_string().contains("2026-01-01T00:00:00Z"), "{e}");
+        // Also when it is only one certificate of a chain.
+        let fresh = dds_standin::not_yet_valid_cert_pem(Duration::from_secs(3600));
+        let body = format!("{CERT_SM2}{fresh}");
+        let e = verify(body.as_bytes(), SystemTime::now()).unwrap_err();
+        assert!(
+            matches!(e, VerifyError::NotYetValid { index: 2, .. }),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn refuses_a_non_ca_certificate_unless_allowed_and_accepts_one_without_basic_constraints() {
+        let leaf = dds_standin::non_ca_cert_pem();
+        let e = verify(leaf.as_bytes(), SystemTime::now()).unwrap_err();
+        assert!(matches!(e, VerifyError::NotCa { index: 1, .. }), "{e}");
+        assert!(e.to_string().contains("not a CA"), "{e}");
+        assert!(e.to_string().contains("allow_non_ca"), "{e}");
+        assert!(
+            e.to_string().contains("leaf, not a CA"),
+            "subject named: {e}"
+        );
+        let allowed = Policy { allow_non_ca: true };
+        let v = verify_with(leaf.as_bytes(), SystemTime::now(), allowed).unwrap();
+        assert_eq!(v.certs[0].ca, Some(false));
+        // An X.509 v1 root has no basicConstraints at all: accepted.
+        let v1 = dds_standin::v1_cert_pem("old v1 root");
+        let v = verify(v1.as_bytes(), SystemTime::now()).unwrap();
+        assert_eq!(v.certs[0].ca, None);
+        assert!(v.certs[0].subject.contains("old v1 root"));
+        // A CA says so.
+        assert_eq!(
+            verify(CERT_A.as_bytes(), now()).unwrap().certs[0].ca,
+            Some(true)
+        );
     }
 
     #[test]

@@ -138,6 +138,7 @@ pub struct RawInstance {
     pub hook_timeout: Option<Dur>,
     pub reload_signal: Option<String>,
     pub pidfile: Option<PathBuf>,
+    pub allow_non_ca: Option<bool>,
 }
 
 /// A user or group, by name or by number.
@@ -246,6 +247,8 @@ pub struct Instance {
     pub hook_timeout: Duration,
     /// Instead of `on_change`: a signal sent to the process in a pidfile.
     pub reload_signal: Option<ReloadSignal>,
+    /// Accept certificates whose basicConstraints say `CA:FALSE`.
+    pub allow_non_ca: bool,
 }
 
 impl Instance {
@@ -642,6 +645,7 @@ fn validate_instance(
         on_change,
         hook_timeout,
         reload_signal,
+        allow_non_ca: raw.allow_non_ca.unwrap_or(false),
     })
 }
 

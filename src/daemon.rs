@@ -705,6 +705,7 @@ impl Control {
             let what = match verdict {
                 Verdict::Deleted => "was deleted",
                 Verdict::Modified => "was changed by someone else",
+                Verdict::Link => "was replaced by a symbolic link (not followed)",
                 Verdict::Intact => continue,
                 Verdict::Unreadable => {
                     tracing::warn!(instance_id = %held.instance_id, path = %path.display(), "cannot read the output to check it; leaving it alone");

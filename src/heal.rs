@@ -3,8 +3,8 @@
 //! After each round, the content of every output that is in place and
 //! verified is held in memory ([`verified_outputs`]; certificate bundles are
 //! a few KB). When a watched directory changes, each held output in it is compared
-//! with the disk by SHA-256 ([`judge`]); one that was deleted or whose content
-//! differs is rewritten with the held bytes by the same atomic
+//! with the disk by SHA-256 ([`judge`]); one that was deleted, whose content
+//! differs, or that a symlink replaced (never followed) is rewritten with the held bytes by the same atomic
 //! [`output::replace`], without an API call. Our own writes never trigger a
 //! restore: they leave the disk equal to what is held, and outputs of an
 //! instance whose round is running are left alone until the round has ended
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::certcheck::{Sha256Digest, sha256};
 use crate::config::{Category, Instance, Perms};
-use crate::output;
+use crate::output::{self, Existing};
 use crate::sync::{FileOutcome, Report};
 
 /// The last verified content of one output.
@@ -34,16 +34,19 @@ pub enum Verdict {
     Intact,
     Deleted,
     Modified,
+    /// A symlink took its place: not followed; the link is replaced.
+    Link,
     /// It cannot be read; it is not overwritten blindly.
     Unreadable,
 }
 
 /// Compares the disk with the held digest. Pure.
-pub fn judge(on_disk: &std::io::Result<Option<Sha256Digest>>, held: &Sha256Digest) -> Verdict {
+pub fn judge(on_disk: &std::io::Result<Existing<Sha256Digest>>, held: &Sha256Digest) -> Verdict {
     match on_disk {
-        Ok(None) => Verdict::Deleted,
-        Ok(Some(d)) if d == held => Verdict::Intact,
-        Ok(Some(_)) => Verdict::Modified,
+        Ok(Existing::Missing) => Verdict::Deleted,
+        Ok(Existing::Link) => Verdict::Link,
+        Ok(Existing::File(d)) if d == held => Verdict::Intact,
+        Ok(Existing::File(_)) => Verdict::Modified,
         Err(_) => Verdict::Unreadable,
     }
 }
@@ -149,11 +152,12 @@ pub fn verified_outputs(inst: &Instance, report: &Report) -> Vec<(PathBuf, Held)
 
 /// Completes the permissions of held outputs with the mode and owner their
 /// files have now (where the config sets none), so that a file restored after
-/// a deletion gets them back rather than the defaults. Blocking.
+/// a deletion gets them back rather than the defaults. Only a regular file
+/// counts: a symlink is never followed. Blocking.
 pub fn capture_ownership(held: &mut [(PathBuf, Held)]) {
     use std::os::unix::fs::MetadataExt;
     for (path, h) in held {
-        if let Ok(m) = std::fs::metadata(path) {
+        if let Some(m) = std::fs::symlink_metadata(path).ok().filter(|m| m.is_file()) {
             h.perms.mode = h.perms.mode.or(Some(m.mode() & 0o7777));
             h.perms.uid = h.perms.uid.or(Some(m.uid()));
             h.perms.gid = h.perms.gid.or(Some(m.gid()));
@@ -168,9 +172,9 @@ pub fn check_and_restore(
     held: &Held,
     still_current: impl Fn() -> bool,
 ) -> (Verdict, Option<Result<(), output::WriteError>>) {
-    let verdict = judge(&output::current_digest(path), &held.sha256);
+    let verdict = judge(&output::existing_digest(path), &held.sha256);
     match verdict {
-        Verdict::Deleted | Verdict::Modified if still_current() => {
+        Verdict::Deleted | Verdict::Modified | Verdict::Link if still_current() => {
             let r = output::replace(path, &held.bytes, &held.perms);
             (verdict, Some(r))
         }
@@ -195,9 +199,13 @@ mod tests {
     #[test]
     fn verdicts() {
         let h = sha256(b"x");
-        assert_eq!(judge(&Ok(Some(h)), &h), Verdict::Intact);
-        assert_eq!(judge(&Ok(Some(sha256(b"y"))), &h), Verdict::Modified);
-        assert_eq!(judge(&Ok(None), &h), Verdict::Deleted);
+        assert_eq!(judge(&Ok(Existing::File(h)), &h), Verdict::Intact);
+        assert_eq!(
+            judge(&Ok(Existing::File(sha256(b"y"))), &h),
+            Verdict::Modified
+        );
+        assert_eq!(judge(&Ok(Existing::Missing), &h), Verdict::Deleted);
+        assert_eq!(judge(&Ok(Existing::Link), &h), Verdict::Link);
         assert_eq!(
             judge(&Err(std::io::Error::other("denied")), &h),
             Verdict::Unreadable
@@ -318,6 +326,35 @@ mod tests {
         let all = healer.all();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].0, PathBuf::from("/o/a.crt"));
+    }
+
+    #[test]
+    fn a_symlink_swapped_in_is_replaced_and_lends_neither_mode_nor_owner() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        std::fs::write(&target, b"someone else's").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let p = dir.path().join("a.crt");
+        std::os::unix::fs::symlink(&target, &p).unwrap();
+        let _ = std::os::unix::fs::lchown(&p, Some(65534), Some(65534));
+        let mut held = vec![(p.clone(), held("a", b"good"))];
+        capture_ownership(&mut held);
+        assert_eq!(
+            held[0].1.perms,
+            Perms::default(),
+            "nothing taken from a link"
+        );
+        let (v, r) = check_and_restore(&p, &held[0].1, || true);
+        assert_eq!(v, Verdict::Link);
+        assert!(r.unwrap().is_ok());
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        assert!(m.is_file());
+        assert_eq!(m.mode() & 0o7777, 0o644);
+        assert_eq!(m.uid(), nix::unistd::geteuid().as_raw());
+        assert_eq!(std::fs::read(&p).unwrap(), b"good");
+        assert_eq!(std::fs::read(&target).unwrap(), b"someone else's");
+        assert_eq!(std::fs::metadata(&target).unwrap().mode() & 0o7777, 0o600);
     }
 
     #[test]

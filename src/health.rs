@@ -75,12 +75,16 @@ pub enum OnDisk {
     },
 }
 
-/// Reads one output file.
+/// Reads one output file, never following a symlink and never blocking on
+/// a FIFO or a device ([`output::read_current`]).
 pub fn inspect(path: &Path) -> OnDisk {
     match output::read_current(path) {
-        Ok(None) => OnDisk::Missing,
+        Ok(output::Existing::Missing) => OnDisk::Missing,
+        Ok(output::Existing::Link) => OnDisk::Unreadable(
+            "is a symbolic link, not a regular file (the next round replaces it)".into(),
+        ),
         Err(e) => OnDisk::Unreadable(e.to_string()),
-        Ok(Some(bytes)) => match certcheck::inspect_pem(&bytes) {
+        Ok(output::Existing::File(bytes)) => match certcheck::inspect_pem(&bytes) {
             Some(certs) => OnDisk::Certs {
                 not_after: certs.iter().map(|c| c.not_after).min().unwrap_or(0),
             },

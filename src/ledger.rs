@@ -187,7 +187,8 @@ pub fn reconcile(mut owed: Owed, disk: impl Fn(&Path) -> Disk) -> Option<Owed> {
     (!owed.files.is_empty()).then_some(owed)
 }
 
-/// What is on disk at `path`, hashed.
+/// What is on disk at `path`, hashed. A symlink (never followed) or
+/// anything but a regular file tells nothing: [`Disk::Unknown`].
 pub fn disk_state(path: &Path) -> Disk {
     match output::current_digest(path) {
         Ok(Some(d)) => Disk::Content(d),

@@ -1,11 +1,20 @@
 //! The `dds-certsync` binary: parses the command line, runs the library on a
 //! single-threaded runtime, and maps the result to an exit status:
 //! 0 ok, 1 sync failure, 2 usage or config error.
+//!
+//! When the run has ended (`--deadline`, a signal, or done), the runtime is
+//! shut down without waiting more than [`BLOCKING_GRACE`] for blocking-pool
+//! threads: one stuck in a system call that never returns (a FIFO, a hung
+//! network file system) must not keep the process alive.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use dds_certsync::{Outcome, cli::Cli, logging};
+
+/// How long the exit waits for blocking-pool threads still running.
+const BLOCKING_GRACE: Duration = Duration::from_millis(500);
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -31,7 +40,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(dds_certsync::run(cli)) {
+    let result = runtime.block_on(dds_certsync::run(cli));
+    runtime.shutdown_timeout(BLOCKING_GRACE);
+    match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::SyncFailed) => ExitCode::from(1),
         Err(e) => {

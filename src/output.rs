@@ -1,29 +1,44 @@
 //! File output: reading what is on disk and replacing it atomically.
 //!
+//! What is at an output path is read only through [`read_current`] (or
+//! [`existing_digest`], [`current_digest`]), which never follows a symlink
+//! and never blocks on what is not a regular file
+//! ([`readfile::open_regular`] with [`Links::Refuse`]):
+//!
+//! * a regular file is read (up to a cap);
+//! * a symbolic link, dangling or not, is [`Existing::Link`]: not our file.
+//!   It is never followed, neither for its content nor for a mode or owner
+//!   to keep; a round replaces the link itself by a regular file (rename
+//!   replaces the link, never writes through it);
+//! * anything else (a FIFO, a socket, a device node, a directory) is an
+//!   error naming what it is, and is left alone.
+//!
 //! The only way this module changes an output is [`replace`]:
 //!
 //! 1. create a temporary file in the target's own directory, exclusively
 //!    (`O_CREAT|O_EXCL`, so it never follows a symlink or reuses an existing
 //!    name);
 //! 2. write the bytes and `fsync` them;
-//! 3. set the mode and owner (the configured ones, else the old file's, else
-//!    0644 and the daemon's user);
+//! 3. set the mode and owner (the configured ones, else the old file's if it
+//!    is a regular file, else 0644 and the daemon's user: never a link's);
 //! 4. `rename` it over the target, which readers see as a single switch from
 //!    the old inode to the new one;
 //! 5. `fsync` the directory, so the rename itself survives a power loss.
 //!
-//! A failure at any step removes the temporary file and leaves the target as
-//! it was. Temporary files carry a recognisable name
+//! A target that is neither missing, nor a regular file, nor a symlink is
+//! refused before step 1. A failure at any step removes the temporary file
+//! and leaves the target as it was. Temporary files carry a recognisable name
 //! (`.{file}.dds-certsync-XXXXXX.tmp`) so that [`clean_stale_temps`] can
 //! remove any a crash left behind.
 
-use std::fs::{self, File, Permissions};
+use std::fs::{self, Permissions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::certcheck::{Sha256Digest, sha256};
 use crate::config::Perms;
+use crate::readfile::{self, Links};
 
 /// The marker in the name of our temporary files.
 const TEMP_MARK: &str = ".dds-certsync-";
@@ -60,32 +75,77 @@ const CHOWN_HINT: &str = " (the owner to set, configured or the old file's, is a
 only root or a daemon with CAP_CHOWN can do that: grant CAP_CHOWN, or set the instance's owner \
 and group to the daemon's own user)";
 
-/// The SHA-256 of the file at `path`, or `None` if there is no file.
-pub fn current_digest(path: &Path) -> io::Result<Option<Sha256Digest>> {
-    match read_current(path)? {
-        Some(bytes) => Ok(Some(sha256(&bytes))),
-        None => Ok(None),
+/// What is at an output path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Existing<T> {
+    /// Nothing.
+    Missing,
+    /// A symbolic link, dangling or not: never followed; not our file.
+    Link,
+    /// A regular file (its content or digest).
+    File(T),
+}
+
+impl<T> Existing<T> {
+    /// The file's content or digest; `None` for nothing or a link.
+    pub fn file(self) -> Option<T> {
+        match self {
+            Existing::File(t) => Some(t),
+            Existing::Missing | Existing::Link => None,
+        }
     }
 }
 
-/// The content of the file at `path`, or `None` if there is no file.
-/// Something that is not a regular file is an error.
-pub fn read_current(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::other(format!(
-            "{} exists and is not a regular file",
-            path.display()
-        )));
+/// The SHA-256 of what is at `path`. See [`read_current`].
+pub fn existing_digest(path: &Path) -> io::Result<Existing<Sha256Digest>> {
+    Ok(match read_current(path)? {
+        Existing::File(bytes) => Existing::File(sha256(&bytes)),
+        Existing::Link => Existing::Link,
+        Existing::Missing => Existing::Missing,
+    })
+}
+
+/// The SHA-256 of the regular file at `path`, `None` if nothing is there; a
+/// symlink (never followed) is an error, like anything else that is not a
+/// regular file.
+pub fn current_digest(path: &Path) -> io::Result<Option<Sha256Digest>> {
+    match existing_digest(path)? {
+        Existing::File(d) => Ok(Some(d)),
+        Existing::Missing => Ok(None),
+        Existing::Link => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "is a symbolic link, not a regular file",
+        )),
     }
-    let mut buf = Vec::with_capacity(meta.len().min(MAX_EXISTING) as usize);
+}
+
+/// What is at `path`: nothing, a symlink (not followed), or a regular file's
+/// content. Anything else is an error saying what it is (the caller names the
+/// path). Never blocks on a FIFO or a device.
+pub fn read_current(path: &Path) -> io::Result<Existing<Vec<u8>>> {
+    let file = match readfile::open_regular(path, Links::Refuse) {
+        Ok(Some(f)) => f,
+        Ok(None) => return Ok(Existing::Missing),
+        Err(e) => {
+            // Say what is there: a link, or a thing that cannot be opened
+            // at all (a socket's open fails with ENXIO).
+            return match fs::symlink_metadata(path) {
+                Ok(m) if m.file_type().is_symlink() => Ok(Existing::Link),
+                Ok(m) if !m.is_file() => Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "is {}, not a regular file",
+                        readfile::describe(m.file_type())
+                    ),
+                )),
+                _ => Err(e),
+            };
+        }
+    };
+    let len = file.metadata()?.len();
+    let mut buf = Vec::with_capacity(len.min(MAX_EXISTING) as usize);
     file.take(MAX_EXISTING).read_to_end(&mut buf)?;
-    Ok(Some(buf))
+    Ok(Existing::File(buf))
 }
 
 /// Replaces `path` with `bytes` atomically. See the module doc for the steps.
@@ -134,7 +194,24 @@ fn rename_into_place(path: &Path, bytes: &[u8], perms: &Perms) -> Result<PathBuf
         .ok_or_else(|| WriteError::new(path, "path", io::Error::other("no file name")))?;
     fs::create_dir_all(&dir).map_err(|e| WriteError::new(path, "create directory", e))?;
 
-    let existing = fs::symlink_metadata(path).ok();
+    // Mode and owner are inherited only from a regular file, never from a
+    // symlink (whose lstat says 0777 and the link's owner) or its target.
+    let existing = match fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() => Some(m),
+        Ok(m) if m.file_type().is_symlink() => None,
+        Ok(m) => {
+            let what = readfile::describe(m.file_type());
+            return Err(WriteError::new(
+                path,
+                "check the target",
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("is {what}, not a regular file; left alone"),
+                ),
+            ));
+        }
+        Err(_) => None,
+    };
     let mode = perms
         .mode
         .or_else(|| existing.as_ref().map(|m| m.mode() & 0o7777))
@@ -200,7 +277,14 @@ pub fn parent_dir(path: &Path) -> PathBuf {
 }
 
 fn fsync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_DIRECTORY: something swapped in for the directory (a FIFO) is an
+    // error, not an open that blocks.
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+        .open(dir)?
+        .sync_all()
 }
 
 /// Removes temporary files that an interrupted [`replace`] of `path` left in
@@ -295,7 +379,7 @@ mod tests {
             (b.as_path(), b"b".as_slice(), &perms),
         ]);
         assert!(r[0].is_ok() && r[2].is_ok(), "{r:?}");
-        assert_eq!(r[1].as_ref().unwrap_err().step, "rename over the target");
+        assert_eq!(r[1].as_ref().unwrap_err().step, "check the target");
         assert_eq!(fs::read(&a).unwrap(), b"a");
         assert_eq!(fs::read(&b).unwrap(), b"b");
         assert_eq!(entries(&d.path().join("x")), vec!["a.crt", "b.crt"]);
@@ -331,6 +415,70 @@ mod tests {
         let p = d.path().join("x");
         fs::write(&p, b"abc").unwrap();
         assert_eq!(current_digest(&p).unwrap(), Some(sha256(b"abc")));
+        assert_eq!(existing_digest(&p).unwrap(), Existing::File(sha256(b"abc")));
         assert!(current_digest(d.path()).is_err());
+    }
+
+    #[test]
+    fn a_symlink_at_the_path_is_never_followed_and_gives_neither_mode_nor_owner() {
+        use std::os::unix::fs::{lchown, symlink};
+        let d = tempfile::tempdir().unwrap();
+        let secret = d.path().join("secret");
+        fs::write(&secret, b"private").unwrap();
+        fs::set_permissions(&secret, Permissions::from_mode(0o600)).unwrap();
+        let me = (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        );
+        for (name, target) in [
+            ("dangling", d.path().join("nowhere")),
+            ("to-0600", secret.clone()),
+        ] {
+            let p = d.path().join(name);
+            symlink(&target, &p).unwrap();
+            // Owned by someone else where we may say so (root in CI).
+            let _ = lchown(&p, Some(65534), Some(65534));
+            assert_eq!(read_current(&p).unwrap(), Existing::Link, "{name}");
+            assert_eq!(existing_digest(&p).unwrap(), Existing::Link, "{name}");
+            let e = current_digest(&p).unwrap_err();
+            assert!(e.to_string().contains("symbolic link"), "{e}");
+            replace(&p, b"cert", &Perms::default()).unwrap();
+            let m = fs::symlink_metadata(&p).unwrap();
+            assert!(m.is_file(), "{name}: the link itself was replaced");
+            assert_eq!(m.mode() & 0o7777, 0o644, "{name}");
+            assert_eq!((m.uid(), m.gid()), me, "{name}");
+            assert_eq!(fs::read(&p).unwrap(), b"cert");
+        }
+        // The target was neither written nor changed.
+        assert_eq!(fs::read(&secret).unwrap(), b"private");
+        assert_eq!(fs::metadata(&secret).unwrap().mode() & 0o7777, 0o600);
+        assert!(!d.path().join("nowhere").exists());
+    }
+
+    #[test]
+    fn a_fifo_socket_or_directory_at_the_path_is_an_error_and_left_alone() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let sock = d.path().join("sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let dir = d.path().join("dir");
+        fs::create_dir(&dir).unwrap();
+        for (p, what) in [
+            (&fifo, "a FIFO"),
+            (&sock, "a socket"),
+            (&dir, "a directory"),
+        ] {
+            // No writer on the FIFO: a blocking open would never return.
+            let e = read_current(p).unwrap_err();
+            assert!(e.to_string().contains(what), "{e}");
+            let e = replace(p, b"x", &Perms::default()).unwrap_err();
+            assert_eq!(e.step, "check the target");
+            assert!(e.to_string().contains(what), "{e}");
+            assert!(e.to_string().contains(&p.display().to_string()), "{e}");
+        }
+        let ft = fs::symlink_metadata(&fifo).unwrap().file_type();
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&ft));
+        assert_eq!(entries(d.path()), vec!["dir", "fifo", "sock"]);
     }
 }

@@ -122,6 +122,8 @@ impl Report {
 struct Applied {
     /// Per output: its slot for the planner, and why its file could not be read.
     slots: Vec<(Slot, Option<String>)>,
+    /// Per output: whether a symlink was at its path (replaced, if written).
+    links: Vec<bool>,
     plan: plan::Plan,
     /// Per written slot: the outcome of its replacement.
     writes: Vec<(usize, Result<(), String>)>,
@@ -223,6 +225,7 @@ impl Syncer {
         let disk = tokio::task::spawn_blocking(move || this.apply(&inst_c, fetched)).await;
         let Applied {
             slots,
+            links,
             plan,
             writes,
             fetched,
@@ -256,6 +259,9 @@ impl Syncer {
                         }
                     }
                     Some(Ok(())) => {
+                        if links[i] {
+                            tracing::warn!(instance = %name, instance_id = %id, category = %out.category, path = %out.path.display(), "was a symbolic link; replaced by a regular file");
+                        }
                         tracing::info!(instance = %name, instance_id = %id, category = %out.category, path = %out.path.display(), old_sha256 = %old_hex, new_sha256 = %new_hex, "replaced");
                         FileOutcome::Replaced {
                             old: w.old,
@@ -319,31 +325,56 @@ impl Syncer {
                     e.is_transient(),
                 )
             })?;
-        let verified = certcheck::verify(&body, SystemTime::now())
+        let policy = certcheck::Policy {
+            allow_non_ca: inst.allow_non_ca,
+        };
+        let verified = certcheck::verify_with(&body, SystemTime::now(), policy)
             .map_err(|e| ("verify", format!("refused the download: {e}"), false))?;
         for c in &verified.certs {
+            let ca = match c.ca {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "unstated",
+            };
             tracing::info!(
                 instance = %inst.label(),
                 instance_id = %inst.id,
                 category = %category,
                 subject = %c.subject,
+                ca,
                 not_after = %certcheck::format_time(c.not_after),
                 sha256 = %hex(&verified.sha256),
                 "fetched"
             );
+            if c.ca == Some(false) {
+                tracing::warn!(
+                    instance = %inst.label(),
+                    instance_id = %inst.id,
+                    category = %category,
+                    subject = %c.subject,
+                    "accepted a certificate that is not a CA (basicConstraints CA:FALSE) because allow_non_ca = true"
+                );
+            }
         }
         Ok(verified)
     }
 
     /// Reads the disk, plans, and (unless dry-running) writes. Blocking.
     fn apply(&self, inst: &Instance, fetched: Vec<Option<Verified>>) -> Applied {
+        let mut links = vec![false; inst.outputs.len()];
         let slots: Vec<(Slot, Option<String>)> = inst
             .outputs
             .iter()
             .zip(&fetched)
-            .map(|(out, v)| {
-                let (on_disk, err) = match output::current_digest(&out.path) {
-                    Ok(d) => (d, None),
+            .enumerate()
+            .map(|(i, (out, v))| {
+                // A symlink is not our file: it counts as no file, so the
+                // plan replaces the link itself (never what it points at).
+                let (on_disk, err) = match output::existing_digest(&out.path) {
+                    Ok(existing) => {
+                        links[i] = existing == output::Existing::Link;
+                        (existing.file(), None)
+                    }
                     Err(e) => (
                         None,
                         Some(format!("cannot read {}: {e}", out.path.display())),
@@ -377,6 +408,7 @@ impl Syncer {
                     .collect();
                 return Applied {
                     slots,
+                    links,
                     plan,
                     writes,
                     fetched,
@@ -402,6 +434,7 @@ impl Syncer {
         }
         Applied {
             slots,
+            links,
             plan,
             writes,
             fetched,

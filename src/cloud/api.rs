@@ -1,6 +1,8 @@
 //! The DDS API's answers, parsed. Pure: bytes in, values or errors out.
 //!
-//! The success body is `{"certs":[{"category":..,"download_link":..}]}`.
+//! The success body is `{"certs":[{"category":..,"download_link":..}]}`. An
+//! answer that lists a category twice is refused whole: which link is the
+//! real one cannot be told, and picking one silently could write either.
 //! Error bodies are parsed as leniently as the official SDK parses them:
 //! `error_code`/`error_msg`, else `errorCode`/`errorMsg`, else
 //! `code`/`message`, with `request_id` when present.
@@ -104,7 +106,7 @@ struct CertEntry {
     download_link: String,
 }
 
-/// Parses a 200 answer.
+/// Parses a 200 answer. A category listed more than once is an error.
 pub fn parse_links(body: &[u8]) -> Result<Vec<Link>, ApiError> {
     let parsed: LinksBody = serde_json::from_slice(body).map_err(|e| {
         ApiError::BadResponse(if e.is_syntax() || e.is_eof() {
@@ -113,14 +115,24 @@ pub fn parse_links(body: &[u8]) -> Result<Vec<Link>, ApiError> {
             format!("unexpected JSON shape ({e})")
         })
     })?;
-    Ok(parsed
+    let links: Vec<Link> = parsed
         .certs
         .into_iter()
         .map(|c| Link {
             category: c.category,
             url: c.download_link,
         })
-        .collect())
+        .collect();
+    for (i, l) in links.iter().enumerate() {
+        let times = links.iter().filter(|o| o.category == l.category).count();
+        if times > 1 && !links[..i].iter().any(|o| o.category == l.category) {
+            return Err(ApiError::BadResponse(format!(
+                "the answer lists category {:?} {times} times; refusing it rather than picking one",
+                clip(&l.category, 64)
+            )));
+        }
+    }
+    Ok(links)
 }
 
 #[derive(Deserialize, Default)]
@@ -229,6 +241,21 @@ mod tests {
         assert_eq!(links.len(), 2);
         assert_eq!(links[0].category, "international");
         assert_eq!(links[1].url, "https://a/q.crt");
+    }
+
+    #[test]
+    fn an_answer_listing_a_category_twice_is_refused() {
+        let body = br#"{"certs":[{"category":"international","download_link":"https://a/x.crt"},
+            {"category":"national","download_link":"https://a/n.crt"},
+            {"category":"international","download_link":"https://evil/y.crt"}]}"#;
+        let e = parse_links(body).unwrap_err();
+        assert!(matches!(e, ApiError::BadResponse(_)), "{e:?}");
+        assert!(
+            e.to_string()
+                .contains("lists category \"international\" 2 times"),
+            "{e}"
+        );
+        assert!(!e.is_transient());
     }
 
     #[test]

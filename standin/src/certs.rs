@@ -9,8 +9,9 @@
 //!   SM2/SM3 certificate for `national`, assembled with the small DER writer
 //!   in [`crate::der`] and signed with the RustCrypto `sm2` crate.
 //!
-//! It also holds the generators for bad-input tests (expired certificate,
-//! private key block).
+//! It also holds the generators for bad-input tests (expired, not yet valid
+//! and non-CA certificates, a private key block) and an X.509 v1 certificate
+//! (no extensions at all, like old roots).
 
 use std::fmt;
 
@@ -163,6 +164,17 @@ pub(crate) fn build_sm2_cert(
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
 ) -> Result<String, CertError> {
+    sm2_cert(cn, not_before, not_after, true)
+}
+
+/// A self-signed SM2/SM3 certificate; `v3: false` makes an X.509 v1
+/// certificate: no version field, no extensions, so no basicConstraints.
+fn sm2_cert(
+    cn: &str,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    v3: bool,
+) -> Result<String, CertError> {
     let secret =
         sm2::SecretKey::try_generate().map_err(|e| CertError(format!("system RNG failed: {e}")))?;
     let point = secret.public_key().to_sec1_bytes(); // uncompressed 04||X||Y
@@ -195,16 +207,19 @@ pub(crate) fn build_sm2_cert(
             &der::octet_string(&der::octet_string(ski)),
         ]),
     ]);
-    let tbs = der::sequence(&[
-        &der::explicit(0, &der::small_integer(2)),
-        &der::unsigned_integer(&random_serial()),
-        &sig_alg,
-        &subject,
-        &der::sequence(&[&der::x509_time(not_before), &der::x509_time(not_after)]),
-        &subject,
-        &spki,
-        &der::explicit(3, &extensions),
-    ]);
+    let version = der::explicit(0, &der::small_integer(2));
+    let serial = der::unsigned_integer(&random_serial());
+    let validity = der::sequence(&[&der::x509_time(not_before), &der::x509_time(not_after)]);
+    let extensions = der::explicit(3, &extensions);
+    let mut parts: Vec<&[u8]> = Vec::new();
+    if v3 {
+        parts.push(&version);
+    }
+    parts.extend([&serial[..], &sig_alg, &subject, &validity, &subject, &spki]);
+    if v3 {
+        parts.push(&extensions);
+    }
+    let tbs = der::sequence(&parts);
     let signature = signing_key
         .try_sign(&tbs)
         .map_err(|e| CertError(format!("SM2 signing: {e}")))?;
@@ -275,6 +290,62 @@ pub fn expired_cert_pem() -> String {
         })
         .map(|cert| cert.pem())
         .unwrap_or_else(|e| panic!("dds-standin: cannot generate expired certificate: {e}"))
+}
+
+/// A syntactically valid X.509 CA certificate whose `notBefore` lies
+/// `starts_in` in the future (valid for two years from then).
+///
+/// # Panics
+/// Only if the system RNG or the `ring` signer fails.
+pub fn not_yet_valid_cert_pem(starts_in: std::time::Duration) -> String {
+    let start = OffsetDateTime::now_utc() + starts_in;
+    KeyPair::generate()
+        .and_then(|key| {
+            ca_params(
+                "DDS Stand-in not yet valid CA",
+                start,
+                start + Duration::days(2 * 365),
+            )
+            .self_signed(&key)
+        })
+        .map(|cert| cert.pem())
+        .unwrap_or_else(|e| panic!("dds-standin: cannot generate certificate: {e}"))
+}
+
+/// A current self-signed certificate whose basicConstraints say `CA:FALSE`
+/// (a server certificate, not a CA).
+///
+/// # Panics
+/// Only if the system RNG or the `ring` signer fails.
+pub fn non_ca_cert_pem() -> String {
+    let now = OffsetDateTime::now_utc();
+    let mut params = ca_params(
+        "DDS Stand-in leaf, not a CA",
+        now - Duration::hours(1),
+        now + Duration::days(365),
+    );
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    KeyPair::generate()
+        .and_then(|key| params.self_signed(&key))
+        .map(|cert| cert.pem())
+        .unwrap_or_else(|e| panic!("dds-standin: cannot generate certificate: {e}"))
+}
+
+/// A current self-signed X.509 v1 certificate (SM2/SM3): no extensions, so
+/// no basicConstraints, like old v1 roots.
+///
+/// # Panics
+/// Only if the system RNG or the SM2 signer fails.
+pub fn v1_cert_pem(cn: &str) -> String {
+    let now = OffsetDateTime::now_utc();
+    sm2_cert(
+        cn,
+        now - Duration::hours(1),
+        now + Duration::days(5 * 365),
+        false,
+    )
+    .unwrap_or_else(|e| panic!("dds-standin: {e}"))
 }
 
 /// A `-----BEGIN PRIVATE KEY-----` block (PKCS#8, ECDSA P-256).

@@ -13,6 +13,7 @@ mod fault_suite;
 mod fuzz_seeds;
 mod hooks_delivery;
 mod hostile_config;
+mod hostile_files;
 mod once;
 mod readers;
 mod secrets;
