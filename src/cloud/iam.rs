@@ -244,7 +244,7 @@ impl TokenCache {
     }
 
     async fn fetch(&self, http: &reqwest::Client, project: &str) -> Result<IamToken, AuthError> {
-        let password = self.password.get()?;
+        let password = self.password.get().await?;
         let body = serde_json::json!({
             "auth": {
                 "identity": {
