@@ -33,7 +33,7 @@ use std::time::SystemTime;
 use reqwest::header::{AUTHORIZATION, HOST, HeaderName, HeaderValue};
 
 use super::{iam, metadata, signer};
-use crate::config::{Auth, SecretSource};
+use crate::config::{Auth, Cloud, SecretSource};
 use crate::readfile::{self, Links, SMALL_FILE_LIMIT};
 use crate::secret::Secret;
 
@@ -116,7 +116,9 @@ pub struct Applied {
 impl Credentials {
     /// Builds the credentials and logs where they come from (never the
     /// secret).
-    pub fn from_config(auth: &Auth) -> Self {
+    /// `cloud` gives the extra trusted roots (`ca_file`) for the clients
+    /// the credentials bring along (an https metadata service).
+    pub fn from_config(auth: &Auth, cloud: &Cloud) -> Self {
         let creds = match auth {
             Auth::Token(src) => Credentials::Token(SecretReader::new(src.clone())),
             Auth::Aksk(a) => Credentials::Aksk(StaticKeys {
@@ -134,6 +136,7 @@ impl Credentials {
             Auth::EcsMetadata(m) => Credentials::Metadata(metadata::MetadataSource::new(
                 m.endpoint.clone(),
                 m.auto_tried.clone(),
+                cloud.ca_file.as_deref(),
             )),
         };
         tracing::info!("credentials: {}", creds.describe());
@@ -531,10 +534,21 @@ mod tests {
         );
     }
 
+    fn test_cloud() -> Cloud {
+        Cloud {
+            region: None,
+            endpoint: "https://example.invalid".into(),
+            iam_endpoint: None,
+            ca_file: None,
+        }
+    }
+
     #[tokio::test]
     async fn token_header_is_sensitive() {
-        let creds =
-            Credentials::from_config(&Auth::Token(SecretSource::Inline(Secret::new("tok-abc"))));
+        let creds = Credentials::from_config(
+            &Auth::Token(SecretSource::Inline(Secret::new("tok-abc"))),
+            &test_cloud(),
+        );
         let mut req = reqwest::Request::new(
             reqwest::Method::GET,
             "https://example.invalid/x".parse().unwrap(),

@@ -9,6 +9,8 @@
 //!
 //! The service is plain HTTP on a link-local address, so it has its own small
 //! client (the cloud client is https-only), without proxies or redirects.
+//! When `metadata_endpoint` is https, that client trusts `cloud.ca_file` on
+//! top of the system's roots, like every other HTTPS call.
 //! Keys are refreshed 40 minutes before they expire, as the SDK does, and
 //! fetched once for all concurrent callers (single flight). A body saying
 //! "Please configure Cloud Service Agency first" becomes an error telling the
@@ -19,6 +21,7 @@
 //! [`FAILURE_HOLD`] with the callers that waited for it, so twenty instances
 //! on a host without a metadata service wait out one timeout, not twenty.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -158,22 +161,16 @@ pub struct MetadataSource {
 impl MetadataSource {
     /// `auto_tried` non-empty means the service was reached by `auto`: a short
     /// timeout, and errors list those steps.
-    pub fn new(endpoint: String, auto_tried: Vec<String>) -> Self {
+    /// `ca_file` is `cloud.ca_file`: its roots are trusted, on top of the
+    /// system's, when the endpoint is https.
+    pub fn new(endpoint: String, auto_tried: Vec<String>, ca_file: Option<&Path>) -> Self {
         super::install_crypto_provider();
         let timeout = if auto_tried.is_empty() {
             TIMEOUT
         } else {
             AUTO_TIMEOUT
         };
-        let http = reqwest::Client::builder()
-            .tls_backend_rustls()
-            .user_agent(super::USER_AGENT)
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()
-            .map_err(|e| e.without_url().to_string());
+        let http = metadata_client(timeout, ca_file);
         MetadataSource {
             endpoint,
             auto_tried,
@@ -324,6 +321,22 @@ impl MetadataSource {
             generation,
         })
     }
+}
+
+/// The metadata service's own client: no proxy, no redirects, the given
+/// timeout, and the system's roots plus `ca_file`'s for an https endpoint.
+fn metadata_client(timeout: Duration, ca_file: Option<&Path>) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .tls_backend_rustls()
+        .user_agent(super::USER_AGENT)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .connect_timeout(timeout);
+    if let Some(path) = ca_file {
+        builder = builder.tls_certs_merge(super::extra_roots(path).map_err(|e| e.to_string())?);
+    }
+    builder.build().map_err(|e| e.without_url().to_string())
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub mod metadata;
 pub mod profile;
 pub mod signer;
 
+use std::path::Path;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -30,6 +31,7 @@ pub use api::{ApiError, Link};
 
 use crate::certcheck::MAX_BODY;
 use crate::config::Cloud;
+use crate::readfile;
 
 /// The User-Agent of every request.
 pub const USER_AGENT: &str = concat!("dds-certsync/", env!("CARGO_PKG_VERSION"));
@@ -106,22 +108,7 @@ impl Client {
             .pool_max_idle_per_host(concurrency.max(1))
             .https_only(true);
         if let Some(path) = &cloud.ca_file {
-            let pem = std::fs::read(path).map_err(|e| BuildError::CaFile {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
-            let certs =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| BuildError::CaFile {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-            if certs.is_empty() {
-                return Err(BuildError::CaFile {
-                    path: path.display().to_string(),
-                    reason: "no PEM certificate in it".into(),
-                });
-            }
-            builder = builder.tls_certs_merge(certs);
+            builder = builder.tls_certs_merge(extra_roots(path)?);
         }
         let http = builder
             .build()
@@ -254,6 +241,24 @@ fn auth_error(e: auth::AuthError) -> ApiError {
     } else {
         ApiError::Auth(e.to_string())
     }
+}
+
+/// The trusted roots of `cloud.ca_file`, added to the system's by every
+/// HTTPS client of the process (the API, the downloads, IAM and an https
+/// metadata service).
+pub(crate) fn extra_roots(path: &Path) -> Result<Vec<reqwest::Certificate>, BuildError> {
+    let failed = |reason: String| BuildError::CaFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    let pem = readfile::read_regular(path, readfile::SMALL_FILE_LIMIT, readfile::Links::Follow)
+        .map_err(|e| failed(e.to_string()))?
+        .ok_or_else(|| failed("no such file".into()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| failed(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(failed("no PEM certificate in it".into()));
+    }
+    Ok(certs)
 }
 
 /// Installs ring as the process's rustls provider (once; later calls no-op).

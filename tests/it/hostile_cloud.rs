@@ -54,3 +54,36 @@ fn a_fifo_swapped_in_for_the_token_file_fails_the_round_naming_the_file_without_
         env.served("inst-a", "national")
     );
 }
+
+/// A metadata service reached over https whose certificate comes from the
+/// private CA of `cloud.ca_file`: trusted like every other HTTPS call.
+#[test]
+fn an_https_metadata_service_is_trusted_through_cloud_ca_file() {
+    let mut env = Env::new();
+    env.standin = StandIn::start_with(dds_standin::Options {
+        metadata_tls: true,
+        ..dds_standin::Options::default()
+    });
+    env.standin.write_ca(&env.ca).unwrap();
+    env.instance("inst-a");
+    let meta = env.standin.metadata_url();
+    assert!(meta.starts_with("https://"), "{meta}");
+    env.auth = format!("method = \"ecs-metadata\"\nmetadata_endpoint = \"{meta}\"\n");
+    let run = env.once(&[]);
+    run.assert_code(0);
+    assert_eq!(
+        fs::read(env.out("inst-a", "international")).unwrap(),
+        env.served("inst-a", "international")
+    );
+    assert!(env.standin.metadata_calls() >= 1);
+    let signed = env
+        .standin
+        .requests()
+        .into_iter()
+        .filter(|r| r.listener == Listener::Api)
+        .all(|r| r.has_header("x-security-token"));
+    assert!(
+        signed,
+        "the API was called with the metadata service's keys"
+    );
+}
