@@ -12,7 +12,9 @@
 //! When `metadata_endpoint` is https, that client trusts `cloud.ca_file` on
 //! top of the system's roots, like every other HTTPS call.
 //! Keys are refreshed 40 minutes before they expire, as the SDK does, and
-//! fetched once for all concurrent callers (single flight). A body saying
+//! fetched once for all concurrent callers (single flight, in
+//! [`super::cache::Cache`]); if the refresh fails, the keys keep being used
+//! until they expire and the refresh is retried with backoff. A body saying
 //! "Please configure Cloud Service Agency first" becomes an error telling the
 //! user to attach an agency to the VM.
 //!
@@ -28,6 +30,7 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 
 use super::auth::AuthError;
+use super::cache::{Cache, Expiring};
 use crate::secret::Secret;
 
 /// Refresh this long before the keys expire (the SDK's margin).
@@ -55,11 +58,27 @@ pub struct TempKeys {
     pub generation: u64,
 }
 
+/// When keys expiring at `expires` are due for replacement.
+pub fn refresh_time(expires: SystemTime) -> SystemTime {
+    expires
+        .checked_sub(REFRESH_MARGIN)
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
 /// Whether keys expiring at `expires` should be replaced at `now`.
 pub fn needs_refresh(now: SystemTime, expires: SystemTime) -> bool {
-    match expires.checked_sub(REFRESH_MARGIN) {
-        Some(at) => now >= at,
-        None => true,
+    now >= refresh_time(expires)
+}
+
+impl Expiring for TempKeys {
+    fn refresh_at(&self) -> SystemTime {
+        refresh_time(self.expires_at)
+    }
+    fn expires_at(&self) -> SystemTime {
+        self.expires_at
+    }
+    fn generation(&self) -> u64 {
+        self.generation
     }
 }
 
@@ -136,13 +155,6 @@ pub fn parse_keys(
     ))
 }
 
-#[derive(Debug, Default)]
-struct Cached {
-    keys: Option<TempKeys>,
-    /// A failed fetch, shared with the callers that waited for it.
-    failed: Option<(tokio::time::Instant, AuthError)>,
-}
-
 /// How long a failed fetch is answered from memory, so that the instances
 /// waiting for it do not each wait out a timeout again.
 pub const FAILURE_HOLD: Duration = Duration::from_secs(5);
@@ -153,7 +165,7 @@ pub struct MetadataSource {
     endpoint: String,
     auto_tried: Vec<String>,
     http: Result<reqwest::Client, String>,
-    cached: tokio::sync::Mutex<Cached>,
+    cached: Cache<TempKeys>,
     generation: AtomicU64,
     announced: AtomicBool,
 }
@@ -175,7 +187,10 @@ impl MetadataSource {
             endpoint,
             auto_tried,
             http,
-            cached: tokio::sync::Mutex::new(Cached::default()),
+            cached: Cache::new(
+                "the temporary AK/SK from the ECS metadata service".into(),
+                |_| FAILURE_HOLD,
+            ),
             generation: AtomicU64::new(0),
             announced: AtomicBool::new(false),
         }
@@ -199,52 +214,27 @@ impl MetadataSource {
     /// Current keys, fetched once for all concurrent callers when missing or
     /// due for refresh.
     pub async fn keys(&self) -> Result<TempKeys, AuthError> {
-        let mut cached = self.cached.lock().await;
-        if let Some(k) = cached.keys.as_ref()
-            && !needs_refresh(SystemTime::now(), k.expires_at)
-        {
-            return Ok(k.clone());
-        }
-        if let Some((at, e)) = &cached.failed
-            && at.elapsed() < FAILURE_HOLD
-        {
-            return Err(e.clone());
-        }
-        let fetched = self.fetch().await.map_err(|(detail, transient)| {
-            let mut tried = self.auto_tried.clone();
-            if !tried.is_empty() {
-                tried.push(format!("ECS metadata service {}: {detail}", self.endpoint));
-                return AuthError::NothingFound { tried };
-            }
-            AuthError::Metadata {
-                endpoint: self.endpoint.clone(),
-                detail,
-                transient,
-            }
-        });
-        match fetched {
-            Ok(fresh) => {
-                cached.keys = Some(fresh.clone());
-                cached.failed = None;
-                Ok(fresh)
-            }
-            Err(e) => {
-                cached.failed = Some((tokio::time::Instant::now(), e.clone()));
-                Err(e)
-            }
-        }
+        self.cached
+            .get(|_| async {
+                self.fetch().await.map_err(|(detail, transient)| {
+                    let mut tried = self.auto_tried.clone();
+                    if !tried.is_empty() {
+                        tried.push(format!("ECS metadata service {}: {detail}", self.endpoint));
+                        return AuthError::NothingFound { tried };
+                    }
+                    AuthError::Metadata {
+                        endpoint: self.endpoint.clone(),
+                        detail,
+                        transient,
+                    }
+                })
+            })
+            .await
     }
 
     /// Forgets the keys of `generation`, if still cached.
     pub async fn invalidate(&self, generation: u64) {
-        let mut cached = self.cached.lock().await;
-        if cached
-            .keys
-            .as_ref()
-            .is_some_and(|k| k.generation == generation)
-        {
-            cached.keys = None;
-        }
+        self.cached.invalidate(generation).await;
     }
 
     async fn fetch(&self) -> Result<TempKeys, (String, bool)> {

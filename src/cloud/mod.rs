@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cache;
 pub mod endpoint;
 pub mod iam;
 pub mod metadata;

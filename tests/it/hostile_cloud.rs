@@ -87,3 +87,194 @@ fn an_https_metadata_service_is_trusted_through_cloud_ca_file() {
         "the API was called with the metadata service's keys"
     );
 }
+
+const DOMAIN: &str = "hostile-domain";
+const USER: &str = "hostile-user";
+const PASSWORD: &str = "hostile-Passw0rd";
+
+/// Moves tokio's clock (the one the credential caches run on) forward.
+async fn jump(d: Duration) {
+    tokio::time::pause();
+    tokio::time::advance(d).await;
+    tokio::time::resume();
+}
+
+fn requests_to(standin: &StandIn, listener: Listener, path: &str) -> usize {
+    standin
+        .requests()
+        .iter()
+        .filter(|r| r.listener == listener && r.path.starts_with(path))
+        .count()
+}
+
+/// The library's client against the stand-in, with `auth`.
+fn library_client(
+    standin: &StandIn,
+    dir: &tempfile::TempDir,
+    auth: dds_certsync::config::Auth,
+) -> dds_certsync::cloud::Client {
+    let ca = dir.path().join("ca.pem");
+    standin.write_ca(&ca).unwrap();
+    let cloud = dds_certsync::config::Cloud {
+        region: None,
+        endpoint: standin.api_url(),
+        iam_endpoint: Some(standin.iam_url()),
+        ca_file: Some(ca),
+    };
+    let credentials = dds_certsync::cloud::auth::Credentials::from_config(&auth, &cloud);
+    dds_certsync::cloud::Client::new(&cloud, credentials, Duration::from_secs(10), 1).unwrap()
+}
+
+/// IAM down when the token is due for refresh (an hour before it expires):
+/// every request still goes through with the valid token, IAM is asked again
+/// with backoff, and only after the token's expiry does a request fail.
+#[tokio::test]
+async fn an_iam_outage_inside_the_refresh_margin_costs_no_request_until_the_token_expires() {
+    let standin = StandIn::start();
+    standin.add_iam_user(DOMAIN, USER, PASSWORD);
+    standin.add_instance(PROJECT, "inst-a");
+    let dir = tempfile::tempdir().unwrap();
+    let client = library_client(
+        &standin,
+        &dir,
+        dds_certsync::config::Auth::Password(dds_certsync::config::PasswordAuth {
+            user: USER.into(),
+            domain: DOMAIN.into(),
+            password: dds_certsync::config::SecretSource::Inline(
+                dds_certsync::secret::Secret::new(PASSWORD),
+            ),
+            iam_endpoint: standin.iam_url(),
+        }),
+    );
+    let iam = || requests_to(&standin, Listener::Iam, "/v3/auth/tokens");
+    client.download_links(PROJECT, "inst-a").await.unwrap();
+    assert_eq!(iam(), 1);
+
+    standin.push_fault(FaultRule::always(Fault::IamStatus {
+        status: 503,
+        body: r#"{"error":{"code":503,"message":"IAM is down","title":"Service Unavailable"}}"#
+            .into(),
+    }));
+    // The stand-in's tokens live 24 h: 23 h in, the refresh is due.
+    jump(Duration::from_secs(23 * 3600 + 60)).await;
+    client
+        .download_links(PROJECT, "inst-a")
+        .await
+        .expect("the still-valid token is used while IAM is down");
+    assert_eq!(iam(), 2, "the refresh was tried");
+    client.download_links(PROJECT, "inst-a").await.unwrap();
+    assert_eq!(iam(), 2, "and is not retried before its backoff");
+    jump(Duration::from_secs(6)).await;
+    client.download_links(PROJECT, "inst-a").await.unwrap();
+    assert_eq!(iam(), 3, "but after it");
+
+    // Past the token's expiry, the outage shows.
+    jump(Duration::from_secs(3600)).await;
+    let e = client.download_links(PROJECT, "inst-a").await.unwrap_err();
+    assert!(e.is_transient(), "{e}");
+    assert!(e.to_string().contains("IAM is down"), "{e}");
+
+    standin.clear_faults();
+    jump(Duration::from_secs(6)).await;
+    client.download_links(PROJECT, "inst-a").await.unwrap();
+}
+
+/// The same for the metadata service's keys, refreshed 40 minutes before
+/// they expire.
+#[tokio::test]
+async fn a_metadata_outage_inside_the_refresh_margin_costs_no_request_until_the_keys_expire() {
+    let standin = StandIn::start();
+    standin.add_instance(PROJECT, "inst-a");
+    let dir = tempfile::tempdir().unwrap();
+    let client = library_client(
+        &standin,
+        &dir,
+        dds_certsync::config::Auth::EcsMetadata(dds_certsync::config::MetadataAuth {
+            endpoint: standin.metadata_url(),
+            auto_tried: Vec::new(),
+        }),
+    );
+    let keys = || {
+        requests_to(
+            &standin,
+            Listener::Metadata,
+            "/openstack/latest/securitykey",
+        )
+    };
+    client.download_links(PROJECT, "inst-a").await.unwrap();
+    assert_eq!(keys(), 1);
+
+    standin.push_fault(FaultRule::always(Fault::MetadataStatus {
+        status: 503,
+        body: "metadata service unavailable".into(),
+    }));
+    // The keys live an hour: 21 minutes in, the refresh is due.
+    jump(Duration::from_secs(21 * 60)).await;
+    client
+        .download_links(PROJECT, "inst-a")
+        .await
+        .expect("the still-valid keys are used while the service is down");
+    assert_eq!(keys(), 2, "the refresh was tried");
+    client.download_links(PROJECT, "inst-a").await.unwrap();
+    assert_eq!(keys(), 2, "and is not retried before its backoff");
+
+    jump(Duration::from_secs(40 * 60)).await;
+    let e = client.download_links(PROJECT, "inst-a").await.unwrap_err();
+    assert!(e.is_transient(), "{e}");
+    assert!(e.to_string().contains("HTTP 503"), "{e}");
+}
+
+/// The daemon, with IAM tokens living 20 s (refreshed after 10 s): IAM goes
+/// down after the first round, and the rounds after the failed refresh still
+/// succeed with the valid token.
+#[test]
+fn the_daemon_rides_out_an_iam_outage_inside_the_refresh_margin() {
+    let mut env = Env::new();
+    env.standin = StandIn::start_with(dds_standin::Options {
+        token_ttl: Duration::from_secs(20),
+        ..dds_standin::Options::default()
+    });
+    env.standin.write_ca(&env.ca).unwrap();
+    env.standin.add_iam_user(DOMAIN, USER, PASSWORD);
+    env.instance("inst-a");
+    env.cloud = format!("iam_endpoint = \"{}\"\n", env.standin.iam_url());
+    env.auth = format!(
+        "method = \"password\"\nuser = \"{USER}\"\ndomain = \"{DOMAIN}\"\npassword = \"{PASSWORD}\"\n"
+    );
+    env.sync.push_str("interval = \"1s\"\njitter = \"0s\"\n");
+    env.write_config();
+    fs::set_permissions(
+        env.path("config.toml"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let d = env.daemon(&[]);
+    assert!(
+        wait_until(LIMIT, || env.hook_runs("inst-a").len() == 1),
+        "{}",
+        d.log()
+    );
+    env.standin.push_fault(FaultRule::always(Fault::IamStatus {
+        status: 503,
+        body: r#"{"error":{"code":503,"message":"IAM is down","title":"Service Unavailable"}}"#
+            .into(),
+    }));
+    let iam = || requests_to(&env.standin, Listener::Iam, "/v3/auth/tokens");
+    assert!(wait_until(LIMIT, || iam() >= 2), "no refresh\n{}", d.log());
+    let unchanged = d.log().matches("unchanged").count();
+    assert!(
+        wait_until(Duration::from_secs(8), || d
+            .log()
+            .matches("unchanged")
+            .count()
+            >= unchanged + 4),
+        "rounds failed after the refresh failed, although the token was valid\n{}",
+        d.log()
+    );
+    let log = d.log();
+    assert!(!log.contains("failed: "), "a round failed\n{log}");
+    assert!(
+        log.contains("failed; the current one is still valid and stays in use"),
+        "{log}"
+    );
+}
