@@ -32,6 +32,7 @@ use std::time::SystemTime;
 
 use reqwest::header::{AUTHORIZATION, HOST, HeaderName, HeaderValue};
 
+use super::scrub::Scrubber;
 use super::{iam, metadata, signer};
 use crate::config::{Auth, Cloud, SecretSource};
 use crate::readfile::{self, Links, SMALL_FILE_LIMIT};
@@ -216,6 +217,26 @@ impl Credentials {
                     generation: keys.generation,
                 })
             }
+        }
+    }
+
+    /// A scrubber fed with every live secret of the method: the token, the
+    /// access and secret keys and the security token, the password and the
+    /// IAM tokens in use, the metadata service's keys. No I/O, no waiting.
+    pub fn scrubber(&self) -> Scrubber {
+        match self {
+            Credentials::Token(r) => Scrubber::new(r.last_known()),
+            Credentials::Aksk(k) => Scrubber::new(
+                [
+                    k.access_key.last_known(),
+                    k.secret_key.last_known(),
+                    k.security_token.as_ref().and_then(SecretReader::last_known),
+                ]
+                .into_iter()
+                .flatten(),
+            ),
+            Credentials::Password(c) => Scrubber::new(c.secrets()),
+            Credentials::Metadata(m) => Scrubber::new(m.secrets()),
         }
     }
 

@@ -20,7 +20,8 @@
 //! meanwhile.
 //!
 //! Parsing IAM's answer ([`parse_token_answer`]) and the refresh decision are
-//! pure; errors name IAM and the user, never the password or the token.
+//! pure; errors name IAM and the user, never the password or the token: IAM's
+//! texts are scrubbed of the password and every token ([`super::scrub`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use serde::Deserialize;
 
 use super::auth::{AuthError, SecretReader};
 use super::cache::{Cache, Expiring};
+use super::scrub::Scrubber;
 use crate::secret::Secret;
 
 /// Refresh a token this long before it expires, at most.
@@ -207,6 +209,19 @@ impl TokenCache {
         )
     }
 
+    /// The live secrets: the password and the tokens of every project.
+    pub fn secrets(&self) -> Vec<Secret> {
+        let slots: Vec<Slot> = {
+            let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            slots.values().cloned().collect()
+        };
+        self.password
+            .last_known()
+            .into_iter()
+            .chain(slots.iter().flat_map(|s| s.recent()).map(|t| t.value))
+            .collect()
+    }
+
     fn slot(&self, project: &str) -> Slot {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         let slot = slots.entry(project.to_string()).or_insert_with(|| {
@@ -250,6 +265,8 @@ impl TokenCache {
         });
         let body = serde_json::to_vec(&body).map_err(|e| self.error(format!("{e}"), false))?;
         let url = format!("{}/v3/auth/tokens", self.iam_endpoint);
+        // IAM's texts may echo what it was sent, or a token.
+        let scrubber = Scrubber::new(self.secrets()).with([password.clone()]);
         tracing::debug!(iam = %self.iam_endpoint, user = %self.user, project, "requesting an IAM token");
         let resp = http
             .post(&url)
@@ -260,7 +277,7 @@ impl TokenCache {
             .body(body)
             .send()
             .await
-            .map_err(|e| self.error(super::describe(&e), true))?;
+            .map_err(|e| self.error(scrubber.scrub(&super::describe(&e)), true))?;
         let status = resp.status().as_u16();
         let subject = resp
             .headers()
@@ -271,18 +288,19 @@ impl TokenCache {
             .await
             .map_err(|_| self.error("the answer could not be read".into(), true))?;
         let parsed = parse_token_answer(status, subject.as_ref().map(Secret::expose), &answer);
+        let scrubber = scrubber.with(subject);
         let (value, expires_at) = parsed.map_err(|f| match f {
             IamFailure::Refused(m) => AuthError::IamRefused {
                 iam: self.iam_endpoint.clone(),
                 user: self.user.clone(),
                 domain: self.domain.clone(),
-                detail: scrub(&m, &password),
+                detail: scrubber.scrub(&m),
             },
             IamFailure::Status(s, m) => self.error(
-                format!("HTTP {s}: {}", scrub(&m, &password)),
+                format!("HTTP {s}: {}", scrubber.scrub(&m)),
                 s == 429 || s >= 500,
             ),
-            IamFailure::BadAnswer(m) => self.error(m, false),
+            IamFailure::BadAnswer(m) => self.error(scrubber.scrub(&m), false),
         })?;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let now = SystemTime::now();
@@ -309,14 +327,6 @@ impl TokenCache {
             transient,
         }
     }
-}
-
-/// Removes any occurrence of the password from a text taken from a server.
-fn scrub(text: &str, password: &Secret) -> String {
-    if password.expose().is_empty() {
-        return text.to_string();
-    }
-    text.replace(password.expose(), Secret::MASK)
 }
 
 #[cfg(test)]
@@ -380,14 +390,5 @@ mod tests {
             parse_token_answer(201, Some("t"), br#"{"token":{"expires_at":"tomorrow"}}"#),
             Err(IamFailure::BadAnswer(m)) if m.contains("tomorrow")
         ));
-    }
-
-    #[test]
-    fn scrub_removes_the_password() {
-        let pw = Secret::new("hunter2");
-        assert_eq!(
-            scrub("bad password hunter2!", &pw),
-            "bad password ********!"
-        );
     }
 }

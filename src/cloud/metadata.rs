@@ -16,7 +16,8 @@
 //! [`super::cache::Cache`]); if the refresh fails, the keys keep being used
 //! until they expire and the refresh is retried with backoff. A body saying
 //! "Please configure Cloud Service Agency first" becomes an error telling the
-//! user to attach an agency to the VM.
+//! user to attach an agency to the VM. Error texts never quote the answer's
+//! body, and what they take from the network is scrubbed of the keys.
 //!
 //! Reached through `auto`, the service gets a short timeout, and a failure
 //! lists what the chain tried before it. A failure is shared for
@@ -31,6 +32,7 @@ use serde::Deserialize;
 
 use super::auth::AuthError;
 use super::cache::{Cache, Expiring};
+use super::scrub::Scrubber;
 use crate::secret::Secret;
 
 /// Refresh this long before the keys expire (the SDK's margin).
@@ -144,15 +146,20 @@ pub fn parse_keys(
     if c.access.is_empty() || c.secret.is_empty() || c.securitytoken.is_empty() {
         return Err(KeyFailure::BadAnswer("a key field is empty".into()));
     }
-    let expires = super::iam::parse_time(&c.expires_at).ok_or_else(|| {
-        KeyFailure::BadAnswer(format!("expires_at {:?} is not a time", c.expires_at))
-    })?;
-    Ok((
+    let keys = [
         Secret::new(c.access),
         Secret::new(c.secret),
         Secret::new(c.securitytoken),
-        expires,
-    ))
+    ];
+    let expires = super::iam::parse_time(&c.expires_at).ok_or_else(|| {
+        let scrubber = Scrubber::new(keys.iter().cloned());
+        KeyFailure::BadAnswer(format!(
+            "expires_at {:?} is not a time",
+            scrubber.scrub(&c.expires_at)
+        ))
+    })?;
+    let [access, secret, token] = keys;
+    Ok((access, secret, token, expires))
 }
 
 /// How long a failed fetch is answered from memory, so that the instances
@@ -217,6 +224,7 @@ impl MetadataSource {
         self.cached
             .get(|_| async {
                 self.fetch().await.map_err(|(detail, transient)| {
+                    let detail = Scrubber::new(self.secrets()).scrub(&detail);
                     let mut tried = self.auto_tried.clone();
                     if !tried.is_empty() {
                         tried.push(format!("ECS metadata service {}: {detail}", self.endpoint));
@@ -230,6 +238,15 @@ impl MetadataSource {
                 })
             })
             .await
+    }
+
+    /// The live secrets: the keys most recently fetched.
+    pub fn secrets(&self) -> Vec<Secret> {
+        self.cached
+            .recent()
+            .into_iter()
+            .flat_map(|k| [k.access_key, k.secret_key, k.security_token])
+            .collect()
     }
 
     /// Forgets the keys of `generation`, if still cached.

@@ -11,7 +11,9 @@
 //!
 //! Responses are read with a size cap and parsed by the pure functions in
 //! [`api`]; every failure becomes an [`ApiError`] or [`DownloadError`] whose
-//! text names what happened without echoing a secret or a pre-signed URL.
+//! text names what happened without echoing a secret or a pre-signed URL:
+//! texts from the network are scrubbed of every live secret
+//! ([`scrub::Scrubber`], fed by [`auth::Credentials::scrubber`]).
 
 pub mod api;
 pub mod auth;
@@ -20,6 +22,7 @@ pub mod endpoint;
 pub mod iam;
 pub mod metadata;
 pub mod profile;
+pub mod scrub;
 pub mod signer;
 
 use std::path::Path;
@@ -126,12 +129,19 @@ impl Client {
         &self.credentials
     }
 
-    /// Asks DDS for the download links of an instance's certificates.
+    /// Asks DDS for the download links of an instance's certificates. Any
+    /// text of the answer in the error is scrubbed of the live secrets.
     pub async fn download_links(
         &self,
         project_id: &str,
         instance_id: &str,
     ) -> Result<Vec<Link>, ApiError> {
+        self.ask_links(project_id, instance_id)
+            .await
+            .map_err(|e| e.scrubbed(&self.credentials.scrubber()))
+    }
+
+    async fn ask_links(&self, project_id: &str, instance_id: &str) -> Result<Vec<Link>, ApiError> {
         // The path goes on the wire in the signer's canonical encoding, so
         // that what the gateway recomputes is what was signed.
         let path = signer::encode_path(&format!(
@@ -182,11 +192,12 @@ impl Client {
                 continue;
             }
             if !status.is_success() {
-                return Err(api::status_error(
+                return Err(api::status_error_scrubbed(
                     status.as_u16(),
                     &body,
                     request_id,
                     retry_after,
+                    &self.credentials.scrubber(),
                 ));
             }
             return api::parse_links(&body);
@@ -203,12 +214,17 @@ impl Client {
         if url.host_str().is_none() {
             return Err(DownloadError::NotUrl);
         }
-        let resp = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(download_request_error)?;
+        let resp =
+            self.http
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| match download_request_error(e) {
+                    DownloadError::Network(t) => {
+                        DownloadError::Network(self.credentials.scrubber().scrub(&t))
+                    }
+                    other => other,
+                })?;
         let status = resp.status();
         if status.is_redirection() {
             return Err(DownloadError::Redirect);
@@ -221,9 +237,13 @@ impl Client {
                 .unwrap_or("")
                 .to_string();
             let body = read_capped(resp, 4096).await.unwrap_or_default();
+            let body = self
+                .credentials
+                .scrubber()
+                .scrub(&String::from_utf8_lossy(&body));
             return Err(DownloadError::Status {
                 status: status.as_u16(),
-                detail: api::describe_download_error(&ctype, &body),
+                detail: api::describe_download_error(&ctype, body.as_bytes()),
             });
         }
         read_capped(resp, MAX_BODY).await.map_err(|e| match e {

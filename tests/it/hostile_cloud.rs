@@ -278,3 +278,129 @@ fn the_daemon_rides_out_an_iam_outage_inside_the_refresh_margin() {
         "{log}"
     );
 }
+
+/// Runs `--once` at trace level in both log formats against an API that
+/// answers 403 quoting the credentials it was sent; returns every run's
+/// output.
+fn once_against_an_echoing_api(env: &Env) -> Vec<Run> {
+    env.standin
+        .push_fault(FaultRule::always(Fault::ApiEchoCredentials(403)));
+    env.write_config();
+    ["text", "json"]
+        .iter()
+        .map(|format| {
+            let run = Run::from(
+                env.command(&["--once", "--log-format", format])
+                    .env("RUST_LOG", "trace")
+                    .output()
+                    .expect("run binary"),
+            );
+            run.assert_code(1);
+            assert!(
+                run.all()
+                    .contains("The request is forbidden for the credentials presented")
+                    && run.all().contains("APIGW.0302"),
+                "the reason is still shown\n{}",
+                run.all()
+            );
+            run
+        })
+        .collect()
+}
+
+/// Neither a secret nor a recognisable piece of it is in the output.
+fn assert_no_secret(runs: &[Run], secrets: &[String]) {
+    for run in runs {
+        let all = run.all();
+        for s in secrets {
+            assert!(s.len() >= 12, "test secrets are long: {s}");
+            assert!(!all.contains(&s[..12]), "secret {s} leaked\n{all}");
+        }
+    }
+}
+
+fn sent_header(standin: &StandIn, name: &str) -> Vec<String> {
+    let mut v: Vec<String> = standin
+        .requests()
+        .iter()
+        .filter(|r| r.listener == Listener::Api)
+        .filter_map(|r| r.header(name).map(str::to_string))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[test]
+fn an_api_error_echoing_the_access_key_and_security_token_is_logged_without_them() {
+    let mut env = Env::new();
+    env.instance("inst-a");
+    let (ak, sk, token) = env.standin.issue_temporary(Duration::from_secs(3600));
+    env.auth = format!(
+        "method = \"aksk\"\naccess_key = \"{ak}\"\nsecret_key = \"{sk}\"\nsecurity_token = \"{token}\"\n"
+    );
+    let runs = once_against_an_echoing_api(&env);
+    assert_eq!(
+        sent_header(&env.standin, "x-security-token"),
+        vec![token.clone()]
+    );
+    assert_no_secret(&runs, &[ak, sk, token]);
+}
+
+#[test]
+fn an_api_error_echoing_the_iam_token_is_logged_without_it() {
+    let mut env = Env::new();
+    env.standin.add_iam_user(DOMAIN, USER, PASSWORD);
+    env.instance("inst-a");
+    env.cloud = format!("iam_endpoint = \"{}\"\n", env.standin.iam_url());
+    env.auth = format!(
+        "method = \"password\"\nuser = \"{USER}\"\ndomain = \"{DOMAIN}\"\npassword = \"{PASSWORD}\"\n"
+    );
+    let runs = once_against_an_echoing_api(&env);
+    let mut secrets = sent_header(&env.standin, "x-auth-token");
+    assert!(!secrets.is_empty(), "IAM tokens were sent");
+    secrets.push(PASSWORD.to_string());
+    assert_no_secret(&runs, &secrets);
+}
+
+#[test]
+fn an_api_error_echoing_a_fixed_token_from_a_file_is_logged_without_it() {
+    let mut env = Env::new();
+    env.instance("inst-a");
+    let token = env.path("token");
+    fs::write(&token, format!("{}\n", env.standin.token())).unwrap();
+    env.auth = format!("method = \"token\"\ntoken_file = \"{}\"\n", token.display());
+    let runs = once_against_an_echoing_api(&env);
+    assert_no_secret(&runs, &[env.standin.token()]);
+}
+
+#[test]
+fn an_iam_refusal_echoing_the_password_is_logged_without_it() {
+    let mut env = Env::new();
+    env.standin.add_iam_user(DOMAIN, USER, PASSWORD);
+    env.instance("inst-a");
+    env.cloud = format!("iam_endpoint = \"{}\"\n", env.standin.iam_url());
+    env.auth = format!(
+        "method = \"password\"\nuser = \"{USER}\"\ndomain = \"{DOMAIN}\"\npassword = \"{PASSWORD}\"\n"
+    );
+    env.standin.push_fault(FaultRule::always(Fault::IamStatus {
+        status: 401,
+        body: format!(
+            r#"{{"error":{{"code":401,"message":"The password {PASSWORD} is wrong.","title":"Unauthorized"}}}}"#
+        ),
+    }));
+    env.write_config();
+    let run = Run::from(
+        env.command(&["--once"])
+            .env("RUST_LOG", "trace")
+            .output()
+            .expect("run binary"),
+    );
+    run.assert_code(1);
+    assert!(
+        run.all().contains("The password ******** is wrong."),
+        "{}",
+        run.all()
+    );
+    assert_no_secret(&[run], &[PASSWORD.to_string()]);
+}
