@@ -147,7 +147,7 @@ impl Syncer {
         dry_run: bool,
         delivery: Arc<Delivery>,
     ) -> Result<Syncer, cloud::BuildError> {
-        let credentials = cloud::auth::Credentials::from_config(&config.auth);
+        let credentials = cloud::auth::Credentials::from_config(&config.auth, &config.cloud);
         Ok(Syncer {
             client: Client::new(
                 &config.cloud,

@@ -5,12 +5,15 @@
 //! real one cannot be told, and picking one silently could write either.
 //! Error bodies are parsed as leniently as the official SDK parses them:
 //! `error_code`/`error_msg`, else `errorCode`/`errorMsg`, else
-//! `code`/`message`, with `request_id` when present.
+//! `code`/`message`, with `request_id` when present. Their texts are
+//! scrubbed of live secrets ([`super::scrub`]) before they are clipped.
 
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::HeaderValue;
 use serde::Deserialize;
+
+use super::scrub::Scrubber;
 
 /// One download link from the API. The category is kept as the API spelled
 /// it; categories the config does not ask for are simply never looked up.
@@ -56,6 +59,31 @@ impl ApiError {
         match self {
             ApiError::Status { retry_after, .. } => *retry_after,
             _ => None,
+        }
+    }
+
+    /// The error with every secret `scrubber` knows masked in its texts
+    /// (which came from the network).
+    #[must_use]
+    pub fn scrubbed(self, scrubber: &Scrubber) -> ApiError {
+        match self {
+            ApiError::Status {
+                status,
+                code,
+                message,
+                request_id,
+                retry_after,
+            } => ApiError::Status {
+                status,
+                code: scrubber.scrub_opt(code),
+                message: scrubber.scrub_opt(message),
+                request_id: scrubber.scrub_opt(request_id),
+                retry_after,
+            },
+            ApiError::BadResponse(t) => ApiError::BadResponse(scrubber.scrub(&t)),
+            ApiError::Network(t) => ApiError::Network(scrubber.scrub(&t)),
+            ApiError::Auth(t) => ApiError::Auth(scrubber.scrub(&t)),
+            ApiError::Timeout => ApiError::Timeout,
         }
     }
 
@@ -174,12 +202,31 @@ pub fn status_error(
     header_request_id: Option<String>,
     retry_after: Option<Duration>,
 ) -> ApiError {
+    status_error_scrubbed(
+        status,
+        body,
+        header_request_id,
+        retry_after,
+        &Scrubber::default(),
+    )
+}
+
+/// [`status_error`], with every secret `scrubber` knows masked in the
+/// server's texts before they are clipped (a secret is never cut in half).
+pub fn status_error_scrubbed(
+    status: u16,
+    body: &[u8],
+    header_request_id: Option<String>,
+    retry_after: Option<Duration>,
+    scrubber: &Scrubber,
+) -> ApiError {
     let (code, message, request_id) = error_fields(body);
+    let text = |t: String, max| clip(&scrubber.scrub(&t), max);
     ApiError::Status {
         status,
-        code: code.map(|c| clip(&c, 64)),
-        message: message.map(|m| clip(&m, 300)),
-        request_id: request_id.or(header_request_id).map(|r| clip(&r, 64)),
+        code: code.map(|c| text(c, 64)),
+        message: message.map(|m| text(m, 300)),
+        request_id: request_id.or(header_request_id).map(|r| text(r, 64)),
         retry_after,
     }
 }
@@ -293,6 +340,26 @@ mod tests {
         assert!(e.is_transient());
         let e = status_error(502, b"<html>bad gateway</html>", None, None);
         assert_eq!(e.to_string(), "the API answered HTTP 502");
+    }
+
+    #[test]
+    fn an_echoed_secret_is_masked_whole_before_the_message_is_clipped() {
+        let secret = "S".repeat(40);
+        let body = format!(
+            r#"{{"error_code":"X {secret}","error_msg":"{pad} {secret} tail","request_id":"{secret}"}}"#,
+            pad = "p".repeat(280)
+        );
+        let scrubber = Scrubber::new([crate::secret::Secret::new(secret.clone())]);
+        let e = status_error_scrubbed(403, body.as_bytes(), None, None, &scrubber);
+        let text = e.to_string();
+        assert!(!text.contains("SSSS"), "{text}");
+        assert!(
+            text.contains("X ********") && text.contains(&"p".repeat(280)),
+            "{text}"
+        );
+        let e =
+            ApiError::BadResponse(format!("invalid type: string {secret:?}")).scrubbed(&scrubber);
+        assert!(!e.to_string().contains(&secret));
     }
 
     #[test]

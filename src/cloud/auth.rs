@@ -21,6 +21,9 @@
 //!
 //! Secrets given as files are re-read when the file changes (inode, size or
 //! modification time), so a rotated secret is picked up without a restart.
+//! The check and the read run on the blocking pool and read only a regular
+//! file of bounded size ([`crate::readfile`]), so a FIFO or a device put in
+//! the secret's place is an error naming the file, not a stalled daemon.
 //! Secrets given as environment variables are read when used.
 
 use std::path::{Path, PathBuf};
@@ -29,8 +32,10 @@ use std::time::SystemTime;
 
 use reqwest::header::{AUTHORIZATION, HOST, HeaderName, HeaderValue};
 
+use super::scrub::Scrubber;
 use super::{iam, metadata, signer};
-use crate::config::{Auth, SecretSource};
+use crate::config::{Auth, Cloud, SecretSource};
+use crate::readfile::{self, Links, SMALL_FILE_LIMIT};
 use crate::secret::Secret;
 
 /// Why credentials could not be applied. No variant holds a secret.
@@ -112,7 +117,9 @@ pub struct Applied {
 impl Credentials {
     /// Builds the credentials and logs where they come from (never the
     /// secret).
-    pub fn from_config(auth: &Auth) -> Self {
+    /// `cloud` gives the extra trusted roots (`ca_file`) for the clients
+    /// the credentials bring along (an https metadata service).
+    pub fn from_config(auth: &Auth, cloud: &Cloud) -> Self {
         let creds = match auth {
             Auth::Token(src) => Credentials::Token(SecretReader::new(src.clone())),
             Auth::Aksk(a) => Credentials::Aksk(StaticKeys {
@@ -130,6 +137,7 @@ impl Credentials {
             Auth::EcsMetadata(m) => Credentials::Metadata(metadata::MetadataSource::new(
                 m.endpoint.clone(),
                 m.auto_tried.clone(),
+                cloud.ca_file.as_deref(),
             )),
         };
         tracing::info!("credentials: {}", creds.describe());
@@ -176,7 +184,7 @@ impl Credentials {
     ) -> Result<Applied, AuthError> {
         match self {
             Credentials::Token(reader) => {
-                set_token(req, &reader.get()?)?;
+                set_token(req, &reader.get().await?)?;
                 Ok(Applied::default())
             }
             Credentials::Password(cache) => {
@@ -187,10 +195,10 @@ impl Credentials {
                 })
             }
             Credentials::Aksk(k) => {
-                let ak = k.access_key.get()?;
-                let sk = k.secret_key.get()?;
+                let ak = k.access_key.get().await?;
+                let sk = k.secret_key.get().await?;
                 let token = match &k.security_token {
-                    Some(t) => Some(t.get()?),
+                    Some(t) => Some(t.get().await?),
                     None => None,
                 };
                 sign_request(req, &ak, &sk, token.as_ref(), SystemTime::now())?;
@@ -209,6 +217,26 @@ impl Credentials {
                     generation: keys.generation,
                 })
             }
+        }
+    }
+
+    /// A scrubber fed with every live secret of the method: the token, the
+    /// access and secret keys and the security token, the password and the
+    /// IAM tokens in use, the metadata service's keys. No I/O, no waiting.
+    pub fn scrubber(&self) -> Scrubber {
+        match self {
+            Credentials::Token(r) => Scrubber::new(r.last_known()),
+            Credentials::Aksk(k) => Scrubber::new(
+                [
+                    k.access_key.last_known(),
+                    k.secret_key.last_known(),
+                    k.security_token.as_ref().and_then(SecretReader::last_known),
+                ]
+                .into_iter()
+                .flatten(),
+            ),
+            Credentials::Password(c) => Scrubber::new(c.secrets()),
+            Credentials::Metadata(m) => Scrubber::new(m.secrets()),
         }
     }
 
@@ -376,8 +404,11 @@ impl SecretReader {
         }
     }
 
-    /// The current secret.
-    pub fn get(&self) -> Result<Secret, AuthError> {
+    /// The current secret. A file is checked (and, when it changed, read)
+    /// on the blocking pool, through [`readfile::read_regular`]: a FIFO, a
+    /// device or a huge file swapped in for the secret is an error naming
+    /// the file, never a stall of the runtime.
+    pub async fn get(&self) -> Result<Secret, AuthError> {
         let path = match &self.source {
             SecretSource::Inline(s) => return Ok(s.clone()),
             SecretSource::Env(var) => {
@@ -386,21 +417,50 @@ impl SecretReader {
                     _ => Err(AuthError::SecretEnv(var.clone())),
                 };
             }
-            SecretSource::File(p) => p,
+            SecretSource::File(p) => p.clone(),
         };
-        let stamp = stamp(path)?;
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((cached_stamp, secret)) = cache.as_ref()
-            && *cached_stamp == stamp
-        {
-            return Ok(secret.clone());
-        }
-        let secret = read_secret_file(path)?;
-        *cache = Some((stamp, secret.clone()));
+        let known = self.cached();
+        let task_path = path.clone();
+        let fresh = tokio::task::spawn_blocking(move || {
+            let stamp = stamp(&task_path)?;
+            if let Some((known_stamp, secret)) = known
+                && known_stamp == stamp
+            {
+                return Ok((stamp, secret));
+            }
+            Ok((stamp, read_secret_file(&task_path)?))
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(AuthError::SecretFile {
+                path,
+                reason: format!("the read failed: {e}"),
+            })
+        })?;
+        let secret = fresh.1.clone();
+        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
         Ok(secret)
+    }
+
+    /// The value last read, without any I/O: for a file, what the last
+    /// [`SecretReader::get`] read; for a variable, its current value.
+    pub fn last_known(&self) -> Option<Secret> {
+        match &self.source {
+            SecretSource::Inline(s) => Some(s.clone()),
+            SecretSource::Env(var) => std::env::var(var)
+                .ok()
+                .map(|v| Secret::new(v.trim()))
+                .filter(|s| !s.expose().is_empty()),
+            SecretSource::File(_) => self.cached().map(|(_, s)| s),
+        }
+    }
+
+    fn cached(&self) -> Option<(FileStamp, Secret)> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
+/// Blocking: call it on the blocking pool.
 fn stamp(path: &Path) -> Result<FileStamp, AuthError> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).map_err(|e| AuthError::SecretFile {
@@ -414,12 +474,18 @@ fn stamp(path: &Path) -> Result<FileStamp, AuthError> {
     })
 }
 
-/// Reads a secret file, trimming one trailing newline (and surrounding blanks).
+/// Reads a secret file, trimming one trailing newline (and surrounding
+/// blanks). Blocking: call it on the blocking pool. Only a regular file of at
+/// most [`SMALL_FILE_LIMIT`] bytes is read.
 pub fn read_secret_file(path: &Path) -> Result<Secret, AuthError> {
-    let text = std::fs::read_to_string(path).map_err(|e| AuthError::SecretFile {
+    let failed = |reason: String| AuthError::SecretFile {
         path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+        reason,
+    };
+    let bytes = readfile::read_regular(path, SMALL_FILE_LIMIT, Links::Follow)
+        .map_err(|e| failed(e.to_string()))?
+        .ok_or_else(|| failed("no such file".into()))?;
+    let text = String::from_utf8(bytes).map_err(|_| failed("not UTF-8 text".into()))?;
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err(AuthError::EmptySecret(path.to_path_buf()));
@@ -431,35 +497,79 @@ pub fn read_secret_file(path: &Path) -> Result<Secret, AuthError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn file_secret_is_trimmed_and_reread_on_change() {
+    #[tokio::test]
+    async fn file_secret_is_trimmed_and_reread_on_change() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("token");
         std::fs::write(&p, "first-token\n").unwrap();
         let r = SecretReader::new(SecretSource::File(p.clone()));
-        assert_eq!(r.get().unwrap().expose(), "first-token");
+        assert_eq!(r.get().await.unwrap().expose(), "first-token");
         // Replace by rename, as secret managers do: a new inode.
         let tmp = dir.path().join("token.new");
         std::fs::write(&tmp, "second-token-longer\n").unwrap();
         std::fs::rename(&tmp, &p).unwrap();
-        assert_eq!(r.get().unwrap().expose(), "second-token-longer");
+        assert_eq!(r.get().await.unwrap().expose(), "second-token-longer");
     }
 
-    #[test]
-    fn empty_or_missing_file_is_an_error_that_names_the_path() {
+    #[tokio::test]
+    async fn empty_or_missing_file_is_an_error_that_names_the_path() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("token");
         let r = SecretReader::new(SecretSource::File(p.clone()));
-        let e = r.get().unwrap_err();
+        let e = r.get().await.unwrap_err();
         assert!(e.to_string().contains(&*p.to_string_lossy()));
         std::fs::write(&p, "\n").unwrap();
-        assert_eq!(r.get().unwrap_err(), AuthError::EmptySecret(p));
+        assert_eq!(r.get().await.unwrap_err(), AuthError::EmptySecret(p));
+    }
+
+    /// A FIFO or a device swapped in for a secret file is refused at once,
+    /// with the file named: never a stalled runtime, never an endless read.
+    #[tokio::test]
+    async fn a_fifo_or_a_device_in_place_of_a_secret_file_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("token");
+        std::fs::write(&p, "good-token\n").unwrap();
+        let r = SecretReader::new(SecretSource::File(p.clone()));
+        assert_eq!(r.get().await.unwrap().expose(), "good-token");
+        std::fs::remove_file(&p).unwrap();
+        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let e = tokio::time::timeout(std::time::Duration::from_secs(10), r.get())
+            .await
+            .expect("a FIFO must not stall the read")
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains(&*p.to_string_lossy()) && text.contains("FIFO"),
+            "{text}"
+        );
+        std::fs::remove_file(&p).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &p).unwrap();
+        let e = tokio::time::timeout(std::time::Duration::from_secs(10), r.get())
+            .await
+            .expect("a device must not be read endlessly")
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains(&*p.to_string_lossy()) && text.contains("character device"),
+            "{text}"
+        );
+    }
+
+    fn test_cloud() -> Cloud {
+        Cloud {
+            region: None,
+            endpoint: "https://example.invalid".into(),
+            iam_endpoint: None,
+            ca_file: None,
+        }
     }
 
     #[tokio::test]
     async fn token_header_is_sensitive() {
-        let creds =
-            Credentials::from_config(&Auth::Token(SecretSource::Inline(Secret::new("tok-abc"))));
+        let creds = Credentials::from_config(
+            &Auth::Token(SecretSource::Inline(Secret::new("tok-abc"))),
+            &test_cloud(),
+        );
         let mut req = reqwest::Request::new(
             reqwest::Method::GET,
             "https://example.invalid/x".parse().unwrap(),
@@ -605,12 +715,12 @@ mod tests {
         assert_eq!(percent_decode("/%FF"), None);
     }
 
-    #[test]
-    fn env_secret_is_read_when_used() {
+    #[tokio::test]
+    async fn env_secret_is_read_when_used() {
         // A variable name no other test uses; set before any thread reads it.
         let var = "DDS_CERTSYNC_UNIT_TEST_SECRET_ENV";
         let r = SecretReader::new(SecretSource::Env(var.into()));
-        assert_eq!(r.get().unwrap_err(), AuthError::SecretEnv(var.into()));
+        assert_eq!(r.get().await.unwrap_err(), AuthError::SecretEnv(var.into()));
         assert_eq!(r.describe(), format!("from ${var}"));
     }
 

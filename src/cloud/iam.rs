@@ -8,17 +8,20 @@
 //! token is fetched, so many instances asking at once wait for the one call
 //! in flight instead of each calling IAM (single flight).
 //!
-//! A failed request is shared the same way for a while ([`failure_hold`]):
-//! a wrong password is tried once, not once per instance, which could lock
-//! the IAM user out.
+//! The caching is [`super::cache::Cache`], one per project. A failed request
+//! is shared the same way for a while ([`failure_hold`]): a wrong password is
+//! tried once, not once per instance, which could lock the IAM user out.
 //!
-//! A token is refreshed well before it expires ([`needs_refresh`]); after a
-//! 401 from DDS, [`TokenCache::invalidate`] drops exactly the token that was
-//! refused, so a second refusal of the same token cannot throw away a fresh
-//! one fetched meanwhile.
+//! A token is refreshed well before it expires ([`needs_refresh`]); if the
+//! refresh fails, the token keeps being used until it expires and the
+//! refresh is retried with backoff. After a 401 from DDS,
+//! [`TokenCache::invalidate`] drops exactly the token that was refused, so a
+//! second refusal of the same token cannot throw away a fresh one fetched
+//! meanwhile.
 //!
 //! Parsing IAM's answer ([`parse_token_answer`]) and the refresh decision are
-//! pure; errors name IAM and the user, never the password or the token.
+//! pure; errors name IAM and the user, never the password or the token: IAM's
+//! texts are scrubbed of the password and every token ([`super::scrub`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +33,8 @@ use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use serde::Deserialize;
 
 use super::auth::{AuthError, SecretReader};
+use super::cache::{Cache, Expiring};
+use super::scrub::Scrubber;
 use crate::secret::Secret;
 
 /// Refresh a token this long before it expires, at most.
@@ -48,15 +53,32 @@ pub struct IamToken {
     pub generation: u64,
 }
 
-/// Whether a token obtained at `obtained` and expiring at `expires` should be
-/// replaced at `now`: within an hour of its expiry, or past half its life for
-/// a token that lives less than two hours.
-pub fn needs_refresh(now: SystemTime, obtained: SystemTime, expires: SystemTime) -> bool {
+/// When a token obtained at `obtained` and expiring at `expires` is due for
+/// replacement: an hour before its expiry, or at half its life for a token
+/// that lives less than two hours.
+pub fn refresh_time(obtained: SystemTime, expires: SystemTime) -> SystemTime {
     let life = expires.duration_since(obtained).unwrap_or(Duration::ZERO);
     let margin = REFRESH_MARGIN.min(life / 2);
-    match expires.checked_sub(margin) {
-        Some(refresh_at) => now >= refresh_at,
-        None => true,
+    expires
+        .checked_sub(margin)
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+/// Whether a token obtained at `obtained` and expiring at `expires` should be
+/// replaced at `now` (see [`refresh_time`]).
+pub fn needs_refresh(now: SystemTime, obtained: SystemTime, expires: SystemTime) -> bool {
+    now >= refresh_time(obtained, expires)
+}
+
+impl Expiring for IamToken {
+    fn refresh_at(&self) -> SystemTime {
+        refresh_time(self.obtained_at, self.expires_at)
+    }
+    fn expires_at(&self) -> SystemTime {
+        self.expires_at
+    }
+    fn generation(&self) -> u64 {
+        self.generation
     }
 }
 
@@ -151,13 +173,7 @@ pub fn failure_hold(e: &AuthError) -> Duration {
     }
 }
 
-#[derive(Debug, Default)]
-struct SlotState {
-    token: Option<IamToken>,
-    failed: Option<(tokio::time::Instant, AuthError)>,
-}
-
-type Slot = Arc<tokio::sync::Mutex<SlotState>>;
+type Slot = Arc<Cache<IamToken>>;
 
 /// Tokens for an IAM user, one per project.
 #[derive(Debug)]
@@ -193,9 +209,28 @@ impl TokenCache {
         )
     }
 
+    /// The live secrets: the password and the tokens of every project.
+    pub fn secrets(&self) -> Vec<Secret> {
+        let slots: Vec<Slot> = {
+            let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            slots.values().cloned().collect()
+        };
+        self.password
+            .last_known()
+            .into_iter()
+            .chain(slots.iter().flat_map(|s| s.recent()).map(|t| t.value))
+            .collect()
+    }
+
     fn slot(&self, project: &str) -> Slot {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(slots.entry(project.to_string()).or_default())
+        let slot = slots.entry(project.to_string()).or_insert_with(|| {
+            Arc::new(Cache::new(
+                format!("the IAM token of project {project}"),
+                failure_hold,
+            ))
+        });
+        Arc::clone(slot)
     }
 
     /// A valid token for `project`, from the cache or, once for all waiting
@@ -205,46 +240,16 @@ impl TokenCache {
         http: &reqwest::Client,
         project: &str,
     ) -> Result<IamToken, AuthError> {
-        let slot = self.slot(project);
-        let mut state = slot.lock().await;
-        if let Some(t) = state.token.as_ref()
-            && !needs_refresh(SystemTime::now(), t.obtained_at, t.expires_at)
-        {
-            return Ok(t.clone());
-        }
-        if let Some((at, e)) = &state.failed
-            && at.elapsed() < failure_hold(e)
-        {
-            return Err(e.clone());
-        }
-        match self.fetch(http, project).await {
-            Ok(fresh) => {
-                state.token = Some(fresh.clone());
-                state.failed = None;
-                Ok(fresh)
-            }
-            Err(e) => {
-                state.failed = Some((tokio::time::Instant::now(), e.clone()));
-                Err(e)
-            }
-        }
+        self.slot(project).get(|_| self.fetch(http, project)).await
     }
 
     /// Forgets `project`'s token if it is still the one of `generation`.
     pub async fn invalidate(&self, project: &str, generation: u64) {
-        let slot = self.slot(project);
-        let mut state = slot.lock().await;
-        if state
-            .token
-            .as_ref()
-            .is_some_and(|t| t.generation == generation)
-        {
-            state.token = None;
-        }
+        self.slot(project).invalidate(generation).await;
     }
 
     async fn fetch(&self, http: &reqwest::Client, project: &str) -> Result<IamToken, AuthError> {
-        let password = self.password.get()?;
+        let password = self.password.get().await?;
         let body = serde_json::json!({
             "auth": {
                 "identity": {
@@ -260,6 +265,8 @@ impl TokenCache {
         });
         let body = serde_json::to_vec(&body).map_err(|e| self.error(format!("{e}"), false))?;
         let url = format!("{}/v3/auth/tokens", self.iam_endpoint);
+        // IAM's texts may echo what it was sent, or a token.
+        let scrubber = Scrubber::new(self.secrets()).with([password.clone()]);
         tracing::debug!(iam = %self.iam_endpoint, user = %self.user, project, "requesting an IAM token");
         let resp = http
             .post(&url)
@@ -270,7 +277,7 @@ impl TokenCache {
             .body(body)
             .send()
             .await
-            .map_err(|e| self.error(super::describe(&e), true))?;
+            .map_err(|e| self.error(scrubber.scrub(&super::describe(&e)), true))?;
         let status = resp.status().as_u16();
         let subject = resp
             .headers()
@@ -281,18 +288,19 @@ impl TokenCache {
             .await
             .map_err(|_| self.error("the answer could not be read".into(), true))?;
         let parsed = parse_token_answer(status, subject.as_ref().map(Secret::expose), &answer);
+        let scrubber = scrubber.with(subject);
         let (value, expires_at) = parsed.map_err(|f| match f {
             IamFailure::Refused(m) => AuthError::IamRefused {
                 iam: self.iam_endpoint.clone(),
                 user: self.user.clone(),
                 domain: self.domain.clone(),
-                detail: scrub(&m, &password),
+                detail: scrubber.scrub(&m),
             },
             IamFailure::Status(s, m) => self.error(
-                format!("HTTP {s}: {}", scrub(&m, &password)),
+                format!("HTTP {s}: {}", scrubber.scrub(&m)),
                 s == 429 || s >= 500,
             ),
-            IamFailure::BadAnswer(m) => self.error(m, false),
+            IamFailure::BadAnswer(m) => self.error(scrubber.scrub(&m), false),
         })?;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let now = SystemTime::now();
@@ -319,14 +327,6 @@ impl TokenCache {
             transient,
         }
     }
-}
-
-/// Removes any occurrence of the password from a text taken from a server.
-fn scrub(text: &str, password: &Secret) -> String {
-    if password.expose().is_empty() {
-        return text.to_string();
-    }
-    text.replace(password.expose(), Secret::MASK)
 }
 
 #[cfg(test)]
@@ -390,14 +390,5 @@ mod tests {
             parse_token_answer(201, Some("t"), br#"{"token":{"expires_at":"tomorrow"}}"#),
             Err(IamFailure::BadAnswer(m)) if m.contains("tomorrow")
         ));
-    }
-
-    #[test]
-    fn scrub_removes_the_password() {
-        let pw = Secret::new("hunter2");
-        assert_eq!(
-            scrub("bad password hunter2!", &pw),
-            "bad password ********!"
-        );
     }
 }

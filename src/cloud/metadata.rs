@@ -9,22 +9,30 @@
 //!
 //! The service is plain HTTP on a link-local address, so it has its own small
 //! client (the cloud client is https-only), without proxies or redirects.
+//! When `metadata_endpoint` is https, that client trusts `cloud.ca_file` on
+//! top of the system's roots, like every other HTTPS call.
 //! Keys are refreshed 40 minutes before they expire, as the SDK does, and
-//! fetched once for all concurrent callers (single flight). A body saying
+//! fetched once for all concurrent callers (single flight, in
+//! [`super::cache::Cache`]); if the refresh fails, the keys keep being used
+//! until they expire and the refresh is retried with backoff. A body saying
 //! "Please configure Cloud Service Agency first" becomes an error telling the
-//! user to attach an agency to the VM.
+//! user to attach an agency to the VM. Error texts never quote the answer's
+//! body, and what they take from the network is scrubbed of the keys.
 //!
 //! Reached through `auto`, the service gets a short timeout, and a failure
 //! lists what the chain tried before it. A failure is shared for
 //! [`FAILURE_HOLD`] with the callers that waited for it, so twenty instances
 //! on a host without a metadata service wait out one timeout, not twenty.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
 use super::auth::AuthError;
+use super::cache::{Cache, Expiring};
+use super::scrub::Scrubber;
 use crate::secret::Secret;
 
 /// Refresh this long before the keys expire (the SDK's margin).
@@ -52,11 +60,27 @@ pub struct TempKeys {
     pub generation: u64,
 }
 
+/// When keys expiring at `expires` are due for replacement.
+pub fn refresh_time(expires: SystemTime) -> SystemTime {
+    expires
+        .checked_sub(REFRESH_MARGIN)
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
 /// Whether keys expiring at `expires` should be replaced at `now`.
 pub fn needs_refresh(now: SystemTime, expires: SystemTime) -> bool {
-    match expires.checked_sub(REFRESH_MARGIN) {
-        Some(at) => now >= at,
-        None => true,
+    now >= refresh_time(expires)
+}
+
+impl Expiring for TempKeys {
+    fn refresh_at(&self) -> SystemTime {
+        refresh_time(self.expires_at)
+    }
+    fn expires_at(&self) -> SystemTime {
+        self.expires_at
+    }
+    fn generation(&self) -> u64 {
+        self.generation
     }
 }
 
@@ -122,22 +146,20 @@ pub fn parse_keys(
     if c.access.is_empty() || c.secret.is_empty() || c.securitytoken.is_empty() {
         return Err(KeyFailure::BadAnswer("a key field is empty".into()));
     }
-    let expires = super::iam::parse_time(&c.expires_at).ok_or_else(|| {
-        KeyFailure::BadAnswer(format!("expires_at {:?} is not a time", c.expires_at))
-    })?;
-    Ok((
+    let keys = [
         Secret::new(c.access),
         Secret::new(c.secret),
         Secret::new(c.securitytoken),
-        expires,
-    ))
-}
-
-#[derive(Debug, Default)]
-struct Cached {
-    keys: Option<TempKeys>,
-    /// A failed fetch, shared with the callers that waited for it.
-    failed: Option<(tokio::time::Instant, AuthError)>,
+    ];
+    let expires = super::iam::parse_time(&c.expires_at).ok_or_else(|| {
+        let scrubber = Scrubber::new(keys.iter().cloned());
+        KeyFailure::BadAnswer(format!(
+            "expires_at {:?} is not a time",
+            scrubber.scrub(&c.expires_at)
+        ))
+    })?;
+    let [access, secret, token] = keys;
+    Ok((access, secret, token, expires))
 }
 
 /// How long a failed fetch is answered from memory, so that the instances
@@ -150,7 +172,7 @@ pub struct MetadataSource {
     endpoint: String,
     auto_tried: Vec<String>,
     http: Result<reqwest::Client, String>,
-    cached: tokio::sync::Mutex<Cached>,
+    cached: Cache<TempKeys>,
     generation: AtomicU64,
     announced: AtomicBool,
 }
@@ -158,27 +180,24 @@ pub struct MetadataSource {
 impl MetadataSource {
     /// `auto_tried` non-empty means the service was reached by `auto`: a short
     /// timeout, and errors list those steps.
-    pub fn new(endpoint: String, auto_tried: Vec<String>) -> Self {
+    /// `ca_file` is `cloud.ca_file`: its roots are trusted, on top of the
+    /// system's, when the endpoint is https.
+    pub fn new(endpoint: String, auto_tried: Vec<String>, ca_file: Option<&Path>) -> Self {
         super::install_crypto_provider();
         let timeout = if auto_tried.is_empty() {
             TIMEOUT
         } else {
             AUTO_TIMEOUT
         };
-        let http = reqwest::Client::builder()
-            .tls_backend_rustls()
-            .user_agent(super::USER_AGENT)
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()
-            .map_err(|e| e.without_url().to_string());
+        let http = metadata_client(timeout, ca_file);
         MetadataSource {
             endpoint,
             auto_tried,
             http,
-            cached: tokio::sync::Mutex::new(Cached::default()),
+            cached: Cache::new(
+                "the temporary AK/SK from the ECS metadata service".into(),
+                |_| FAILURE_HOLD,
+            ),
             generation: AtomicU64::new(0),
             announced: AtomicBool::new(false),
         }
@@ -202,52 +221,37 @@ impl MetadataSource {
     /// Current keys, fetched once for all concurrent callers when missing or
     /// due for refresh.
     pub async fn keys(&self) -> Result<TempKeys, AuthError> {
-        let mut cached = self.cached.lock().await;
-        if let Some(k) = cached.keys.as_ref()
-            && !needs_refresh(SystemTime::now(), k.expires_at)
-        {
-            return Ok(k.clone());
-        }
-        if let Some((at, e)) = &cached.failed
-            && at.elapsed() < FAILURE_HOLD
-        {
-            return Err(e.clone());
-        }
-        let fetched = self.fetch().await.map_err(|(detail, transient)| {
-            let mut tried = self.auto_tried.clone();
-            if !tried.is_empty() {
-                tried.push(format!("ECS metadata service {}: {detail}", self.endpoint));
-                return AuthError::NothingFound { tried };
-            }
-            AuthError::Metadata {
-                endpoint: self.endpoint.clone(),
-                detail,
-                transient,
-            }
-        });
-        match fetched {
-            Ok(fresh) => {
-                cached.keys = Some(fresh.clone());
-                cached.failed = None;
-                Ok(fresh)
-            }
-            Err(e) => {
-                cached.failed = Some((tokio::time::Instant::now(), e.clone()));
-                Err(e)
-            }
-        }
+        self.cached
+            .get(|_| async {
+                self.fetch().await.map_err(|(detail, transient)| {
+                    let detail = Scrubber::new(self.secrets()).scrub(&detail);
+                    let mut tried = self.auto_tried.clone();
+                    if !tried.is_empty() {
+                        tried.push(format!("ECS metadata service {}: {detail}", self.endpoint));
+                        return AuthError::NothingFound { tried };
+                    }
+                    AuthError::Metadata {
+                        endpoint: self.endpoint.clone(),
+                        detail,
+                        transient,
+                    }
+                })
+            })
+            .await
+    }
+
+    /// The live secrets: the keys most recently fetched.
+    pub fn secrets(&self) -> Vec<Secret> {
+        self.cached
+            .recent()
+            .into_iter()
+            .flat_map(|k| [k.access_key, k.secret_key, k.security_token])
+            .collect()
     }
 
     /// Forgets the keys of `generation`, if still cached.
     pub async fn invalidate(&self, generation: u64) {
-        let mut cached = self.cached.lock().await;
-        if cached
-            .keys
-            .as_ref()
-            .is_some_and(|k| k.generation == generation)
-        {
-            cached.keys = None;
-        }
+        self.cached.invalidate(generation).await;
     }
 
     async fn fetch(&self) -> Result<TempKeys, (String, bool)> {
@@ -324,6 +328,22 @@ impl MetadataSource {
             generation,
         })
     }
+}
+
+/// The metadata service's own client: no proxy, no redirects, the given
+/// timeout, and the system's roots plus `ca_file`'s for an https endpoint.
+fn metadata_client(timeout: Duration, ca_file: Option<&Path>) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .tls_backend_rustls()
+        .user_agent(super::USER_AGENT)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .connect_timeout(timeout);
+    if let Some(path) = ca_file {
+        builder = builder.tls_certs_merge(super::extra_roots(path).map_err(|e| e.to_string())?);
+    }
+    builder.build().map_err(|e| e.without_url().to_string())
 }
 
 #[cfg(test)]

@@ -11,16 +11,21 @@
 //!
 //! Responses are read with a size cap and parsed by the pure functions in
 //! [`api`]; every failure becomes an [`ApiError`] or [`DownloadError`] whose
-//! text names what happened without echoing a secret or a pre-signed URL.
+//! text names what happened without echoing a secret or a pre-signed URL:
+//! texts from the network are scrubbed of every live secret
+//! ([`scrub::Scrubber`], fed by [`auth::Credentials::scrubber`]).
 
 pub mod api;
 pub mod auth;
+pub mod cache;
 pub mod endpoint;
 pub mod iam;
 pub mod metadata;
 pub mod profile;
+pub mod scrub;
 pub mod signer;
 
+use std::path::Path;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -30,6 +35,7 @@ pub use api::{ApiError, Link};
 
 use crate::certcheck::MAX_BODY;
 use crate::config::Cloud;
+use crate::readfile;
 
 /// The User-Agent of every request.
 pub const USER_AGENT: &str = concat!("dds-certsync/", env!("CARGO_PKG_VERSION"));
@@ -106,22 +112,7 @@ impl Client {
             .pool_max_idle_per_host(concurrency.max(1))
             .https_only(true);
         if let Some(path) = &cloud.ca_file {
-            let pem = std::fs::read(path).map_err(|e| BuildError::CaFile {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
-            let certs =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| BuildError::CaFile {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-            if certs.is_empty() {
-                return Err(BuildError::CaFile {
-                    path: path.display().to_string(),
-                    reason: "no PEM certificate in it".into(),
-                });
-            }
-            builder = builder.tls_certs_merge(certs);
+            builder = builder.tls_certs_merge(extra_roots(path)?);
         }
         let http = builder
             .build()
@@ -138,12 +129,19 @@ impl Client {
         &self.credentials
     }
 
-    /// Asks DDS for the download links of an instance's certificates.
+    /// Asks DDS for the download links of an instance's certificates. Any
+    /// text of the answer in the error is scrubbed of the live secrets.
     pub async fn download_links(
         &self,
         project_id: &str,
         instance_id: &str,
     ) -> Result<Vec<Link>, ApiError> {
+        self.ask_links(project_id, instance_id)
+            .await
+            .map_err(|e| e.scrubbed(&self.credentials.scrubber()))
+    }
+
+    async fn ask_links(&self, project_id: &str, instance_id: &str) -> Result<Vec<Link>, ApiError> {
         // The path goes on the wire in the signer's canonical encoding, so
         // that what the gateway recomputes is what was signed.
         let path = signer::encode_path(&format!(
@@ -194,11 +192,12 @@ impl Client {
                 continue;
             }
             if !status.is_success() {
-                return Err(api::status_error(
+                return Err(api::status_error_scrubbed(
                     status.as_u16(),
                     &body,
                     request_id,
                     retry_after,
+                    &self.credentials.scrubber(),
                 ));
             }
             return api::parse_links(&body);
@@ -215,12 +214,17 @@ impl Client {
         if url.host_str().is_none() {
             return Err(DownloadError::NotUrl);
         }
-        let resp = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(download_request_error)?;
+        let resp =
+            self.http
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| match download_request_error(e) {
+                    DownloadError::Network(t) => {
+                        DownloadError::Network(self.credentials.scrubber().scrub(&t))
+                    }
+                    other => other,
+                })?;
         let status = resp.status();
         if status.is_redirection() {
             return Err(DownloadError::Redirect);
@@ -233,9 +237,13 @@ impl Client {
                 .unwrap_or("")
                 .to_string();
             let body = read_capped(resp, 4096).await.unwrap_or_default();
+            let body = self
+                .credentials
+                .scrubber()
+                .scrub(&String::from_utf8_lossy(&body));
             return Err(DownloadError::Status {
                 status: status.as_u16(),
-                detail: api::describe_download_error(&ctype, &body),
+                detail: api::describe_download_error(&ctype, body.as_bytes()),
             });
         }
         read_capped(resp, MAX_BODY).await.map_err(|e| match e {
@@ -254,6 +262,24 @@ fn auth_error(e: auth::AuthError) -> ApiError {
     } else {
         ApiError::Auth(e.to_string())
     }
+}
+
+/// The trusted roots of `cloud.ca_file`, added to the system's by every
+/// HTTPS client of the process (the API, the downloads, IAM and an https
+/// metadata service).
+pub(crate) fn extra_roots(path: &Path) -> Result<Vec<reqwest::Certificate>, BuildError> {
+    let failed = |reason: String| BuildError::CaFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    let pem = readfile::read_regular(path, readfile::SMALL_FILE_LIMIT, readfile::Links::Follow)
+        .map_err(|e| failed(e.to_string()))?
+        .ok_or_else(|| failed("no such file".into()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| failed(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(failed("no PEM certificate in it".into()));
+    }
+    Ok(certs)
 }
 
 /// Installs ring as the process's rustls provider (once; later calls no-op).

@@ -87,6 +87,15 @@ fn fault_from_query(q: &HashMap<String, String>) -> Result<FaultRule, BadRequest
         "api-body" => Fault::ApiBody(text_param(q, "body")),
         "api-delay" => Fault::ApiDelay(Duration::from_millis(number(q, "ms")?)),
         "api-reset" => Fault::ApiReset,
+        "api-echo-credentials" => Fault::ApiEchoCredentials(number(q, "status")?),
+        "iam-status" => Fault::IamStatus {
+            status: number(q, "status")?,
+            body: text_param(q, "body"),
+        },
+        "metadata-status" => Fault::MetadataStatus {
+            status: number(q, "status")?,
+            body: text_param(q, "body"),
+        },
         "download-status" => Fault::DownloadStatus {
             status: number(q, "status")?,
             body: text_param(q, "body"),

@@ -7,7 +7,8 @@
 //! `times` counts down and the rule is removed when it reaches zero.
 //!
 //! API requests carry an instance (from the path) but no category, so a rule
-//! restricted to a category never matches an API request.
+//! restricted to a category never matches an API request. IAM and metadata
+//! requests carry neither, so only unrestricted rules reach them.
 
 use std::time::Duration;
 
@@ -31,6 +32,26 @@ pub enum Fault {
     ApiDelay(Duration),
     /// The API closes the connection without an answer.
     ApiReset,
+    /// The API answers this status with an error body whose `error_msg`
+    /// echoes the credentials the request carried (`X-Auth-Token`,
+    /// `X-Security-Token`, the AK of `Authorization`), as a careless gateway
+    /// might.
+    ApiEchoCredentials(u16),
+    /// IAM answers this status and raw body to every request (an outage).
+    IamStatus {
+        /// HTTP status code.
+        status: u16,
+        /// Raw response body.
+        body: String,
+    },
+    /// The metadata service answers this status and raw body to every
+    /// request (an outage).
+    MetadataStatus {
+        /// HTTP status code.
+        status: u16,
+        /// Raw response body.
+        body: String,
+    },
     /// The download host answers this status, body and content type.
     DownloadStatus {
         /// HTTP status code.
@@ -61,9 +82,13 @@ impl Fault {
     /// The listener this fault acts on.
     pub fn listener(&self) -> Listener {
         match self {
-            Fault::ApiStatus { .. } | Fault::ApiBody(_) | Fault::ApiDelay(_) | Fault::ApiReset => {
-                Listener::Api
-            }
+            Fault::ApiStatus { .. }
+            | Fault::ApiBody(_)
+            | Fault::ApiDelay(_)
+            | Fault::ApiReset
+            | Fault::ApiEchoCredentials(_) => Listener::Api,
+            Fault::IamStatus { .. } => Listener::Iam,
+            Fault::MetadataStatus { .. } => Listener::Metadata,
             Fault::DownloadStatus { .. }
             | Fault::DownloadBody(_)
             | Fault::DownloadTruncate

@@ -22,12 +22,13 @@
 //!   answers 403 with an OBS-style XML error.
 //! * **IAM** ([`StandIn::iam_url`]) issues project-scoped tokens for
 //!   password logins (`POST /v3/auth/tokens`).
-//! * the **ECS metadata** service ([`StandIn::metadata_url`], plain HTTP)
-//!   hands out temporary AK/SK, with or without the session-token step
-//!   ([`Metadata`]).
+//! * the **ECS metadata** service ([`StandIn::metadata_url`], plain HTTP,
+//!   or TLS with [`Options::metadata_tls`]) hands out temporary AK/SK, with
+//!   or without the session-token step ([`Metadata`]).
 //!
 //! Every request on any listener is recorded ([`StandIn::requests`]), and
-//! [`FaultRule`]s make the API or the download host misbehave on demand. The servers run on a
+//! [`FaultRule`]s make the API, the download host, IAM or the metadata
+//! service misbehave on demand. The servers run on a
 //! dedicated thread with its own tokio runtime, so the handle works from
 //! plain `#[test]` functions and async tests alike; dropping the handle stops
 //! the servers and closes the ports.
@@ -95,6 +96,9 @@ pub struct Options {
     pub iam_port: u16,
     /// Port of the metadata listener on 127.0.0.1 (default 0 = any free port).
     pub metadata_port: u16,
+    /// Serve the metadata listener over TLS with the stand-in's CA, like the
+    /// others, instead of plain HTTP (default false).
+    pub metadata_tls: bool,
 }
 
 impl Default for Options {
@@ -108,6 +112,7 @@ impl Default for Options {
             token_ttl: Duration::from_secs(24 * 3600),
             iam_port: 0,
             metadata_port: 0,
+            metadata_tls: false,
         }
     }
 }
@@ -120,6 +125,7 @@ pub struct StandIn {
     download_port: u16,
     iam_port: u16,
     metadata_port: u16,
+    metadata_tls: bool,
     ca_pem: String,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -191,6 +197,7 @@ impl StandIn {
         ];
         let shared = Arc::new(Shared::new(checks, creds, opts.link_ttl, download_port));
 
+        let metadata_tls = opts.metadata_tls;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -205,7 +212,7 @@ impl StandIn {
                         (Some(download), Listener::Download, true),
                         (download_v6, Listener::Download, true),
                         (Some(iam), Listener::Iam, true),
-                        (Some(metadata), Listener::Metadata, false),
+                        (Some(metadata), Listener::Metadata, metadata_tls),
                     ];
                     for (listener, kind, tls) in listeners {
                         let Some(std_listener) = listener else {
@@ -241,6 +248,7 @@ impl StandIn {
             download_port,
             iam_port,
             metadata_port,
+            metadata_tls,
             ca_pem: identity.ca_pem,
             shutdown: Some(shutdown_tx),
             thread: Some(thread),
@@ -263,9 +271,11 @@ impl StandIn {
     }
 
     /// The ECS metadata endpoint, `http://127.0.0.1:{port}` (plain HTTP, no
-    /// trailing slash), standing in for `http://169.254.169.254`.
+    /// trailing slash), standing in for `http://169.254.169.254`; with
+    /// [`Options::metadata_tls`], `https://127.0.0.1:{port}`.
     pub fn metadata_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.metadata_port)
+        let scheme = if self.metadata_tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.metadata_port)
     }
 
     /// Accepts this permanent AK/SK pair from now on.

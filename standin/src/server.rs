@@ -157,16 +157,65 @@ async fn handle(
             api(&parts, &body, shared).await
         }
         Listener::Download => download(&parts, shared).await,
+        Listener::Iam | Listener::Metadata => {
+            if let Some(
+                Fault::IamStatus {
+                    status,
+                    body: answer,
+                }
+                | Fault::MetadataStatus {
+                    status,
+                    body: answer,
+                },
+            ) = shared.take_fault(kind, None, None)
+            {
+                return Ok(response(status_or_500(status), JSON, answer));
+            }
+            other_listener(body, &parts, shared, kind).await
+        }
+    }
+}
+
+/// The IAM and metadata listeners' normal answers.
+async fn other_listener(
+    body: Incoming,
+    parts: &Parts,
+    shared: &Shared,
+    kind: Listener,
+) -> Result<Response<Body>, DropConnection> {
+    match kind {
         Listener::Iam => Ok(match read_body(body).await {
-            Some(body) => iam::handle(&parts, &body, shared),
+            Some(body) => iam::handle(parts, &body, shared),
             None => response(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 JSON,
                 r#"{"error":{"code":413,"message":"Request entity too large","title":"Payload Too Large"}}"#,
             ),
         }),
-        Listener::Metadata => Ok(metadata::handle(&parts, shared)),
+        _ => Ok(metadata::handle(parts, shared)),
     }
+}
+
+/// An error text quoting every credential the request carried.
+fn echo_credentials(parts: &Parts) -> String {
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let mut quoted = Vec::new();
+    if let Some(t) = header("x-auth-token") {
+        quoted.push(format!("token {t}"));
+    }
+    if let Some(ak) = header("authorization")
+        .and_then(|a| a.split("Access=").nth(1))
+        .and_then(|rest| rest.split(',').next())
+    {
+        quoted.push(format!("access key {ak}"));
+    }
+    if let Some(t) = header("x-security-token") {
+        quoted.push(format!("security token {t}"));
+    }
+    format!(
+        "The request is forbidden for the credentials presented ({})",
+        quoted.join(", ")
+    )
 }
 
 /// The whole request body, or `None` when it is too large or broken.
@@ -286,6 +335,14 @@ async fn api(
             ));
         }
         Some(Fault::ApiBody(body)) => return Ok(api_json(StatusCode::OK, body, &request_id, None)),
+        Some(Fault::ApiEchoCredentials(status)) => {
+            return Ok(api_error(
+                status_or_500(status),
+                "APIGW.0302",
+                &echo_credentials(parts),
+                &request_id,
+            ));
+        }
         Some(_) | None => {}
     }
     let Some((project, instance)) = route.filter(|_| parts.method == Method::GET) else {

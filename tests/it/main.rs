@@ -12,6 +12,7 @@ mod disk_faults;
 mod fault_suite;
 mod fuzz_seeds;
 mod hooks_delivery;
+mod hostile_cloud;
 mod hostile_config;
 mod hostile_files;
 mod once;
