@@ -237,9 +237,21 @@ async fn after_round(shared: &Arc<Shared>, inst: &Instance, report: &Report) {
         heal::capture_ownership(&mut held);
         let warning = h.warning();
         let files = health::inspect_outputs(&health::targets_of(&inst_c));
-        let verdict = health::judge(&files, health::unix_now(), warning);
+        let now = health::unix_now();
+        let verdict = health::judge(&files, now, warning);
         server::update_file_gauges(metrics::global(), &files, &verdict);
         for (t, not_after) in &verdict.expiring {
+            if *not_after <= now {
+                tracing::error!(
+                    instance = %inst_c.label(),
+                    instance_id = %inst_c.id,
+                    category = %t.category,
+                    path = %t.path.display(),
+                    not_after = %crate::certcheck::format_time(*not_after),
+                    "the certificate on disk has expired; the cloud has not rotated it yet, or it cannot be fetched"
+                );
+                continue;
+            }
             tracing::warn!(
                 instance = %inst_c.label(),
                 instance_id = %inst_c.id,

@@ -6,7 +6,7 @@
 //! | metric | labels | meaning |
 //! |---|---|---|
 //! | `cert_not_after_timestamp_seconds` | instance, category | earliest notAfter of the file on disk |
-//! | `cert_expiring` | instance, category | 1 when that is within `sync.expiry_warning` |
+//! | `cert_expiring` | instance, category | 1 when that is within `sync.expiry_warning`, or past |
 //! | `last_success_timestamp_seconds` | instance | end of the last fully successful round |
 //! | `sync_errors_total` | instance, reason | failures, by [`crate::sync::Failure::reason`] |
 //! | `cert_changes_total` | instance, category | files replaced with a new certificate |
@@ -113,7 +113,7 @@ impl Metrics {
         );
         registry.register(
             "cert_expiring",
-            "1 when the output file's certificate expires within sync.expiry_warning, else 0",
+            "1 when the output file's certificate expires within sync.expiry_warning or has expired, else 0",
             m.expiring.clone(),
         );
         registry.register(
