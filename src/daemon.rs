@@ -101,6 +101,9 @@ pub async fn run(
         Some(addr) => Some(bind(&config_path, addr).await?),
         None => None,
     };
+    for inst in &config.instances {
+        metrics::global().declare_instance(inst);
+    }
     let (tx, rx) = mpsc::channel(8);
     let (ended_tx, ended_rx) = mpsc::unbounded_channel();
     let health = Arc::new(Health::new(&config));
@@ -620,8 +623,13 @@ impl Control {
         self.shared.health.set_config(&new);
         let keys: Vec<String> = new.instances.iter().map(|i| i.id.clone()).collect();
         lock(&self.shared.book).retain(&keys);
+        // Counters of removed instances stay (they only grow); new or
+        // changed instances get theirs at 0.
         for id in &changes.removed {
             metrics::global().forget_instance(id);
+        }
+        for inst in &new.instances {
+            metrics::global().declare_instance(inst);
         }
         if old.sync.state_dir != new.sync.state_dir {
             tracing::warn!("sync.state_dir changes take effect at the next start");

@@ -112,3 +112,95 @@ fn an_expired_certificate_on_disk_keeps_cert_expiring_at_one() {
     assert_eq!(code, 503);
     assert!(body.contains("expired at"), "{body}");
 }
+
+/// Every reason the daemon counts in `sync_errors_total`.
+const REASONS: &[&str] = &[
+    "api_auth",
+    "api_throttled",
+    "api_server_error",
+    "api_client_error",
+    "api_bad_response",
+    "api_timeout",
+    "api_network",
+    "credentials",
+    "api_missing_category",
+    "download",
+    "verify",
+    "disk",
+    "write",
+    "internal",
+    "hook",
+];
+
+#[test]
+fn every_configured_counter_is_exported_at_zero_before_the_first_round_ends() {
+    let mut env = Env::new();
+    env.instance("inst-a").instance("inst-b");
+    env.sync.push_str("interval = \"1h\"\ntimeout = \"60s\"\n");
+    let port = free_port();
+    listen_on(&mut env, &format!("127.0.0.1:{port}"));
+    env.standin
+        .push_fault(FaultRule::always(Fault::ApiDelay(Duration::from_secs(60))));
+    let _d = env.daemon(&[]);
+    let m = get(port, "/metrics").1;
+    for id in ["inst-a", "inst-b"] {
+        for reason in REASONS {
+            let series =
+                format!("dds_certsync_sync_errors_total{{instance=\"{id}\",reason=\"{reason}\"}}");
+            assert_eq!(metric(&m, &series), Some(0.0), "{series}\n{m}");
+        }
+        for cat in ["international", "national"] {
+            for name in ["cert_changes_total", "restores_total"] {
+                let series = format!("dds_certsync_{name}{{instance=\"{id}\",category=\"{cat}\"}}");
+                assert_eq!(metric(&m, &series), Some(0.0), "{series}\n{m}");
+            }
+        }
+        for result in ["ok", "failed", "timeout"] {
+            let series =
+                format!("dds_certsync_hook_runs_total{{instance=\"{id}\",result=\"{result}\"}}");
+            assert_eq!(metric(&m, &series), Some(0.0), "{series}\n{m}");
+        }
+    }
+    // No round has ended yet.
+    assert!(
+        metric(&m, "dds_certsync_last_success_timestamp_seconds{").is_none(),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_failed_hook_counts_as_a_sync_error_with_reason_hook() {
+    let mut env = Env::new();
+    env.standin.add_instance(PROJECT, "inst-h");
+    env.raw_instance(
+        "id = \"inst-h\"\ninternational = \"out/h.crt\"\non_change = [\"/bin/false\"]\n",
+    );
+    env.sync.push_str("interval = \"1h\"\n");
+    let port = free_port();
+    listen_on(&mut env, &format!("127.0.0.1:{port}"));
+    let d = env.daemon(&[]);
+    let failed = "dds_certsync_hook_runs_total{instance=\"inst-h\",result=\"failed\"}";
+    assert!(
+        wait_until(LIMIT, || metric(&get(port, "/metrics").1, failed)
+            .is_some_and(|v| v >= 1.0)),
+        "{}\n{}",
+        get(port, "/metrics").1,
+        d.log()
+    );
+    let m = get(port, "/metrics").1;
+    let hook_errors = metric(
+        &m,
+        "dds_certsync_sync_errors_total{instance=\"inst-h\",reason=\"hook\"}",
+    );
+    assert_eq!(hook_errors, metric(&m, failed), "{m}");
+    // The files themselves were fine.
+    assert_eq!(
+        metric(
+            &m,
+            "dds_certsync_sync_errors_total{instance=\"inst-h\",reason=\"write\"}"
+        )
+        .unwrap_or(0.0),
+        0.0,
+        "{m}"
+    );
+}
