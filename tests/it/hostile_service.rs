@@ -204,3 +204,58 @@ fn a_failed_hook_counts_as_a_sync_error_with_reason_hook() {
         "{m}"
     );
 }
+
+#[test]
+fn text_logs_escape_control_characters_from_certificates_and_hooks() {
+    let mut env = Env::new();
+    env.instance("inst-a");
+    let evil_cn = "evil\nINJECTED level=ERROR\x1b[31mred\r\x07\u{9b}2J\x7f";
+    env.standin.set_cert_pem(
+        "inst-a",
+        "national",
+        dds_standin::sm2_cert_pem(evil_cn).as_bytes(),
+    );
+    // A hook whose output rewrites the terminal line.
+    env.standin.add_instance(PROJECT, "inst-b");
+    env.raw_instance(
+        "id = \"inst-b\"\ninternational = \"out/b.crt\"\non_change = [\"/bin/sh\", \"-c\", 'printf \"hook\\033[2J\\rFORGED\\n\"']\n",
+    );
+    let run = env.once(&[]);
+    run.assert_code(0);
+    let log = &run.stderr;
+    for bad in ['\x1b', '\r', '\x07', '\u{9b}', '\x7f'] {
+        assert!(!log.contains(bad), "raw {bad:?} in the text log:\n{log:?}");
+    }
+    for line in log.lines() {
+        assert!(
+            !line.starts_with("INJECTED") && !line.starts_with("FORGED"),
+            "a forged log line: {line:?}"
+        );
+    }
+    let subject_line = log
+        .lines()
+        .find(|l| l.contains("INJECTED"))
+        .unwrap_or_else(|| panic!("no subject in the log:\n{log}"));
+    assert!(subject_line.contains("fetched"), "{subject_line}");
+    assert!(
+        subject_line.contains(r"evil\nINJECTED level=ERROR\x1b[31mred\r\x07"),
+        "{subject_line}"
+    );
+    let hook_line = log
+        .lines()
+        .find(|l| l.contains("FORGED"))
+        .unwrap_or_else(|| panic!("no hook output in the log:\n{log}"));
+    assert!(hook_line.contains(r"hook\x1b[2J\rFORGED"), "{hook_line}");
+
+    // JSON keeps the exact text, properly encoded.
+    let run = env.once(&["--log-format", "json"]);
+    let mut seen = false;
+    for line in run.stderr.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
+        if v["subject"].as_str().is_some_and(|s| s.contains(evil_cn)) {
+            seen = true;
+        }
+    }
+    assert!(seen, "{}", run.stderr);
+}
