@@ -8,10 +8,23 @@
 //! written escaped (`\n`, `\r`, `\t`, `\x1b`, `\u{9b}`), so a certificate
 //! subject, an API string or a hook's output cannot forge a line or drive a
 //! terminal ([`escape_controls`]). JSON encodes them itself.
+//!
+//! Nothing waits for stderr. An event is formatted on the thread that logs it
+//! and queued (at most [`QUEUE_LINES`] lines) for one writer thread; when the
+//! queue is full because nobody reads the pipe (a stuck log shipper, a full
+//! pipe), the line is dropped and counted, so a stalled log sink can stop
+//! neither the sync, nor `--deadline`, nor SIGTERM. The count is logged once
+//! lines get through again, and exported as
+//! `dds_certsync_log_lines_dropped_total`. [`flush`] gives the queue a
+//! bounded time to drain before the process exits.
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, Instant};
 
 use tracing::field::{Field, Visit};
 use tracing_subscriber::EnvFilter;
@@ -21,12 +34,15 @@ use tracing_subscriber::fmt::format::Writer;
 
 use crate::cli::LogFormat;
 
+/// Lines waiting for stderr, at most; more are dropped and counted.
+pub const QUEUE_LINES: usize = 1024;
+
 /// Installs the global subscriber. The default level is `info`.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| QueueWriter)
         .with_target(false);
     let result = match format {
         LogFormat::Text => builder
@@ -42,6 +58,102 @@ pub fn init(format: LogFormat) {
     };
     // A second init (in tests) keeps the first subscriber.
     drop(result);
+}
+
+/// Writes a line (a final newline is added) to stderr without waiting, like
+/// the log lines: for the last words of `main`.
+pub fn print_line(line: &str) {
+    let mut l = line.to_string();
+    l.push('\n');
+    enqueue(l.into_bytes());
+}
+
+/// Waits until the queued lines are written, or `limit` has passed.
+pub fn flush(limit: Duration) {
+    let Some(q) = queue() else { return };
+    let start = Instant::now();
+    while q.queued.load(Ordering::Acquire) > 0 && start.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The queue to the writer thread.
+struct Queue {
+    tx: SyncSender<Vec<u8>>,
+    /// Lines sent and not yet written.
+    queued: AtomicUsize,
+    /// Dropped since the last report.
+    dropped: AtomicU64,
+}
+
+/// The queue, with its writer thread started on first use; `None` if the
+/// thread cannot be started (then lines go straight to stderr).
+fn queue() -> Option<&'static Queue> {
+    static QUEUE: OnceLock<Option<Queue>> = OnceLock::new();
+    QUEUE
+        .get_or_init(|| {
+            let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE_LINES);
+            let spawned = std::thread::Builder::new()
+                .name("log-writer".into())
+                .spawn(move || {
+                    let mut err = std::io::stderr();
+                    while let Ok(line) = rx.recv() {
+                        let _ = err.write_all(&line);
+                        if let Some(q) = queue() {
+                            q.queued.fetch_sub(1, Ordering::AcqRel);
+                            report_drops(q);
+                        }
+                    }
+                });
+            spawned.ok().map(|_| Queue {
+                tx,
+                queued: AtomicUsize::new(0),
+                dropped: AtomicU64::new(0),
+            })
+        })
+        .as_ref()
+}
+
+/// After a line got through: says how many were lost before it.
+fn report_drops(q: &Queue) {
+    let n = q.dropped.swap(0, Ordering::AcqRel);
+    if n > 0 {
+        tracing::warn!(
+            dropped = n,
+            "{n} log line(s) dropped: stderr was not being read"
+        );
+    }
+}
+
+fn enqueue(line: Vec<u8>) {
+    let Some(q) = queue() else {
+        let _ = std::io::stderr().write_all(&line);
+        return;
+    };
+    q.queued.fetch_add(1, Ordering::AcqRel);
+    match q.tx.try_send(line) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+            q.queued.fetch_sub(1, Ordering::AcqRel);
+            q.dropped.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::global().log_line_dropped();
+        }
+    }
+}
+
+/// The subscriber's writer: each event arrives as one `write_all` of the
+/// whole formatted line, which is queued whole.
+struct QueueWriter;
+
+impl Write for QueueWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        enqueue(buf.to_vec());
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// `s` with every control character (C0, DEL, C1) escaped: `\n`, `\r`,
@@ -137,7 +249,6 @@ mod tests {
 
     #[test]
     fn text_fields_are_one_line_whatever_the_values_hold() {
-        use std::io::Write;
         use tracing_subscriber::fmt::MakeWriter;
 
         #[derive(Clone, Default)]

@@ -3,6 +3,7 @@
 //! 0 ok, 1 sync failure, 2 usage or config error.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use dds_certsync::{Outcome, cli::Cli, logging};
@@ -27,16 +28,24 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("dds-certsync: cannot start the runtime: {e}");
+            logging::print_line(&format!("dds-certsync: cannot start the runtime: {e}"));
+            logging::flush(FLUSH_LIMIT);
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(dds_certsync::run(cli)) {
+    let code = match runtime.block_on(dds_certsync::run(cli)) {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::SyncFailed) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("dds-certsync: {e}");
+            logging::print_line(&format!("dds-certsync: {e}"));
             ExitCode::from(2)
         }
-    }
+    };
+    // Stderr gets a moment for the last lines; a stalled one does not hold
+    // the exit.
+    logging::flush(FLUSH_LIMIT);
+    code
 }
+
+/// How long the last log lines may take to reach stderr at exit.
+const FLUSH_LIMIT: Duration = Duration::from_secs(1);

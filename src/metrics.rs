@@ -13,6 +13,7 @@
 //! | `hook_runs_total` | instance, result | `on_change` runs: ok, failed, timeout |
 //! | `api_requests_total` | code | DDS API answers by HTTP status (`error`: no answer) |
 //! | `restores_total` | instance, category | outputs restored after being deleted or changed |
+//! | `log_lines_dropped_total` | | log lines dropped because stderr was not being read |
 //!
 //! Every counter of a configured instance exists from the first scrape, at 0
 //! ([`Metrics::declare_instance`]): `sync_errors_total` for each of
@@ -106,6 +107,7 @@ pub struct Metrics {
     hook_runs: Family<ResultLabels, Counter>,
     api_requests: Family<CodeLabels, Counter>,
     restores: Family<FileLabels, Counter>,
+    log_lines_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -142,6 +144,7 @@ impl Metrics {
             hook_runs: Family::default(),
             api_requests: Family::default(),
             restores: Family::default(),
+            log_lines_dropped: Counter::default(),
         };
         registry.register(
             "cert_not_after_timestamp_seconds",
@@ -182,6 +185,11 @@ impl Metrics {
             "restores",
             "Output files restored after being deleted or changed by someone else",
             m.restores.clone(),
+        );
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because stderr was not being read",
+            m.log_lines_dropped.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -287,6 +295,11 @@ impl Metrics {
                 self.expiring.remove(&labels);
             }
         }
+    }
+
+    /// Counts a log line that stderr could not take.
+    pub fn log_line_dropped(&self) {
+        self.log_lines_dropped.inc();
     }
 
     /// Counts a restored output.

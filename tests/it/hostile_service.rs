@@ -70,6 +70,180 @@ fn listen_on(env: &mut Env, addr: &str) {
         .push(format!("\n[server]\nlisten = \"{addr}\"\n"));
 }
 
+/// A pipe of one page whose read end the test keeps and never reads.
+fn stalled_pipe() -> (OwnedFd, OwnedFd) {
+    let (r, w) = nix::unistd::pipe().unwrap();
+    nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096)).unwrap();
+    (r, w)
+}
+
+/// Bytes waiting in a pipe.
+fn queued(r: &OwnedFd) -> usize {
+    let mut n: nix::libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int into `n`, which outlives the call.
+    let rc = unsafe { nix::libc::ioctl(r.as_raw_fd(), nix::libc::FIONREAD, &mut n) };
+    assert_eq!(rc, 0, "FIONREAD failed");
+    n as usize
+}
+
+#[test]
+fn once_with_a_stalled_stderr_still_ends_at_its_deadline() {
+    let mut env = Env::new();
+    let ids: Vec<String> = (0..30).map(|i| format!("inst-{i:02}")).collect();
+    for id in &ids {
+        env.instance(id);
+    }
+    // One instance never answers: only the deadline ends the run.
+    env.standin.push_fault(FaultRule {
+        instance: Some("inst-00".into()),
+        category: None,
+        fault: Fault::ApiDelay(Duration::from_secs(120)),
+        times: None,
+    });
+    env.sync.push_str("timeout = \"300s\"\n");
+    env.write_config();
+    let (r, w) = stalled_pipe();
+    let t = Instant::now();
+    let mut child = env
+        .command(&["--once", "--deadline", "8s"])
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(w))
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let mut status = None;
+    wait_until(Duration::from_secs(40), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    let took = t.elapsed();
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let stdout = out.join().unwrap();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(1),
+        "--once with a stalled stderr did not end by its deadline (after {took:?})\n{stdout}"
+    );
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    // The log really stalled: the pipe is full.
+    assert!(queued(&r) >= 2048, "only {} bytes in the pipe", queued(&r));
+    assert!(
+        stdout.contains("inst-00): did not finish within the deadline"),
+        "{stdout}"
+    );
+    // Every instance got its summary line, and the others did sync.
+    assert_eq!(stdout.lines().count(), 30, "{stdout}");
+    assert!(stdout.contains("ok     "), "{stdout}");
+    drop(r);
+}
+
+#[test]
+fn a_stalled_stderr_stops_neither_sync_nor_sigterm() {
+    let mut env = Env::new();
+    for i in 0..4 {
+        env.instance(&format!("inst-{i}"));
+    }
+    env.sync.push_str("interval = \"1s\"\njitter = \"0s\"\n");
+    env.write_config();
+    let (r, w) = stalled_pipe();
+    let child = env
+        .command(&[])
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(w))
+        .spawn()
+        .unwrap();
+    let mut d = Daemon {
+        child,
+        log: env.path("no-log"),
+    };
+    assert!(
+        wait_until(LIMIT, || queued(&r) >= 2048),
+        "the log never filled the pipe"
+    );
+    // The log stays stalled; rounds go on.
+    let before = env.standin.requests().len();
+    assert!(
+        wait_until(LIMIT, || env.standin.requests().len() >= before + 12),
+        "sync stopped while stderr was stalled ({} requests before, {} after)",
+        before,
+        env.standin.requests().len()
+    );
+    let t = Instant::now();
+    d.signal(Signal::SIGTERM);
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "SIGTERM did not stop a daemon with a stalled stderr"
+    );
+    assert!(t.elapsed() < Duration::from_secs(15));
+    drop(r);
+}
+
+#[test]
+fn log_lines_lost_to_a_stalled_stderr_are_counted_once_it_drains() {
+    let mut env = Env::new();
+    // A chatty hook: each of its output lines is a log line.
+    env.standin.add_instance(PROJECT, "inst-a");
+    env.raw_instance(
+        "id = \"inst-a\"\ninternational = \"out/a.crt\"\non_change = [\"/bin/sh\", \"-c\", \"seq 1 5000\"]\n",
+    );
+    env.sync.push_str("interval = \"1h\"\n");
+    let port = free_port();
+    listen_on(&mut env, &format!("127.0.0.1:{port}"));
+    env.write_config();
+    let (r, w) = stalled_pipe();
+    let child = env
+        .command(&[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(w))
+        .spawn()
+        .unwrap();
+    let _d = Daemon {
+        child,
+        log: env.path("no-log"),
+    };
+    let dropped = "dds_certsync_log_lines_dropped_total";
+    assert!(
+        wait_until(LIMIT, || metric(&get(port, "/metrics").1, dropped)
+            .is_some_and(|n| n > 0.0)),
+        "{}",
+        get(port, "/metrics").1
+    );
+    // Someone reads again: the loss is reported in the log.
+    let log = Arc::new(std::sync::Mutex::new(String::new()));
+    let l = Arc::clone(&log);
+    std::thread::spawn(move || {
+        let mut f = fs::File::from(r);
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = f.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            l.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    assert!(
+        wait_until(LIMIT, || log
+            .lock()
+            .unwrap()
+            .contains("log line(s) dropped: stderr was not being read")),
+        "{}",
+        log.lock().unwrap()
+    );
+}
+
 #[test]
 fn an_expired_certificate_on_disk_keeps_cert_expiring_at_one() {
     let mut env = Env::new();
