@@ -70,6 +70,109 @@ fn listen_on(env: &mut Env, addr: &str) {
         .push(format!("\n[server]\nlisten = \"{addr}\"\n"));
 }
 
+#[test]
+fn probes_answer_within_a_second_while_idle_and_reconnecting_connections_hold_the_server() {
+    let mut env = Env::new();
+    env.instance("inst-a");
+    env.sync.push_str("interval = \"1h\"\n");
+    let port = free_port();
+    listen_on(&mut env, &format!("127.0.0.1:{port}"));
+    let d = env.daemon(&[]);
+    assert_eq!(get(port, "/healthz").0, 200, "{}", d.log());
+
+    // 64 connections that never send a byte.
+    let idle: Vec<(Instant, TcpStream)> = (0..64)
+        .map(|_| {
+            let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            (Instant::now(), s)
+        })
+        .collect();
+    // 40 holders that reconnect as soon as the server lets go of them.
+    let stop = Arc::new(AtomicBool::new(false));
+    let holders: Vec<_> = (0..40)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut closed = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    };
+                    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+                    let mut buf = [0u8; 64];
+                    loop {
+                        match s.read(&mut buf) {
+                            Ok(0) => {
+                                closed += 1;
+                                break;
+                            }
+                            Ok(_) => {}
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                                ) =>
+                            {
+                                if stop.load(Ordering::Relaxed) {
+                                    break;
+                                }
+                            }
+                            Err(_) => {
+                                closed += 1;
+                                break;
+                            }
+                        }
+                    }
+                }
+                closed
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Like a kubelet: a fresh connection each time, one second to answer.
+    let mut slow = Vec::new();
+    for i in 0..10 {
+        let t = Instant::now();
+        let answer = http_within(port, "/healthz", Duration::from_secs(1));
+        let took = t.elapsed();
+        if answer.as_ref().map(|a| a.0) != Some(200) || took >= Duration::from_secs(1) {
+            slow.push(format!("probe {i}: {answer:?} after {took:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    stop.store(true, Ordering::Relaxed);
+    let reconnects: u32 = holders.into_iter().map(|h| h.join().unwrap()).sum();
+    assert!(
+        slow.is_empty(),
+        "probes failed under load ({reconnects} holder connections closed by the server):\n{}\n{}",
+        slow.join("\n"),
+        d.log()
+    );
+    // The holders were accepted and let go, not parked in the backlog.
+    assert!(reconnects >= 1, "no holder connection was ever closed");
+
+    // Connections that send nothing are closed after a short idle timeout.
+    for (opened, mut s) in idle {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 16];
+        let r = s.read(&mut buf);
+        let closed = match &r {
+            Ok(0) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            Ok(_) => false,
+        };
+        assert!(
+            closed && opened.elapsed() < Duration::from_secs(10),
+            "an idle connection was held {:?} ({r:?})",
+            opened.elapsed()
+        );
+    }
+    assert_eq!(get(port, "/healthz").0, 200);
+}
+
 /// A pipe of one page whose read end the test keeps and never reads.
 fn stalled_pipe() -> (OwnedFd, OwnedFd) {
     let (r, w) = nix::unistd::pipe().unwrap();
