@@ -164,12 +164,16 @@ async fn bind(
 ) -> Result<tokio::net::TcpListener, ConfigError> {
     tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| ConfigError {
-            file: config_path.to_path_buf(),
-            key: Some("server.listen".into()),
-            line: None,
-            message: format!("cannot listen on {addr}: {e}"),
-        })
+        .map_err(|e| listen_error(config_path, addr, &e))
+}
+
+fn listen_error(config_path: &Path, addr: std::net::SocketAddr, e: &std::io::Error) -> ConfigError {
+    ConfigError {
+        file: config_path.to_path_buf(),
+        key: Some("server.listen".into()),
+        line: None,
+        message: format!("cannot listen on {addr}: {e}"),
+    }
 }
 
 fn round_fn(shared: Arc<Shared>) -> RoundFn {
@@ -588,7 +592,7 @@ impl Control {
             None
         };
         let new_listener = match (changes.server, new.server.listen) {
-            (true, Some(addr)) => match bind(&self.shared.config_path, addr).await {
+            (true, Some(addr)) => match self.bind_moving(old.server.listen, addr).await {
                 Ok(l) => Some(Some(l)),
                 Err(e) => {
                     tracing::error!("reload refused, keeping the running config: {e}");
@@ -658,6 +662,51 @@ impl Control {
             "config reloaded: {}",
             changes.summary()
         );
+    }
+
+    /// Binds the new `server.listen`. When our own listener on `old` is in
+    /// the way (the same port on another address: `127.0.0.1:P` →
+    /// `0.0.0.0:P`), it is closed first; if the new address still cannot be
+    /// bound, the old one is bound again and the error returned, so a refused
+    /// reload leaves the endpoints where they were.
+    async fn bind_moving(
+        &mut self,
+        old: Option<std::net::SocketAddr>,
+        addr: std::net::SocketAddr,
+    ) -> Result<tokio::net::TcpListener, ConfigError> {
+        let path = self.shared.config_path.clone();
+        let err = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e) => e,
+        };
+        let in_the_way = err.kind() == std::io::ErrorKind::AddrInUse
+            && self.server.is_some()
+            && old.is_some_and(|o| o.port() == addr.port());
+        let (Some(old), true) = (old, in_the_way) else {
+            return Err(listen_error(&path, addr, &err));
+        };
+        if let Some(running) = self.server.take() {
+            running.abort();
+            // Once the task is gone, so is its listener.
+            let _ = running.await;
+        }
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Ok(l),
+            Err(e) => {
+                match tokio::net::TcpListener::bind(old).await {
+                    Ok(l) => {
+                        self.server = Some(tokio::spawn(server::serve(
+                            l,
+                            Arc::clone(&self.shared.health),
+                        )));
+                    }
+                    Err(e2) => tracing::error!(
+                        "cannot listen on {old} again: {e2}; the endpoints are off until a reload succeeds"
+                    ),
+                }
+                Err(listen_error(&path, addr, &e))
+            }
+        }
     }
 
     /// Checks the given held outputs and restores those deleted or changed.
