@@ -94,6 +94,8 @@ fn probes_answer_within_a_second_while_idle_and_reconnecting_connections_hold_th
             (Instant::now(), s)
         })
         .collect();
+    // 8 keep-alive connections that asked once and then say nothing.
+    let kept: Vec<(Instant, TcpStream)> = (0..8).map(|_| keep_alive_once(port)).collect();
     // 40 holders that reconnect as soon as the server lets go of them.
     let stop = Arc::new(AtomicBool::new(false));
     let holders: Vec<_> = (0..40)
@@ -161,8 +163,9 @@ fn probes_answer_within_a_second_while_idle_and_reconnecting_connections_hold_th
     // The holders were accepted and let go, not parked in the backlog.
     assert!(reconnects >= 1, "no holder connection was ever closed");
 
-    // Connections that send nothing are closed after a short idle timeout.
-    for (opened, mut s) in idle {
+    // Connections that send nothing, or nothing more, are closed after a
+    // short idle timeout.
+    for (opened, mut s) in idle.into_iter().chain(kept) {
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut buf = [0u8; 16];
         let r = s.read(&mut buf);
@@ -178,6 +181,21 @@ fn probes_answer_within_a_second_while_idle_and_reconnecting_connections_hold_th
         );
     }
     assert_eq!(get(port, "/healthz").0, 200);
+}
+
+/// A keep-alive connection that got one answer to `/healthz`, and when.
+fn keep_alive_once(port: u16) -> (Instant, TcpStream) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while !got.ends_with(b"\r\n\r\nok\n") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the answer");
+        got.extend_from_slice(&buf[..n]);
+    }
+    (Instant::now(), s)
 }
 
 /// A pipe of one page whose read end the test keeps and never reads.
