@@ -20,7 +20,10 @@
 //! A reload is transactional: the new config is loaded and validated, its
 //! fallible parts (a new API client, a new listener) are prepared, and only
 //! then is anything switched. A config that fails is logged, naming the key,
-//! and the running one stays. What changed is [`reload::diff`]'s to decide.
+//! and the running one stays. (One exception, for a `server.listen` that
+//! moves to another address on the same port: the old listener is closed
+//! before the new one is bound, and bound again if that fails.) What changed
+//! is [`reload::diff`]'s to decide.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
