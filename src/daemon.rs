@@ -20,7 +20,10 @@
 //! A reload is transactional: the new config is loaded and validated, its
 //! fallible parts (a new API client, a new listener) are prepared, and only
 //! then is anything switched. A config that fails is logged, naming the key,
-//! and the running one stays. What changed is [`reload::diff`]'s to decide.
+//! and the running one stays. (One exception, for a `server.listen` that
+//! moves to another address on the same port: the old listener is closed
+//! before the new one is bound, and bound again if that fails.) What changed
+//! is [`reload::diff`]'s to decide.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -104,6 +107,9 @@ pub async fn run(
         Some(addr) => Some(bind(&config_path, addr).await?),
         None => None,
     };
+    for inst in &config.instances {
+        metrics::global().declare_instance(inst);
+    }
     let (tx, rx) = mpsc::channel(8);
     let (ended_tx, ended_rx) = mpsc::unbounded_channel();
     let health = Arc::new(Health::new(&config));
@@ -165,12 +171,16 @@ async fn bind(
 ) -> Result<tokio::net::TcpListener, ConfigError> {
     tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| ConfigError {
-            file: config_path.to_path_buf(),
-            key: Some("server.listen".into()),
-            line: None,
-            message: format!("cannot listen on {addr}: {e}"),
-        })
+        .map_err(|e| listen_error(config_path, addr, &e))
+}
+
+fn listen_error(config_path: &Path, addr: std::net::SocketAddr, e: &std::io::Error) -> ConfigError {
+    ConfigError {
+        file: config_path.to_path_buf(),
+        key: Some("server.listen".into()),
+        line: None,
+        message: format!("cannot listen on {addr}: {e}"),
+    }
 }
 
 fn round_fn(shared: Arc<Shared>) -> RoundFn {
@@ -241,9 +251,21 @@ async fn after_round(shared: &Arc<Shared>, inst: &Instance, report: &Report) {
         heal::capture_ownership(&mut held);
         let warning = h.warning();
         let files = health::inspect_outputs(&health::targets_of(&inst_c));
-        let verdict = health::judge(&files, health::unix_now(), warning);
+        let now = health::unix_now();
+        let verdict = health::judge(&files, now, warning);
         server::update_file_gauges(metrics::global(), &files, &verdict);
         for (t, not_after) in &verdict.expiring {
+            if *not_after <= now {
+                tracing::error!(
+                    instance = %inst_c.label(),
+                    instance_id = %inst_c.id,
+                    category = %t.category,
+                    path = %t.path.display(),
+                    not_after = %crate::certcheck::format_time(*not_after),
+                    "the certificate on disk has expired; the cloud has not rotated it yet, or it cannot be fetched"
+                );
+                continue;
+            }
             tracing::warn!(
                 instance = %inst_c.label(),
                 instance_id = %inst_c.id,
@@ -616,7 +638,7 @@ impl Control {
             None
         };
         let new_listener = match (changes.server, new.server.listen) {
-            (true, Some(addr)) => match bind(&self.shared.config_path, addr).await {
+            (true, Some(addr)) => match self.bind_moving(old.server.listen, addr).await {
                 Ok(l) => Some(Some(l)),
                 Err(e) => {
                     tracing::error!("reload refused, keeping the running config: {e}");
@@ -651,8 +673,13 @@ impl Control {
         self.shared.health.set_config(&new);
         let keys: Vec<String> = new.instances.iter().map(|i| i.id.clone()).collect();
         lock(&self.shared.book).retain(&keys);
+        // Counters of removed instances stay (they only grow); new or
+        // changed instances get theirs at 0.
         for id in &changes.removed {
             metrics::global().forget_instance(id);
+        }
+        for inst in &new.instances {
+            metrics::global().declare_instance(inst);
         }
         if old.sync.state_dir != new.sync.state_dir {
             tracing::warn!("sync.state_dir changes take effect at the next start");
@@ -681,6 +708,51 @@ impl Control {
             "config reloaded: {}",
             changes.summary()
         );
+    }
+
+    /// Binds the new `server.listen`. When our own listener on `old` is in
+    /// the way (the same port on another address: `127.0.0.1:P` →
+    /// `0.0.0.0:P`), it is closed first; if the new address still cannot be
+    /// bound, the old one is bound again and the error returned, so a refused
+    /// reload leaves the endpoints where they were.
+    async fn bind_moving(
+        &mut self,
+        old: Option<std::net::SocketAddr>,
+        addr: std::net::SocketAddr,
+    ) -> Result<tokio::net::TcpListener, ConfigError> {
+        let path = self.shared.config_path.clone();
+        let err = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e) => e,
+        };
+        let in_the_way = err.kind() == std::io::ErrorKind::AddrInUse
+            && self.server.is_some()
+            && old.is_some_and(|o| o.port() == addr.port());
+        let (Some(old), true) = (old, in_the_way) else {
+            return Err(listen_error(&path, addr, &err));
+        };
+        if let Some(running) = self.server.take() {
+            running.abort();
+            // Once the task is gone, so is its listener.
+            let _ = running.await;
+        }
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Ok(l),
+            Err(e) => {
+                match tokio::net::TcpListener::bind(old).await {
+                    Ok(l) => {
+                        self.server = Some(tokio::spawn(server::serve(
+                            l,
+                            Arc::clone(&self.shared.health),
+                        )));
+                    }
+                    Err(e2) => tracing::error!(
+                        "cannot listen on {old} again: {e2}; the endpoints are off until a reload succeeds"
+                    ),
+                }
+                Err(listen_error(&path, addr, &e))
+            }
+        }
     }
 
     /// Checks the given held outputs and restores those deleted or changed.

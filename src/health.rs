@@ -106,7 +106,8 @@ pub fn inspect_outputs(targets: &[Target]) -> Vec<(Target, OnDisk)> {
 pub struct Verdict {
     /// Why the daemon is not ready, one short phrase per file; empty: ready.
     pub problems: Vec<String>,
-    /// Files whose certificate expires within the warning window.
+    /// Files whose certificate expires within the warning window, or has
+    /// expired.
     pub expiring: Vec<(Target, i64)>,
 }
 
@@ -128,10 +129,15 @@ pub fn judge(files: &[(Target, OnDisk)], now: i64, warning: Duration) -> Verdict
             OnDisk::Invalid => v
                 .problems
                 .push(format!("{p} does not hold only PEM certificates")),
-            OnDisk::Certs { not_after } if *not_after <= now => v.problems.push(format!(
-                "{p} expired at {}",
-                certcheck::format_time(*not_after)
-            )),
+            OnDisk::Certs { not_after } if *not_after <= now => {
+                v.problems.push(format!(
+                    "{p} expired at {}",
+                    certcheck::format_time(*not_after)
+                ));
+                // Expired is the last stage of expiring: an alert on
+                // `cert_expiring` must not clear when it comes.
+                v.expiring.push((t.clone(), *not_after));
+            }
             OnDisk::Certs { not_after } => {
                 if *not_after <= horizon {
                     v.expiring.push((t.clone(), *not_after));
@@ -242,7 +248,7 @@ mod tests {
         assert!(v.problems[1].contains("/junk"));
         assert!(v.problems[2].contains("/old expired"));
         assert!(v.problems[3].contains("Permission denied"));
-        assert!(v.expiring.is_empty());
+        assert_eq!(v.expiring, vec![(t("/old"), now)]);
         assert!(judge(&files[..1], now, Duration::ZERO).ready());
     }
 
@@ -266,6 +272,25 @@ mod tests {
         let v = judge(&files, now, Duration::from_secs(30 * 86400));
         assert!(v.ready());
         assert_eq!(v.expiring, vec![(t("/soon"), now + 10 * DAY)]);
+    }
+
+    #[test]
+    fn an_expired_certificate_is_also_expiring() {
+        let now = 1_000_000;
+        let files = vec![
+            (
+                t("/old"),
+                OnDisk::Certs {
+                    not_after: now - DAY,
+                },
+            ),
+            (t("/edge"), OnDisk::Certs { not_after: now }),
+        ];
+        let v = judge(&files, now, Duration::from_secs(30 * 86400));
+        assert_eq!(v.problems.len(), 2, "{:?}", v.problems);
+        assert_eq!(v.expiring, vec![(t("/old"), now - DAY), (t("/edge"), now)]);
+        // Even with no warning window at all.
+        assert_eq!(judge(&files, now, Duration::ZERO).expiring.len(), 2);
     }
 
     #[test]

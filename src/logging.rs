@@ -2,22 +2,51 @@
 //!
 //! Credentials never reach a log line: they live in [`crate::secret::Secret`]
 //! and in header values marked sensitive, and no code formats either.
+//!
+//! Text lines are one event each, whatever the values hold: control
+//! characters (C0, DEL, C1) in the message and in every field value are
+//! written escaped (`\n`, `\r`, `\t`, `\x1b`, `\u{9b}`), so a certificate
+//! subject, an API string or a hook's output cannot forge a line or drive a
+//! terminal ([`escape_controls`]). JSON encodes them itself.
+//!
+//! Nothing waits for stderr. An event is formatted on the thread that logs it
+//! and queued (at most [`QUEUE_LINES`] lines) for one writer thread; when the
+//! queue is full because nobody reads the pipe (a stuck log shipper, a full
+//! pipe), the line is dropped and counted, so a stalled log sink can stop
+//! neither the sync, nor `--deadline`, nor SIGTERM. The count is logged once
+//! lines get through again, and exported as
+//! `dds_certsync_log_lines_dropped_total`. [`flush`] gives the queue a
+//! bounded time to drain before the process exits.
 
-use std::io::IsTerminal;
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
+use std::io::{IsTerminal, Write};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, Instant};
 
+use tracing::field::{Field, Visit};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::Writer;
 
 use crate::cli::LogFormat;
+
+/// Lines waiting for stderr, at most; more are dropped and counted.
+pub const QUEUE_LINES: usize = 1024;
 
 /// Installs the global subscriber. The default level is `info`.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| QueueWriter)
         .with_target(false);
     let result = match format {
         LogFormat::Text => builder
+            .fmt_fields(EscapedFields)
             .with_ansi(std::io::stderr().is_terminal())
             .try_init(),
         LogFormat::Json => builder
@@ -29,4 +58,233 @@ pub fn init(format: LogFormat) {
     };
     // A second init (in tests) keeps the first subscriber.
     drop(result);
+}
+
+/// Writes a line (a final newline is added) to stderr without waiting, like
+/// the log lines: for the last words of `main`.
+pub fn print_line(line: &str) {
+    let mut l = line.to_string();
+    l.push('\n');
+    enqueue(l.into_bytes());
+}
+
+/// Waits until the queued lines are written, or `limit` has passed.
+pub fn flush(limit: Duration) {
+    let Some(q) = queue() else { return };
+    let start = Instant::now();
+    while q.queued.load(Ordering::Acquire) > 0 && start.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The queue to the writer thread.
+struct Queue {
+    tx: SyncSender<Vec<u8>>,
+    /// Lines sent and not yet written.
+    queued: AtomicUsize,
+    /// Dropped since the last report.
+    dropped: AtomicU64,
+}
+
+/// The queue, with its writer thread started on first use; `None` if the
+/// thread cannot be started (then lines go straight to stderr).
+fn queue() -> Option<&'static Queue> {
+    static QUEUE: OnceLock<Option<Queue>> = OnceLock::new();
+    QUEUE
+        .get_or_init(|| {
+            let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE_LINES);
+            let spawned = std::thread::Builder::new()
+                .name("log-writer".into())
+                .spawn(move || {
+                    let mut err = std::io::stderr();
+                    while let Ok(line) = rx.recv() {
+                        let _ = err.write_all(&line);
+                        if let Some(q) = queue() {
+                            q.queued.fetch_sub(1, Ordering::AcqRel);
+                            report_drops(q);
+                        }
+                    }
+                });
+            spawned.ok().map(|_| Queue {
+                tx,
+                queued: AtomicUsize::new(0),
+                dropped: AtomicU64::new(0),
+            })
+        })
+        .as_ref()
+}
+
+/// After a line got through: says how many were lost before it.
+fn report_drops(q: &Queue) {
+    let n = q.dropped.swap(0, Ordering::AcqRel);
+    if n > 0 {
+        tracing::warn!(
+            dropped = n,
+            "{n} log line(s) dropped: stderr was not being read"
+        );
+    }
+}
+
+fn enqueue(line: Vec<u8>) {
+    let Some(q) = queue() else {
+        let _ = std::io::stderr().write_all(&line);
+        return;
+    };
+    q.queued.fetch_add(1, Ordering::AcqRel);
+    match q.tx.try_send(line) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+            q.queued.fetch_sub(1, Ordering::AcqRel);
+            q.dropped.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::global().log_line_dropped();
+        }
+    }
+}
+
+/// The subscriber's writer: each event arrives as one `write_all` of the
+/// whole formatted line, which is queued whole.
+struct QueueWriter;
+
+impl Write for QueueWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        enqueue(buf.to_vec());
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `s` with every control character (C0, DEL, C1) escaped: `\n`, `\r`,
+/// `\t`, `\x1b`, `\u{9b}`. Other text, backslashes included, is unchanged.
+/// Pure.
+pub fn escape_controls(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_ascii_control() => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The text format's fields: `message key=value …` like tracing-subscriber's
+/// default, with [`escape_controls`] applied to the message and to every
+/// value.
+struct EscapedFields;
+
+impl<'w> FormatFields<'w> for EscapedFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> fmt::Result {
+        let mut v = EscapingVisitor {
+            writer,
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut v);
+        v.result
+    }
+}
+
+struct EscapingVisitor<'w> {
+    writer: Writer<'w>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl Visit for EscapingVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.record_debug(field, &format_args!("{value}"));
+        } else {
+            self.record_debug(field, &value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.result.is_err() {
+            return;
+        }
+        let text = format!("{value:?}");
+        let sep = if std::mem::take(&mut self.first) {
+            ""
+        } else {
+            " "
+        };
+        let name = field.name();
+        self.result = if name == "message" {
+            write!(self.writer, "{sep}{}", escape_controls(&text))
+        } else {
+            let name = name.strip_prefix("r#").unwrap_or(name);
+            write!(self.writer, "{sep}{name}={}", escape_controls(&text))
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert_eq!(escape_controls("plain text é \\n"), "plain text é \\n");
+        assert!(matches!(escape_controls("plain"), Cow::Borrowed(_)));
+        assert_eq!(
+            escape_controls("a\nb\r\tc\x1b[31m\x07\x00\x7f\u{9b}\u{85}z"),
+            "a\\nb\\r\\tc\\x1b[31m\\x07\\x00\\x7f\\u{9b}\\u{85}z"
+        );
+    }
+
+    #[test]
+    fn text_fields_are_one_line_whatever_the_values_hold() {
+        use tracing_subscriber::fmt::MakeWriter;
+
+        #[derive(Clone, Default)]
+        struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        impl<'a> MakeWriter<'a> for Buf {
+            type Writer = Buf;
+            fn make_writer(&'a self) -> Buf {
+                self.clone()
+            }
+        }
+
+        let buf = Buf::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(buf.clone())
+            .with_ansi(false)
+            .without_time()
+            .with_target(false)
+            .fmt_fields(EscapedFields)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let subject = "CN=x\nINFO forged\x1b[2J";
+            tracing::info!(subject = %subject, raw = "q\r", "got {}", "m\u{9b}\n");
+        });
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            out,
+            " INFO got m\\u{9b}\\n subject=CN=x\\nINFO forged\\x1b[2J raw=\"q\\r\"\n"
+        );
+    }
 }

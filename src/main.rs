@@ -2,6 +2,9 @@
 //! single-threaded runtime, and maps the result to an exit status:
 //! 0 ok, 1 sync failure, 2 usage or config error.
 //!
+//! Log lines go through a bounded queue to a writer thread (see `logging`), so
+//! a stalled stderr never holds the exit: it gets at most [`FLUSH_LIMIT`].
+//!
 //! When the run has ended (`--deadline`, a signal, or done), the runtime is
 //! shut down without waiting more than [`BLOCKING_GRACE`] for blocking-pool
 //! threads: one stuck in a system call that never returns (a FIFO, a hung
@@ -36,18 +39,26 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("dds-certsync: cannot start the runtime: {e}");
+            logging::print_line(&format!("dds-certsync: cannot start the runtime: {e}"));
+            logging::flush(FLUSH_LIMIT);
             return ExitCode::from(1);
         }
     };
     let result = runtime.block_on(dds_certsync::run(cli));
     runtime.shutdown_timeout(BLOCKING_GRACE);
-    match result {
+    let code = match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::SyncFailed) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("dds-certsync: {e}");
+            logging::print_line(&format!("dds-certsync: {e}"));
             ExitCode::from(2)
         }
-    }
+    };
+    // Stderr gets a moment for the last lines; a stalled one does not hold
+    // the exit.
+    logging::flush(FLUSH_LIMIT);
+    code
 }
+
+/// How long the last log lines may take to reach stderr at exit.
+const FLUSH_LIMIT: Duration = Duration::from_secs(1);

@@ -6,13 +6,21 @@
 //! | metric | labels | meaning |
 //! |---|---|---|
 //! | `cert_not_after_timestamp_seconds` | instance, category | earliest notAfter of the file on disk |
-//! | `cert_expiring` | instance, category | 1 when that is within `sync.expiry_warning` |
+//! | `cert_expiring` | instance, category | 1 when that is within `sync.expiry_warning`, or past |
 //! | `last_success_timestamp_seconds` | instance | end of the last fully successful round |
 //! | `sync_errors_total` | instance, reason | failures, by [`crate::sync::Failure::reason`] |
 //! | `cert_changes_total` | instance, category | files replaced with a new certificate |
 //! | `hook_runs_total` | instance, result | `on_change` runs: ok, failed, timeout |
 //! | `api_requests_total` | code | DDS API answers by HTTP status (`error`: no answer) |
 //! | `restores_total` | instance, category | outputs restored after being deleted or changed |
+//! | `log_lines_dropped_total` | | log lines dropped because stderr was not being read |
+//!
+//! Every counter of a configured instance exists from the first scrape, at 0
+//! ([`Metrics::declare_instance`]): `sync_errors_total` for each of
+//! [`SYNC_ERROR_REASONS`], `cert_changes_total` and `restores_total` for each
+//! configured category, `hook_runs_total` for each result when the instance
+//! has a hook. So `increase()` sees the first error too. A failed hook counts
+//! in `sync_errors_total` with reason `hook`, as it fails the round.
 //!
 //! `instance` is the DDS instance ID (stable, unlike the optional name). Note
 //! that Prometheus renames a scraped `instance` label to `exported_instance`
@@ -29,9 +37,32 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::config::Category;
+use crate::config::{Category, Instance};
 use crate::hooks::HookError;
 use crate::sync::{FileOutcome, Report};
+
+/// Every `reason` of `sync_errors_total`: what [`crate::cloud::ApiError::reason`]
+/// and the steps of [`crate::sync`] report, and `hook`.
+pub const SYNC_ERROR_REASONS: &[&str] = &[
+    "api_auth",
+    "api_throttled",
+    "api_server_error",
+    "api_client_error",
+    "api_bad_response",
+    "api_timeout",
+    "api_network",
+    "credentials",
+    "api_missing_category",
+    "download",
+    "verify",
+    "disk",
+    "write",
+    "internal",
+    "hook",
+];
+
+/// Every `result` of `hook_runs_total`.
+pub const HOOK_RESULTS: &[&str] = &["ok", "failed", "timeout"];
 
 /// The content type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -76,6 +107,7 @@ pub struct Metrics {
     hook_runs: Family<ResultLabels, Counter>,
     api_requests: Family<CodeLabels, Counter>,
     restores: Family<FileLabels, Counter>,
+    log_lines_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -88,6 +120,13 @@ fn file(instance: &str, category: Category) -> FileLabels {
     FileLabels {
         instance: instance.to_string(),
         category: category.as_str().to_string(),
+    }
+}
+
+fn reason_labels(instance: &str, reason: &str) -> ReasonLabels {
+    ReasonLabels {
+        instance: instance.to_string(),
+        reason: reason.to_string(),
     }
 }
 
@@ -105,6 +144,7 @@ impl Metrics {
             hook_runs: Family::default(),
             api_requests: Family::default(),
             restores: Family::default(),
+            log_lines_dropped: Counter::default(),
         };
         registry.register(
             "cert_not_after_timestamp_seconds",
@@ -113,7 +153,7 @@ impl Metrics {
         );
         registry.register(
             "cert_expiring",
-            "1 when the output file's certificate expires within sync.expiry_warning, else 0",
+            "1 when the output file's certificate expires within sync.expiry_warning or has expired, else 0",
             m.expiring.clone(),
         );
         registry.register(
@@ -146,6 +186,11 @@ impl Metrics {
             "Output files restored after being deleted or changed by someone else",
             m.restores.clone(),
         );
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because stderr was not being read",
+            m.log_lines_dropped.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -163,6 +208,29 @@ impl Metrics {
         self.api_requests.get_or_create(&CodeLabels { code }).inc();
     }
 
+    /// Exports the counters of a configured instance at 0 (those that exist
+    /// already keep their value).
+    pub fn declare_instance(&self, inst: &Instance) {
+        for reason in SYNC_ERROR_REASONS {
+            self.sync_errors
+                .get_or_create_owned(&reason_labels(&inst.id, reason));
+        }
+        for out in &inst.outputs {
+            self.cert_changes
+                .get_or_create_owned(&file(&inst.id, out.category));
+            self.restores
+                .get_or_create_owned(&file(&inst.id, out.category));
+        }
+        if inst.has_hook() {
+            for result in HOOK_RESULTS {
+                self.hook_runs.get_or_create_owned(&ResultLabels {
+                    instance: inst.id.clone(),
+                    result: result.to_string(),
+                });
+            }
+        }
+    }
+
     /// Records what a round did. `now` is the Unix time the round ended.
     pub fn record_round(&self, instance: &str, report: &Report, now: i64) {
         if report.ok() {
@@ -174,10 +242,12 @@ impl Metrics {
         }
         for f in &report.failures {
             self.sync_errors
-                .get_or_create(&ReasonLabels {
-                    instance: instance.to_string(),
-                    reason: f.reason.to_string(),
-                })
+                .get_or_create(&reason_labels(instance, f.reason))
+                .inc();
+        }
+        if let Some(Err(_)) = &report.hook {
+            self.sync_errors
+                .get_or_create(&reason_labels(instance, "hook"))
                 .inc();
         }
         for f in &report.files {
@@ -225,6 +295,11 @@ impl Metrics {
                 self.expiring.remove(&labels);
             }
         }
+    }
+
+    /// Counts a log line that stderr could not take.
+    pub fn log_line_dropped(&self) {
+        self.log_lines_dropped.inc();
     }
 
     /// Counts a restored output.
@@ -368,6 +443,96 @@ mod tests {
             line(&t, "dds_certsync_last_success_timestamp_seconds{").is_none(),
             "{t}"
         );
+    }
+
+    #[test]
+    fn a_declared_instance_has_every_counter_at_zero_and_a_failed_hook_is_a_sync_error() {
+        let m = Metrics::new();
+        let cfg = crate::config::validate(
+            crate::config::parse(
+                "[cloud]\nregion = \"cn-north-4\"\nproject_id = \"p\"\n[auth]\nmethod = \"token\"\ntoken = \"t\"\n\
+                 [[instances]]\nid = \"i-1\"\ninternational = \"/x/a.crt\"\non_change = [\"/bin/true\"]\n\
+                 [[instances]]\nid = \"i-2\"\nnational = \"/x/b.crt\"\n",
+            )
+            .unwrap(),
+            std::path::Path::new("/"),
+        )
+        .unwrap();
+        for i in &cfg.instances {
+            m.declare_instance(i);
+        }
+        let t = m.encode();
+        for id in ["i-1", "i-2"] {
+            for reason in SYNC_ERROR_REASONS {
+                let series = format!(
+                    "dds_certsync_sync_errors_total{{instance=\"{id}\",reason=\"{reason}\"}} 0"
+                );
+                assert!(line(&t, &series).is_some(), "{series}\n{t}");
+            }
+        }
+        for series in [
+            "dds_certsync_cert_changes_total{instance=\"i-1\",category=\"international\"} 0",
+            "dds_certsync_restores_total{instance=\"i-2\",category=\"national\"} 0",
+            "dds_certsync_hook_runs_total{instance=\"i-1\",result=\"timeout\"} 0",
+        ] {
+            assert!(line(&t, series).is_some(), "{series}\n{t}");
+        }
+        // Only configured categories, and hook results only with a hook.
+        assert!(!t.contains("instance=\"i-1\",category=\"national\""), "{t}");
+        assert!(!t.contains("hook_runs_total{instance=\"i-2\""), "{t}");
+
+        let report = Report {
+            hook: Some(Err(HookError::Spawn {
+                program: "p".into(),
+                reason: "gone".into(),
+            })),
+            ..Report::default()
+        };
+        m.record_round("i-1", &report, 5);
+        m.declare_instance(&cfg.instances[0]);
+        let t = m.encode();
+        assert!(
+            line(
+                &t,
+                "dds_certsync_sync_errors_total{instance=\"i-1\",reason=\"hook\"} 1"
+            )
+            .is_some(),
+            "{t}"
+        );
+        assert!(
+            line(
+                &t,
+                "dds_certsync_hook_runs_total{instance=\"i-1\",result=\"failed\"} 1"
+            )
+            .is_some(),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn every_api_error_reason_is_a_declared_reason() {
+        use crate::cloud::ApiError;
+        let status = |status| ApiError::Status {
+            status,
+            code: None,
+            message: None,
+            request_id: None,
+            retry_after: None,
+        };
+        for e in [
+            status(401),
+            status(403),
+            status(429),
+            status(400),
+            status(404),
+            status(503),
+            ApiError::BadResponse(String::new()),
+            ApiError::Timeout,
+            ApiError::Network(String::new()),
+            ApiError::Auth(String::new()),
+        ] {
+            assert!(SYNC_ERROR_REASONS.contains(&e.reason()), "{e:?}");
+        }
     }
 
     #[test]

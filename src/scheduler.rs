@@ -12,7 +12,8 @@
 //!   between zero and `min(max_backoff, 2s × 2^(failures-1))`, at least one
 //!   second), and never sooner than the server's `Retry-After`.
 //!
-//! The first round of every instance starts at once.
+//! The first round of every instance starts at once. A round that panics
+//! (debug builds; release builds abort) counts as a failure of its instance.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -170,7 +171,10 @@ pub async fn run(
     let now = Instant::now();
     let mut table: HashMap<String, Entry> =
         keys.into_iter().map(|k| (k, Entry::new(now))).collect();
-    let mut tasks: JoinSet<(String, RoundResult)> = JoinSet::new();
+    let mut tasks: JoinSet<RoundResult> = JoinSet::new();
+    // Which instance each running task belongs to, so that a round that
+    // panicked is still accounted to its instance.
+    let mut running: HashMap<tokio::task::Id, String> = HashMap::new();
     let mut commands_open = true;
     tokio::pin!(shutdown);
 
@@ -188,8 +192,8 @@ pub async fn run(
             if let Some(e) = table.get_mut(&key) {
                 e.running = true;
             }
-            let fut = round(key.clone());
-            tasks.spawn(async move { (key, fut.await) });
+            let handle = tasks.spawn(round(key.clone()));
+            running.insert(handle.id(), key);
         }
         let next_due = table
             .values()
@@ -201,8 +205,17 @@ pub async fn run(
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
-            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                let Ok((key, result)) = joined else { continue };
+            Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                let (id, result) = match joined {
+                    Ok((id, result)) => (id, result),
+                    Err(e) => {
+                        // A bug (debug builds unwind): a failed round, retried
+                        // on the backoff like any other failure.
+                        tracing::error!("a sync round ended abnormally: {e}");
+                        (e.id(), RoundResult { ok: false, retry_after: None })
+                    }
+                };
+                let Some(key) = running.remove(&id) else { continue };
                 let remove = match table.get_mut(&key) {
                     Some(e) => {
                         e.running = false;
@@ -472,6 +485,35 @@ mod tests {
         assert_eq!(starts_of(&log, "bad"), vec![0, 30, 130, 230]);
         // "good" runs on its own schedule regardless.
         assert_eq!(starts_of(&log, "good"), vec![0, 100, 200]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_round_that_panics_counts_as_a_failure_and_runs_again_after_a_backoff() {
+        let timing = Timing {
+            interval: Duration::from_secs(100),
+            jitter: Duration::ZERO,
+            max_backoff: Duration::from_secs(60),
+        };
+        let log = drive(
+            &["x", "y"],
+            timing,
+            1,
+            |key, n| {
+                if key == "x" && n == 1 {
+                    panic!("a bug in a round");
+                }
+                (Duration::ZERO, ok())
+            },
+            Duration::from_secs(150),
+        )
+        .await;
+        // Retried within the first backoff step (1..=2 s), then on the interval.
+        let x = starts_of(&log, "x");
+        assert_eq!(x.len(), 3, "{x:?}");
+        assert!((1..=2).contains(&x[1]), "{x:?}");
+        assert_eq!(x[2], x[1] + 100, "{x:?}");
+        // The other instance was not held up.
+        assert_eq!(starts_of(&log, "y"), vec![0, 100]);
     }
 
     #[tokio::test(start_paused = true)]

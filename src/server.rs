@@ -1,8 +1,23 @@
 //! The HTTP endpoints, served when `[server] listen` is set: `/healthz`,
 //! `/readyz` and `/metrics`. Plain HTTP/1.1 on hyper (already in the tree
-//! through reqwest), GET and HEAD only, no request body read, a header read
-//! timeout and a cap on open connections, so a stuck scraper cannot pin the
-//! daemon.
+//! through reqwest), GET and HEAD only, no request body read.
+//!
+//! Anything that can reach the port may hold connections open, so the
+//! server accepts first and sheds load after, and a probe never waits
+//! behind idle holders:
+//!
+//! * every connection is accepted at once (the accept loop never waits for
+//!   a free slot);
+//! * a connection that has not sent a complete request head within
+//!   [`IDLE_TIMEOUT`] (2 s), before its first request or between keep-alive
+//!   requests, is closed;
+//! * beyond [`MAX_CONNECTIONS`] open connections, a new one gets
+//!   [`OVERFLOW_TIMEOUT`] (0.5 s) to send its request and is closed after one
+//!   answer; a probe sends at once and is served, a holder is let go quickly;
+//! * beyond [`HARD_LIMIT`] (kept well below the usual file descriptor limit,
+//!   which the daemon needs for its own work) a new connection is closed at
+//!   once;
+//! * no connection lives longer than [`MAX_LIFETIME`].
 //!
 //! * `/healthz`: 200 `ok` while the scheduler loop is alive, else 503.
 //! * `/readyz`: 200 `ready` once every configured file is in place, holds
@@ -12,6 +27,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -21,47 +37,94 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::health::{Health, Verdict};
 use crate::metrics::{self, Metrics};
 
-/// Connections served at once, at most.
-const MAX_CONNECTIONS: usize = 32;
-/// How long a client may take to send its request head.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Open connections with the full [`IDLE_TIMEOUT`] and keep-alive, at most.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Open connections at all, at most; a new one beyond this is closed at once.
+pub const HARD_LIMIT: usize = 256;
+/// How long a connection may go without a complete request head: before its
+/// first request, and between keep-alive requests.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The same for a connection accepted beyond [`MAX_CONNECTIONS`], which is
+/// also closed after its first answer.
+pub const OVERFLOW_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long any connection may stay open.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(30);
+
+/// How a new connection is treated, given how many are open. Pure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// [`IDLE_TIMEOUT`], keep-alive.
+    Normal,
+    /// [`OVERFLOW_TIMEOUT`], one request.
+    Overflow,
+    /// Closed at once.
+    Refuse,
+}
+
+/// Decides a new connection's [`Admission`] when `open` are open. Pure.
+pub fn admit(open: usize) -> Admission {
+    if open >= HARD_LIMIT {
+        Admission::Refuse
+    } else if open >= MAX_CONNECTIONS {
+        Admission::Overflow
+    } else {
+        Admission::Normal
+    }
+}
+
+/// Counts an open connection until dropped.
+struct Open(Arc<AtomicUsize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// Serves until dropped.
 pub async fn serve(listener: TcpListener, health: Arc<Health>) {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(listen = %addr, "serving /healthz, /readyz and /metrics");
     }
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let open = Arc::new(AtomicUsize::new(0));
     loop {
-        let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
-            return;
-        };
         let (tcp, _) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
+                // Out of file descriptors, most likely: the connections we
+                // hold are bounded, and time out, so this passes.
                 tracing::debug!("accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
+        let (timeout, keep_alive) = match admit(open.load(Ordering::Acquire)) {
+            Admission::Normal => (IDLE_TIMEOUT, true),
+            Admission::Overflow => (OVERFLOW_TIMEOUT, false),
+            Admission::Refuse => {
+                drop(tcp);
+                continue;
+            }
+        };
+        open.fetch_add(1, Ordering::AcqRel);
+        let counted = Open(Arc::clone(&open));
         let health = Arc::clone(&health);
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let health = Arc::clone(&health);
                 async move { Ok::<_, Infallible>(handle(req, health).await) }
             });
-            let _ = http1::Builder::new()
+            let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
-            drop(permit);
+                .header_read_timeout(timeout)
+                .keep_alive(keep_alive)
+                .serve_connection(TokioIo::new(tcp), service);
+            let _ = tokio::time::timeout(MAX_LIFETIME, conn).await;
+            drop(counted);
         });
     }
 }
@@ -200,6 +263,16 @@ mod tests {
         assert_eq!(route(&Method::POST, "/metrics"), Route::MethodNotAllowed);
         assert_eq!(route(&Method::GET, "/"), Route::NotFound);
         assert_eq!(route(&Method::GET, "/metrics/"), Route::NotFound);
+    }
+
+    #[test]
+    fn connections_beyond_the_cap_get_a_short_fuse_then_are_refused() {
+        assert_eq!(admit(0), Admission::Normal);
+        assert_eq!(admit(MAX_CONNECTIONS - 1), Admission::Normal);
+        assert_eq!(admit(MAX_CONNECTIONS), Admission::Overflow);
+        assert_eq!(admit(HARD_LIMIT - 1), Admission::Overflow);
+        assert_eq!(admit(HARD_LIMIT), Admission::Refuse);
+        assert!(OVERFLOW_TIMEOUT < IDLE_TIMEOUT && IDLE_TIMEOUT < MAX_LIFETIME);
     }
 
     #[test]

@@ -248,9 +248,11 @@ fn endpoints_and_every_metric() {
     assert_eq!(http(port, "POST", "/metrics").map(|r| r.0), Some(405));
 
     // Readiness follows the disk; the round (hook included) ends a bit later.
-    assert!(wait_until(LIMIT, || get(port, "/metrics")
-        .1
-        .contains("dds_certsync_hook_runs_total")));
+    // (Every counter is there from the start, at 0: wait for the value.)
+    assert!(wait_until(LIMIT, || metric(
+        &get(port, "/metrics").1,
+        "dds_certsync_hook_runs_total{instance=\"inst-a\",result=\"ok\"}"
+    ) == Some(1.0)));
     let (code, m) = get(port, "/metrics");
     assert_eq!(code, 200);
     let not_after = |cat: &str| {
@@ -321,7 +323,11 @@ fn endpoints_and_every_metric() {
         wait_until(LIMIT, || {
             let m = get(port, "/metrics").1;
             metric(&m, "dds_certsync_api_requests_total{code=\"429\"}").is_some()
-                && m.contains("dds_certsync_sync_errors_total{instance=\"inst-a\",reason=")
+                && metric(
+                    &m,
+                    "dds_certsync_sync_errors_total{instance=\"inst-a\",reason=\"api_throttled\"}",
+                )
+                .is_some_and(|n| n >= 1.0)
         }),
         "{}\n{}",
         get(port, "/metrics").1,
