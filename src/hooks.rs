@@ -32,9 +32,15 @@
 //! every delivery (never cached), and a missing or malformed pidfile or a
 //! process that is gone counts as a failed delivery, retried like a failed
 //! command.
+//!
+//! Retries ([`retry_owed`]) take the instance from the current config
+//! ([`Delivery::set_config`], called on every reload), never from a snapshot:
+//! a corrected hook is retried at once with the new settings, and the retries
+//! of a removed instance stop (its record stays in `state_dir`, so the
+//! instance still owes its hook if it comes back).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -45,7 +51,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 
 use crate::certcheck::{Sha256Digest, hex};
-use crate::config::{Instance, ReloadSignal};
+use crate::config::{Config, Instance, ReloadSignal};
 use crate::ledger::{self, Ledger, Owed};
 
 /// How many of the hook's last stderr lines an error report keeps.
@@ -262,12 +268,39 @@ pub fn retry_delay(attempt: u32, cap: Duration, rand: f64) -> Duration {
     full.mul_f64(1.0 - 0.5 * rand.clamp(0.0, 1.0))
 }
 
-/// A failed delivery waiting for its retry.
+/// A failed delivery waiting for its retry. It holds no copy of the
+/// instance: the retry takes the one in the current config.
 #[derive(Debug)]
 struct Pending {
-    inst: Instance,
     attempts: u32,
     next: tokio::time::Instant,
+}
+
+/// What the running config says about hooks; replaced on every reload.
+#[derive(Debug)]
+struct Current {
+    instances: HashMap<String, Instance>,
+    max_backoff: Duration,
+}
+
+impl Current {
+    fn of(config: &Config) -> Current {
+        Current {
+            instances: config
+                .instances
+                .iter()
+                .map(|i| (i.id.clone(), i.clone()))
+                .collect(),
+            max_backoff: config.sync.max_backoff,
+        }
+    }
+}
+
+/// Whether the reload action of an instance differs between two configs.
+fn same_hook(a: &Instance, b: &Instance) -> bool {
+    a.on_change == b.on_change
+        && a.reload_signal == b.reload_signal
+        && a.hook_timeout == b.hook_timeout
 }
 
 /// Proof that the caller holds an instance's delivery lock.
@@ -280,19 +313,22 @@ pub struct Held {
 #[derive(Debug)]
 pub struct Delivery {
     ledger: Ledger,
-    max_backoff: Duration,
+    current: Mutex<Current>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pending: Mutex<HashMap<String, Pending>>,
     wake: tokio::sync::Notify,
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Delivery {
-    /// A delivery keeping its records in `state_dir`; failed hooks are
-    /// retried at most `max_backoff` apart.
-    pub fn new(state_dir: &Path, max_backoff: Duration) -> Delivery {
+    /// A delivery keeping its records in the config's `sync.state_dir`.
+    pub fn new(config: &Config) -> Delivery {
         Delivery {
-            ledger: Ledger::new(state_dir),
-            max_backoff,
+            ledger: Ledger::new(&config.sync.state_dir),
+            current: Mutex::new(Current::of(config)),
             locks: Mutex::default(),
             pending: Mutex::default(),
             wake: tokio::sync::Notify::new(),
@@ -303,13 +339,44 @@ impl Delivery {
         &self.ledger
     }
 
+    /// Switches to a reloaded config (`sync.state_dir` excepted, which is
+    /// kept). Retries of instances no longer configured stop; their records
+    /// stay on disk. A waiting retry whose hook was changed runs now, with
+    /// the new hook.
+    pub fn set_config(&self, config: &Config) {
+        let new = Current::of(config);
+        {
+            let mut pending = lock(&self.pending);
+            let old = lock(&self.current);
+            pending.retain(|id, p| match new.instances.get(id) {
+                None => {
+                    tracing::info!(instance_id = %id, "the instance was removed from the config; its hook is no longer retried (the record stays in sync.state_dir and is delivered if the instance comes back)");
+                    false
+                }
+                Some(inst) => {
+                    if old.instances.get(id).is_none_or(|o| !same_hook(o, inst)) {
+                        tracing::info!(instance = %inst.label(), instance_id = %id, "the instance's hook changed; retrying it now");
+                        p.attempts = 0;
+                        p.next = tokio::time::Instant::now();
+                    }
+                    true
+                }
+            });
+        }
+        *lock(&self.current) = new;
+        self.wake.notify_one();
+    }
+
+    /// The instance as the current config has it.
+    fn instance(&self, id: &str) -> Option<Instance> {
+        lock(&self.current).instances.get(id).cloned()
+    }
+
     /// Takes the instance's lock; hold it across "record + rename" and
     /// across [`Delivery::deliver`].
     pub async fn hold(&self, instance_id: &str) -> Held {
         let lock = Arc::clone(
-            self.locks
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
+            lock(&self.locks)
                 .entry(instance_id.to_string())
                 .or_default(),
         );
@@ -321,9 +388,7 @@ impl Delivery {
     /// Whether a failed delivery of this instance waits for a retry time
     /// still ahead.
     pub fn waiting(&self, instance_id: &str) -> bool {
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        lock(&self.pending)
             .get(instance_id)
             .is_some_and(|p| p.next > tokio::time::Instant::now())
     }
@@ -376,23 +441,19 @@ impl Delivery {
     }
 
     fn forget(&self, id: &str) {
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+        lock(&self.pending).remove(id);
     }
 
     fn failed(&self, inst: &Instance, e: &HookError) {
+        let max_backoff = lock(&self.current).max_backoff;
         let delay = {
-            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let mut pending = lock(&self.pending);
             let p = pending.entry(inst.id.clone()).or_insert_with(|| Pending {
-                inst: inst.clone(),
                 attempts: 0,
                 next: tokio::time::Instant::now(),
             });
-            p.inst = inst.clone();
             p.attempts += 1;
-            let delay = retry_delay(p.attempts, self.max_backoff, fastrand::f64());
+            let delay = retry_delay(p.attempts, max_backoff, fastrand::f64());
             p.next = tokio::time::Instant::now() + delay;
             delay
         };
@@ -430,15 +491,13 @@ fn prepare(ledger: &Ledger, inst: &Instance) -> Result<Option<Owed>, String> {
     Ok(fixed)
 }
 
-/// Retries failed deliveries until they succeed, each on its own backoff.
+/// Retries failed deliveries until they succeed, each on its own backoff,
+/// each with the instance as the current config has it.
 /// Runs until dropped; the daemon spawns it once.
 pub async fn retry_owed(delivery: Arc<Delivery>) {
     loop {
         let wake = delivery.wake.notified();
-        let next = delivery
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let next = lock(&delivery.pending)
             .iter()
             .min_by_key(|(_, p)| p.next)
             .map(|(id, p)| (id.clone(), p.next));
@@ -455,17 +514,18 @@ pub async fn retry_owed(delivery: Arc<Delivery>) {
         }
         let held = delivery.hold(&id).await;
         // A round may have delivered (or failed anew) while we waited.
-        let due = delivery
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let due = lock(&delivery.pending)
             .get(&id)
             .filter(|p| p.next <= tokio::time::Instant::now())
-            .map(|p| (p.inst.clone(), p.attempts));
-        if let Some((inst, attempts)) = due {
-            tracing::info!(instance = %inst.label(), instance_id = %inst.id, attempt = attempts + 1, "running the owed hook again");
-            delivery.deliver(&inst, &held).await;
-        }
+            .map(|p| p.attempts);
+        let Some(attempts) = due else { continue };
+        let Some(inst) = delivery.instance(&id) else {
+            // Removed by a reload that raced this turn.
+            delivery.forget(&id);
+            continue;
+        };
+        tracing::info!(instance = %inst.label(), instance_id = %inst.id, attempt = attempts + 1, "running the owed hook again");
+        delivery.deliver(&inst, &held).await;
     }
 }
 

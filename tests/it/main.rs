@@ -12,6 +12,7 @@ mod disk_faults;
 mod fault_suite;
 mod fuzz_seeds;
 mod hooks_delivery;
+mod hostile_hooks;
 mod once;
 mod readers;
 mod secrets;

@@ -1,0 +1,135 @@
+//! Hooks next to hostile neighbours: retries follow the config as it is
+//! now.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::support::*;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// Writes the config through a temp file and a rename, as an editor or a
+/// config manager does, then tells the daemon with SIGHUP.
+fn reload(env: &Env, daemon: &Daemon) {
+    let tmp = env.path("config.toml.tmp");
+    fs::write(&tmp, env.config_text()).unwrap();
+    fs::rename(&tmp, env.path("config.toml")).unwrap();
+    daemon.signal(nix::sys::signal::Signal::SIGHUP);
+}
+
+fn lines(p: &Path) -> usize {
+    fs::read_to_string(p).unwrap_or_default().lines().count()
+}
+
+/// An instance, new to the stand-in, whose hook runs `script` with
+/// `/bin/sh -c`.
+fn sh_instance(env: &mut Env, id: &str, script: &str) {
+    env.standin.add_instance(PROJECT, id);
+    sh_config(env, id, script);
+}
+
+/// The config block of an instance whose hook runs `script` with `/bin/sh -c`
+/// (the stand-in keeps serving the same certificate).
+fn sh_config(env: &mut Env, id: &str, script: &str) {
+    env.raw_instance(&format!(
+        "id = \"{id}\"\ninternational = \"out/{id}.crt\"\non_change = [\"/bin/sh\", \"-c\", {script:?}]\nhook_timeout = \"20s\""
+    ));
+}
+
+/// An instance whose hook appends to `runs-{id}` and then fails.
+fn failing_instance(env: &mut Env, id: &str) -> PathBuf {
+    let runs = env.path(&format!("runs-{id}"));
+    sh_instance(env, id, &format!("echo run >> {}; exit 7", runs.display()));
+    runs
+}
+
+#[test]
+fn a_removed_instances_hook_is_not_retried_but_stays_owed_if_it_returns() {
+    let mut env = Env::new();
+    env.sync = "max_backoff = \"1s\"\n".into();
+    env.instance("inst-keep");
+    let runs = failing_instance(&mut env, "inst-gone");
+    let daemon = env.daemon(&[]);
+    assert!(
+        wait_until(LIMIT, || lines(&runs) >= 2),
+        "the failing hook was not retried\n{}",
+        daemon.log()
+    );
+
+    // Removed: its retries stop.
+    env.instances.pop();
+    reload(&env, &daemon);
+    daemon.wait_log("config reloaded", 1, LIMIT);
+    std::thread::sleep(Duration::from_millis(500)); // a run in flight ends
+    let after_reload = lines(&runs);
+    std::thread::sleep(Duration::from_secs(4)); // 4+ retries at a 1 s cap
+    assert_eq!(
+        lines(&runs),
+        after_reload,
+        "a removed instance's hook was still retried\n{}",
+        daemon.log()
+    );
+    let record = env.path("state/hook-owed-inst-gone.json");
+    assert!(record.exists(), "the record must stay in state_dir");
+
+    // Back, with a hook that works, and no new certificate: it still owes
+    // its hook.
+    let fixed = env.path("fixed-ran");
+    sh_config(
+        &mut env,
+        "inst-gone",
+        &format!("echo \"$DDS_CERTSYNC_CHANGED\" >> {}", fixed.display()),
+    );
+    reload(&env, &daemon);
+    assert!(
+        wait_until(LIMIT, || lines(&fixed) >= 1),
+        "the re-added instance's owed hook never ran\n{}",
+        daemon.log()
+    );
+    assert!(wait_until(LIMIT, || !record.exists()));
+    assert!(
+        fs::read_to_string(&fixed)
+            .unwrap()
+            .contains("inst-gone.crt")
+    );
+}
+
+#[test]
+fn a_corrected_hook_is_used_by_the_next_retry() {
+    let mut env = Env::new();
+    env.sync = "max_backoff = \"2s\"\n".into();
+    let runs = failing_instance(&mut env, "inst-a");
+    let daemon = env.daemon(&[]);
+    assert!(
+        wait_until(LIMIT, || lines(&runs) >= 2),
+        "the failing hook was not retried\n{}",
+        daemon.log()
+    );
+
+    let fixed = env.path("fixed-ran");
+    env.instances.clear();
+    sh_config(
+        &mut env,
+        "inst-a",
+        &format!("echo \"$DDS_CERTSYNC_CHANGED\" >> {}", fixed.display()),
+    );
+    reload(&env, &daemon);
+    assert!(
+        wait_until(LIMIT, || lines(&fixed) >= 1),
+        "the corrected hook never ran\n{}",
+        daemon.log()
+    );
+    assert!(wait_until(LIMIT, || !env
+        .path("state/hook-owed-inst-a.json")
+        .exists()));
+    let old_runs = lines(&runs);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(lines(&runs), old_runs, "the old hook ran after the fix");
+    assert_eq!(
+        lines(&fixed),
+        1,
+        "the corrected hook ran more than once\n{}",
+        daemon.log()
+    );
+}
