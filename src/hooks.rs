@@ -23,10 +23,14 @@
 //! | `DDS_CERTSYNC_OLD_SHA256` | their previous SHA-256, same order (empty for a new file) |
 //! | `DDS_CERTSYNC_NEW_SHA256` | their new SHA-256, same order |
 //!
-//! `NOTIFY_SOCKET` is removed, so a hook can never speak to systemd in the
-//! daemon's name. The hook's stdout and stderr are logged line by line. At the
-//! timeout, or if the daemon stops while it runs, the whole process group is
-//! killed. A failing hook is reported, never fatal.
+//! Removed from that environment: `NOTIFY_SOCKET` (a hook can never speak to
+//! systemd in the daemon's name), every `HUAWEICLOUD_SDK_*` variable, and
+//! every variable a `*_env` key of the config names ([`hidden_env_names`]):
+//! a hook never sees the daemon's credentials.
+//!
+//! The hook's stdout and stderr are logged line by line. At the timeout, or
+//! if the daemon stops while it runs, the whole process group is killed. A
+//! failing hook is reported, never fatal.
 //!
 //! `reload_signal` + `pidfile` replace the command: the pidfile is read on
 //! every delivery (never cached), and a missing or malformed pidfile or a
@@ -40,6 +44,7 @@
 //! instance still owes its hook if it comes back).
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -51,11 +56,13 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 
 use crate::certcheck::{Sha256Digest, hex};
-use crate::config::{Config, Instance, ReloadSignal};
+use crate::config::{Auth, Config, Instance, ReloadSignal, SecretSource};
 use crate::ledger::{self, Ledger, Owed};
 
 /// How many of the hook's last stderr lines an error report keeps.
 const STDERR_TAIL: usize = 5;
+/// The prefix of the official SDKs' variables, never passed to a hook.
+const SDK_ENV_PREFIX: &str = "HUAWEICLOUD_SDK_";
 
 /// One changed file, for the hook's environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,13 +146,55 @@ impl Drop for GroupGuard {
     }
 }
 
-/// Runs `argv` for `call`, waiting at most `timeout`.
-pub async fn run(argv: &[String], timeout: Duration, call: &HookCall) -> Result<(), HookError> {
+/// The variables named by the config's `*_env` keys, which a hook must not
+/// inherit. Pure.
+pub fn hidden_env_names(config: &Config) -> Vec<String> {
+    let sources: Vec<&SecretSource> = match &config.auth {
+        Auth::Token(s) => vec![s],
+        Auth::Aksk(a) => {
+            let mut v = vec![&a.access_key, &a.secret_key];
+            v.extend(a.security_token.as_ref());
+            v
+        }
+        Auth::Password(p) => vec![&p.password],
+        Auth::EcsMetadata(_) => vec![],
+    };
+    sources
+        .into_iter()
+        .filter_map(|s| match s {
+            SecretSource::Env(var) => Some(var.clone()),
+            SecretSource::Inline(_) | SecretSource::File(_) => None,
+        })
+        .collect()
+}
+
+/// Whether the daemon's variable `name` is kept from a hook: `NOTIFY_SOCKET`,
+/// `HUAWEICLOUD_SDK_*`, and the `named` ones. Pure.
+pub fn is_hidden(name: &OsStr, named: &[String]) -> bool {
+    name == "NOTIFY_SOCKET"
+        || name
+            .as_encoded_bytes()
+            .starts_with(SDK_ENV_PREFIX.as_bytes())
+        || named.iter().any(|n| name == n.as_str())
+}
+
+/// Runs `argv` for `call`, waiting at most `timeout`. The daemon's variables
+/// that [`is_hidden`] (with `hidden`) are not passed on.
+pub async fn run(
+    argv: &[String],
+    timeout: Duration,
+    call: &HookCall,
+    hidden: &[String],
+) -> Result<(), HookError> {
     let program = argv.first().cloned().unwrap_or_default();
     let mut cmd = Command::new(&program);
-    cmd.args(&argv[1.min(argv.len())..])
-        .env_remove("NOTIFY_SOCKET")
-        .envs(call.env())
+    cmd.args(&argv[1.min(argv.len())..]);
+    for (name, _) in std::env::vars_os() {
+        if is_hidden(&name, hidden) {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.envs(call.env())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -246,10 +295,15 @@ pub fn send_signal(r: &ReloadSignal) -> Result<(), HookError> {
     })
 }
 
-/// Runs the instance's reload action: its command, or its signal.
-pub async fn run_action(inst: &Instance, call: &HookCall) -> Result<(), HookError> {
+/// Runs the instance's reload action: its command, or its signal. `hidden`:
+/// see [`run`].
+pub async fn run_action(
+    inst: &Instance,
+    call: &HookCall,
+    hidden: &[String],
+) -> Result<(), HookError> {
     match (&inst.on_change, &inst.reload_signal) {
-        (Some(argv), _) => run(argv, inst.hook_timeout, call).await,
+        (Some(argv), _) => run(argv, inst.hook_timeout, call, hidden).await,
         (None, Some(r)) => send_signal(r),
         (None, None) => Ok(()),
     }
@@ -280,6 +334,8 @@ struct Pending {
 #[derive(Debug)]
 struct Current {
     instances: HashMap<String, Instance>,
+    /// Variables a hook must not inherit, see [`hidden_env_names`].
+    hidden: Arc<[String]>,
     max_backoff: Duration,
 }
 
@@ -291,6 +347,7 @@ impl Current {
                 .iter()
                 .map(|i| (i.id.clone(), i.clone()))
                 .collect(),
+            hidden: hidden_env_names(config).into(),
             max_backoff: config.sync.max_backoff,
         }
     }
@@ -419,8 +476,9 @@ impl Delivery {
             instance_name: name.clone(),
             changed: owed.files,
         };
+        let hidden = Arc::clone(&lock(&self.current).hidden);
         crate::failpoint::hit("before-hook");
-        match run_action(inst, &call).await {
+        match run_action(inst, &call, &hidden).await {
             Ok(()) => {
                 crate::failpoint::hit("after-hook");
                 let ledger = self.ledger.clone();
@@ -550,6 +608,7 @@ async fn log_lines(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn call() -> HookCall {
         HookCall {
@@ -591,13 +650,14 @@ mod tests {
 
     #[tokio::test]
     async fn success_and_failure_are_reported() {
-        run(&sh("exit 0"), Duration::from_secs(5), &call())
+        run(&sh("exit 0"), Duration::from_secs(5), &call(), &[])
             .await
             .unwrap();
         let e = run(
             &sh("echo boom >&2; exit 3"),
             Duration::from_secs(5),
             &call(),
+            &[],
         )
         .await
         .unwrap_err();
@@ -655,6 +715,7 @@ mod tests {
             &["/nonexistent/hook".into()],
             Duration::from_secs(5),
             &call(),
+            &[],
         )
         .await
         .unwrap_err();
@@ -669,6 +730,7 @@ mod tests {
             &sh("test -z \"$NOTIFY_SOCKET\""),
             Duration::from_secs(5),
             &call(),
+            &[],
         )
         .await;
         unsafe { std::env::remove_var("NOTIFY_SOCKET") };
@@ -680,7 +742,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pidfile = dir.path().join("grandchild.pid");
         let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
-        let e = run(&sh(&script), Duration::from_millis(500), &call())
+        let e = run(&sh(&script), Duration::from_millis(500), &call(), &[])
             .await
             .unwrap_err();
         assert!(matches!(e, HookError::TimedOut { .. }), "{e}");
@@ -701,5 +763,73 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(!alive, "grandchild {pid} survived the timeout");
+    }
+
+    #[test]
+    fn the_daemons_credentials_and_notify_socket_are_hidden_from_hooks() {
+        let named = vec!["MY_SK".to_string()];
+        for hidden in [
+            "NOTIFY_SOCKET",
+            "HUAWEICLOUD_SDK_AK",
+            "HUAWEICLOUD_SDK_SK",
+            "HUAWEICLOUD_SDK_SECURITY_TOKEN",
+            "HUAWEICLOUD_SDK_ANYTHING",
+            "MY_SK",
+        ] {
+            assert!(is_hidden(OsStr::new(hidden), &named), "{hidden}");
+        }
+        for kept in [
+            "PATH",
+            "HOME",
+            "MY_SK2",
+            "HUAWEICLOUD_SDK",
+            "huaweicloud_sdk_ak",
+        ] {
+            assert!(!is_hidden(OsStr::new(kept), &named), "{kept}");
+        }
+    }
+
+    #[test]
+    fn every_env_key_of_the_auth_section_is_hidden() {
+        let config = |auth: &str| {
+            let text = format!(
+                "[cloud]\nregion = \"cn-north-4\"\nproject_id = \"p1\"\n[auth]\n{auth}\n[[instances]]\nid = \"i1\"\ninternational = \"/tmp/x/a.crt\"\n"
+            );
+            crate::config::validate(crate::config::parse(&text).unwrap(), Path::new("/")).unwrap()
+        };
+        let c = config(
+            "method = \"aksk\"\naccess_key_env = \"A\"\nsecret_key_env = \"S\"\nsecurity_token_env = \"T\"",
+        );
+        assert_eq!(hidden_env_names(&c), ["A", "S", "T"]);
+        let c = config("method = \"token\"\ntoken_env = \"TOK\"");
+        assert_eq!(hidden_env_names(&c), ["TOK"]);
+        let c =
+            config("method = \"password\"\nuser = \"u\"\ndomain = \"d\"\npassword_env = \"PW\"");
+        assert_eq!(hidden_env_names(&c), ["PW"]);
+        let c = config("method = \"token\"\ntoken = \"inline\"");
+        assert!(hidden_env_names(&c).is_empty());
+    }
+
+    #[tokio::test]
+    async fn named_variables_do_not_reach_the_hook() {
+        // SAFETY: no other test reads or writes this variable.
+        unsafe { std::env::set_var("DDS_TEST_HIDDEN_SECRET", "s3cret") };
+        let r = run(
+            &sh("test -z \"$DDS_TEST_HIDDEN_SECRET\""),
+            Duration::from_secs(5),
+            &call(),
+            &["DDS_TEST_HIDDEN_SECRET".to_string()],
+        )
+        .await;
+        let visible = run(
+            &sh("test -n \"$DDS_TEST_HIDDEN_SECRET\""),
+            Duration::from_secs(5),
+            &call(),
+            &[],
+        )
+        .await;
+        unsafe { std::env::remove_var("DDS_TEST_HIDDEN_SECRET") };
+        r.unwrap();
+        visible.unwrap();
     }
 }

@@ -1,5 +1,5 @@
-//! Hooks next to hostile neighbours: retries follow the config as it is
-//! now.
+//! Hooks next to hostile neighbours: a hook never sees the daemon's
+//! credentials, and retries follow the config as it is now.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -8,6 +8,19 @@ use std::time::Duration;
 use crate::support::*;
 
 const LIMIT: Duration = Duration::from_secs(30);
+
+/// The binary with none of the test's own `HUAWEICLOUD_SDK_*`, plus `vars`.
+fn once_with(env: &Env, vars: &[(&str, &str)]) -> Run {
+    env.write_config();
+    let mut c = env.command(&["--once"]);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("HUAWEICLOUD_SDK_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("HOME", env.dir.path()).envs(vars.iter().copied());
+    Run::from(c.output().expect("run binary"))
+}
 
 /// Writes the config through a temp file and a rename, as an editor or a
 /// config manager does, then tells the daemon with SIGHUP.
@@ -132,4 +145,82 @@ fn a_corrected_hook_is_used_by_the_next_retry() {
         "the corrected hook ran more than once\n{}",
         daemon.log()
     );
+}
+
+#[test]
+fn hooks_never_see_the_daemons_credentials() {
+    // The official SDK variables, and variables named by *_env keys.
+    let mut env = Env::new();
+    let (ak, sk, token) = env.standin.issue_temporary(Duration::from_secs(3600));
+    let seen = env.path("hook-env");
+    sh_instance(
+        &mut env,
+        "inst-a",
+        &format!("env; env > {}", seen.display()),
+    );
+    env.auth = "method = \"aksk\"\n".into();
+    let run = once_with(
+        &env,
+        &[
+            ("HUAWEICLOUD_SDK_AK", &ak),
+            ("HUAWEICLOUD_SDK_SK", &sk),
+            ("HUAWEICLOUD_SDK_SECURITY_TOKEN", &token),
+            ("HUAWEICLOUD_SDK_PROJECT_ID", PROJECT),
+        ],
+    );
+    run.assert_code(0);
+    let hook_env = fs::read_to_string(&seen).unwrap();
+    assert!(
+        hook_env.contains("DDS_CERTSYNC_INSTANCE_ID=inst-a") && hook_env.contains("PATH="),
+        "the hook did not get its own environment:\n{hook_env}"
+    );
+    for (what, value) in [("AK", &ak), ("SK", &sk), ("security token", &token)] {
+        assert!(
+            !hook_env.contains(value.as_str()),
+            "the hook saw the {what}:\n{hook_env}"
+        );
+        assert!(
+            !run.all().contains(value.as_str()),
+            "the daemon's log holds the {what}:\n{}",
+            run.all()
+        );
+    }
+    assert!(!hook_env.contains("HUAWEICLOUD_SDK_"), "{hook_env}");
+
+    // Keys in variables of the config's choosing.
+    let mut env = Env::new();
+    let (ak, sk, token) = env.standin.issue_temporary(Duration::from_secs(3600));
+    let seen = env.path("hook-env");
+    sh_instance(
+        &mut env,
+        "inst-b",
+        &format!("env; env > {}", seen.display()),
+    );
+    env.auth = "method = \"aksk\"\naccess_key_env = \"APP_AK\"\nsecret_key_env = \"APP_SK\"\nsecurity_token_env = \"APP_TOKEN\"\n".into();
+    let run = once_with(
+        &env,
+        &[
+            ("APP_AK", &ak),
+            ("APP_SK", &sk),
+            ("APP_TOKEN", &token),
+            ("APP_UNRELATED", "still-passed-on"),
+        ],
+    );
+    run.assert_code(0);
+    let hook_env = fs::read_to_string(&seen).unwrap();
+    assert!(
+        hook_env.contains("APP_UNRELATED=still-passed-on"),
+        "{hook_env}"
+    );
+    for (what, value) in [("AK", &ak), ("SK", &sk), ("security token", &token)] {
+        assert!(
+            !hook_env.contains(value.as_str()),
+            "the hook saw the {what}:\n{hook_env}"
+        );
+        assert!(
+            !run.all().contains(value.as_str()),
+            "the daemon's log holds the {what}:\n{}",
+            run.all()
+        );
+    }
 }
