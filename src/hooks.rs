@@ -33,9 +33,12 @@
 //! failing hook is reported, never fatal.
 //!
 //! `reload_signal` + `pidfile` replace the command: the pidfile is read on
-//! every delivery (never cached), and a missing or malformed pidfile or a
-//! process that is gone counts as a failed delivery, retried like a failed
-//! command.
+//! every delivery (never cached, off the runtime thread, at most
+//! [`PIDFILE_LIMIT`] bytes, a regular file only). The signal is refused for a
+//! PID of 1 or less, and for a process whose real user differs from the
+//! pidfile's owner unless `reload_signal_any_owner` is set ([`check_target`]).
+//! A refusal, a missing or malformed pidfile, or a process that is gone
+//! counts as a failed delivery, retried like a failed command.
 //!
 //! Retries ([`retry_owed`]) take the instance from the current config
 //! ([`Delivery::set_config`], called on every reload), never from a snapshot:
@@ -58,9 +61,12 @@ use tokio::process::Command;
 use crate::certcheck::{Sha256Digest, hex};
 use crate::config::{Auth, Config, Instance, ReloadSignal, SecretSource};
 use crate::ledger::{self, Ledger, Owed};
+use crate::readfile::{self, Links};
 
 /// How many of the hook's last stderr lines an error report keeps.
 const STDERR_TAIL: usize = 5;
+/// A pidfile larger than this is refused.
+pub const PIDFILE_LIMIT: u64 = 64;
 /// The prefix of the official SDKs' variables, never passed to a hook.
 const SDK_ENV_PREFIX: &str = "HUAWEICLOUD_SDK_";
 
@@ -268,24 +274,46 @@ pub async fn run(
 }
 
 /// Sends the configured signal to the process named by the pidfile, which is
-/// read now, not cached.
+/// read now, not cached. Blocking (reads files): call it off the runtime
+/// thread, as [`run_action`] does.
 pub fn send_signal(r: &ReloadSignal) -> Result<(), HookError> {
     use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
     let fail = |reason: String| HookError::Signal {
         signal: r.signal.as_str().to_string(),
         pidfile: r.pidfile.clone(),
         reason,
     };
-    let mut text = String::new();
-    std::fs::File::open(&r.pidfile)
-        .and_then(|f| f.take(64).read_to_string(&mut text))
+    // Owner and content from one open file: no race with a replacement.
+    let file = readfile::open_regular(&r.pidfile, Links::Follow)
+        .and_then(|f| f.ok_or_else(|| std::io::Error::other("it does not exist")))
         .map_err(|e| fail(format!("cannot read the pidfile: {e}")))?;
-    let pid: i32 = text
-        .trim()
-        .parse()
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| fail(format!("{:?} is not a process ID", text.trim())))?;
+    let mut bytes = Vec::new();
+    let owner = file
+        .metadata()
+        .and_then(|m| {
+            file.take(PIDFILE_LIMIT + 1).read_to_end(&mut bytes)?;
+            Ok(m.uid())
+        })
+        .map_err(|e| fail(format!("cannot read the pidfile: {e}")))?;
+    if bytes.len() as u64 > PIDFILE_LIMIT {
+        return Err(fail(format!(
+            "cannot read the pidfile: it is larger than {PIDFILE_LIMIT} bytes"
+        )));
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let pid = parse_pid(&text).map_err(fail)?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
+    let process_uid = match status {
+        Ok(s) => real_uid(&s),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(fail(format!("process {pid} is not running")));
+        }
+        Err(e) => return Err(fail(format!("process {pid}: cannot read its owner: {e}"))),
+    };
+    let process_uid =
+        process_uid.ok_or_else(|| fail(format!("process {pid}: cannot read its owner")))?;
+    check_target(pid, owner, process_uid, r.any_owner).map_err(fail)?;
     nix::sys::signal::kill(Pid::from_raw(pid), r.signal).map_err(|e| {
         if e == nix::errno::Errno::ESRCH {
             fail(format!("process {pid} is not running"))
@@ -293,6 +321,47 @@ pub fn send_signal(r: &ReloadSignal) -> Result<(), HookError> {
             fail(format!("process {pid}: {}", e.desc()))
         }
     })
+}
+
+/// The PID a pidfile's text names. Pure.
+fn parse_pid(text: &str) -> Result<i32, String> {
+    text.trim()
+        .parse::<i32>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("{:?} is not a process ID", text.trim()))
+}
+
+/// The real user ID in the text of `/proc/PID/status`. Pure.
+fn real_uid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|u| u.parse().ok())
+}
+
+/// Whether the signal may go to `pid`, run by `process_uid`, named by a
+/// pidfile owned by `pidfile_uid`: never to PID 1 or less (init, or a group),
+/// and only to a process of the pidfile's owner unless `any_owner`. Pure.
+pub fn check_target(
+    pid: i32,
+    pidfile_uid: u32,
+    process_uid: u32,
+    any_owner: bool,
+) -> Result<(), String> {
+    if pid <= 1 {
+        return Err(format!(
+            "refusing to signal PID {pid}: it is not the process of an application"
+        ));
+    }
+    if process_uid != pidfile_uid && !any_owner {
+        return Err(format!(
+            "refusing to signal process {pid}: it runs as uid {process_uid}, but the pidfile is owned by uid {pidfile_uid} \
+             (set reload_signal_any_owner = true to allow this)"
+        ));
+    }
+    Ok(())
 }
 
 /// Runs the instance's reload action: its command, or its signal. `hidden`:
@@ -304,7 +373,19 @@ pub async fn run_action(
 ) -> Result<(), HookError> {
     match (&inst.on_change, &inst.reload_signal) {
         (Some(argv), _) => run(argv, inst.hook_timeout, call, hidden).await,
-        (None, Some(r)) => send_signal(r),
+        (None, Some(r)) => {
+            let r = r.clone();
+            let (signal, pidfile) = (r.signal.as_str().to_string(), r.pidfile.clone());
+            tokio::task::spawn_blocking(move || send_signal(&r))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(HookError::Signal {
+                        signal,
+                        pidfile,
+                        reason: format!("the signal task failed: {e}"),
+                    })
+                })
+        }
         (None, None) => Ok(()),
     }
 }
@@ -689,6 +770,7 @@ mod tests {
         let r = ReloadSignal {
             signal: Signal::SIGHUP,
             pidfile: pidfile.clone(),
+            any_owner: false,
         };
         let e = send_signal(&r).unwrap_err().to_string();
         assert!(e.contains("cannot read the pidfile"), "{e}");
@@ -831,5 +913,43 @@ mod tests {
         unsafe { std::env::remove_var("DDS_TEST_HIDDEN_SECRET") };
         r.unwrap();
         visible.unwrap();
+    }
+
+    #[test]
+    fn signals_go_only_to_an_application_of_the_pidfiles_owner() {
+        for pid in [-1, 0, 1] {
+            let e = check_target(pid, 0, 0, true).unwrap_err();
+            assert!(e.contains(&format!("PID {pid}")), "{e}");
+        }
+        check_target(4242, 1000, 1000, false).unwrap();
+        let e = check_target(4242, 0, 65534, false).unwrap_err();
+        assert!(e.contains("process 4242"), "{e}");
+        assert!(e.contains("uid 65534"), "{e}");
+        assert!(e.contains("reload_signal_any_owner"), "{e}");
+        check_target(4242, 0, 65534, true).unwrap();
+    }
+
+    #[test]
+    fn the_real_uid_is_read_from_proc_status() {
+        let status = "Name:\tsleep\nUmask:\t0022\nUid:\t65534\t0\t0\t0\nGid:\t0\t0\t0\t0\n";
+        assert_eq!(real_uid(status), Some(65534));
+        assert_eq!(real_uid("Name:\tx\n"), None);
+        let own = std::fs::read_to_string("/proc/self/status").unwrap();
+        assert_eq!(real_uid(&own), Some(nix::unistd::getuid().as_raw()));
+    }
+
+    #[test]
+    fn pid_1_in_a_pidfile_is_refused_and_named() {
+        let d = tempfile::tempdir().unwrap();
+        let pidfile = d.path().join("app.pid");
+        std::fs::write(&pidfile, "1\n").unwrap();
+        let r = ReloadSignal {
+            signal: Signal::SIGHUP,
+            pidfile: pidfile.clone(),
+            any_owner: true,
+        };
+        let e = send_signal(&r).unwrap_err().to_string();
+        assert!(e.contains(&pidfile.display().to_string()), "{e}");
+        assert!(e.contains("refusing to signal PID 1"), "{e}");
     }
 }

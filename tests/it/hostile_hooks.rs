@@ -1,8 +1,11 @@
 //! Hooks next to hostile neighbours: a hook never sees the daemon's
-//! credentials, and retries follow the config as it is now.
+//! credentials, a signal never goes to init or to another user's process
+//! unless the config says so, and retries follow the config as it is now.
 
 use std::fs;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::support::*;
@@ -223,4 +226,142 @@ fn hooks_never_see_the_daemons_credentials() {
             run.all()
         );
     }
+}
+
+fn signal_instance(env: &mut Env, signal: &str, pidfile: &Path, extra: &str) {
+    env.instances.clear();
+    env.raw_instance(&format!(
+        "id = \"inst-a\"\ninternational = \"out/a.crt\"\nreload_signal = \"{signal}\"\npidfile = \"{}\"\n{extra}",
+        pidfile.display()
+    ));
+}
+
+#[test]
+fn a_pidfile_naming_init_or_no_process_is_refused_and_kept_owed() {
+    let mut env = Env::new();
+    env.standin.add_instance(PROJECT, "inst-a");
+    let pidfile = env.path("app.pid");
+    // SIGWINCH: were the rule ever broken, init would ignore it.
+    signal_instance(
+        &mut env,
+        "SIGWINCH",
+        &pidfile,
+        "reload_signal_any_owner = true",
+    );
+    for (content, reason) in [
+        ("1\n", "refusing to signal PID 1"),
+        ("0\n", "\"0\" is not a process ID"),
+    ] {
+        fs::write(&pidfile, content).unwrap();
+        let run = env.once(&[]);
+        run.assert_code(1);
+        let all = run.all();
+        assert!(all.contains(reason), "{content:?}: {all}");
+        assert!(
+            all.contains(&pidfile.display().to_string()),
+            "{content:?}: {all}"
+        );
+        assert!(
+            env.path("state/hook-owed-inst-a.json").exists(),
+            "{content:?}: the hook must stay owed"
+        );
+    }
+}
+
+/// `sleep 60` run as `nobody` (uid 65534); `None` when this test process
+/// cannot change users.
+fn sleep_as_nobody() -> Option<Child> {
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let child = Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "sleep",
+            "60",
+        ])
+        .stdin(Stdio::null())
+        .spawn()
+        .ok()?;
+    // setpriv execs sleep: the PID is the sleeper's once its uid changed.
+    let pid = child.id();
+    let switched = wait_until(LIMIT, || {
+        fs::read_to_string(format!("/proc/{pid}/status"))
+            .is_ok_and(|s| s.contains("Uid:\t65534\t") && s.contains("Name:\tsleep"))
+    });
+    assert!(switched, "setpriv did not become sleep as uid 65534");
+    Some(child)
+}
+
+/// Whether `child` was ended by SIGHUP within the limit.
+fn hung_up(child: &mut Child) -> bool {
+    let mut status = None;
+    wait_until(LIMIT, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    status.and_then(|s| s.signal()) == Some(nix::libc::SIGHUP)
+}
+
+#[test]
+fn reload_signal_reaches_only_a_process_of_the_pidfiles_owner_unless_allowed() {
+    let Some(mut other) = sleep_as_nobody() else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "this test must run as root in CI (it starts a process as another user)"
+        );
+        eprintln!(
+            "SKIPPED reload_signal owner test: not root, cannot run a process as another user"
+        );
+        return;
+    };
+    let mut env = Env::new();
+    env.standin.add_instance(PROJECT, "inst-a");
+    let pidfile: PathBuf = env.path("app.pid");
+    signal_instance(&mut env, "SIGHUP", &pidfile, "");
+    // A root-owned pidfile naming nobody's process: refused, kept owed.
+    fs::write(&pidfile, format!("{}\n", other.id())).unwrap();
+    let run = env.once(&[]);
+    run.assert_code(1);
+    let all = run.all();
+    for needle in [
+        pidfile.display().to_string(),
+        format!("refusing to signal process {}", other.id()),
+        "uid 65534".to_string(),
+        "reload_signal_any_owner".to_string(),
+    ] {
+        assert!(all.contains(&needle), "missing {needle:?}: {all}");
+    }
+    assert!(
+        other.try_wait().unwrap().is_none(),
+        "the process was signalled"
+    );
+    assert!(env.path("state/hook-owed-inst-a.json").exists());
+
+    // The pidfile now belongs to the process's user: delivered.
+    nix::unistd::chown(&pidfile, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    env.once(&[]).assert_code(0);
+    assert!(hung_up(&mut other), "the owner's process got no SIGHUP");
+    assert!(!env.path("state/hook-owed-inst-a.json").exists());
+
+    // A root-owned pidfile again, with the rule lifted by the config.
+    let mut other = sleep_as_nobody().unwrap();
+    fs::remove_file(&pidfile).unwrap();
+    fs::write(&pidfile, format!("{}\n", other.id())).unwrap();
+    signal_instance(
+        &mut env,
+        "SIGHUP",
+        &pidfile,
+        "reload_signal_any_owner = true",
+    );
+    env.standin.rotate("inst-a", "international");
+    env.once(&[]).assert_code(0);
+    assert!(
+        hung_up(&mut other),
+        "reload_signal_any_owner did not allow it"
+    );
 }
