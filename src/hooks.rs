@@ -28,9 +28,13 @@
 //! every variable a `*_env` key of the config names ([`hidden_env_names`]):
 //! a hook never sees the daemon's credentials.
 //!
-//! The hook's stdout and stderr are logged line by line. At the timeout, or
-//! if the daemon stops while it runs, the whole process group is killed. A
-//! failing hook is reported, never fatal.
+//! The hook's stdout and stderr are read as bytes, without stopping, until it
+//! closes them: a line is logged with invalid UTF-8 replaced, cut at
+//! [`LINE_CAP`] bytes, and at most [`VOLUME_CAP`] bytes are logged per run;
+//! the rest is read and dropped (so the hook never dies of SIGPIPE), and the
+//! log says once that output was cut. At the timeout, or if the daemon stops
+//! while it runs, the whole process group is killed. A failing hook is
+//! reported with its exit status and last stderr lines, never fatal.
 //!
 //! `reload_signal` + `pidfile` replace the command: the pidfile is read on
 //! every delivery (never cached, off the runtime thread, at most
@@ -50,12 +54,13 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
 use crate::certcheck::{Sha256Digest, hex};
@@ -65,6 +70,11 @@ use crate::readfile::{self, Links};
 
 /// How many of the hook's last stderr lines an error report keeps.
 const STDERR_TAIL: usize = 5;
+/// A line of hook output longer than this is cut to it.
+pub const LINE_CAP: usize = 4 * 1024;
+/// At most this much of a hook's output (stdout and stderr together) is
+/// logged per run; the rest is read and dropped.
+pub const VOLUME_CAP: usize = 64 * 1024;
 /// A pidfile larger than this is refused.
 pub const PIDFILE_LIMIT: u64 = 64;
 /// The prefix of the official SDKs' variables, never passed to a hook.
@@ -213,15 +223,15 @@ pub async fn run(
     let mut guard = GroupGuard {
         pgid: child.id().map(|p| Pid::from_raw(p as i32)),
     };
-    let instance = call.instance_name.clone();
+    let budget = Arc::new(Budget::new(call.instance_name.clone()));
     let out = child
         .stdout
         .take()
-        .map(|s| tokio::spawn(log_lines(s, instance.clone(), "stdout")));
+        .map(|s| tokio::spawn(log_lines(s, Arc::clone(&budget), "stdout")));
     let err = child
         .stderr
         .take()
-        .map(|s| tokio::spawn(log_lines(s, instance, "stderr")));
+        .map(|s| tokio::spawn(log_lines(s, Arc::clone(&budget), "stderr")));
 
     let status = match tokio::time::timeout(timeout, child.wait()).await {
         Ok(Ok(status)) => status,
@@ -668,20 +678,136 @@ pub async fn retry_owed(delivery: Arc<Delivery>) {
     }
 }
 
-/// Logs each line of a hook's output; returns the last few lines.
-async fn log_lines(
-    stream: impl AsyncRead + Unpin,
+/// The output budget of one hook run, shared by its stdout and stderr.
+struct Budget {
     instance: String,
+    left: AtomicUsize,
+    cut: AtomicBool,
+}
+
+impl Budget {
+    fn new(instance: String) -> Budget {
+        Budget {
+            instance,
+            left: AtomicUsize::new(VOLUME_CAP),
+            cut: AtomicBool::new(false),
+        }
+    }
+
+    /// Takes `n` bytes from the budget; false if they do not fit.
+    fn take(&self, n: usize) -> bool {
+        self.left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(n)
+            })
+            .is_ok()
+    }
+
+    /// Says once per run that output was cut.
+    fn note_cut(&self) {
+        if !self.cut.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                instance = %self.instance,
+                "hook output cut: lines are logged up to {LINE_CAP} bytes and at most {VOLUME_CAP} bytes per run; the rest was read and dropped"
+            );
+        }
+    }
+}
+
+/// Splits a byte stream into lines of at most `cap` bytes, holding at most
+/// `cap` bytes itself. Pure.
+#[derive(Debug)]
+struct Lines {
+    cap: usize,
+    line: Vec<u8>,
+    /// The current line was longer than `cap`; the rest of it is skipped.
+    over: bool,
+}
+
+impl Lines {
+    fn new(cap: usize) -> Lines {
+        Lines {
+            cap,
+            line: Vec::new(),
+            over: false,
+        }
+    }
+
+    /// Feeds `bytes`; `emit(line, was_cut)` gets each finished line without
+    /// its newline (and `\r`).
+    fn push(&mut self, mut bytes: &[u8], emit: &mut impl FnMut(&[u8], bool)) {
+        while !bytes.is_empty() {
+            let nl = bytes.iter().position(|b| *b == b'\n');
+            let part = &bytes[..nl.unwrap_or(bytes.len())];
+            let room = self.cap - self.line.len();
+            if part.len() > room {
+                self.over = true;
+            }
+            self.line.extend_from_slice(&part[..part.len().min(room)]);
+            match nl {
+                Some(i) => {
+                    self.finish(emit);
+                    bytes = &bytes[i + 1..];
+                }
+                None => bytes = &[],
+            }
+        }
+    }
+
+    /// Emits the line in progress, if any.
+    fn finish(&mut self, emit: &mut impl FnMut(&[u8], bool)) {
+        if self.line.last() == Some(&b'\r') && !self.over {
+            self.line.pop();
+        }
+        emit(&self.line, self.over);
+        self.line.clear();
+        self.over = false;
+    }
+
+    fn pending(&self) -> bool {
+        !self.line.is_empty() || self.over
+    }
+}
+
+/// Reads a hook's output to its end, logging each line within the run's
+/// budget; returns the last few lines.
+async fn log_lines(
+    mut stream: impl AsyncRead + Unpin,
+    budget: Arc<Budget>,
     name: &'static str,
 ) -> Vec<String> {
-    let mut lines = BufReader::new(stream).lines();
     let mut last: Vec<String> = Vec::new();
-    while let Ok(Some(line)) = lines.next_line().await {
-        tracing::info!(instance = %instance, stream = name, "hook output: {line}");
+    let mut lines = Lines::new(LINE_CAP);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut emit = |line: &[u8], was_cut: bool| {
+        let text = String::from_utf8_lossy(line);
+        if was_cut {
+            budget.note_cut();
+        }
+        if budget.take(line.len()) {
+            let more = if was_cut { " [cut]" } else { "" };
+            tracing::info!(instance = %budget.instance, stream = name, "hook output: {text}{more}");
+        } else {
+            budget.note_cut();
+        }
         if last.len() == STDERR_TAIL {
             last.remove(0);
         }
-        last.push(line);
+        last.push(text.into_owned());
+    };
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => lines.push(&buf[..n], &mut emit),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::warn!(instance = %budget.instance, stream = name, "cannot read the hook's output: {e}");
+                break;
+            }
+        }
+    }
+    if lines.pending() {
+        lines.finish(&mut emit);
     }
     last
 }
@@ -951,5 +1077,45 @@ mod tests {
         let e = send_signal(&r).unwrap_err().to_string();
         assert!(e.contains(&pidfile.display().to_string()), "{e}");
         assert!(e.contains("refusing to signal PID 1"), "{e}");
+    }
+
+    #[test]
+    fn lines_are_split_cut_at_the_cap_and_carried_across_chunks() {
+        let mut got: Vec<(String, bool)> = Vec::new();
+        let mut emit = |l: &[u8], cut: bool| got.push((String::from_utf8_lossy(l).into(), cut));
+        let mut lines = Lines::new(4);
+        lines.push(b"ab\r\ncd", &mut emit);
+        lines.push(b"e\nabcdefgh", &mut emit);
+        lines.push(b"ijk\nxy", &mut emit);
+        assert!(lines.pending());
+        lines.finish(&mut emit);
+        assert_eq!(
+            got,
+            [
+                ("ab".into(), false),
+                ("cde".into(), false),
+                ("abcd".into(), true),
+                ("xy".into(), false)
+            ]
+        );
+        assert!(lines.line.capacity() <= 8, "the buffer grew past the cap");
+    }
+
+    #[tokio::test]
+    async fn a_non_utf8_byte_in_the_output_keeps_the_real_exit_status() {
+        // The invalid byte first, then more than a pipe holds, then stderr:
+        // a reader that gave up would kill the hook with SIGPIPE.
+        let e = run(
+            &sh("printf 'bad \\377 byte\\n'; i=0; while [ $i -lt 3000 ]; do echo 0123456789012345678901234567890123456789; i=$((i+1)); done; echo real-error >&2; exit 3"),
+            Duration::from_secs(20),
+            &call(),
+            &[],
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/bin/sh exited with status 3; last stderr: real-error"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Hooks next to hostile neighbours: a hook never sees the daemon's
 //! credentials, a signal never goes to init or to another user's process
-//! unless the config says so, and retries follow the config as it is now.
+//! unless the config says so, a hook's output cannot kill it or swell the
+//! daemon, and retries follow the config as it is now.
 
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
@@ -36,6 +37,17 @@ fn reload(env: &Env, daemon: &Daemon) {
 
 fn lines(p: &Path) -> usize {
     fs::read_to_string(p).unwrap_or_default().lines().count()
+}
+
+/// The peak resident memory of a process, in kB.
+fn vm_hwm_kb(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmHWM in /proc/PID/status")
 }
 
 /// An instance, new to the stand-in, whose hook runs `script` with
@@ -363,5 +375,51 @@ fn reload_signal_reaches_only_a_process_of_the_pidfiles_owner_unless_allowed() {
     assert!(
         hung_up(&mut other),
         "reload_signal_any_owner did not allow it"
+    );
+}
+
+#[test]
+fn a_non_utf8_byte_in_hook_output_keeps_the_real_exit_status_and_stderr() {
+    let mut env = Env::new();
+    // The invalid byte, then more than a pipe holds, then the real error.
+    sh_instance(
+        &mut env,
+        "inst-a",
+        "printf 'bad \\377 byte\\n'; i=0; while [ $i -lt 3000 ]; do echo 0123456789012345678901234567890123456789; i=$((i+1)); done; echo the-real-error >&2; exit 3",
+    );
+    let run = env.once(&[]);
+    run.assert_code(1);
+    let all = run.all();
+    assert!(
+        all.contains("exited with status 3; last stderr: the-real-error"),
+        "{all}"
+    );
+    assert!(!all.contains("signal 13"), "{all}");
+    assert!(all.contains("bad \u{fffd} byte"), "{all}");
+}
+
+#[test]
+fn a_50_mb_line_of_hook_output_is_cut_and_the_daemon_stays_small() {
+    let mut env = Env::new();
+    sh_instance(
+        &mut env,
+        "inst-a",
+        "head -c 50000000 /dev/zero | tr '\\0' x; echo; echo finished >&2",
+    );
+    let daemon = env.daemon(&[]);
+    daemon.wait_log("hook succeeded", 1, Duration::from_secs(120));
+    let hwm = vm_hwm_kb(daemon.child.id());
+    eprintln!("the daemon's peak RSS: {hwm} kB");
+    let log = daemon.log();
+    assert!(
+        hwm < 60 * 1024,
+        "the daemon's peak RSS was {hwm} kB after a 50 MB line"
+    );
+    assert!(log.contains("hook output cut"), "{log}");
+    assert!(log.contains("hook output: finished"), "{log}");
+    assert!(
+        log.len() < 1024 * 1024,
+        "the log took {} bytes of the hook's output",
+        log.len()
     );
 }
