@@ -594,7 +594,24 @@ impl Delivery {
     }
 
     fn failed(&self, inst: &Instance, e: &HookError) {
-        let max_backoff = lock(&self.current).max_backoff;
+        let (max_backoff, configured) = {
+            let current = lock(&self.current);
+            (
+                current.max_backoff,
+                current.instances.contains_key(&inst.id),
+            )
+        };
+        if !configured {
+            // Removed by a reload while this run was under way.
+            self.forget(&inst.id);
+            tracing::warn!(
+                instance = %inst.label(),
+                instance_id = %inst.id,
+                reason = "hook",
+                "hook failed: {e}; the instance is no longer configured, so it is not retried (its record stays in sync.state_dir)"
+            );
+            return;
+        }
         let delay = {
             let mut pending = lock(&self.pending);
             let p = pending.entry(inst.id.clone()).or_insert_with(|| Pending {

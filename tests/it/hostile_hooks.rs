@@ -89,13 +89,13 @@ fn a_removed_instances_hook_is_not_retried_but_stays_owed_if_it_returns() {
     env.instances.pop();
     reload(&env, &daemon);
     daemon.wait_log("config reloaded", 1, LIMIT);
-    std::thread::sleep(Duration::from_millis(500)); // a run in flight ends
     let after_reload = lines(&runs);
     std::thread::sleep(Duration::from_secs(4)); // 4+ retries at a 1 s cap
-    assert_eq!(
+    // One run may have been under way at the reload; none may follow.
+    assert!(
+        lines(&runs) <= after_reload + 1,
+        "a removed instance's hook was still retried ({} runs, {after_reload} at the reload)\n{}",
         lines(&runs),
-        after_reload,
-        "a removed instance's hook was still retried\n{}",
         daemon.log()
     );
     let record = env.path("state/hook-owed-inst-gone.json");
