@@ -490,12 +490,22 @@ impl Delivery {
     /// Switches to a reloaded config (`sync.state_dir` excepted, which is
     /// kept). Retries of instances no longer configured stop; their records
     /// stay on disk. A waiting retry whose hook was changed runs now, with
-    /// the new hook.
+    /// the new hook. Variables named by `*_env` keys stay hidden from hooks
+    /// after a reload that no longer names them: they are still in the
+    /// daemon's environment.
     pub fn set_config(&self, config: &Config) {
-        let new = Current::of(config);
+        let mut new = Current::of(config);
         {
             let mut pending = lock(&self.pending);
             let old = lock(&self.current);
+            let mut hidden: Vec<String> = old.hidden.to_vec();
+            hidden.extend(
+                new.hidden
+                    .iter()
+                    .filter(|n| !old.hidden.contains(n))
+                    .cloned(),
+            );
+            new.hidden = hidden.into();
             pending.retain(|id, p| match new.instances.get(id) {
                 None => {
                     tracing::info!(instance_id = %id, "the instance was removed from the config; its hook is no longer retried (the record stays in sync.state_dir and is delivered if the instance comes back)");
@@ -1033,6 +1043,20 @@ mod tests {
         assert_eq!(hidden_env_names(&c), ["PW"]);
         let c = config("method = \"token\"\ntoken = \"inline\"");
         assert!(hidden_env_names(&c).is_empty());
+    }
+
+    #[test]
+    fn variables_once_named_stay_hidden_after_a_reload() {
+        let config = |var: &str| {
+            let text = format!(
+                "[cloud]\nregion = \"cn-north-4\"\nproject_id = \"p1\"\n[auth]\nmethod = \"token\"\ntoken_env = \"{var}\"\n[sync]\nstate_dir = \"/nonexistent\"\n[[instances]]\nid = \"i1\"\ninternational = \"/tmp/x/a.crt\"\n"
+            );
+            crate::config::validate(crate::config::parse(&text).unwrap(), Path::new("/")).unwrap()
+        };
+        let d = Delivery::new(&config("OLD_TOKEN"));
+        d.set_config(&config("NEW_TOKEN"));
+        d.set_config(&config("NEW_TOKEN"));
+        assert_eq!(&*lock(&d.current).hidden, ["OLD_TOKEN", "NEW_TOKEN"]);
     }
 
     #[tokio::test]
