@@ -139,6 +139,7 @@ pub struct RawInstance {
     pub reload_signal: Option<String>,
     pub pidfile: Option<PathBuf>,
     pub allow_non_ca: Option<bool>,
+    pub reload_signal_any_owner: Option<bool>,
 }
 
 /// A user or group, by name or by number.
@@ -269,6 +270,9 @@ impl Instance {
 pub struct ReloadSignal {
     pub signal: nix::sys::signal::Signal,
     pub pidfile: PathBuf,
+    /// `reload_signal_any_owner`: signal the process even if its user is not
+    /// the pidfile's owner.
+    pub any_owner: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -659,6 +663,12 @@ fn validate_reload_signal(
     base_dir: &Path,
 ) -> Result<Option<ReloadSignal>, ConfigError> {
     let (name, pidfile) = match (&raw.reload_signal, &raw.pidfile) {
+        (None, None) if raw.reload_signal_any_owner.is_some() => {
+            return Err(err(
+                format!("{key}.reload_signal_any_owner"),
+                "only applies with reload_signal and pidfile",
+            ));
+        }
         (None, None) => return Ok(None),
         (Some(_), None) => {
             return Err(err(
@@ -706,6 +716,7 @@ fn validate_reload_signal(
     Ok(Some(ReloadSignal {
         signal,
         pidfile: base_dir.join(pidfile),
+        any_owner: raw.reload_signal_any_owner.unwrap_or(false),
     }))
 }
 
@@ -1385,6 +1396,21 @@ international = "/tmp/x/a.crt"
         // Same directory, other names; other directories: fine.
         assert!(load("real/a.crt", "link/b.crt").is_ok());
         assert!(load("real/new/a.crt", "link/other/a.crt").is_ok());
+    }
+
+    #[test]
+    fn reload_signal_any_owner_defaults_to_false_and_needs_reload_signal() {
+        let sig = format!("{MINIMAL}reload_signal = \"SIGHUP\"\npidfile = \"/a\"\n");
+        let c = check(&sig).unwrap();
+        assert!(!c.instances[0].reload_signal.as_ref().unwrap().any_owner);
+        let c = check(&format!("{sig}reload_signal_any_owner = true\n")).unwrap();
+        assert!(c.instances[0].reload_signal.as_ref().unwrap().any_owner);
+        let e = check(&format!("{MINIMAL}reload_signal_any_owner = true\n")).unwrap_err();
+        assert_eq!(
+            e.key.as_deref(),
+            Some("instances[0].reload_signal_any_owner")
+        );
+        assert!(e.message.contains("reload_signal"), "{e}");
     }
 
     #[test]

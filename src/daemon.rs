@@ -669,6 +669,13 @@ impl Control {
             .instances
             .write()
             .unwrap_or_else(|e| e.into_inner()) = index(&new);
+        // Hook retries take their instance from the current config.
+        self.shared
+            .syncer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .delivery
+            .set_config(&new);
         lock(&self.shared.healer).retain_config(&new.instances);
         self.shared.health.set_config(&new);
         let keys: Vec<String> = new.instances.iter().map(|i| i.id.clone()).collect();

@@ -23,33 +23,62 @@
 //! | `DDS_CERTSYNC_OLD_SHA256` | their previous SHA-256, same order (empty for a new file) |
 //! | `DDS_CERTSYNC_NEW_SHA256` | their new SHA-256, same order |
 //!
-//! `NOTIFY_SOCKET` is removed, so a hook can never speak to systemd in the
-//! daemon's name. The hook's stdout and stderr are logged line by line. At the
-//! timeout, or if the daemon stops while it runs, the whole process group is
-//! killed. A failing hook is reported, never fatal.
+//! Removed from that environment: `NOTIFY_SOCKET` (a hook can never speak to
+//! systemd in the daemon's name), every `HUAWEICLOUD_SDK_*` variable, and
+//! every variable a `*_env` key of the config names ([`hidden_env_names`]):
+//! a hook never sees the daemon's credentials.
+//!
+//! The hook's stdout and stderr are read as bytes, without stopping, until it
+//! closes them: a line is logged with invalid UTF-8 replaced, cut at
+//! [`LINE_CAP`] bytes, and at most [`VOLUME_CAP`] bytes are logged per run;
+//! the rest is read and dropped (so the hook never dies of SIGPIPE), and the
+//! log says once that output was cut. At the timeout, or if the daemon stops
+//! while it runs, the whole process group is killed. A failing hook is
+//! reported with its exit status and last stderr lines, never fatal.
 //!
 //! `reload_signal` + `pidfile` replace the command: the pidfile is read on
-//! every delivery (never cached), and a missing or malformed pidfile or a
-//! process that is gone counts as a failed delivery, retried like a failed
-//! command.
+//! every delivery (never cached, off the runtime thread, at most
+//! [`PIDFILE_LIMIT`] bytes, a regular file only). The signal is refused for a
+//! PID of 1 or less, and for a process whose real user differs from the
+//! pidfile's owner unless `reload_signal_any_owner` is set ([`check_target`]).
+//! A refusal, a missing or malformed pidfile, or a process that is gone
+//! counts as a failed delivery, retried like a failed command.
+//!
+//! Retries ([`retry_owed`]) take the instance from the current config
+//! ([`Delivery::set_config`], called on every reload), never from a snapshot:
+//! a corrected hook is retried at once with the new settings, and the retries
+//! of a removed instance stop (its record stays in `state_dir`, so the
+//! instance still owes its hook if it comes back).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::ffi::OsStr;
+use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
 use crate::certcheck::{Sha256Digest, hex};
-use crate::config::{Instance, ReloadSignal};
+use crate::config::{Auth, Config, Instance, ReloadSignal, SecretSource};
 use crate::ledger::{self, Ledger, Owed};
+use crate::readfile::{self, Links};
 
 /// How many of the hook's last stderr lines an error report keeps.
 const STDERR_TAIL: usize = 5;
+/// A line of hook output longer than this is cut to it.
+pub const LINE_CAP: usize = 4 * 1024;
+/// At most this much of a hook's output (stdout and stderr together) is
+/// logged per run; the rest is read and dropped.
+pub const VOLUME_CAP: usize = 64 * 1024;
+/// A pidfile larger than this is refused.
+pub const PIDFILE_LIMIT: u64 = 64;
+/// The prefix of the official SDKs' variables, never passed to a hook.
+const SDK_ENV_PREFIX: &str = "HUAWEICLOUD_SDK_";
 
 /// One changed file, for the hook's environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,13 +162,55 @@ impl Drop for GroupGuard {
     }
 }
 
-/// Runs `argv` for `call`, waiting at most `timeout`.
-pub async fn run(argv: &[String], timeout: Duration, call: &HookCall) -> Result<(), HookError> {
+/// The variables named by the config's `*_env` keys, which a hook must not
+/// inherit. Pure.
+pub fn hidden_env_names(config: &Config) -> Vec<String> {
+    let sources: Vec<&SecretSource> = match &config.auth {
+        Auth::Token(s) => vec![s],
+        Auth::Aksk(a) => {
+            let mut v = vec![&a.access_key, &a.secret_key];
+            v.extend(a.security_token.as_ref());
+            v
+        }
+        Auth::Password(p) => vec![&p.password],
+        Auth::EcsMetadata(_) => vec![],
+    };
+    sources
+        .into_iter()
+        .filter_map(|s| match s {
+            SecretSource::Env(var) => Some(var.clone()),
+            SecretSource::Inline(_) | SecretSource::File(_) => None,
+        })
+        .collect()
+}
+
+/// Whether the daemon's variable `name` is kept from a hook: `NOTIFY_SOCKET`,
+/// `HUAWEICLOUD_SDK_*`, and the `named` ones. Pure.
+pub fn is_hidden(name: &OsStr, named: &[String]) -> bool {
+    name == "NOTIFY_SOCKET"
+        || name
+            .as_encoded_bytes()
+            .starts_with(SDK_ENV_PREFIX.as_bytes())
+        || named.iter().any(|n| name == n.as_str())
+}
+
+/// Runs `argv` for `call`, waiting at most `timeout`. The daemon's variables
+/// that [`is_hidden`] (with `hidden`) are not passed on.
+pub async fn run(
+    argv: &[String],
+    timeout: Duration,
+    call: &HookCall,
+    hidden: &[String],
+) -> Result<(), HookError> {
     let program = argv.first().cloned().unwrap_or_default();
     let mut cmd = Command::new(&program);
-    cmd.args(&argv[1.min(argv.len())..])
-        .env_remove("NOTIFY_SOCKET")
-        .envs(call.env())
+    cmd.args(&argv[1.min(argv.len())..]);
+    for (name, _) in std::env::vars_os() {
+        if is_hidden(&name, hidden) {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.envs(call.env())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -152,15 +223,15 @@ pub async fn run(argv: &[String], timeout: Duration, call: &HookCall) -> Result<
     let mut guard = GroupGuard {
         pgid: child.id().map(|p| Pid::from_raw(p as i32)),
     };
-    let instance = call.instance_name.clone();
+    let budget = Arc::new(Budget::new(call.instance_name.clone()));
     let out = child
         .stdout
         .take()
-        .map(|s| tokio::spawn(log_lines(s, instance.clone(), "stdout")));
+        .map(|s| tokio::spawn(log_lines(s, Arc::clone(&budget), "stdout")));
     let err = child
         .stderr
         .take()
-        .map(|s| tokio::spawn(log_lines(s, instance, "stderr")));
+        .map(|s| tokio::spawn(log_lines(s, Arc::clone(&budget), "stderr")));
 
     let status = match tokio::time::timeout(timeout, child.wait()).await {
         Ok(Ok(status)) => status,
@@ -213,24 +284,46 @@ pub async fn run(argv: &[String], timeout: Duration, call: &HookCall) -> Result<
 }
 
 /// Sends the configured signal to the process named by the pidfile, which is
-/// read now, not cached.
+/// read now, not cached. Blocking (reads files): call it off the runtime
+/// thread, as [`run_action`] does.
 pub fn send_signal(r: &ReloadSignal) -> Result<(), HookError> {
     use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
     let fail = |reason: String| HookError::Signal {
         signal: r.signal.as_str().to_string(),
         pidfile: r.pidfile.clone(),
         reason,
     };
-    let mut text = String::new();
-    std::fs::File::open(&r.pidfile)
-        .and_then(|f| f.take(64).read_to_string(&mut text))
+    // Owner and content from one open file: no race with a replacement.
+    let file = readfile::open_regular(&r.pidfile, Links::Follow)
+        .and_then(|f| f.ok_or_else(|| std::io::Error::other("it does not exist")))
         .map_err(|e| fail(format!("cannot read the pidfile: {e}")))?;
-    let pid: i32 = text
-        .trim()
-        .parse()
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| fail(format!("{:?} is not a process ID", text.trim())))?;
+    let mut bytes = Vec::new();
+    let owner = file
+        .metadata()
+        .and_then(|m| {
+            file.take(PIDFILE_LIMIT + 1).read_to_end(&mut bytes)?;
+            Ok(m.uid())
+        })
+        .map_err(|e| fail(format!("cannot read the pidfile: {e}")))?;
+    if bytes.len() as u64 > PIDFILE_LIMIT {
+        return Err(fail(format!(
+            "cannot read the pidfile: it is larger than {PIDFILE_LIMIT} bytes"
+        )));
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let pid = parse_pid(&text).map_err(fail)?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
+    let process_uid = match status {
+        Ok(s) => real_uid(&s),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(fail(format!("process {pid} is not running")));
+        }
+        Err(e) => return Err(fail(format!("process {pid}: cannot read its owner: {e}"))),
+    };
+    let process_uid =
+        process_uid.ok_or_else(|| fail(format!("process {pid}: cannot read its owner")))?;
+    check_target(pid, owner, process_uid, r.any_owner).map_err(fail)?;
     nix::sys::signal::kill(Pid::from_raw(pid), r.signal).map_err(|e| {
         if e == nix::errno::Errno::ESRCH {
             fail(format!("process {pid} is not running"))
@@ -240,11 +333,69 @@ pub fn send_signal(r: &ReloadSignal) -> Result<(), HookError> {
     })
 }
 
-/// Runs the instance's reload action: its command, or its signal.
-pub async fn run_action(inst: &Instance, call: &HookCall) -> Result<(), HookError> {
+/// The PID a pidfile's text names. Pure.
+fn parse_pid(text: &str) -> Result<i32, String> {
+    text.trim()
+        .parse::<i32>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("{:?} is not a process ID", text.trim()))
+}
+
+/// The real user ID in the text of `/proc/PID/status`. Pure.
+fn real_uid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|u| u.parse().ok())
+}
+
+/// Whether the signal may go to `pid`, run by `process_uid`, named by a
+/// pidfile owned by `pidfile_uid`: never to PID 1 or less (init, or a group),
+/// and only to a process of the pidfile's owner unless `any_owner`. Pure.
+pub fn check_target(
+    pid: i32,
+    pidfile_uid: u32,
+    process_uid: u32,
+    any_owner: bool,
+) -> Result<(), String> {
+    if pid <= 1 {
+        return Err(format!(
+            "refusing to signal PID {pid}: it is not the process of an application"
+        ));
+    }
+    if process_uid != pidfile_uid && !any_owner {
+        return Err(format!(
+            "refusing to signal process {pid}: it runs as uid {process_uid}, but the pidfile is owned by uid {pidfile_uid} \
+             (set reload_signal_any_owner = true to allow this)"
+        ));
+    }
+    Ok(())
+}
+
+/// Runs the instance's reload action: its command, or its signal. `hidden`:
+/// see [`run`].
+pub async fn run_action(
+    inst: &Instance,
+    call: &HookCall,
+    hidden: &[String],
+) -> Result<(), HookError> {
     match (&inst.on_change, &inst.reload_signal) {
-        (Some(argv), _) => run(argv, inst.hook_timeout, call).await,
-        (None, Some(r)) => send_signal(r),
+        (Some(argv), _) => run(argv, inst.hook_timeout, call, hidden).await,
+        (None, Some(r)) => {
+            let r = r.clone();
+            let (signal, pidfile) = (r.signal.as_str().to_string(), r.pidfile.clone());
+            tokio::task::spawn_blocking(move || send_signal(&r))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(HookError::Signal {
+                        signal,
+                        pidfile,
+                        reason: format!("the signal task failed: {e}"),
+                    })
+                })
+        }
         (None, None) => Ok(()),
     }
 }
@@ -262,12 +413,42 @@ pub fn retry_delay(attempt: u32, cap: Duration, rand: f64) -> Duration {
     full.mul_f64(1.0 - 0.5 * rand.clamp(0.0, 1.0))
 }
 
-/// A failed delivery waiting for its retry.
+/// A failed delivery waiting for its retry. It holds no copy of the
+/// instance: the retry takes the one in the current config.
 #[derive(Debug)]
 struct Pending {
-    inst: Instance,
     attempts: u32,
     next: tokio::time::Instant,
+}
+
+/// What the running config says about hooks; replaced on every reload.
+#[derive(Debug)]
+struct Current {
+    instances: HashMap<String, Instance>,
+    /// Variables a hook must not inherit, see [`hidden_env_names`].
+    hidden: Arc<[String]>,
+    max_backoff: Duration,
+}
+
+impl Current {
+    fn of(config: &Config) -> Current {
+        Current {
+            instances: config
+                .instances
+                .iter()
+                .map(|i| (i.id.clone(), i.clone()))
+                .collect(),
+            hidden: hidden_env_names(config).into(),
+            max_backoff: config.sync.max_backoff,
+        }
+    }
+}
+
+/// Whether the reload action of an instance differs between two configs.
+fn same_hook(a: &Instance, b: &Instance) -> bool {
+    a.on_change == b.on_change
+        && a.reload_signal == b.reload_signal
+        && a.hook_timeout == b.hook_timeout
 }
 
 /// Proof that the caller holds an instance's delivery lock.
@@ -280,19 +461,22 @@ pub struct Held {
 #[derive(Debug)]
 pub struct Delivery {
     ledger: Ledger,
-    max_backoff: Duration,
+    current: Mutex<Current>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pending: Mutex<HashMap<String, Pending>>,
     wake: tokio::sync::Notify,
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Delivery {
-    /// A delivery keeping its records in `state_dir`; failed hooks are
-    /// retried at most `max_backoff` apart.
-    pub fn new(state_dir: &Path, max_backoff: Duration) -> Delivery {
+    /// A delivery keeping its records in the config's `sync.state_dir`.
+    pub fn new(config: &Config) -> Delivery {
         Delivery {
-            ledger: Ledger::new(state_dir),
-            max_backoff,
+            ledger: Ledger::new(&config.sync.state_dir),
+            current: Mutex::new(Current::of(config)),
             locks: Mutex::default(),
             pending: Mutex::default(),
             wake: tokio::sync::Notify::new(),
@@ -303,13 +487,54 @@ impl Delivery {
         &self.ledger
     }
 
+    /// Switches to a reloaded config (`sync.state_dir` excepted, which is
+    /// kept). Retries of instances no longer configured stop; their records
+    /// stay on disk. A waiting retry whose hook was changed runs now, with
+    /// the new hook. Variables named by `*_env` keys stay hidden from hooks
+    /// after a reload that no longer names them: they are still in the
+    /// daemon's environment.
+    pub fn set_config(&self, config: &Config) {
+        let mut new = Current::of(config);
+        {
+            let mut pending = lock(&self.pending);
+            let old = lock(&self.current);
+            let mut hidden: Vec<String> = old.hidden.to_vec();
+            hidden.extend(
+                new.hidden
+                    .iter()
+                    .filter(|n| !old.hidden.contains(n))
+                    .cloned(),
+            );
+            new.hidden = hidden.into();
+            pending.retain(|id, p| match new.instances.get(id) {
+                None => {
+                    tracing::info!(instance_id = %id, "the instance was removed from the config; its hook is no longer retried (the record stays in sync.state_dir and is delivered if the instance comes back)");
+                    false
+                }
+                Some(inst) => {
+                    if old.instances.get(id).is_none_or(|o| !same_hook(o, inst)) {
+                        tracing::info!(instance = %inst.label(), instance_id = %id, "the instance's hook changed; retrying it now");
+                        p.attempts = 0;
+                        p.next = tokio::time::Instant::now();
+                    }
+                    true
+                }
+            });
+        }
+        *lock(&self.current) = new;
+        self.wake.notify_one();
+    }
+
+    /// The instance as the current config has it.
+    fn instance(&self, id: &str) -> Option<Instance> {
+        lock(&self.current).instances.get(id).cloned()
+    }
+
     /// Takes the instance's lock; hold it across "record + rename" and
     /// across [`Delivery::deliver`].
     pub async fn hold(&self, instance_id: &str) -> Held {
         let lock = Arc::clone(
-            self.locks
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
+            lock(&self.locks)
                 .entry(instance_id.to_string())
                 .or_default(),
         );
@@ -321,9 +546,7 @@ impl Delivery {
     /// Whether a failed delivery of this instance waits for a retry time
     /// still ahead.
     pub fn waiting(&self, instance_id: &str) -> bool {
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        lock(&self.pending)
             .get(instance_id)
             .is_some_and(|p| p.next > tokio::time::Instant::now())
     }
@@ -354,8 +577,9 @@ impl Delivery {
             instance_name: name.clone(),
             changed: owed.files,
         };
+        let hidden = Arc::clone(&lock(&self.current).hidden);
         crate::failpoint::hit("before-hook");
-        match run_action(inst, &call).await {
+        match run_action(inst, &call, &hidden).await {
             Ok(()) => {
                 crate::failpoint::hit("after-hook");
                 let ledger = self.ledger.clone();
@@ -376,23 +600,36 @@ impl Delivery {
     }
 
     fn forget(&self, id: &str) {
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+        lock(&self.pending).remove(id);
     }
 
     fn failed(&self, inst: &Instance, e: &HookError) {
+        let (max_backoff, configured) = {
+            let current = lock(&self.current);
+            (
+                current.max_backoff,
+                current.instances.contains_key(&inst.id),
+            )
+        };
+        if !configured {
+            // Removed by a reload while this run was under way.
+            self.forget(&inst.id);
+            tracing::warn!(
+                instance = %inst.label(),
+                instance_id = %inst.id,
+                reason = "hook",
+                "hook failed: {e}; the instance is no longer configured, so it is not retried (its record stays in sync.state_dir)"
+            );
+            return;
+        }
         let delay = {
-            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let mut pending = lock(&self.pending);
             let p = pending.entry(inst.id.clone()).or_insert_with(|| Pending {
-                inst: inst.clone(),
                 attempts: 0,
                 next: tokio::time::Instant::now(),
             });
-            p.inst = inst.clone();
             p.attempts += 1;
-            let delay = retry_delay(p.attempts, self.max_backoff, fastrand::f64());
+            let delay = retry_delay(p.attempts, max_backoff, fastrand::f64());
             p.next = tokio::time::Instant::now() + delay;
             delay
         };
@@ -430,15 +667,13 @@ fn prepare(ledger: &Ledger, inst: &Instance) -> Result<Option<Owed>, String> {
     Ok(fixed)
 }
 
-/// Retries failed deliveries until they succeed, each on its own backoff.
+/// Retries failed deliveries until they succeed, each on its own backoff,
+/// each with the instance as the current config has it.
 /// Runs until dropped; the daemon spawns it once.
 pub async fn retry_owed(delivery: Arc<Delivery>) {
     loop {
         let wake = delivery.wake.notified();
-        let next = delivery
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let next = lock(&delivery.pending)
             .iter()
             .min_by_key(|(_, p)| p.next)
             .map(|(id, p)| (id.clone(), p.next));
@@ -455,34 +690,151 @@ pub async fn retry_owed(delivery: Arc<Delivery>) {
         }
         let held = delivery.hold(&id).await;
         // A round may have delivered (or failed anew) while we waited.
-        let due = delivery
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let due = lock(&delivery.pending)
             .get(&id)
             .filter(|p| p.next <= tokio::time::Instant::now())
-            .map(|p| (p.inst.clone(), p.attempts));
-        if let Some((inst, attempts)) = due {
-            tracing::info!(instance = %inst.label(), instance_id = %inst.id, attempt = attempts + 1, "running the owed hook again");
-            delivery.deliver(&inst, &held).await;
+            .map(|p| p.attempts);
+        let Some(attempts) = due else { continue };
+        let Some(inst) = delivery.instance(&id) else {
+            // Removed by a reload that raced this turn.
+            delivery.forget(&id);
+            continue;
+        };
+        tracing::info!(instance = %inst.label(), instance_id = %inst.id, attempt = attempts + 1, "running the owed hook again");
+        delivery.deliver(&inst, &held).await;
+    }
+}
+
+/// The output budget of one hook run, shared by its stdout and stderr.
+struct Budget {
+    instance: String,
+    left: AtomicUsize,
+    cut: AtomicBool,
+}
+
+impl Budget {
+    fn new(instance: String) -> Budget {
+        Budget {
+            instance,
+            left: AtomicUsize::new(VOLUME_CAP),
+            cut: AtomicBool::new(false),
+        }
+    }
+
+    /// Takes `n` bytes from the budget; false if they do not fit.
+    fn take(&self, n: usize) -> bool {
+        self.left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(n)
+            })
+            .is_ok()
+    }
+
+    /// Says once per run that output was cut.
+    fn note_cut(&self) {
+        if !self.cut.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                instance = %self.instance,
+                "hook output cut: lines are logged up to {LINE_CAP} bytes and at most {VOLUME_CAP} bytes per run; the rest was read and dropped"
+            );
         }
     }
 }
 
-/// Logs each line of a hook's output; returns the last few lines.
+/// Splits a byte stream into lines of at most `cap` bytes, holding at most
+/// `cap` bytes itself. Pure.
+#[derive(Debug)]
+struct Lines {
+    cap: usize,
+    line: Vec<u8>,
+    /// The current line was longer than `cap`; the rest of it is skipped.
+    over: bool,
+}
+
+impl Lines {
+    fn new(cap: usize) -> Lines {
+        Lines {
+            cap,
+            line: Vec::new(),
+            over: false,
+        }
+    }
+
+    /// Feeds `bytes`; `emit(line, was_cut)` gets each finished line without
+    /// its newline (and `\r`).
+    fn push(&mut self, mut bytes: &[u8], emit: &mut impl FnMut(&[u8], bool)) {
+        while !bytes.is_empty() {
+            let nl = bytes.iter().position(|b| *b == b'\n');
+            let part = &bytes[..nl.unwrap_or(bytes.len())];
+            let room = self.cap - self.line.len();
+            if part.len() > room {
+                self.over = true;
+            }
+            self.line.extend_from_slice(&part[..part.len().min(room)]);
+            match nl {
+                Some(i) => {
+                    self.finish(emit);
+                    bytes = &bytes[i + 1..];
+                }
+                None => bytes = &[],
+            }
+        }
+    }
+
+    /// Emits the line in progress, if any.
+    fn finish(&mut self, emit: &mut impl FnMut(&[u8], bool)) {
+        if self.line.last() == Some(&b'\r') && !self.over {
+            self.line.pop();
+        }
+        emit(&self.line, self.over);
+        self.line.clear();
+        self.over = false;
+    }
+
+    fn pending(&self) -> bool {
+        !self.line.is_empty() || self.over
+    }
+}
+
+/// Reads a hook's output to its end, logging each line within the run's
+/// budget; returns the last few lines.
 async fn log_lines(
-    stream: impl AsyncRead + Unpin,
-    instance: String,
+    mut stream: impl AsyncRead + Unpin,
+    budget: Arc<Budget>,
     name: &'static str,
 ) -> Vec<String> {
-    let mut lines = BufReader::new(stream).lines();
     let mut last: Vec<String> = Vec::new();
-    while let Ok(Some(line)) = lines.next_line().await {
-        tracing::info!(instance = %instance, stream = name, "hook output: {line}");
+    let mut lines = Lines::new(LINE_CAP);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut emit = |line: &[u8], was_cut: bool| {
+        let text = String::from_utf8_lossy(line);
+        if was_cut {
+            budget.note_cut();
+        }
+        if budget.take(line.len()) {
+            let more = if was_cut { " [cut]" } else { "" };
+            tracing::info!(instance = %budget.instance, stream = name, "hook output: {text}{more}");
+        } else {
+            budget.note_cut();
+        }
         if last.len() == STDERR_TAIL {
             last.remove(0);
         }
-        last.push(line);
+        last.push(text.into_owned());
+    };
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => lines.push(&buf[..n], &mut emit),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::warn!(instance = %budget.instance, stream = name, "cannot read the hook's output: {e}");
+                break;
+            }
+        }
+    }
+    if lines.pending() {
+        lines.finish(&mut emit);
     }
     last
 }
@@ -490,6 +842,7 @@ async fn log_lines(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn call() -> HookCall {
         HookCall {
@@ -531,13 +884,14 @@ mod tests {
 
     #[tokio::test]
     async fn success_and_failure_are_reported() {
-        run(&sh("exit 0"), Duration::from_secs(5), &call())
+        run(&sh("exit 0"), Duration::from_secs(5), &call(), &[])
             .await
             .unwrap();
         let e = run(
             &sh("echo boom >&2; exit 3"),
             Duration::from_secs(5),
             &call(),
+            &[],
         )
         .await
         .unwrap_err();
@@ -569,6 +923,7 @@ mod tests {
         let r = ReloadSignal {
             signal: Signal::SIGHUP,
             pidfile: pidfile.clone(),
+            any_owner: false,
         };
         let e = send_signal(&r).unwrap_err().to_string();
         assert!(e.contains("cannot read the pidfile"), "{e}");
@@ -595,6 +950,7 @@ mod tests {
             &["/nonexistent/hook".into()],
             Duration::from_secs(5),
             &call(),
+            &[],
         )
         .await
         .unwrap_err();
@@ -609,6 +965,7 @@ mod tests {
             &sh("test -z \"$NOTIFY_SOCKET\""),
             Duration::from_secs(5),
             &call(),
+            &[],
         )
         .await;
         unsafe { std::env::remove_var("NOTIFY_SOCKET") };
@@ -620,7 +977,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pidfile = dir.path().join("grandchild.pid");
         let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
-        let e = run(&sh(&script), Duration::from_millis(500), &call())
+        let e = run(&sh(&script), Duration::from_millis(500), &call(), &[])
             .await
             .unwrap_err();
         assert!(matches!(e, HookError::TimedOut { .. }), "{e}");
@@ -641,5 +998,165 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(!alive, "grandchild {pid} survived the timeout");
+    }
+
+    #[test]
+    fn the_daemons_credentials_and_notify_socket_are_hidden_from_hooks() {
+        let named = vec!["MY_SK".to_string()];
+        for hidden in [
+            "NOTIFY_SOCKET",
+            "HUAWEICLOUD_SDK_AK",
+            "HUAWEICLOUD_SDK_SK",
+            "HUAWEICLOUD_SDK_SECURITY_TOKEN",
+            "HUAWEICLOUD_SDK_ANYTHING",
+            "MY_SK",
+        ] {
+            assert!(is_hidden(OsStr::new(hidden), &named), "{hidden}");
+        }
+        for kept in [
+            "PATH",
+            "HOME",
+            "MY_SK2",
+            "HUAWEICLOUD_SDK",
+            "huaweicloud_sdk_ak",
+        ] {
+            assert!(!is_hidden(OsStr::new(kept), &named), "{kept}");
+        }
+    }
+
+    #[test]
+    fn every_env_key_of_the_auth_section_is_hidden() {
+        let config = |auth: &str| {
+            let text = format!(
+                "[cloud]\nregion = \"cn-north-4\"\nproject_id = \"p1\"\n[auth]\n{auth}\n[[instances]]\nid = \"i1\"\ninternational = \"/tmp/x/a.crt\"\n"
+            );
+            crate::config::validate(crate::config::parse(&text).unwrap(), Path::new("/")).unwrap()
+        };
+        let c = config(
+            "method = \"aksk\"\naccess_key_env = \"A\"\nsecret_key_env = \"S\"\nsecurity_token_env = \"T\"",
+        );
+        assert_eq!(hidden_env_names(&c), ["A", "S", "T"]);
+        let c = config("method = \"token\"\ntoken_env = \"TOK\"");
+        assert_eq!(hidden_env_names(&c), ["TOK"]);
+        let c =
+            config("method = \"password\"\nuser = \"u\"\ndomain = \"d\"\npassword_env = \"PW\"");
+        assert_eq!(hidden_env_names(&c), ["PW"]);
+        let c = config("method = \"token\"\ntoken = \"inline\"");
+        assert!(hidden_env_names(&c).is_empty());
+    }
+
+    #[test]
+    fn variables_once_named_stay_hidden_after_a_reload() {
+        let config = |var: &str| {
+            let text = format!(
+                "[cloud]\nregion = \"cn-north-4\"\nproject_id = \"p1\"\n[auth]\nmethod = \"token\"\ntoken_env = \"{var}\"\n[sync]\nstate_dir = \"/nonexistent\"\n[[instances]]\nid = \"i1\"\ninternational = \"/tmp/x/a.crt\"\n"
+            );
+            crate::config::validate(crate::config::parse(&text).unwrap(), Path::new("/")).unwrap()
+        };
+        let d = Delivery::new(&config("OLD_TOKEN"));
+        d.set_config(&config("NEW_TOKEN"));
+        d.set_config(&config("NEW_TOKEN"));
+        assert_eq!(&*lock(&d.current).hidden, ["OLD_TOKEN", "NEW_TOKEN"]);
+    }
+
+    #[tokio::test]
+    async fn named_variables_do_not_reach_the_hook() {
+        // SAFETY: no other test reads or writes this variable.
+        unsafe { std::env::set_var("DDS_TEST_HIDDEN_SECRET", "s3cret") };
+        let r = run(
+            &sh("test -z \"$DDS_TEST_HIDDEN_SECRET\""),
+            Duration::from_secs(5),
+            &call(),
+            &["DDS_TEST_HIDDEN_SECRET".to_string()],
+        )
+        .await;
+        let visible = run(
+            &sh("test -n \"$DDS_TEST_HIDDEN_SECRET\""),
+            Duration::from_secs(5),
+            &call(),
+            &[],
+        )
+        .await;
+        unsafe { std::env::remove_var("DDS_TEST_HIDDEN_SECRET") };
+        r.unwrap();
+        visible.unwrap();
+    }
+
+    #[test]
+    fn signals_go_only_to_an_application_of_the_pidfiles_owner() {
+        for pid in [-1, 0, 1] {
+            let e = check_target(pid, 0, 0, true).unwrap_err();
+            assert!(e.contains(&format!("PID {pid}")), "{e}");
+        }
+        check_target(4242, 1000, 1000, false).unwrap();
+        let e = check_target(4242, 0, 65534, false).unwrap_err();
+        assert!(e.contains("process 4242"), "{e}");
+        assert!(e.contains("uid 65534"), "{e}");
+        assert!(e.contains("reload_signal_any_owner"), "{e}");
+        check_target(4242, 0, 65534, true).unwrap();
+    }
+
+    #[test]
+    fn the_real_uid_is_read_from_proc_status() {
+        let status = "Name:\tsleep\nUmask:\t0022\nUid:\t65534\t0\t0\t0\nGid:\t0\t0\t0\t0\n";
+        assert_eq!(real_uid(status), Some(65534));
+        assert_eq!(real_uid("Name:\tx\n"), None);
+        let own = std::fs::read_to_string("/proc/self/status").unwrap();
+        assert_eq!(real_uid(&own), Some(nix::unistd::getuid().as_raw()));
+    }
+
+    #[test]
+    fn pid_1_in_a_pidfile_is_refused_and_named() {
+        let d = tempfile::tempdir().unwrap();
+        let pidfile = d.path().join("app.pid");
+        std::fs::write(&pidfile, "1\n").unwrap();
+        let r = ReloadSignal {
+            signal: Signal::SIGHUP,
+            pidfile: pidfile.clone(),
+            any_owner: true,
+        };
+        let e = send_signal(&r).unwrap_err().to_string();
+        assert!(e.contains(&pidfile.display().to_string()), "{e}");
+        assert!(e.contains("refusing to signal PID 1"), "{e}");
+    }
+
+    #[test]
+    fn lines_are_split_cut_at_the_cap_and_carried_across_chunks() {
+        let mut got: Vec<(String, bool)> = Vec::new();
+        let mut emit = |l: &[u8], cut: bool| got.push((String::from_utf8_lossy(l).into(), cut));
+        let mut lines = Lines::new(4);
+        lines.push(b"ab\r\ncd", &mut emit);
+        lines.push(b"e\nabcdefgh", &mut emit);
+        lines.push(b"ijk\nxy", &mut emit);
+        assert!(lines.pending());
+        lines.finish(&mut emit);
+        assert_eq!(
+            got,
+            [
+                ("ab".into(), false),
+                ("cde".into(), false),
+                ("abcd".into(), true),
+                ("xy".into(), false)
+            ]
+        );
+        assert!(lines.line.capacity() <= 8, "the buffer grew past the cap");
+    }
+
+    #[tokio::test]
+    async fn a_non_utf8_byte_in_the_output_keeps_the_real_exit_status() {
+        // The invalid byte first, then more than a pipe holds, then stderr:
+        // a reader that gave up would kill the hook with SIGPIPE.
+        let e = run(
+            &sh("printf 'bad \\377 byte\\n'; i=0; while [ $i -lt 3000 ]; do echo 0123456789012345678901234567890123456789; i=$((i+1)); done; echo real-error >&2; exit 3"),
+            Duration::from_secs(20),
+            &call(),
+            &[],
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/bin/sh exited with status 3; last stderr: real-error"
+        );
     }
 }

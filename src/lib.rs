@@ -63,7 +63,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, Error> {
         );
         return Ok(Outcome::Ok);
     }
-    let delivery = hooks::Delivery::new(&config.sync.state_dir, config.sync.max_backoff);
+    let delivery = hooks::Delivery::new(&config);
     let syncer = Arc::new(Syncer::new(&config, cli.dry_run, Arc::new(delivery))?);
     if !cli.dry_run {
         let n = syncer.delivery.ledger().clean_stale_temps();
