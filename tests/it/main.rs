@@ -11,6 +11,7 @@ mod daemon;
 mod disk_faults;
 mod fault_suite;
 mod fuzz_seeds;
+mod hook_hygiene;
 mod hooks_delivery;
 mod once;
 mod readers;
