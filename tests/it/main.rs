@@ -9,6 +9,7 @@ mod bad_input;
 mod cli_and_config;
 mod daemon;
 mod disk_faults;
+mod durability;
 mod fault_suite;
 mod fuzz_seeds;
 mod hook_hygiene;
