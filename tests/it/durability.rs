@@ -75,7 +75,11 @@ fn parse_trace(text: &str) -> Vec<Call> {
         calls.push(Call {
             name: full[..open].to_string(),
             args: args.trim_end().to_string(),
-            ret: full[eq + 3..].split_whitespace().next().unwrap_or("").to_string(),
+            ret: full[eq + 3..]
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_string(),
         });
     }
     calls
@@ -133,7 +137,12 @@ fn a_replacement_is_exclusive_fsynced_chmodded_renamed_then_its_directory_fsynce
 
     let (calls, run) = traced_once(&env);
     run.assert_code(0);
-    assert_ne!(fs::read(env.path("out/intl.crt")).unwrap(), old, "{}", run.all());
+    assert_ne!(
+        fs::read(env.path("out/intl.crt")).unwrap(),
+        old,
+        "{}",
+        run.all()
+    );
     let dump = || {
         calls
             .iter()

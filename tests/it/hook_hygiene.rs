@@ -73,7 +73,9 @@ fn a_hook_reading_stdin_gets_eof_at_once_although_the_daemons_stdin_stays_open()
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"bytes for the daemon, not the hook\n").unwrap();
+    stdin
+        .write_all(b"bytes for the daemon, not the hook\n")
+        .unwrap();
     let t = Instant::now();
     let done = wait_until(Duration::from_secs(60), || {
         child.try_wait().unwrap().is_some()

@@ -16,6 +16,7 @@ mod hook_hygiene;
 mod hooks_delivery;
 mod once;
 mod readers;
+mod reload;
 mod secrets;
 mod service;
 mod torture;
