@@ -70,19 +70,14 @@ pub fn current_digest(path: &Path) -> io::Result<Option<Sha256Digest>> {
 
 /// The content of the file at `path`, or `None` if there is no file.
 /// Something that is not a regular file is an error.
+/// Opened without blocking: a FIFO put at the path must not stall the caller.
 pub fn read_current(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+    let file = match crate::readfile::open_regular(path, crate::readfile::Links::Follow) {
+        Ok(Some(f)) => f,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
     };
     let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::other(format!(
-            "{} exists and is not a regular file",
-            path.display()
-        )));
-    }
     let mut buf = Vec::with_capacity(meta.len().min(MAX_EXISTING) as usize);
     file.take(MAX_EXISTING).read_to_end(&mut buf)?;
     Ok(Some(buf))
@@ -321,6 +316,25 @@ mod tests {
         assert_eq!(
             entries(d.path()),
             vec![".other.dds-certsync-abc123.tmp", "ca.crt"]
+        );
+    }
+
+    #[test]
+    fn a_fifo_at_an_output_path_is_an_error_at_once_naming_the_path() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("ca.crt");
+        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        // A blocking open would wait for a writer forever.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let q = p.clone();
+        std::thread::spawn(move || tx.send(current_digest(&q).map_err(|e| e.to_string())));
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("reading a FIFO at an output path blocked");
+        let e = r.unwrap_err();
+        assert!(
+            e.contains(&p.display().to_string()) && e.contains("FIFO"),
+            "{e}"
         );
     }
 
