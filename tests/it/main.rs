@@ -12,6 +12,7 @@ mod disk_faults;
 mod durability;
 mod fault_suite;
 mod fuzz_seeds;
+mod healing;
 mod hook_hygiene;
 mod hooks_delivery;
 mod once;
