@@ -35,6 +35,9 @@ fn started(env: &mut Env) -> Daemon {
         "{}",
         d.log()
     );
+    // The check after the first round (which captures owner and mode) is done.
+    d.wait_log("ready", 1, LIMIT);
+    std::thread::sleep(Duration::from_millis(500));
     d
 }
 
@@ -186,6 +189,9 @@ fn without_file_watching_the_sweep_restores_a_deleted_output() {
         d.log()
     );
     assert!(d.log().contains("cannot watch files"), "{}", d.log());
+    // Past the check that follows the first round, so only the sweep is left.
+    d.wait_log("ready", 1, LIMIT);
+    std::thread::sleep(Duration::from_secs(1));
     let natl = env.out("inst-a", "national");
     let good = fs::read(&natl).unwrap();
     let t = Instant::now();
@@ -261,6 +267,8 @@ fn a_restored_output_gets_its_owner_and_mode_back() {
         "{}",
         d.log()
     );
+    d.wait_log("ready", 1, LIMIT);
+    std::thread::sleep(Duration::from_millis(500));
     let natl = env.out("inst-a", "national");
     let m = fs::metadata(&natl).unwrap();
     assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (4242, 4343, 0o640));
