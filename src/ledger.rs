@@ -93,7 +93,7 @@ fn unhex(s: &str) -> Option<Sha256Digest> {
 }
 
 impl Owed {
-    fn to_json(&self) -> Vec<u8> {
+    pub fn to_json(&self) -> Vec<u8> {
         let record = Record {
             version: VERSION,
             instance_id: self.instance_id.clone(),
