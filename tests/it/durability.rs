@@ -193,11 +193,9 @@ fn a_replacement_is_exclusive_fsynced_chmodded_renamed_then_its_directory_fsynce
                         dir_fd_opened_after_rename = true;
                     }
                 }
-                "write" if step >= 1 && temp.is_some() => {
-                    if fds.get(first_fd(&c.args)) == temp.as_ref() {
-                        assert!(step <= 2, "write after fsync: {}", at());
-                        step = 2;
-                    }
+                "write" if step >= 1 && fds.get(first_fd(&c.args)) == temp.as_ref() => {
+                    assert!(step <= 2, "write after fsync: {}", at());
+                    step = 2;
                 }
                 "fsync" | "fdatasync" => {
                     let p = fds.get(first_fd(&c.args)).cloned().unwrap_or_default();
@@ -210,11 +208,9 @@ fn a_replacement_is_exclusive_fsynced_chmodded_renamed_then_its_directory_fsynce
                         step = 6;
                     }
                 }
-                "fchmod" if step == 3 => {
-                    if fds.get(first_fd(&c.args)) == temp.as_ref() {
-                        assert!(c.args.ends_with("0640"), "wrong mode: {}", at());
-                        step = 4;
-                    }
+                "fchmod" if step == 3 && fds.get(first_fd(&c.args)) == temp.as_ref() => {
+                    assert!(c.args.ends_with("0640"), "wrong mode: {}", at());
+                    step = 4;
                 }
                 "rename" | "renameat" | "renameat2" => {
                     let q = quoted(&c.args);

@@ -218,7 +218,9 @@ fn a_deleted_output_directory_is_recreated_and_watched_again() {
         env.out("inst-a", "international"),
         env.out("inst-a", "national"),
     ];
-    fs::remove_dir_all(env.path("out")).unwrap();
+    // Gone at once (a restore cannot race a file-by-file removal), then deleted.
+    fs::rename(env.path("out"), env.path("gone")).unwrap();
+    fs::remove_dir_all(env.path("gone")).unwrap();
     assert!(
         wait_until(SWEEP_LIMIT, || paths
             .iter()
