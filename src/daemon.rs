@@ -448,7 +448,10 @@ async fn control(
                         .filter(|(p, _)| seen.insert(p.clone()))
                         .collect()
                 };
-                ctl.heal(candidates).await;
+                if ctl.heal(candidates).await {
+                    // A restore may have re-created a deleted directory: watch the new one.
+                    ctl.rewatch(watcher.as_mut(), true);
+                }
             }
             Some(id) = round_ended.recv() => {
                 ctl.rewatch(watcher.as_mut(), false);
@@ -457,13 +460,17 @@ async fn control(
                     .into_iter()
                     .filter(|(_, h)| h.instance_id == id)
                     .collect();
-                ctl.heal(candidates).await;
+                if ctl.heal(candidates).await {
+                    ctl.rewatch(watcher.as_mut(), true);
+                }
             }
             _ = sweep.tick() => {
                 ctl.rewatch(watcher.as_mut(), true);
                 ctl.config_maybe_changed(watcher.as_mut()).await;
                 let all = lock(&ctl.shared.healer).all();
-                ctl.heal(all).await;
+                if ctl.heal(all).await {
+                    ctl.rewatch(watcher.as_mut(), true);
+                }
             }
         }
     }
@@ -763,7 +770,9 @@ impl Control {
     }
 
     /// Checks the given held outputs and restores those deleted or changed.
-    async fn heal(&self, candidates: Vec<(PathBuf, heal::Held)>) {
+    /// Returns whether anything was restored.
+    async fn heal(&self, candidates: Vec<(PathBuf, heal::Held)>) -> bool {
+        let mut restored_any = false;
         for (path, held) in candidates {
             // A round of this instance is writing: it is checked again when it ends.
             let Ok(files) = self.shared.file_lock(&held.instance_id).try_lock_owned() else {
@@ -793,6 +802,7 @@ impl Control {
             };
             match restored {
                 Some(Ok(())) => {
+                    restored_any = true;
                     metrics::global().restored(&held.instance_id, held.category);
                     tracing::warn!(
                         instance_id = %held.instance_id,
@@ -810,6 +820,7 @@ impl Control {
                 None => {}
             }
         }
+        restored_any
     }
 }
 

@@ -93,7 +93,7 @@ fn unhex(s: &str) -> Option<Sha256Digest> {
 }
 
 impl Owed {
-    fn to_json(&self) -> Vec<u8> {
+    pub fn to_json(&self) -> Vec<u8> {
         let record = Record {
             version: VERSION,
             instance_id: self.instance_id.clone(),
@@ -450,6 +450,73 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn a_corrupt_record_is_rebuilt_from_the_disk_so_the_hook_still_runs() {
+        use crate::config::{Category, Output};
+        let d = tempfile::tempdir().unwrap();
+        let l = Ledger::new(d.path().join("state"));
+        fs::create_dir_all(d.path().join("state")).unwrap();
+        let present = d.path().join("out/intl.crt");
+        let missing = d.path().join("out/natl.crt");
+        fs::create_dir_all(d.path().join("out")).unwrap();
+        fs::write(&present, b"on disk").unwrap();
+        let inst = Instance {
+            id: "i1".into(),
+            name: Some("orders".into()),
+            project_id: "p".into(),
+            outputs: vec![
+                Output {
+                    category: Category::International,
+                    path: present.clone(),
+                },
+                Output {
+                    category: Category::National,
+                    path: missing,
+                },
+            ],
+            perms: Perms::default(),
+            on_change: Some(vec!["/bin/true".into()]),
+            hook_timeout: std::time::Duration::from_secs(1),
+            reload_signal: None,
+            allow_non_ca: false,
+        };
+        // No record: nothing owed. A good record: returned as is.
+        assert_eq!(l.load_or_rebuild(&inst).unwrap(), None);
+        let good = merge("i1", None, &[cf("/x", Some(1), 2)]);
+        l.store(&good).unwrap();
+        assert_eq!(l.load_or_rebuild(&inst).unwrap(), Some(good));
+        // Corrupt records (garbage, wrong instance): every output on disk is
+        // owed, from an unknown state to what the disk holds; a missing
+        // output is not.
+        for bad in [
+            &b"{\"version\":1,\"instance_id\":\"i1\",\"fil"[..],
+            b"{\"version\":1,\"instance_id\":\"other\",\"files\":[]}",
+        ] {
+            fs::write(l.path("i1"), bad).unwrap();
+            let rebuilt = l.load_or_rebuild(&inst).unwrap().expect("owed");
+            assert_eq!(
+                rebuilt,
+                Owed {
+                    instance_id: "i1".into(),
+                    files: vec![ChangedFile {
+                        path: present.clone(),
+                        old: None,
+                        new: crate::certcheck::sha256(b"on disk"),
+                    }],
+                },
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // An unreadable record is an error, not a rebuild.
+        fs::remove_file(l.path("i1")).unwrap();
+        fs::create_dir(l.path("i1")).unwrap();
+        assert!(matches!(
+            l.load_or_rebuild(&inst),
+            Err(LedgerError::Read { .. })
+        ));
     }
 
     #[test]

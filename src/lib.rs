@@ -7,6 +7,8 @@ pub mod cloud;
 pub mod config;
 pub mod daemon;
 pub mod failpoint;
+#[doc(hidden)]
+pub mod fuzzcheck;
 pub mod heal;
 pub mod health;
 pub mod hooks;

@@ -409,6 +409,24 @@ mod tests {
     }
 
     #[test]
+    fn a_fifo_at_an_output_path_is_an_error_at_once_naming_the_path() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("ca.crt");
+        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        // A blocking open would wait for a writer forever.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let q = p.clone();
+        std::thread::spawn(move || tx.send(current_digest(&q).map_err(|e| e.to_string())));
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("reading a FIFO at an output path blocked");
+        // Says what is there; the caller names the path (see
+        // `hostile_files::a_fifo_at_an_output_path_fails_fast_and_names_the_path`).
+        let e = r.unwrap_err();
+        assert!(e.contains("is a FIFO, not a regular file"), "{e}");
+    }
+
+    #[test]
     fn digest_of_missing_file_is_none() {
         let d = tempfile::tempdir().unwrap();
         assert_eq!(current_digest(&d.path().join("nope")).unwrap(), None);

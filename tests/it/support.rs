@@ -298,3 +298,21 @@ pub fn ls(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Replaces the config file the way an editor or `mv` does (write a temp,
+/// rename over), so a reader never sees half a file.
+pub fn replace_config(env: &Env) {
+    let p = env.path("config.toml");
+    let tmp = env.path(".config.toml.new");
+    fs::write(&tmp, env.config_text()).unwrap();
+    fs::rename(&tmp, &p).unwrap();
+}
+
+/// The DDS API requests the stand-in saw for an instance.
+pub fn api_requests(env: &Env, id: &str) -> Vec<dds_standin::Recorded> {
+    env.standin
+        .requests()
+        .into_iter()
+        .filter(|r| r.listener == Listener::Api && r.path.contains(&format!("/instances/{id}/")))
+        .collect()
+}
