@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -321,42 +321,80 @@ fn the_daemon_runs_a_hook_owed_from_before_although_files_are_current() {
     assert!(wait_until(LIMIT, || !owed_record(&env, "inst-a").exists()));
 }
 
+/// The delays of the `next attempt in {d}` lines, in order.
+fn next_attempts(log: &str) -> Vec<Duration> {
+    log.lines()
+        .filter_map(|l| l.split_once("next attempt in ").map(|x| x.1))
+        .map(|rest| {
+            let d: Vec<&str> = rest
+                .split_whitespace()
+                .take_while(|w| !w.contains('='))
+                .collect();
+            let d = d.join(" ");
+            humantime::parse_duration(&d).unwrap_or_else(|e| panic!("{d:?}: {e}"))
+        })
+        .collect()
+}
+
 #[test]
 fn a_failed_hook_is_retried_with_backoff_without_a_new_change() {
     let mut env = Env::new();
     env.standin.add_instance(PROJECT, "inst-a");
     let record = env.record_hook();
-    let count = env.path("attempts");
-    // Fails twice, then succeeds.
+    let attempts = env.path("attempts");
+    // Fails three times, then succeeds; each attempt notes when it began.
     env.raw_instance(&format!(
         r#"id = "inst-a"
 international = "out/a.crt"
-on_change = ["/bin/sh", "-c", "echo x >> {count}; if [ $(wc -l < {count}) -le 2 ]; then echo not-yet >&2; exit 9; fi; exec /bin/sh {record}"]"#,
-        count = count.display(),
+on_change = ["/bin/sh", "-c", "date +%s.%N >> {attempts}; if [ $(wc -l < {attempts}) -le 3 ]; then echo not-yet >&2; exit 9; fi; exec /bin/sh {record}"]"#,
+        attempts = attempts.display(),
         record = record.display()
     ));
     env.sync
         .push_str("interval = \"1h\"\nmax_backoff = \"30s\"\n");
-    let t = Instant::now();
     let d = env.daemon(&[]);
-    assert!(
-        wait_until(LIMIT, || env.hook_runs("inst-a").len() == 1),
-        "{}",
-        d.log()
-    );
-    let took = t.elapsed();
+    env.wait_hook_runs(&d, "inst-a", 1);
     let log = d.log();
-    assert_eq!(log.matches("hook failed").count(), 2, "{log}");
+    assert_eq!(log.matches("hook failed").count(), 3, "{log}");
     assert!(
         log.contains("exited with status 9; last stderr: not-yet"),
         "{log}"
     );
-    assert!(log.contains("next attempt in"), "{log}");
-    // Backoff: at least 0.5 s + 1 s (jittered 1 s then 2 s), well under the
-    // interval of an hour.
-    assert!(took >= Duration::from_millis(1400), "{took:?}");
-    assert!(took < Duration::from_secs(15), "{took:?}");
-    assert_eq!(fs::read_to_string(&count).unwrap().lines().count(), 3);
+    // Doubling from 1 s, each taken down by up to half: [0.5, 1], [1, 2],
+    // [2, 4]. Constant or un-doubled retries fall outside.
+    let delays = next_attempts(&log);
+    assert_eq!(delays.len(), 3, "{log}");
+    for (i, d) in delays.iter().enumerate() {
+        let full = Duration::from_secs(1 << i);
+        assert!(
+            *d >= full / 2 && *d <= full,
+            "retry {i} after {d:?}, want within [{:?}, {full:?}]\n{log}",
+            full / 2
+        );
+    }
+    // And they were waited out: each attempt began no sooner than its delay
+    // after the previous one (the clock of `date`, a few ms of slack).
+    let began: Vec<f64> = fs::read_to_string(&attempts)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(began.len(), 4, "three failures and one success");
+    for (i, w) in began.windows(2).enumerate() {
+        let gap = w[1] - w[0];
+        assert!(
+            gap + 0.05 >= delays[i].as_secs_f64(),
+            "attempt {} came {gap:.3}s after the previous, before its delay {:?}",
+            i + 1,
+            delays[i]
+        );
+    }
+    // Nothing rotated: the retries are the owed hook's own.
+    assert_eq!(
+        log.matches("running the owed hook again").count(),
+        3,
+        "{log}"
+    );
 }
 
 #[test]
