@@ -516,6 +516,11 @@ fn a_dry_run_daemon_writes_nothing() {
         ls(&env.path("out"))
     );
     assert!(env.hook_runs("inst-a").is_empty());
+    assert_eq!(
+        ls(&env.path("state")),
+        Vec::<String>::new(),
+        "a dry run records no owed hook"
+    );
     let names = ls(env.dir.path());
     assert!(
         names.iter().all(|n| !n.contains("dds-certsync-")),
