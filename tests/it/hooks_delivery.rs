@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -397,28 +397,68 @@ on_change = ["/bin/sh", "-c", "date +%s.%N >> {attempts}; if [ $(wc -l < {attemp
     );
 }
 
-#[test]
-fn reload_signal_is_sent_to_the_pid_in_the_pidfile_reread_each_time() {
-    let mut env = Env::new();
+/// A stand-in for the application to reload: a shell that counts the
+/// SIGHUPs it gets in `got`. Returns once its trap is set.
+struct App {
+    child: std::process::Child,
+    got: PathBuf,
+}
+
+impl App {
+    fn start(dir: &Path, name: &str) -> App {
+        let got = dir.join(format!("{name}.hups"));
+        let ready = dir.join(format!("{name}.ready"));
+        let child = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!(
+                "trap 'echo hup >> {got}' HUP; : > {ready}; while :; do sleep 0.05; done",
+                got = got.display(),
+                ready = ready.display()
+            ))
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(
+            wait_until(LIMIT, || ready.exists()),
+            "{name} never set its trap"
+        );
+        App { child, got }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn hups(&self) -> usize {
+        fs::read_to_string(&self.got)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An instance whose change is announced by `SIGHUP` to the PID in `app.pid`.
+fn signal_instance(env: &mut Env) -> PathBuf {
     env.standin.add_instance(PROJECT, "inst-a");
-    let got = env.path("got-hup");
     let pidfile = env.path("app.pid");
     env.raw_instance(&format!(
         "id = \"inst-a\"\ninternational = \"out/a.crt\"\nreload_signal = \"SIGHUP\"\npidfile = \"{}\"",
         pidfile.display()
     ));
-    let spawn_app = || {
-        std::process::Command::new("/bin/sh")
-            .arg("-c")
-            .arg(format!(
-                "trap 'echo hup >> {}' HUP; while :; do sleep 0.05; done",
-                got.display()
-            ))
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let hups = || fs::read_to_string(&got).unwrap_or_default().lines().count();
+    pidfile
+}
+
+#[test]
+fn reload_signal_is_sent_to_the_pid_in_the_pidfile_reread_each_time() {
+    let mut env = Env::new();
+    let pidfile = signal_instance(&mut env);
 
     // No pidfile: a failed delivery, kept owed.
     let run = env.once(&[]);
@@ -445,28 +485,60 @@ fn reload_signal_is_sent_to_the_pid_in_the_pidfile_reread_each_time() {
     assert!(run.all().contains("is not running"), "{}", run.all());
 
     // The process is there now: delivered once, record cleared.
-    let mut app = spawn_app();
-    fs::write(&pidfile, format!("{}\n", app.id())).unwrap();
-    std::thread::sleep(Duration::from_millis(100)); // let the shell set its trap
+    let app = App::start(env.dir.path(), "app1");
+    fs::write(&pidfile, format!("{}\n", app.pid())).unwrap();
     env.once(&[]).assert_code(0);
-    assert!(wait_until(LIMIT, || hups() == 1));
+    assert!(wait_until(LIMIT, || app.hups() == 1));
     assert!(!owed_record(&env, "inst-a").exists());
 
     // The app restarts with a new PID; the next rotation reaches the new one.
-    app.kill().unwrap();
-    app.wait().unwrap();
-    fs::remove_file(&got).ok();
-    let mut app2 = spawn_app();
-    fs::write(&pidfile, format!("{}\n", app2.id())).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    drop(app);
+    let app2 = App::start(env.dir.path(), "app2");
+    fs::write(&pidfile, format!("{}\n", app2.pid())).unwrap();
     env.standin.rotate("inst-a", "international");
     env.once(&[]).assert_code(0);
-    assert!(wait_until(LIMIT, || hups() == 1));
+    assert!(wait_until(LIMIT, || app2.hups() == 1));
     env.once(&[]).assert_code(0);
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(hups(), 1, "no signal without a change");
-    app2.kill().unwrap();
-    app2.wait().unwrap();
+    assert_eq!(app2.hups(), 1, "no signal without a change");
+}
+
+#[test]
+fn one_daemon_rereads_the_pidfile_on_every_delivery() {
+    let mut env = Env::new();
+    let pidfile = signal_instance(&mut env);
+    env.sync
+        .push_str("interval = \"1s\"\njitter = \"0s\"\nmax_backoff = \"2s\"\n");
+    let app1 = App::start(env.dir.path(), "app1");
+    fs::write(&pidfile, format!("{}\n", app1.pid())).unwrap();
+    let d = env.daemon(&[]);
+    assert!(wait_until(LIMIT, || app1.hups() == 1), "{}", d.log());
+    assert!(wait_until(LIMIT, || !owed_record(&env, "inst-a").exists()));
+
+    // The application restarts under a new PID while the daemon runs: the
+    // next change reaches the new process, not the one read before.
+    let app2 = App::start(env.dir.path(), "app2");
+    fs::write(&pidfile, format!("{}\n", app2.pid())).unwrap();
+    drop(app1);
+    env.standin.rotate("inst-a", "international");
+    assert!(wait_until(LIMIT, || app2.hups() == 1), "{}", d.log());
+
+    // The pidfile disappears: the next change's delivery fails and stays
+    // owed; once the pidfile is back, the retry reaches the process with no
+    // further change.
+    fs::remove_file(&pidfile).unwrap();
+    env.standin.rotate("inst-a", "international");
+    d.wait_log("cannot read the pidfile", 1, LIMIT);
+    assert!(owed_record(&env, "inst-a").exists());
+    let app3 = App::start(env.dir.path(), "app3");
+    fs::write(&pidfile, format!("{}\n", app3.pid())).unwrap();
+    assert!(wait_until(LIMIT, || app3.hups() == 1), "{}", d.log());
+    assert!(wait_until(LIMIT, || !owed_record(&env, "inst-a").exists()));
+    assert_eq!(app2.hups(), 1, "the old process got nothing more");
+    assert_eq!(
+        fs::read(env.path("out/a.crt")).unwrap(),
+        env.served("inst-a", "international")
+    );
 }
 
 #[test]
