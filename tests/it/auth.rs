@@ -345,20 +345,12 @@ fn password_token_expiring_mid_run_is_replaced_after_the_401() {
     env.sync.push_str("interval = \"1s\"\njitter = \"0s\"\n");
     write_config_with(&env, |t| t);
     let d = start_daemon(&env);
-    assert!(
-        wait_until(LIMIT, || env.hook_runs("inst-00").len() == 1
-            && env.hook_runs("inst-01").len() == 1),
-        "{}",
-        d.log()
-    );
+    env.wait_hook_runs(&d, "inst-00", 1);
+    env.wait_hook_runs(&d, "inst-01", 1);
     assert_eq!(env.standin.iam_calls(), 1, "{}", d.log());
     env.standin.expire_tokens();
     env.standin.rotate("inst-00", "international");
-    assert!(
-        wait_until(LIMIT, || env.hook_runs("inst-00").len() == 2),
-        "{}",
-        d.log()
-    );
+    env.wait_hook_runs(&d, "inst-00", 2);
     assert_eq!(
         fs::read(env.out("inst-00", "international")).unwrap(),
         env.served("inst-00", "international")

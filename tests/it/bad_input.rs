@@ -13,10 +13,7 @@ fn refused(rule: FaultRule, category: Option<&str>, why: &str) -> Run {
     env.instance("inst-a");
     env.sync.push_str("timeout = \"2s\"\n");
     env.once(&[]).assert_code(0);
-    let before: Vec<Vec<u8>> = ["international", "national"]
-        .iter()
-        .map(|c| fs::read(env.out("inst-a", c)).unwrap())
-        .collect();
+    let before = env.outputs("inst-a");
     // The certificate changes upstream, but what arrives is bad.
     env.standin.rotate("inst-a", "international");
     env.standin.rotate("inst-a", "national");

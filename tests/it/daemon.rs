@@ -16,21 +16,13 @@ fn syncs_at_start_follows_rotations_and_stops_on_sigterm() {
     env.instance("inst-a").instance("inst-b");
     env.sync.push_str("interval = \"1s\"\njitter = \"0s\"\n");
     let mut d = env.daemon(&[]);
-    assert!(
-        wait_until(LIMIT, || env.hook_runs("inst-a").len() == 1
-            && env.hook_runs("inst-b").len() == 1),
-        "{}",
-        d.log()
-    );
+    env.wait_hook_runs(&d, "inst-a", 1);
+    env.wait_hook_runs(&d, "inst-b", 1);
     let natl = env.out("inst-a", "national");
     let ino = stamp(&natl).0;
 
     env.standin.rotate("inst-a", "national");
-    assert!(
-        wait_until(LIMIT, || env.hook_runs("inst-a").len() == 2),
-        "{}",
-        d.log()
-    );
+    env.wait_hook_runs(&d, "inst-a", 2);
     assert_eq!(fs::read(&natl).unwrap(), env.served("inst-a", "national"));
     assert_ne!(stamp(&natl).0, ino);
     assert!(

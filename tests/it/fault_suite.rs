@@ -184,9 +184,7 @@ fn failed_rounds(log: &str, id: &str) -> usize {
 }
 
 fn snapshot(env: &Env, ids: &[String]) -> Vec<Vec<u8>> {
-    ids.iter()
-        .flat_map(|id| ["international", "national"].map(|c| fs::read(env.out(id, c)).unwrap()))
-        .collect()
+    ids.iter().flat_map(|id| env.outputs(id)).collect()
 }
 
 #[test]

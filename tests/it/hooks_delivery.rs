@@ -303,11 +303,7 @@ fn the_daemon_runs_a_hook_owed_from_before_although_files_are_current() {
         retry_after: None,
     }));
     let d = env.daemon(&[]);
-    assert!(
-        wait_until(LIMIT, || env.hook_runs("inst-a").len() == 1),
-        "{}",
-        d.log()
-    );
+    env.wait_hook_runs(&d, "inst-a", 1);
     assert_eq!(
         outputs(&env, "inst-a").map(|p| stamp(&p)),
         stamps,

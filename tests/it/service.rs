@@ -331,11 +331,7 @@ fn an_instance_added_by_renaming_the_config_is_synced_before_the_sweep() {
     env.instance("inst-a");
     env.sync.push_str("interval = \"1h\"\n");
     let d = env.daemon(&[]);
-    assert!(
-        wait_until(LIMIT, || env.hook_runs("inst-a").len() == 1),
-        "{}",
-        d.log()
-    );
+    env.wait_hook_runs(&d, "inst-a", 1);
     let calls_a = api_calls(&env, "inst-a");
 
     // A broken config, saved by rename: refused, naming the key; still running.
@@ -376,11 +372,7 @@ fn a_configmap_symlink_swap_is_applied() {
     std::os::unix::fs::symlink("..v1", dir.join("..data")).unwrap();
     std::os::unix::fs::symlink("..data/config.toml", dir.join("config.toml")).unwrap();
     let mut d = env.spawn(env.command(&[]));
-    assert!(
-        wait_until(LIMIT, || env.hook_runs("inst-a").len() == 1),
-        "{}",
-        d.log()
-    );
+    env.wait_hook_runs(&d, "inst-a", 1);
 
     env.instance("inst-b");
     fs::create_dir(dir.join("..v2")).unwrap();
@@ -405,11 +397,7 @@ fn deleted_or_modified_outputs_are_restored_without_an_api_call() {
     env.instances.push(ANY_PORT.into());
     let d = env.daemon(&[]);
     let port = d.listen_addr(1).port();
-    assert!(
-        wait_until(LIMIT, || env.hook_runs("inst-a").len() == 1),
-        "{}",
-        d.log()
-    );
+    env.wait_hook_runs(&d, "inst-a", 1);
     let calls = env.standin.requests().len();
     let natl = env.out("inst-a", "national");
     let intl = env.out("inst-a", "international");
