@@ -4,8 +4,13 @@
 //! or a power loss: no destructor, no flush, no cleanup) the `n`-th time
 //! (default: the first) it reaches the point `name`. The integration tests
 //! use it to stop the daemon between any two steps of a replacement or of a
-//! hook delivery and check what a restart makes of it. In release builds
-//! [`hit`] is an empty function and the variable is ignored.
+//! hook delivery and check what a restart makes of it.
+//!
+//! `DDS_CERTSYNC_PAUSE_AT=name:ms[,name:ms...]` makes the thread sleep `ms`
+//! milliseconds at each named point instead: a slow disk, which widens the
+//! window between two steps so that the SIGKILL torture test lands in it
+//! often enough to assert that it did. In release builds [`hit`] is an
+//! empty function and both variables are ignored.
 //!
 //! The points, in the order a change passes them:
 //!
@@ -37,6 +42,20 @@ pub fn hit(name: &str) {
         })
         .clone()
     };
+    static PAUSES: std::sync::OnceLock<Vec<(String, u64)>> = std::sync::OnceLock::new();
+    let pauses = PAUSES.get_or_init(|| {
+        std::env::var("DDS_CERTSYNC_PAUSE_AT")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|p| {
+                let (n, ms) = p.split_once(':')?;
+                Some((n.to_string(), ms.parse().ok()?))
+            })
+            .collect()
+    });
+    for (_, ms) in pauses.iter().filter(|(n, _)| n == name) {
+        std::thread::sleep(std::time::Duration::from_millis(*ms));
+    }
     if let Some((point, nth)) = spec
         && point == name
         && COUNT.fetch_add(1, Ordering::SeqCst) + 1 >= nth

@@ -957,19 +957,42 @@ mod tests {
         assert!(matches!(e, HookError::Spawn { .. }), "{e}");
     }
 
-    #[tokio::test]
-    async fn notify_socket_is_not_inherited() {
-        // SAFETY: tests in this module do not read NOTIFY_SOCKET concurrently.
-        unsafe { std::env::set_var("NOTIFY_SOCKET", "/run/systemd/notify") };
-        let r = run(
-            &sh("test -z \"$NOTIFY_SOCKET\""),
-            Duration::from_secs(5),
-            &call(),
-            &[],
-        )
-        .await;
-        unsafe { std::env::remove_var("NOTIFY_SOCKET") };
-        r.unwrap();
+    #[test]
+    fn notify_socket_is_not_inherited() {
+        const NAME: &str = "hooks::tests::notify_socket_is_not_inherited";
+        const CHILD: &str = "DDS_CERTSYNC_TEST_NOTIFY_CHILD";
+        if std::env::var_os(CHILD).is_some() {
+            // The child process: NOTIFY_SOCKET is in its own environment.
+            assert!(std::env::var_os("NOTIFY_SOCKET").is_some());
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(run(
+                &sh("test -z \"$NOTIFY_SOCKET\""),
+                Duration::from_secs(5),
+                &call(),
+                &[],
+            ))
+            .unwrap();
+            return;
+        }
+        // The test binary's environment is shared by tests running in
+        // parallel, so the variable is set only for a child process that
+        // runs just this test.
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", NAME, "--test-threads=1"])
+            .env(CHILD, "1")
+            .env("NOTIFY_SOCKET", "/run/systemd/notify")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("1 passed"), "the child ran no test: {text}");
     }
 
     #[tokio::test]

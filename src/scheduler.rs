@@ -523,6 +523,10 @@ mod tests {
             jitter: Duration::ZERO,
             max_backoff: Duration::from_secs(60),
         };
+        // The scheduler draws its jitter from this thread's generator (the
+        // test runtime is single-threaded): seeded, every gap is known.
+        const SEED: u64 = 0x0ba_c0ff;
+        fastrand::seed(SEED);
         let log = drive(
             &["x"],
             timing,
@@ -531,13 +535,28 @@ mod tests {
             Duration::from_secs(3600),
         )
         .await;
-        let starts = starts_of(&log, "x");
-        let gaps: Vec<u64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+        let starts: Vec<Duration> = log.iter().map(|(_, d)| *d).collect();
+        let gaps: Vec<Duration> = starts.windows(2).map(|w| w[1] - w[0]).collect();
         assert!(gaps.len() > 30, "kept retrying: {gaps:?}");
+        let mut rng = fastrand::Rng::with_seed(SEED);
         for (i, g) in gaps.iter().enumerate() {
-            let cap = backoff_cap(i as u32 + 1, timing.max_backoff).as_secs();
-            assert!(*g >= 1 && *g <= cap, "gap {i} = {g}s exceeds cap {cap}s");
+            // The i-th gap follows the (i+1)-th consecutive failure.
+            let failures = i as u32 + 1;
+            let want = next_delay(fail(None), failures, &timing, rng.f64());
+            let cap = backoff_cap(failures, timing.max_backoff);
+            assert!(
+                *g >= MIN_RETRY && *g <= cap,
+                "gap {i} = {g:?} outside [1s, {cap:?}]"
+            );
+            assert!(
+                g.abs_diff(want) < Duration::from_millis(5),
+                "gap {i} = {g:?}, want {want:?}: the failure count must grow"
+            );
         }
+        // Under full jitter the later gaps spread over the whole 60 s cap;
+        // with the count stuck at one they would all stay under 2 s.
+        let late_max = gaps[10..].iter().max().unwrap();
+        assert!(*late_max > Duration::from_secs(30), "{gaps:?}");
     }
 
     #[tokio::test(start_paused = true)]

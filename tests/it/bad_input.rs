@@ -13,10 +13,7 @@ fn refused(rule: FaultRule, category: Option<&str>, why: &str) -> Run {
     env.instance("inst-a");
     env.sync.push_str("timeout = \"2s\"\n");
     env.once(&[]).assert_code(0);
-    let before: Vec<Vec<u8>> = ["international", "national"]
-        .iter()
-        .map(|c| fs::read(env.out("inst-a", c)).unwrap())
-        .collect();
+    let before = env.outputs("inst-a");
     // The certificate changes upstream, but what arrives is bad.
     env.standin.rotate("inst-a", "international");
     env.standin.rotate("inst-a", "national");
@@ -127,7 +124,7 @@ fn truncated_body_is_refused() {
     refused(
         FaultRule::always(Fault::DownloadTruncate).for_category("national"),
         Some("national"),
-        "download",
+        "failed: download failed: the connection broke while reading the body (truncated answer?)",
     );
 }
 
@@ -243,7 +240,7 @@ fn resets_are_reported() {
     refused(
         FaultRule::always(Fault::DownloadReset).for_category("national"),
         Some("national"),
-        "download",
+        "failed: download failed: the request failed",
     );
 }
 
@@ -270,12 +267,20 @@ fn a_dead_server_fails_fast_and_a_stalled_one_within_the_deadline() {
         .config_text()
         .replace(&env.standin.api_url(), &format!("https://127.0.0.1:{port}"));
     fs::write(env.path("config.toml"), text).unwrap();
+    let t = std::time::Instant::now();
     let run = Run::from(
         env.command(&["--once", "--deadline", "30s"])
             .output()
             .unwrap(),
     );
+    let took = t.elapsed();
     run.assert_code(1);
+    // Refused connections are not waited on until the deadline.
+    assert!(
+        took < Duration::from_secs(15),
+        "took {took:?}\n{}",
+        run.all()
+    );
     assert!(
         run.stdout.contains("FAILED name-inst-a (inst-a)"),
         "{}",
@@ -287,8 +292,16 @@ fn a_dead_server_fails_fast_and_a_stalled_one_within_the_deadline() {
     env.standin
         .push_fault(FaultRule::always(Fault::ApiDelay(Duration::from_secs(120))));
     env.sync.push_str("timeout = \"60s\"\n");
+    let t = std::time::Instant::now();
     let run = env.once(&["--deadline", "2s"]);
+    let took = t.elapsed();
     run.assert_code(1);
+    // The deadline, not the 60 s timeout nor the 120 s stall, ends it.
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(15),
+        "took {took:?}\n{}",
+        run.all()
+    );
     assert!(
         run.stdout
             .contains("did not finish within the deadline of 2s"),

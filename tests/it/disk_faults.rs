@@ -4,24 +4,20 @@
 //! Each leaves the old file byte for byte and no temp file, reports an error
 //! naming the path, exits 1 in `--once`, and is retried by the daemon, which
 //! recovers once the fault is gone. Where mounting or dropping privileges is
-//! not possible the test says SKIPPED on stderr (uncaptured) and returns.
+//! not possible the test calls [`skip`]: a failure in CI and as root, and
+//! elsewhere too unless skips are allowed (docs/testing.md, "Skips").
 
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::support::*;
 
-const LIMIT: Duration = Duration::from_secs(20);
+const LIMIT: Duration = WAIT;
 const ID: &str = "inst-a";
-
-/// Says that a test was skipped, bypassing libtest's output capture.
-fn skip(test: &str, why: &str) {
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
-}
 
 /// A mount, lazily unmounted on drop.
 struct Mount(PathBuf);
@@ -86,17 +82,11 @@ fn env() -> Env {
 }
 
 fn files(env: &Env) -> Vec<Vec<u8>> {
-    ["international", "national"]
-        .iter()
-        .map(|c| fs::read(env.out(ID, c)).unwrap())
-        .collect()
+    env.outputs(ID)
 }
 
 fn served(env: &Env) -> Vec<Vec<u8>> {
-    ["international", "national"]
-        .iter()
-        .map(|c| env.served(ID, c))
-        .collect()
+    env.served_all(ID)
 }
 
 /// After the first good sync: the certificates change upstream, the fault
@@ -220,49 +210,18 @@ fn a_permission_error_keeps_the_old_file_and_is_retried() {
         chown(&e.unwrap().path());
     }
     env.write_config();
-    let as_nobody = |args: &[&str]| {
-        let mut c = Command::new("setpriv");
-        c.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--",
-            BIN,
-            "--config",
-        ])
-        .arg(env.path("config.toml"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("DDS_CERTSYNC_CONFIG")
-        .env_remove("DDS_CERTSYNC_LOG_FORMAT")
-        .current_dir(env.dir.path());
-        c
-    };
-    match as_nobody(&["--check"]).output() {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => {
-            return skip(
-                TEST,
-                &format!(
-                    "cannot run as nobody: {}",
-                    String::from_utf8_lossy(&o.stderr)
-                ),
-            );
-        }
-        Err(e) => return skip(TEST, &format!("no setpriv: {e}")),
+    if let Err(e) = can_drop_privileges() {
+        return skip(TEST, &e);
     }
+    // Privileges can be dropped, so a failing start-up as `nobody` is a
+    // regression for non-root users, not a reason to skip.
+    Run::from(env.command_as_nobody(&["--check"]).output().unwrap()).assert_code(0);
     rotate_both(&env);
-    let run = Run::from(as_nobody(&["--once"]).output().unwrap());
+    let run = Run::from(env.command_as_nobody(&["--once"]).output().unwrap());
     let path = env.out(ID, "international").display().to_string();
     once_refuses(&env, run, &before, &["Permission denied", &path]);
 
-    let log = env.path("daemon.log");
-    let child = as_nobody(&[])
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let d = Daemon { child, log };
+    let d = env.spawn(env.command_as_nobody(&[]));
     daemon_retries_then_recovers(&env, d, "Permission denied", || {
         // The directory and the old files become nobody's (a file that
         // stays root's could not keep its owner: see the next assertion).
@@ -285,29 +244,10 @@ fn an_owner_that_cannot_be_kept_is_explained() {
     }
     env.write_config();
     rotate_both(&env);
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--",
-            BIN,
-            "--once",
-            "--config",
-        ])
-        .arg(env.path("config.toml"))
-        .env_remove("RUST_LOG")
-        .current_dir(env.dir.path())
-        .output();
-    let run = match out {
-        Ok(o) if o.status.code().is_some() => Run::from(o),
-        _ => {
-            return skip(
-                "an_owner_that_cannot_be_kept_is_explained",
-                "cannot run as nobody",
-            );
-        }
-    };
+    if let Err(e) = can_drop_privileges() {
+        return skip("an_owner_that_cannot_be_kept_is_explained", &e);
+    }
+    let run = Run::from(env.command_as_nobody(&["--once"]).output().unwrap());
     once_refuses(&env, run, &before, &["set owner", "CAP_CHOWN"]);
 }
 

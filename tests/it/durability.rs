@@ -27,18 +27,17 @@ struct Call {
     ret: String,
 }
 
-/// Whether strace can be used; panics under CI if not.
+/// Whether strace can be used; if not, a skip (`support::skip`: a failure in CI and as root).
 fn strace_available() -> bool {
     let ok = Command::new("strace")
         .arg("-V")
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "strace is missing under CI=true; .ci/run should have installed it"
+        skip(
+            "durability",
+            "strace is not installed (apt-get install strace; .ci/run installs it)",
         );
-        eprintln!("SKIPPED durability: strace is not installed (apt-get install strace)");
     }
     ok
 }

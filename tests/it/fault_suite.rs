@@ -106,9 +106,17 @@ fn cases() -> Vec<(&'static str, Fault, &'static str)> {
         // Transport.
         ("api-reset", Fault::ApiReset, "API request failed"),
         ("api-stall", Fault::ApiDelay(Duration::from_secs(60)), "timed out"),
-        ("download-reset", Fault::DownloadReset, "download"),
+        (
+            "download-reset",
+            Fault::DownloadReset,
+            "failed: download failed: the request failed",
+        ),
         ("download-stall", Fault::DownloadDelay(Duration::from_secs(60)), "timed out"),
-        ("download-truncated", Fault::DownloadTruncate, "download"),
+        (
+            "download-truncated",
+            Fault::DownloadTruncate,
+            "failed: download failed: the connection broke while reading the body (truncated answer?)",
+        ),
         ("download-huge", Fault::DownloadHuge(3 << 20), "larger than 1048576 bytes"),
         (
             "download-huge-chunked",
@@ -176,9 +184,7 @@ fn failed_rounds(log: &str, id: &str) -> usize {
 }
 
 fn snapshot(env: &Env, ids: &[String]) -> Vec<Vec<u8>> {
-    ids.iter()
-        .flat_map(|id| ["international", "national"].map(|c| fs::read(env.out(id, c)).unwrap()))
-        .collect()
+    ids.iter().flat_map(|id| env.outputs(id)).collect()
 }
 
 #[test]
@@ -190,7 +196,9 @@ fn every_fault_keeps_the_files_in_once_and_in_the_daemon_which_then_recovers() {
         env.instance(id);
     }
     env.sync.push_str(
-        "timeout = \"1s\"\ninterval = \"1s\"\njitter = \"0s\"\nmax_backoff = \"1s\"\nconcurrency = 64\n",
+        // 3 s, not less: 64 concurrent TLS handshakes of a debug build on a
+        // loaded two-core machine must not time out on their own.
+        "timeout = \"3s\"\ninterval = \"1s\"\njitter = \"0s\"\nmax_backoff = \"1s\"\nconcurrency = 64\n",
     );
     env.once(&[]).assert_code(0);
 
@@ -263,6 +271,9 @@ fn every_fault_keeps_the_files_in_once_and_in_the_daemon_which_then_recovers() {
     let ok = wait_until(LIMIT, || {
         ids.iter().all(|id| {
             env.hook_runs(id).len() >= 2
+                // Settled: no hook still owed (a round that changed the
+                // second category may not have run its hook yet).
+                && !env.path(&format!("state/hook-owed-{id}.json")).exists()
                 && fs::read(env.out(id, "national")).ok() == Some(env.served(id, "national"))
                 && fs::read(env.out(id, "international")).ok()
                     == Some(env.served(id, "international"))

@@ -20,11 +20,6 @@ const LIMIT: Duration = Duration::from_secs(30);
 /// The daemon's periodic sweep is every 30 s; allow for a loaded machine.
 const SWEEP_LIMIT: Duration = Duration::from_secs(75);
 
-fn skip(test: &str, why: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
-}
-
 /// A daemon with one instance, hourly rounds, after its first round.
 fn started(env: &mut Env) -> Daemon {
     env.instance("inst-a");

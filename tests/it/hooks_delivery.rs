@@ -5,9 +5,9 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -303,11 +303,7 @@ fn the_daemon_runs_a_hook_owed_from_before_although_files_are_current() {
         retry_after: None,
     }));
     let d = env.daemon(&[]);
-    assert!(
-        wait_until(LIMIT, || env.hook_runs("inst-a").len() == 1),
-        "{}",
-        d.log()
-    );
+    env.wait_hook_runs(&d, "inst-a", 1);
     assert_eq!(
         outputs(&env, "inst-a").map(|p| stamp(&p)),
         stamps,
@@ -321,66 +317,144 @@ fn the_daemon_runs_a_hook_owed_from_before_although_files_are_current() {
     assert!(wait_until(LIMIT, || !owed_record(&env, "inst-a").exists()));
 }
 
+/// The delays of the `next attempt in {d}` lines, in order.
+fn next_attempts(log: &str) -> Vec<Duration> {
+    log.lines()
+        .filter_map(|l| l.split_once("next attempt in ").map(|x| x.1))
+        .map(|rest| {
+            let d: Vec<&str> = rest
+                .split_whitespace()
+                .take_while(|w| !w.contains('='))
+                .collect();
+            let d = d.join(" ");
+            humantime::parse_duration(&d).unwrap_or_else(|e| panic!("{d:?}: {e}"))
+        })
+        .collect()
+}
+
 #[test]
 fn a_failed_hook_is_retried_with_backoff_without_a_new_change() {
     let mut env = Env::new();
     env.standin.add_instance(PROJECT, "inst-a");
     let record = env.record_hook();
-    let count = env.path("attempts");
-    // Fails twice, then succeeds.
+    let attempts = env.path("attempts");
+    // Fails three times, then succeeds; each attempt notes when it began.
     env.raw_instance(&format!(
         r#"id = "inst-a"
 international = "out/a.crt"
-on_change = ["/bin/sh", "-c", "echo x >> {count}; if [ $(wc -l < {count}) -le 2 ]; then echo not-yet >&2; exit 9; fi; exec /bin/sh {record}"]"#,
-        count = count.display(),
+on_change = ["/bin/sh", "-c", "date +%s.%N >> {attempts}; if [ $(wc -l < {attempts}) -le 3 ]; then echo not-yet >&2; exit 9; fi; exec /bin/sh {record}"]"#,
+        attempts = attempts.display(),
         record = record.display()
     ));
     env.sync
         .push_str("interval = \"1h\"\nmax_backoff = \"30s\"\n");
-    let t = Instant::now();
     let d = env.daemon(&[]);
-    assert!(
-        wait_until(LIMIT, || env.hook_runs("inst-a").len() == 1),
-        "{}",
-        d.log()
-    );
-    let took = t.elapsed();
+    env.wait_hook_runs(&d, "inst-a", 1);
     let log = d.log();
-    assert_eq!(log.matches("hook failed").count(), 2, "{log}");
+    assert_eq!(log.matches("hook failed").count(), 3, "{log}");
     assert!(
         log.contains("exited with status 9; last stderr: not-yet"),
         "{log}"
     );
-    assert!(log.contains("next attempt in"), "{log}");
-    // Backoff: at least 0.5 s + 1 s (jittered 1 s then 2 s), well under the
-    // interval of an hour.
-    assert!(took >= Duration::from_millis(1400), "{took:?}");
-    assert!(took < Duration::from_secs(15), "{took:?}");
-    assert_eq!(fs::read_to_string(&count).unwrap().lines().count(), 3);
+    // Doubling from 1 s, each taken down by up to half: [0.5, 1], [1, 2],
+    // [2, 4]. Constant or un-doubled retries fall outside.
+    let delays = next_attempts(&log);
+    assert_eq!(delays.len(), 3, "{log}");
+    for (i, d) in delays.iter().enumerate() {
+        let full = Duration::from_secs(1 << i);
+        assert!(
+            *d >= full / 2 && *d <= full,
+            "retry {i} after {d:?}, want within [{:?}, {full:?}]\n{log}",
+            full / 2
+        );
+    }
+    // And they were waited out: each attempt began no sooner than its delay
+    // after the previous one (the clock of `date`, a few ms of slack).
+    let began: Vec<f64> = fs::read_to_string(&attempts)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(began.len(), 4, "three failures and one success");
+    for (i, w) in began.windows(2).enumerate() {
+        let gap = w[1] - w[0];
+        assert!(
+            gap + 0.05 >= delays[i].as_secs_f64(),
+            "attempt {} came {gap:.3}s after the previous, before its delay {:?}",
+            i + 1,
+            delays[i]
+        );
+    }
+    // Nothing rotated: the retries are the owed hook's own.
+    assert_eq!(
+        log.matches("running the owed hook again").count(),
+        3,
+        "{log}"
+    );
 }
 
-#[test]
-fn reload_signal_is_sent_to_the_pid_in_the_pidfile_reread_each_time() {
-    let mut env = Env::new();
+/// A stand-in for the application to reload: a shell that counts the
+/// SIGHUPs it gets in `got`. Returns once its trap is set.
+struct App {
+    child: std::process::Child,
+    got: PathBuf,
+}
+
+impl App {
+    fn start(dir: &Path, name: &str) -> App {
+        let got = dir.join(format!("{name}.hups"));
+        let ready = dir.join(format!("{name}.ready"));
+        let child = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!(
+                "trap 'echo hup >> {got}' HUP; : > {ready}; while :; do sleep 0.05; done",
+                got = got.display(),
+                ready = ready.display()
+            ))
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(
+            wait_until(LIMIT, || ready.exists()),
+            "{name} never set its trap"
+        );
+        App { child, got }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn hups(&self) -> usize {
+        fs::read_to_string(&self.got)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An instance whose change is announced by `SIGHUP` to the PID in `app.pid`.
+fn signal_instance(env: &mut Env) -> PathBuf {
     env.standin.add_instance(PROJECT, "inst-a");
-    let got = env.path("got-hup");
     let pidfile = env.path("app.pid");
     env.raw_instance(&format!(
         "id = \"inst-a\"\ninternational = \"out/a.crt\"\nreload_signal = \"SIGHUP\"\npidfile = \"{}\"",
         pidfile.display()
     ));
-    let spawn_app = || {
-        std::process::Command::new("/bin/sh")
-            .arg("-c")
-            .arg(format!(
-                "trap 'echo hup >> {}' HUP; while :; do sleep 0.05; done",
-                got.display()
-            ))
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let hups = || fs::read_to_string(&got).unwrap_or_default().lines().count();
+    pidfile
+}
+
+#[test]
+fn reload_signal_is_sent_to_the_pid_in_the_pidfile_reread_each_time() {
+    let mut env = Env::new();
+    let pidfile = signal_instance(&mut env);
 
     // No pidfile: a failed delivery, kept owed.
     let run = env.once(&[]);
@@ -407,28 +481,60 @@ fn reload_signal_is_sent_to_the_pid_in_the_pidfile_reread_each_time() {
     assert!(run.all().contains("is not running"), "{}", run.all());
 
     // The process is there now: delivered once, record cleared.
-    let mut app = spawn_app();
-    fs::write(&pidfile, format!("{}\n", app.id())).unwrap();
-    std::thread::sleep(Duration::from_millis(100)); // let the shell set its trap
+    let app = App::start(env.dir.path(), "app1");
+    fs::write(&pidfile, format!("{}\n", app.pid())).unwrap();
     env.once(&[]).assert_code(0);
-    assert!(wait_until(LIMIT, || hups() == 1));
+    assert!(wait_until(LIMIT, || app.hups() == 1));
     assert!(!owed_record(&env, "inst-a").exists());
 
     // The app restarts with a new PID; the next rotation reaches the new one.
-    app.kill().unwrap();
-    app.wait().unwrap();
-    fs::remove_file(&got).ok();
-    let mut app2 = spawn_app();
-    fs::write(&pidfile, format!("{}\n", app2.id())).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    drop(app);
+    let app2 = App::start(env.dir.path(), "app2");
+    fs::write(&pidfile, format!("{}\n", app2.pid())).unwrap();
     env.standin.rotate("inst-a", "international");
     env.once(&[]).assert_code(0);
-    assert!(wait_until(LIMIT, || hups() == 1));
+    assert!(wait_until(LIMIT, || app2.hups() == 1));
     env.once(&[]).assert_code(0);
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(hups(), 1, "no signal without a change");
-    app2.kill().unwrap();
-    app2.wait().unwrap();
+    assert_eq!(app2.hups(), 1, "no signal without a change");
+}
+
+#[test]
+fn one_daemon_rereads_the_pidfile_on_every_delivery() {
+    let mut env = Env::new();
+    let pidfile = signal_instance(&mut env);
+    env.sync
+        .push_str("interval = \"1s\"\njitter = \"0s\"\nmax_backoff = \"2s\"\n");
+    let app1 = App::start(env.dir.path(), "app1");
+    fs::write(&pidfile, format!("{}\n", app1.pid())).unwrap();
+    let d = env.daemon(&[]);
+    assert!(wait_until(LIMIT, || app1.hups() == 1), "{}", d.log());
+    assert!(wait_until(LIMIT, || !owed_record(&env, "inst-a").exists()));
+
+    // The application restarts under a new PID while the daemon runs: the
+    // next change reaches the new process, not the one read before.
+    let app2 = App::start(env.dir.path(), "app2");
+    fs::write(&pidfile, format!("{}\n", app2.pid())).unwrap();
+    drop(app1);
+    env.standin.rotate("inst-a", "international");
+    assert!(wait_until(LIMIT, || app2.hups() == 1), "{}", d.log());
+
+    // The pidfile disappears: the next change's delivery fails and stays
+    // owed; once the pidfile is back, the retry reaches the process with no
+    // further change.
+    fs::remove_file(&pidfile).unwrap();
+    env.standin.rotate("inst-a", "international");
+    d.wait_log("cannot read the pidfile", 1, LIMIT);
+    assert!(owed_record(&env, "inst-a").exists());
+    let app3 = App::start(env.dir.path(), "app3");
+    fs::write(&pidfile, format!("{}\n", app3.pid())).unwrap();
+    assert!(wait_until(LIMIT, || app3.hups() == 1), "{}", d.log());
+    assert!(wait_until(LIMIT, || !owed_record(&env, "inst-a").exists()));
+    assert_eq!(app2.hups(), 1, "the old process got nothing more");
+    assert_eq!(
+        fs::read(env.path("out/a.crt")).unwrap(),
+        env.served("inst-a", "international")
+    );
 }
 
 #[test]

@@ -586,7 +586,10 @@ fn moving_the_listener_to_another_address_on_the_same_port_works_or_keeps_the_ol
         drop(squatter);
         d.signal(Signal::SIGHUP);
     } else {
-        eprintln!("SKIPPED the refused part: cannot bind 127.0.0.2");
+        skip(
+            "hostile_service::moving_the_listener (the refused part)",
+            "cannot bind 127.0.0.2",
+        );
         replace_config(&env, &text);
     }
     d.wait_log(&format!("listen=0.0.0.0:{port}"), 1, LIMIT);

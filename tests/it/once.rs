@@ -251,4 +251,9 @@ fn dry_run_fetches_but_writes_nothing() {
     );
     assert!(!env.path("out").exists());
     assert!(env.hook_runs("inst-a").is_empty());
+    // Nor is a hook recorded as owed for the changes it did not make.
+    assert_eq!(ls(&env.path("state")), Vec::<String>::new());
+    // A real run afterwards runs the hook once, for the real change.
+    env.once(&[]).assert_code(0);
+    assert_eq!(env.hook_runs("inst-a").len(), 1);
 }

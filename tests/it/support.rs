@@ -1,5 +1,8 @@
 //! Small helpers shared by the integration tests: a stand-in plus a scratch
-//! directory, config writing, and running the binary.
+//! directory, config writing, running the binary (as root or as `nobody`),
+//! waiting for hook runs, reading the outputs, scanning output for secrets,
+//! the daemon's bound listen address, and [`skip`], the one honest way for a
+//! test to give up (see docs/testing.md, "Skips").
 
 #![allow(dead_code)]
 
@@ -13,6 +16,11 @@ pub use dds_standin::{Fault, FaultRule, Listener, StandIn};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_dds-certsync");
 pub const PROJECT: &str = "0a1b2c3d4e5f";
+/// The categories [`Env::instance`] writes, in the order of [`Env::outputs`].
+pub const CATEGORIES: [&str; 2] = ["international", "national"];
+/// How long a process-level wait polls before it fails: generous, for a
+/// loaded two-core machine running debug builds.
+pub const WAIT: Duration = Duration::from_secs(30);
 
 /// A stand-in, a scratch directory and a config file in it.
 pub struct Env {
@@ -153,14 +161,81 @@ mv "$dir/$DDS_CERTSYNC_INSTANCE_ID.$n.env.tmp" "$dir/$DDS_CERTSYNC_INSTANCE_ID.$
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
-        c.arg("--config")
-            .arg(self.path("config.toml"))
-            .args(args)
-            .env_remove("RUST_LOG")
+        c.arg("--config").arg(self.path("config.toml")).args(args);
+        self.sanitize(&mut c);
+        c
+    }
+
+    /// The binary run as `nobody` (uid and gid 65534, no supplementary
+    /// groups) through `setpriv`, with the same clean environment as
+    /// [`Env::command`]. Check [`can_drop_privileges`] first.
+    pub fn command_as_nobody(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+            BIN,
+            "--config",
+        ])
+        .arg(self.path("config.toml"))
+        .args(args);
+        self.sanitize(&mut c);
+        c
+    }
+
+    /// No variable of the caller's that would change what the binary does.
+    fn sanitize(&self, c: &mut Command) {
+        c.env_remove("RUST_LOG")
             .env_remove("DDS_CERTSYNC_CONFIG")
             .env_remove("DDS_CERTSYNC_LOG_FORMAT")
+            .env_remove("DDS_CERTSYNC_CRASH_AT")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
             .current_dir(self.dir.path());
-        c
+    }
+
+    /// Starts `cmd` as a daemon, its stderr going to `daemon.log`. The one
+    /// way every test starts a long-running process of the binary.
+    pub fn spawn(&self, mut cmd: Command) -> Daemon {
+        let log = self.path("daemon.log");
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start daemon");
+        Daemon { child, log }
+    }
+
+    /// Both output files of an instance added with [`Env::instance`], as
+    /// they are now (panics if one is missing).
+    pub fn outputs(&self, id: &str) -> Vec<Vec<u8>> {
+        CATEGORIES
+            .iter()
+            .map(|c| {
+                let p = self.out(id, c);
+                fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            })
+            .collect()
+    }
+
+    /// What [`Env::outputs`] must be once the instance is in sync.
+    pub fn served_all(&self, id: &str) -> Vec<Vec<u8>> {
+        CATEGORIES.iter().map(|c| self.served(id, c)).collect()
+    }
+
+    /// Waits until the instance's hook ran exactly `n` times (with exit 0),
+    /// failing with the daemon's log if it does not within [`WAIT`].
+    pub fn wait_hook_runs(&self, d: &Daemon, id: &str, n: usize) {
+        let ok = wait_until(WAIT, || self.hook_runs(id).len() == n);
+        assert!(
+            ok,
+            "{id}: expected {n} hook runs, saw {}\n{}",
+            self.hook_runs(id).len(),
+            d.log()
+        );
     }
 
     /// Writes the config and runs `--once`.
@@ -174,14 +249,7 @@ mv "$dir/$DDS_CERTSYNC_INSTANCE_ID.$n.env.tmp" "$dir/$DDS_CERTSYNC_INSTANCE_ID.$
     /// Writes the config and starts the daemon.
     pub fn daemon(&self, extra: &[&str]) -> Daemon {
         self.write_config();
-        let log = self.path("daemon.log");
-        let child = self
-            .command(extra)
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start daemon");
-        Daemon { child, log }
+        self.spawn(self.command(extra))
     }
 
     /// The expected file content for what the stand-in serves now.
@@ -250,6 +318,23 @@ impl Daemon {
         let ok = wait_until(limit, || self.log().matches(needle).count() >= count);
         assert!(ok, "log never showed {needle:?} x{count}\n{}", self.log());
     }
+
+    /// The address the `n`-th (1-based) start of the HTTP endpoints bound,
+    /// read from the daemon's log. Configure `listen = "127.0.0.1:0"` and
+    /// let the kernel pick the port: no port can be lost between a check
+    /// and the bind.
+    pub fn listen_addr(&self, n: usize) -> std::net::SocketAddr {
+        const LINE: &str = "serving /healthz, /readyz and /metrics";
+        self.wait_log(LINE, n, WAIT);
+        let log = self.log();
+        let line = log.lines().filter(|l| l.contains(LINE)).nth(n - 1).unwrap();
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("listen="))
+            .unwrap_or_else(|| panic!("no listen= in {line:?}"));
+        addr.parse()
+            .unwrap_or_else(|e| panic!("{addr:?} in {line:?}: {e}"))
+    }
 }
 
 impl Drop for Daemon {
@@ -315,4 +400,75 @@ pub fn api_requests(env: &Env, id: &str) -> Vec<dds_standin::Recorded> {
         .into_iter()
         .filter(|r| r.listener == Listener::Api && r.path.contains(&format!("/instances/{id}/")))
         .collect()
+}
+
+/// Panics if any of `secrets` occurs in `text`, naming which (by length,
+/// never by value) and where.
+pub fn assert_no_secret(what: &str, text: &str, secrets: &[String]) {
+    for s in secrets {
+        assert!(!s.is_empty(), "{what}: an empty secret matches everything");
+        assert!(
+            !text.contains(s.as_str()),
+            "{what}: a secret leaked ({} chars):\n{text}",
+            s.len()
+        );
+    }
+}
+
+/// Whether this process may run a program as `nobody` with `setpriv`:
+/// `Err` says why not (no `setpriv`, or no privilege to switch users).
+pub fn can_drop_privileges() -> Result<(), String> {
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+            "/bin/sh",
+            "-c",
+            "test \"$(id -u)\" = 65534",
+        ])
+        .output()
+        .map_err(|e| format!("cannot run setpriv: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "cannot drop privileges to nobody: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// The environment variable that lets a developer accept skips.
+pub const ALLOW_SKIPS: &str = "DDS_CERTSYNC_ALLOW_SKIPS";
+
+/// Gives up on a test whose setting cannot be made here (no mount, no
+/// `setpriv`). A skip is not a pass, so by default it is a failure and shows
+/// in the test summary with its reason. It is always a failure in CI
+/// (`CI=true`) and as root, where every setting can be made. Elsewhere
+/// `DDS_CERTSYNC_ALLOW_SKIPS=1` accepts it: the test returns, and the skip is
+/// printed and recorded in `target/tmp/skipped-tests/` (one file per test;
+/// `cat target/tmp/skipped-tests/*` lists them). See docs/testing.md.
+///
+/// Call as `return skip(TEST, reason)`.
+pub fn skip(test: &str, reason: &str) {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let root = nix::unistd::geteuid().is_root();
+    let allowed = std::env::var(ALLOW_SKIPS).is_ok_and(|v| v == "1");
+    if ci || root || !allowed {
+        let why = if ci {
+            "skips are failures in CI (CI=true)".to_string()
+        } else if root {
+            "skips are failures as root, where the setting can be made".to_string()
+        } else {
+            format!("skips are failures unless {ALLOW_SKIPS}=1")
+        };
+        panic!("SKIPPED {test}: {reason}\n({why})");
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("skipped-tests");
+    let _ = fs::create_dir_all(&dir);
+    let _ = fs::write(dir.join(test), format!("SKIPPED {test}: {reason}\n"));
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
 }

@@ -5,6 +5,12 @@
 //! every settle point each file's current content was announced to a hook
 //! that exited 0, through an unbroken chain of announcements from "no file".
 //!
+//! Every tenth kill is aimed: the disk is slowed at one step (debug-build
+//! pause points, `src/failpoint.rs`) and the kill comes once a new temp file,
+//! or one file new and the other old, is seen; so these windows are hit in
+//! every run, and the test asserts that they were. A file that existed never
+//! vanishes.
+//!
 //! Seeded and reproducible: `TORTURE_SEED` (default below) and
 //! `TORTURE_KILLS` (default 200) override the run; the seed is printed.
 
@@ -18,7 +24,7 @@ use crate::support::*;
 const ID: &str = "tort";
 const DEFAULT_SEED: u64 = 0x5eed_cafe;
 const DEFAULT_KILLS: usize = 200;
-const LIMIT: Duration = Duration::from_secs(20);
+const LIMIT: Duration = WAIT;
 
 /// A hook that appends `paths|olds|news` (comma-joined) to `runs.log` in a
 /// single O_APPEND write.
@@ -83,10 +89,39 @@ fn hash(p: &Path) -> String {
     }
 }
 
+/// Starts the daemon; `pause` makes the disk slow at named steps of a
+/// replacement (`DDS_CERTSYNC_PAUSE_AT`, see `src/failpoint.rs`).
+fn start(env: &Env, pause: Option<&str>) -> Daemon {
+    env.write_config();
+    let mut cmd = env.command(&[]);
+    if let Some(p) = pause {
+        cmd.env("DDS_CERTSYNC_PAUSE_AT", p);
+    }
+    env.spawn(cmd)
+}
+
+/// Our temp files in the output directory.
+fn temps(env: &Env) -> Vec<String> {
+    ls(&env.path("out"))
+        .into_iter()
+        .filter(|n| n.contains(".dds-certsync-"))
+        .collect()
+}
+
+/// Whether the international file is the current one and the national
+/// file an older one: the moment between the two renames of a round.
+fn is_mixed(env: &Env, outs: &[PathBuf]) -> bool {
+    let current = env.served_all(ID);
+    let on_disk: Vec<Option<Vec<u8>>> = outs.iter().map(|p| fs::read(p).ok()).collect();
+    on_disk[0].as_deref() == Some(current[0].as_slice())
+        && on_disk[1].is_some()
+        && on_disk[1].as_deref() != Some(current[1].as_slice())
+}
+
 /// Starts the daemon, waits until the files are what is served and no hook
 /// is owed, then checks the announcement chain.
 fn settle(env: &Env, outs: &[PathBuf]) {
-    let d = env.daemon(&[]);
+    let d = start(env, None);
     let record = env.path(&format!("state/hook-owed-{ID}.json"));
     let ok = wait_until(LIMIT, || {
         outs.iter()
@@ -148,6 +183,7 @@ fn sigkill_at_random_moments_during_hundreds_of_rotations() {
     remember(&mut served, &env);
 
     let (mut owed_at_kill, mut temps_at_kill, mut mixed_at_kill) = (0, 0, 0);
+    let mut existed = [false, false];
     for i in 0..kills {
         if rng.f64() < 0.6 {
             env.standin.rotate(ID, "international");
@@ -156,24 +192,66 @@ fn sigkill_at_random_moments_during_hundreds_of_rotations() {
             env.standin.rotate(ID, "national");
         }
         remember(&mut served, &env);
-        let mut d = env.daemon(&[]);
-        std::thread::sleep(Duration::from_millis(rng.u64(0..130)));
-        if rng.f64() < 0.3 {
+        // Every tenth kill is aimed: with the disk slowed down at one step,
+        // the kill comes once the window is seen open, so that the windows
+        // a random kill hits only now and then are hit every run.
+        let aim = match i % 10 {
+            3 => Some(("before-rename:150", "a new temp file")),
+            // (Once both files exist: "old" means an older certificate.)
+            7 if existed == [true, true] => {
+                Some(("after-rename:150", "one file new, the other old"))
+            }
+            _ => None,
+        };
+        let mut d = if let Some((pause, what)) = aim {
             env.standin.rotate(ID, "international");
+            env.standin.rotate(ID, "national");
             remember(&mut served, &env);
-        }
-        std::thread::sleep(Duration::from_millis(rng.u64(0..130)));
+            // Temp files a kill left are removed at start; only a new one
+            // shows the window open.
+            let stale = temps(&env);
+            let d = start(&env, Some(pause));
+            let seen = wait_until(LIMIT, || match i % 10 {
+                3 => temps(&env).iter().any(|t| !stale.contains(t)),
+                _ => is_mixed(&env, &outs),
+            });
+            assert!(
+                seen,
+                "kill {i} (seed {seed}): never saw {what}\n{}",
+                d.log()
+            );
+            d
+        } else {
+            let d = start(&env, None);
+            std::thread::sleep(Duration::from_millis(rng.u64(0..130)));
+            if rng.f64() < 0.3 {
+                env.standin.rotate(ID, "international");
+                remember(&mut served, &env);
+            }
+            std::thread::sleep(Duration::from_millis(rng.u64(0..130)));
+            d
+        };
         d.child.kill().unwrap(); // SIGKILL
         d.child.wait().unwrap();
 
-        // After the kill: complete certificates only, old or new.
-        for p in &outs {
-            if let Ok(bytes) = fs::read(p) {
-                assert!(
-                    served.contains(&bytes),
-                    "kill {i} (seed {seed}): {} is torn or foreign",
+        // After the kill: complete certificates only, old or new. A file
+        // may be missing only before it was first written; once it existed,
+        // it never vanishes.
+        for (p, was) in outs.iter().zip(existed.iter_mut()) {
+            match fs::read(p) {
+                Ok(bytes) => {
+                    assert!(
+                        served.contains(&bytes),
+                        "kill {i} (seed {seed}): {} is torn or foreign",
+                        p.display()
+                    );
+                    *was = true;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !*was => {}
+                Err(e) => panic!(
+                    "kill {i} (seed {seed}): {} vanished or is unreadable: {e}",
                     p.display()
-                );
+                ),
             }
         }
         for name in ls(&env.path("out")) {
@@ -184,19 +262,11 @@ fn sigkill_at_random_moments_during_hundreds_of_rotations() {
             temps_at_kill += usize::from(temp);
         }
         owed_at_kill += usize::from(record.exists());
-        let current: Vec<Vec<u8>> = ["international", "national"]
-            .iter()
-            .map(|c| env.served(ID, c))
-            .collect();
-        let on_disk: Vec<Option<Vec<u8>>> = outs.iter().map(|p| fs::read(p).ok()).collect();
-        mixed_at_kill += usize::from(
-            on_disk[0].as_deref() == Some(current[0].as_slice())
-                && on_disk[1].is_some()
-                && on_disk[1].as_deref() != Some(current[1].as_slice()),
-        );
+        mixed_at_kill += usize::from(is_mixed(&env, &outs));
 
         if (i + 1) % 50 == 0 {
             settle(&env, &outs);
+            existed = [true, true];
         }
     }
     settle(&env, &outs);
@@ -206,6 +276,11 @@ fn sigkill_at_random_moments_during_hundreds_of_rotations() {
          one file new and the other old at {mixed_at_kill}; {runs} hook runs"
     );
     // The kills must have hit the interesting windows, or the test proves
-    // little: with these timings each happens many times per run.
+    // little: the aimed kills make sure of it.
     assert!(owed_at_kill > 0, "no kill ever found a hook owed");
+    assert!(temps_at_kill > 0, "no kill ever found a temp file");
+    assert!(
+        mixed_at_kill > 0,
+        "no kill ever found one file new and the other old"
+    );
 }

@@ -70,18 +70,39 @@ async fn refuses_links_it_did_not_issue() {
 
 #[tokio::test]
 async fn links_expire_after_the_ttl() {
+    // Long enough for the first download on a loaded machine; the expiry is
+    // then polled for, not slept for.
+    const TTL: Duration = Duration::from_secs(3);
     let standin = StandIn::start_with(Options {
-        link_ttl: Duration::from_millis(300),
+        link_ttl: TTL,
         ..Options::default()
     });
     standin.add_instance(PROJECT, INSTANCE);
     let client = client(&standin);
+    let issued = std::time::Instant::now();
     let url = link(&standin, &client, INSTANCE, "national").await;
     assert_eq!(
         client.get(&url).send().await.expect("download").status(),
         200
     );
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        issued.elapsed() < TTL,
+        "the first download came too late to count"
+    );
+    // Valid until the TTL, refused from then on.
+    let refused_at = loop {
+        let status = client.get(&url).send().await.expect("download").status();
+        if status == 403 {
+            break issued.elapsed();
+        }
+        assert_eq!(status, 200);
+        assert!(issued.elapsed() < TTL * 10, "the link never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        refused_at >= TTL,
+        "refused after {refused_at:?}, before the TTL"
+    );
     expect_access_denied(&client, &url).await;
 }
 
