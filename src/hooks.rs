@@ -38,7 +38,10 @@
 //!
 //! `reload_signal` + `pidfile` replace the command: the pidfile is read on
 //! every delivery (never cached, off the runtime thread, at most
-//! [`PIDFILE_LIMIT`] bytes, a regular file only). The signal is refused for a
+//! [`PIDFILE_LIMIT`] bytes, a regular file only, never through a symlink at
+//! its own path: one who can write its directory could otherwise point it at
+//! another user's pidfile and pass the owner rule; symlinks among the parent
+//! directories, such as `/var/run`, are followed). The signal is refused for a
 //! PID of 1 or less, and for a process whose real user differs from the
 //! pidfile's owner unless `reload_signal_any_owner` is set ([`check_target`]).
 //! A refusal, a missing or malformed pidfile, or a process that is gone
@@ -294,8 +297,10 @@ pub fn send_signal(r: &ReloadSignal) -> Result<(), HookError> {
         pidfile: r.pidfile.clone(),
         reason,
     };
-    // Owner and content from one open file: no race with a replacement.
-    let file = readfile::open_regular(&r.pidfile, Links::Follow)
+    // Owner and content from one open file: no race with a replacement. A
+    // symlink at the path is refused: its target's owner would pass the
+    // owner rule for whoever planted the link.
+    let file = readfile::open_regular(&r.pidfile, Links::Refuse)
         .and_then(|f| f.ok_or_else(|| std::io::Error::other("it does not exist")))
         .map_err(|e| fail(format!("cannot read the pidfile: {e}")))?;
     let mut bytes = Vec::new();

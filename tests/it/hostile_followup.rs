@@ -1,0 +1,80 @@
+//! Hostile neighbours, continued: a pidfile swapped for a symlink, a pidfile
+//! naming a process that has exited, a FIFO in place of a hook record, a
+//! stdout nobody reads, and a stalled stderr at a crash or a panic.
+
+use std::fs;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::symlink;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn signal_instance(env: &mut Env, pidfile: &Path) {
+    env.instances.clear();
+    env.raw_instance(&format!(
+        "id = \"inst-a\"\ninternational = \"out/a.crt\"\nreload_signal = \"SIGHUP\"\npidfile = \"{}\"\n",
+        pidfile.display()
+    ));
+}
+
+fn sleeper() -> Child {
+    Command::new("sleep")
+        .arg("60")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start sleep")
+}
+
+/// How `child` ended, if it did within `limit`.
+fn ended(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let mut status = None;
+    wait_until(limit, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    status
+}
+
+#[test]
+fn a_symlink_at_the_pidfile_path_is_refused_but_a_symlinked_directory_is_followed() {
+    let mut env = Env::new();
+    env.standin.add_instance(PROJECT, "inst-a");
+    let mut app = sleeper();
+    // A genuine pidfile, of the right owner, naming a live process.
+    let real = env.path("real");
+    fs::create_dir_all(&real).unwrap();
+    fs::write(real.join("app.pid"), format!("{}\n", app.id())).unwrap();
+
+    // A link at the pidfile path itself: refused, named, kept owed.
+    let link = env.path("app.pid");
+    symlink(real.join("app.pid"), &link).unwrap();
+    signal_instance(&mut env, &link);
+    let run = env.once(&[]);
+    run.assert_code(1);
+    let all = run.all();
+    assert!(all.contains(&link.display().to_string()), "{all}");
+    assert!(all.contains("is a symbolic link"), "{all}");
+    assert!(
+        app.try_wait().unwrap().is_none(),
+        "the process was signalled"
+    );
+    assert!(env.path("state/hook-owed-inst-a.json").exists());
+
+    // A link among the parent directories (as /var/run -> /run): delivered.
+    let dir_link = env.path("run");
+    symlink(&real, &dir_link).unwrap();
+    signal_instance(&mut env, &dir_link.join("app.pid"));
+    env.once(&[]).assert_code(0);
+    let status = ended(&mut app, LIMIT);
+    assert_eq!(
+        status.and_then(|s| s.signal()),
+        Some(nix::libc::SIGHUP),
+        "no SIGHUP"
+    );
+    assert!(!env.path("state/hook-owed-inst-a.json").exists());
+}
