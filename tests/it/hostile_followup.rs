@@ -78,3 +78,56 @@ fn a_symlink_at_the_pidfile_path_is_refused_but_a_symlinked_directory_is_followe
     );
     assert!(!env.path("state/hook-owed-inst-a.json").exists());
 }
+
+#[test]
+fn a_pidfile_naming_an_exited_process_fails_clearly_and_a_live_one_is_signalled() {
+    let mut env = Env::new();
+    env.standin.add_instance(PROJECT, "inst-a");
+    let pidfile = env.path("app.pid");
+    signal_instance(&mut env, &pidfile);
+
+    // Exited but not yet reaped (a zombie): /proc still shows it and kill()
+    // succeeds, yet nobody would get the signal.
+    let mut gone = Command::new("/bin/true").spawn().unwrap();
+    let pid = gone.id();
+    let zombie = wait_until(LIMIT, || {
+        fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+    });
+    assert!(zombie, "/bin/true did not exit");
+    fs::write(&pidfile, format!("{pid}\n")).unwrap();
+    let run = env.once(&[]);
+    run.assert_code(1);
+    let all = run.all();
+    assert!(
+        all.contains(&format!("process {pid} is not running")),
+        "{all}"
+    );
+    assert!(all.contains(&pidfile.display().to_string()), "{all}");
+    assert!(env.path("state/hook-owed-inst-a.json").exists());
+
+    // Reaped: gone from /proc.
+    gone.wait().unwrap();
+    let run = env.once(&[]);
+    run.assert_code(1);
+    assert!(
+        run.all().contains(&format!("process {pid} is not running")),
+        "{}",
+        run.all()
+    );
+
+    // A live process gets the signal.
+    let mut app = sleeper();
+    fs::write(&pidfile, format!("{}\n", app.id())).unwrap();
+    env.once(&[]).assert_code(0);
+    let status = ended(&mut app, LIMIT);
+    assert_eq!(
+        status.and_then(|s| s.signal()),
+        Some(nix::libc::SIGHUP),
+        "no SIGHUP"
+    );
+    assert!(!env.path("state/hook-owed-inst-a.json").exists());
+}
