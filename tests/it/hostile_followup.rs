@@ -131,3 +131,39 @@ fn a_pidfile_naming_an_exited_process_fails_clearly_and_a_live_one_is_signalled(
     );
     assert!(!env.path("state/hook-owed-inst-a.json").exists());
 }
+
+#[test]
+fn a_fifo_in_place_of_a_hook_record_fails_fast_and_names_the_path() {
+    let mut env = Env::new();
+    env.instance("inst-a");
+    let state = env.path("state");
+    fs::create_dir_all(&state).unwrap();
+    let record = state.join("hook-owed-inst-a.json");
+    nix::unistd::mkfifo(&record, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+
+    env.write_config();
+    let log = env.path("run.log");
+    let child = env
+        .command(&["--once", "--deadline", "10m"])
+        .stdout(fs::File::create(env.path("run.out")).unwrap())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut run = Daemon { child, log };
+    let code = run.wait_exit(LIMIT);
+    let all = format!(
+        "{}{}",
+        fs::read_to_string(env.path("run.out")).unwrap_or_default(),
+        run.log()
+    );
+    assert_eq!(code, Some(1), "{all}");
+    assert!(all.contains(&record.display().to_string()), "{all}");
+    assert!(all.contains("is a FIFO"), "{all}");
+    // Like a corrupt record with nothing owed, it was cleared: the next run
+    // syncs.
+    env.once(&[]).assert_code(0);
+    assert_eq!(
+        fs::read(env.out("inst-a", "international")).unwrap(),
+        env.served("inst-a", "international")
+    );
+}
