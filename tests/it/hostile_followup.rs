@@ -167,3 +167,68 @@ fn a_fifo_in_place_of_a_hook_record_fails_fast_and_names_the_path() {
         env.served("inst-a", "international")
     );
 }
+
+/// A pipe whose buffer is full: (read end, kept open and never read; write
+/// end, blocking again).
+fn full_pipe() -> (OwnedFd, OwnedFd) {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let (r, w) = nix::unistd::pipe().unwrap();
+    fcntl(&w, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).unwrap();
+    let chunk = [b'x'; 4096];
+    while nix::unistd::write(&w, &chunk).is_ok() {}
+    fcntl(&w, FcntlArg::F_SETFL(OFlag::empty())).unwrap();
+    (r, w)
+}
+
+#[test]
+fn once_with_a_stdout_nobody_reads_ends_by_its_deadline_with_its_exit_code() {
+    let mut env = Env::new();
+    env.instance("inst-a");
+    env.write_config();
+    let deadline = Duration::from_secs(20);
+
+    let (_reader, writer) = full_pipe();
+    let start = Instant::now();
+    let mut child = env
+        .command(&["--once", "--deadline", "20s"])
+        .stdout(Stdio::from(writer))
+        .stderr(fs::File::create(env.path("run.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let status = ended(&mut child, deadline + LIMIT);
+    let log = fs::read_to_string(env.path("run.log")).unwrap_or_default();
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "{:?}\n{log}",
+        start.elapsed()
+    );
+    assert!(
+        start.elapsed() < deadline + Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        fs::read(env.out("inst-a", "international")).unwrap(),
+        env.served("inst-a", "international")
+    );
+
+    // --check alike.
+    let (_reader, writer) = full_pipe();
+    let mut child = env
+        .command(&["--check"])
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = ended(&mut child, LIMIT);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "--check");
+}
