@@ -18,6 +18,11 @@
 //! `dds_certsync_log_lines_dropped_total`. [`flush`] gives the queue a
 //! bounded time to drain before the process exits.
 //!
+//! Panics are reported the same way: [`init`] replaces the default panic
+//! hook, which writes to stderr itself and would block on a stalled one, by
+//! one that queues the message (and, where a panic aborts, gives it a bounded
+//! moment to get out).
+//!
 //! Stdout (the `--once` summary, `--check`'s line) goes through its own
 //! queue and writer thread, [`print_stdout`]: never dropped, since those
 //! lines are few and are the result, but never waited for either beyond the
@@ -64,7 +69,36 @@ pub fn init(format: LogFormat) {
     };
     // A second init (in tests) keeps the first subscriber.
     drop(result);
+    std::panic::set_hook(Box::new(report_panic));
 }
+
+/// The panic hook: the default hook's first line and message, queued like a
+/// log line instead of written to stderr.
+fn report_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("<unnamed>");
+    let payload = info.payload();
+    let what = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("Box<dyn Any>");
+    let at = info
+        .location()
+        .map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()))
+        .unwrap_or_default();
+    print_line(&format!(
+        "thread '{}' panicked{at}: {}",
+        escape_controls(name),
+        escape_controls(what)
+    ));
+    if cfg!(panic = "abort") {
+        flush(PANIC_FLUSH_LIMIT);
+    }
+}
+
+/// How long a panic that aborts waits for its message to reach stderr.
+const PANIC_FLUSH_LIMIT: Duration = Duration::from_secs(1);
 
 /// Writes a line (a final newline is added) to stdout without waiting: the
 /// line is queued for a writer thread, in order, never dropped. [`flush`]

@@ -232,3 +232,50 @@ fn once_with_a_stdout_nobody_reads_ends_by_its_deadline_with_its_exit_code() {
     }
     assert_eq!(status.and_then(|s| s.code()), Some(0), "--check");
 }
+
+#[test]
+fn a_crash_point_or_a_panic_with_a_stalled_stderr_still_ends_the_process() {
+    let mut env = Env::new();
+    env.instance("inst-a");
+    env.write_config();
+    let run = |var: &str, stderr: Stdio| {
+        let mut child = env
+            .command(&["--once", "--deadline", "10m"])
+            .env(var, "before-rename")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let status = ended(&mut child, LIMIT);
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        status
+    };
+
+    // A crash point aborts, whether or not anyone reads stderr.
+    let (_reader, writer) = full_pipe();
+    let status = run("DDS_CERTSYNC_CRASH_AT", Stdio::from(writer));
+    assert_eq!(
+        status.and_then(|s| s.signal()),
+        Some(nix::libc::SIGABRT),
+        "{status:?}"
+    );
+
+    // A panic on the blocking pool fails the instance and the run ends.
+    let (_reader, writer) = full_pipe();
+    let status = run("DDS_CERTSYNC_PANIC_AT", Stdio::from(writer));
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{status:?}");
+
+    // With a healthy stderr, the panic is logged.
+    let out = env
+        .command(&["--once", "--deadline", "10m"])
+        .env("DDS_CERTSYNC_PANIC_AT", "before-rename")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("panicked at"), "{err}");
+    assert!(err.contains("failpoint before-rename"), "{err}");
+}
