@@ -38,11 +38,19 @@
 //!
 //! `reload_signal` + `pidfile` replace the command: the pidfile is read on
 //! every delivery (never cached, off the runtime thread, at most
-//! [`PIDFILE_LIMIT`] bytes, a regular file only). The signal is refused for a
+//! [`PIDFILE_LIMIT`] bytes, a regular file only, never through a symlink at
+//! its own path: one who can write its directory could otherwise point it at
+//! another user's pidfile and pass the owner rule; symlinks among the parent
+//! directories, such as `/var/run`, are followed). The signal is refused for a
 //! PID of 1 or less, and for a process whose real user differs from the
 //! pidfile's owner unless `reload_signal_any_owner` is set ([`check_target`]).
-//! A refusal, a missing or malformed pidfile, or a process that is gone
-//! counts as a failed delivery, retried like a failed command.
+//! The process is held by a pidfd (`pidfd_open`) before its owner is read
+//! from `/proc/PID/status`, checked to be still alive after, and signalled
+//! through the pidfd, so a PID that passes to another process between the
+//! check and the signal is never signalled; where the kernel has no pidfd,
+//! a plain `kill` (logged at debug). A refusal, a missing or malformed
+//! pidfile, or a process that is gone (a zombie included) counts as a failed
+//! delivery, retried like a failed command.
 //!
 //! Retries ([`retry_owed`]) take the instance from the current config
 //! ([`Delivery::set_config`], called on every reload), never from a snapshot:
@@ -294,8 +302,10 @@ pub fn send_signal(r: &ReloadSignal) -> Result<(), HookError> {
         pidfile: r.pidfile.clone(),
         reason,
     };
-    // Owner and content from one open file: no race with a replacement.
-    let file = readfile::open_regular(&r.pidfile, Links::Follow)
+    // Owner and content from one open file: no race with a replacement. A
+    // symlink at the path is refused: its target's owner would pass the
+    // owner rule for whoever planted the link.
+    let file = readfile::open_regular(&r.pidfile, Links::Refuse)
         .and_then(|f| f.ok_or_else(|| std::io::Error::other("it does not exist")))
         .map_err(|e| fail(format!("cannot read the pidfile: {e}")))?;
     let mut bytes = Vec::new();
@@ -313,6 +323,9 @@ pub fn send_signal(r: &ReloadSignal) -> Result<(), HookError> {
     }
     let text = String::from_utf8_lossy(&bytes);
     let pid = parse_pid(&text).map_err(fail)?;
+    // Hold the process first: while a pidfd is held, its PID cannot pass to
+    // another process unnoticed between the owner check and the signal.
+    let target = Target::open(pid).map_err(|e| fail(process_error(pid, e)))?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
     let process_uid = match status {
         Ok(s) => real_uid(&s),
@@ -324,13 +337,100 @@ pub fn send_signal(r: &ReloadSignal) -> Result<(), HookError> {
     let process_uid =
         process_uid.ok_or_else(|| fail(format!("process {pid}: cannot read its owner")))?;
     check_target(pid, owner, process_uid, r.any_owner).map_err(fail)?;
-    nix::sys::signal::kill(Pid::from_raw(pid), r.signal).map_err(|e| {
-        if e == nix::errno::Errno::ESRCH {
-            fail(format!("process {pid} is not running"))
-        } else {
-            fail(format!("process {pid}: {}", e.desc()))
+    // Still the process whose owner was read? (An exited one, zombie or
+    // not, may have left its PID to another.)
+    if target.exited().map_err(|e| fail(process_error(pid, e)))? {
+        return Err(fail(format!("process {pid} is not running")));
+    }
+    target
+        .signal(r.signal)
+        .map_err(|e| fail(process_error(pid, e)))
+}
+
+/// A system call's failure on process `pid`, in words.
+fn process_error(pid: i32, e: std::io::Error) -> String {
+    if e.raw_os_error() == Some(nix::libc::ESRCH) {
+        format!("process {pid} is not running")
+    } else {
+        format!("process {pid}: {e}")
+    }
+}
+
+/// A process to signal: held by a pidfd (Linux 5.3 and later), or by its
+/// bare PID where the kernel (or a seccomp filter) offers no pidfd.
+enum Target {
+    Fd(std::os::fd::OwnedFd),
+    Pid(i32),
+}
+
+impl Target {
+    fn open(pid: i32) -> std::io::Result<Target> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open takes a PID and flags and returns a new
+        // descriptor or -1; no memory is passed.
+        let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
+        if fd >= 0 {
+            // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+            return Ok(Target::Fd(unsafe {
+                std::os::fd::OwnedFd::from_raw_fd(fd as std::os::fd::RawFd)
+            }));
         }
-    })
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            // No pidfd here (old kernel; EPERM from a seccomp filter that
+            // does not know the call): a bare PID, as before pidfds.
+            Some(nix::libc::ENOSYS) | Some(nix::libc::EPERM) => {
+                tracing::debug!(pid, "no pidfd ({e}); signalling by PID");
+                Ok(Target::Pid(pid))
+            }
+            _ => Err(e),
+        }
+    }
+
+    /// Whether the process has exited (a pidfd polls readable then).
+    /// Unknown with a bare PID: `false`.
+    fn exited(&self) -> std::io::Result<bool> {
+        use std::os::fd::AsRawFd;
+        let Target::Fd(fd) = self else {
+            return Ok(false);
+        };
+        let mut p = nix::libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: nix::libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, a zero timeout.
+        let n = unsafe { nix::libc::poll(&mut p, 1, 0) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(n > 0 && p.revents & nix::libc::POLLIN != 0)
+    }
+
+    fn signal(&self, signal: Signal) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        match self {
+            Target::Fd(fd) => {
+                // SAFETY: a valid pidfd, a signal number, no siginfo, no flags.
+                let r = unsafe {
+                    nix::libc::syscall(
+                        nix::libc::SYS_pidfd_send_signal,
+                        fd.as_raw_fd(),
+                        signal as nix::libc::c_int,
+                        std::ptr::null::<nix::libc::siginfo_t>(),
+                        0,
+                    )
+                };
+                if r < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            }
+            Target::Pid(pid) => {
+                nix::sys::signal::kill(Pid::from_raw(*pid), signal).map_err(std::io::Error::from)
+            }
+        }
+    }
 }
 
 /// The PID a pidfile's text names. Pure.

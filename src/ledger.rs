@@ -17,6 +17,14 @@
 //!   after a crash): a path whose file still holds the old content was never
 //!   replaced and is dropped; one whose file holds other content reports
 //!   that content as new.
+//!
+//! A record is read like any file someone else may have planted
+//! ([`readfile::read_regular`]): never through a symlink, never blocking on a
+//! FIFO, at most [`RECORD_LIMIT`] bytes. Anything else at its path is treated
+//! like a corrupt record: a warning naming the path, and every output on disk
+//! counts as changed. Writing a record over it fails and names it (outputs
+//! are never renamed over a non-regular file); clearing the record, once
+//! nothing is owed, removes it.
 
 use std::fs;
 use std::io;
@@ -28,11 +36,14 @@ use crate::certcheck::{Sha256Digest, hex};
 use crate::config::{Instance, Perms};
 use crate::hooks::ChangedFile;
 use crate::output;
+use crate::readfile::{self, Links};
 
 /// The prefix of ledger file names.
 const PREFIX: &str = "hook-owed-";
 /// The suffix of ledger file names.
 const SUFFIX: &str = ".json";
+/// A record larger than this is corrupt (a real one lists a few paths).
+const RECORD_LIMIT: u64 = readfile::SMALL_FILE_LIMIT;
 /// The record format version.
 const VERSION: u32 = 1;
 
@@ -227,9 +238,22 @@ impl Ledger {
     /// The record of an instance, if one is on disk.
     pub fn load(&self, instance_id: &str) -> Result<Option<Owed>, LedgerError> {
         let path = self.path(instance_id);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        // Without blocking on a FIFO, following a symlink, or swallowing a
+        // device: what is not a small regular file is not a record.
+        let bytes = match readfile::read_regular(&path, RECORD_LIMIT, Links::Refuse) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(None),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData
+                ) =>
+            {
+                return Err(LedgerError::Corrupt {
+                    path,
+                    why: format!("it {e}"),
+                });
+            }
             Err(source) => return Err(LedgerError::Read { path, source }),
         };
         match Owed::from_json(&bytes) {
@@ -510,13 +534,34 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
-        // An unreadable record is an error, not a rebuild.
+        // Something that is not a regular file there (a directory, a FIFO a
+        // neighbour planted) counts as corrupt too: rebuilt, never read.
         fs::remove_file(l.path("i1")).unwrap();
         fs::create_dir(l.path("i1")).unwrap();
-        assert!(matches!(
-            l.load_or_rebuild(&inst),
-            Err(LedgerError::Read { .. })
-        ));
+        assert!(l.load_or_rebuild(&inst).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_fifo_or_symlink_record_is_corrupt_and_read_without_blocking() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Ledger::new(d.path());
+        nix::unistd::mkfifo(
+            &l.path("i1"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        let e = l.load("i1").unwrap_err();
+        assert!(matches!(e, LedgerError::Corrupt { .. }), "{e}");
+        assert!(e.to_string().contains("is a FIFO"), "{e}");
+        assert!(
+            e.to_string().contains(&l.path("i1").display().to_string()),
+            "{e}"
+        );
+        let good = merge("i2", None, &[cf("/a", None, 2)]);
+        fs::write(d.path().join("elsewhere"), good.to_json()).unwrap();
+        std::os::unix::fs::symlink(d.path().join("elsewhere"), l.path("i2")).unwrap();
+        let e = l.load("i2").unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
     }
 
     #[test]

@@ -57,12 +57,13 @@ pub async fn run(cli: Cli) -> Result<Outcome, Error> {
     // Off the runtime thread: the file, secret files and user lookups may stall.
     let config::Loaded { config, bytes } = config::load_async(cli.config.clone()).await?;
     if cli.check {
-        println!(
+        // Queued like the --once summary: a stalled stdout holds nothing.
+        logging::print_stdout(&format!(
             "{}: ok ({} instance{})",
             cli.config.display(),
             config.instances.len(),
             if config.instances.len() == 1 { "" } else { "s" }
-        );
+        ));
         return Ok(Outcome::Ok);
     }
     let delivery = hooks::Delivery::new(&config);

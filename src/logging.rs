@@ -17,13 +17,24 @@
 //! lines get through again, and exported as
 //! `dds_certsync_log_lines_dropped_total`. [`flush`] gives the queue a
 //! bounded time to drain before the process exits.
+//!
+//! Panics are reported the same way: [`init`] replaces the default panic
+//! hook, which writes to stderr itself and would block on a stalled one, by
+//! one that queues the message (and, where a panic aborts, gives it a bounded
+//! moment to get out).
+//!
+//! Stdout (the `--once` summary, `--check`'s line) goes through its own
+//! queue and writer thread, [`print_stdout`]: never dropped, since those
+//! lines are few and are the result, but never waited for either beyond the
+//! bounded [`flush`], so a pipe nobody reads cannot hold the process past
+//! `--deadline`.
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 use std::io::{IsTerminal, Write};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Sender, SyncSender, TrySendError, channel, sync_channel};
 use std::time::{Duration, Instant};
 
 use tracing::field::{Field, Visit};
@@ -58,6 +69,84 @@ pub fn init(format: LogFormat) {
     };
     // A second init (in tests) keeps the first subscriber.
     drop(result);
+    std::panic::set_hook(Box::new(report_panic));
+}
+
+/// The panic hook: the default hook's first line and message, queued like a
+/// log line instead of written to stderr.
+fn report_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("<unnamed>");
+    let payload = info.payload();
+    let what = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("Box<dyn Any>");
+    let at = info
+        .location()
+        .map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()))
+        .unwrap_or_default();
+    print_line(&format!(
+        "thread '{}' panicked{at}: {}",
+        escape_controls(name),
+        escape_controls(what)
+    ));
+    if cfg!(panic = "abort") {
+        flush(PANIC_FLUSH_LIMIT);
+    }
+}
+
+/// How long a panic that aborts waits for its message to reach stderr.
+const PANIC_FLUSH_LIMIT: Duration = Duration::from_secs(1);
+
+/// Writes a line (a final newline is added) to stdout without waiting: the
+/// line is queued for a writer thread, in order, never dropped. [`flush`]
+/// waits for it, up to its limit.
+pub fn print_stdout(line: &str) {
+    let mut l = line.to_string();
+    l.push('\n');
+    let Some(q) = stdout_queue() else {
+        let _ = std::io::stdout().write_all(l.as_bytes());
+        return;
+    };
+    q.queued.fetch_add(1, Ordering::AcqRel);
+    if q.tx.send(l.into_bytes()).is_err() {
+        q.queued.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The queue to stdout's writer thread (unbounded: its lines are few).
+struct StdoutQueue {
+    tx: Sender<Vec<u8>>,
+    /// Lines sent and not yet written.
+    queued: AtomicUsize,
+}
+
+/// Stdout's queue, with its writer thread started on first use; `None` if
+/// the thread cannot be started (then lines go straight to stdout).
+fn stdout_queue() -> Option<&'static StdoutQueue> {
+    static QUEUE: OnceLock<Option<StdoutQueue>> = OnceLock::new();
+    QUEUE
+        .get_or_init(|| {
+            let (tx, rx) = channel::<Vec<u8>>();
+            let spawned = std::thread::Builder::new()
+                .name("stdout-writer".into())
+                .spawn(move || {
+                    while let Ok(line) = rx.recv() {
+                        let mut out = std::io::stdout().lock();
+                        let _ = out.write_all(&line).and_then(|()| out.flush());
+                        if let Some(q) = stdout_queue() {
+                            q.queued.fetch_sub(1, Ordering::AcqRel);
+                        }
+                    }
+                });
+            spawned.ok().map(|_| StdoutQueue {
+                tx,
+                queued: AtomicUsize::new(0),
+            })
+        })
+        .as_ref()
 }
 
 /// Writes a line (a final newline is added) to stderr without waiting, like
@@ -68,11 +157,15 @@ pub fn print_line(line: &str) {
     enqueue(l.into_bytes());
 }
 
-/// Waits until the queued lines are written, or `limit` has passed.
+/// Waits until the queued lines (stderr's and stdout's) are written, or
+/// `limit` has passed.
 pub fn flush(limit: Duration) {
-    let Some(q) = queue() else { return };
     let start = Instant::now();
-    while q.queued.load(Ordering::Acquire) > 0 && start.elapsed() < limit {
+    let pending = || {
+        queue().is_some_and(|q| q.queued.load(Ordering::Acquire) > 0)
+            || stdout_queue().is_some_and(|q| q.queued.load(Ordering::Acquire) > 0)
+    };
+    while pending() && start.elapsed() < limit {
         std::thread::sleep(Duration::from_millis(5));
     }
 }

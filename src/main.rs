@@ -2,8 +2,9 @@
 //! single-threaded runtime, and maps the result to an exit status:
 //! 0 ok, 1 sync failure, 2 usage or config error.
 //!
-//! Log lines go through a bounded queue to a writer thread (see `logging`), so
-//! a stalled stderr never holds the exit: it gets at most [`FLUSH_LIMIT`].
+//! Log lines go through a bounded queue to a writer thread (see `logging`),
+//! and stdout's lines through another, so a stalled stderr or stdout never
+//! holds the exit: they get at most [`FLUSH_LIMIT`] together.
 //!
 //! When the run has ended (`--deadline`, a signal, or done), the runtime is
 //! shut down without waiting more than [`BLOCKING_GRACE`] for blocking-pool
@@ -54,8 +55,8 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     };
-    // Stderr gets a moment for the last lines; a stalled one does not hold
-    // the exit.
+    // Stderr and stdout get a moment for the last lines; a stalled one does
+    // not hold the exit.
     logging::flush(FLUSH_LIMIT);
     code
 }

@@ -5,6 +5,10 @@
 //! sooner than `Retry-After`, for up to [`ATTEMPTS`] attempts; the whole run
 //! has a deadline, so an init container never hangs on a dead server.
 //! Whatever is unfinished at the deadline counts as failed.
+//!
+//! The summary lines go to stdout through [`crate::logging::print_stdout`]:
+//! written in order when stdout is read, and, when it is not (a full pipe),
+//! waited for only by the bounded flush at exit.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,13 +72,15 @@ pub async fn run(
             ),
         };
         all_ok &= ok;
-        println!(
+        // Queued, not waited for: a stdout nobody reads must not hold the
+        // process past the deadline.
+        crate::logging::print_stdout(&format!(
             "{:<6} {} ({}): {}",
             if ok { "ok" } else { "FAILED" },
             inst.label(),
             inst.id,
             text
-        );
+        ));
     }
     all_ok
 }

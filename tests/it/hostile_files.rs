@@ -259,32 +259,31 @@ fn the_daemon_keeps_answering_readyz_and_metrics_with_a_fifo_at_an_output_path()
     assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
 }
 
-/// Whether a thread of `pid` sleeps in the kernel's FIFO open.
-fn blocked_in_fifo_open(pid: u32) -> bool {
-    fs::read_dir(format!("/proc/{pid}/task"))
-        .map(|rd| {
-            rd.flatten().any(|t| {
-                fs::read_to_string(t.path().join("wchan")).is_ok_and(|w| w.contains("fifo"))
-                    || fs::read_to_string(t.path().join("stack")).is_ok_and(|s| s.contains("fifo"))
-            })
-        })
-        .unwrap_or(false)
+/// [`spawn`], with a blocking-pool thread that hangs for good at the
+/// certificate's rename (as on a FIFO or a hung network file system).
+fn spawn_hanging(env: &Env, args: &[&str]) -> Daemon {
+    env.write_config();
+    let log = env.path("run.log");
+    let child = env
+        .command(args)
+        .env("DDS_CERTSYNC_HANG_AT", "before-rename")
+        .stdout(fs::File::create(env.path("run.out")).unwrap())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start binary");
+    Daemon { child, log }
 }
 
 #[test]
 fn the_deadline_and_sigterm_win_over_a_blocking_read_that_never_returns() {
-    // A FIFO in place of the hook record: the ledger's read of it blocks a
-    // blocking-pool thread for good (nothing ever writes to the FIFO).
+    // A debug-build failpoint blocks a blocking-pool thread for good, just
+    // before the certificate's rename.
     let mut env = Env::new();
     env.instance("inst-a");
-    let state = env.path("state");
-    fs::create_dir_all(&state).unwrap();
-    let record = state.join("hook-owed-inst-a.json");
-    nix::unistd::mkfifo(&record, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
 
     // --deadline.
     let start = Instant::now();
-    let mut run = spawn(&env, &["--once", "--deadline", "3s"]);
+    let mut run = spawn_hanging(&env, &["--once", "--deadline", "3s"]);
     let code = run.wait_exit(LIMIT);
     assert_eq!(
         code,
@@ -293,25 +292,24 @@ fn the_deadline_and_sigterm_win_over_a_blocking_read_that_never_returns() {
         start.elapsed(),
         run.log()
     );
+    assert!(
+        run.log().contains("failpoint before-rename: hanging"),
+        "{}",
+        run.log()
+    );
     let out = fs::read_to_string(env.path("run.out")).unwrap_or_default();
     assert!(out.contains("did not finish within the deadline"), "{out}");
 
-    // SIGTERM, while a thread is known to be stuck.
-    let mut run = spawn(&env, &["--once", "--deadline", "10m"]);
-    let stuck = wait_until(LIMIT, || blocked_in_fifo_open(run.child.id()));
-    if !stuck {
-        let _ = writeln!(
-            std::io::stderr(),
-            "note: cannot see the stuck thread in /proc; sending SIGTERM anyway"
-        );
-    }
+    // SIGTERM, once the thread is known to be stuck.
+    let mut run = spawn_hanging(&env, &["--once", "--deadline", "10m"]);
+    run.wait_log("failpoint before-rename: hanging", 1, LIMIT);
     run.signal(nix::sys::signal::Signal::SIGTERM);
     let code = run.wait_exit(LIMIT);
     assert_eq!(code, Some(1), "SIGTERM did not end the run\n{}", run.log());
     let out = fs::read_to_string(env.path("run.out")).unwrap_or_default();
     assert!(out.contains("interrupted before it finished"), "{out}");
-    // The FIFO is still there, untouched.
-    assert!(fs::symlink_metadata(&record).unwrap().file_type().is_fifo());
+    // The rename never happened.
+    assert!(!env.out("inst-a", "international").exists());
 }
 
 #[test]

@@ -18,6 +18,7 @@ mod hooks_delivery;
 mod hostile_cloud;
 mod hostile_config;
 mod hostile_files;
+mod hostile_followup;
 mod hostile_hooks;
 mod hostile_service;
 mod once;
