@@ -14,6 +14,7 @@ mod fuzz_seeds;
 mod hooks_delivery;
 mod hostile_config;
 mod once;
+mod packaging;
 mod readers;
 mod secrets;
 mod service;
