@@ -15,10 +15,7 @@ use crate::config::DEFAULT_PATH;
 /// changed, and running the instance's `on_change` hook afterwards.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "dds-certsync", version, about, long_about)]
-#[command(
-    after_help = "Exit status: 0 ok, 1 at least one instance failed to sync, 2 usage or config error.\n\
-Logs go to stderr; the level is set with RUST_LOG (default: info)."
-)]
+#[command(after_help = after_help())]
 pub struct Cli {
     /// The config file.
     #[arg(short, long, value_name = "PATH", env = "DDS_CERTSYNC_CONFIG", default_value = DEFAULT_PATH)]
@@ -43,6 +40,38 @@ pub struct Cli {
     /// With --once: give up on whatever is unfinished after this long (e.g. 90s, 5m).
     #[arg(long, value_name = "DURATION", env = "DDS_CERTSYNC_DEADLINE", default_value = "2m", value_parser = parse_duration)]
     pub deadline: Duration,
+}
+
+/// The exit statuses `main` maps a run to, with what each means. `--help`
+/// and the man page (generated from this module, see `packaging/assets`)
+/// both print them from here.
+pub const EXIT_STATUSES: [(u8, &str); 3] = [
+    (
+        0,
+        "ok (--once: every file is in place and current; --check: the config is valid; \
+         daemon: stopped by SIGTERM or SIGINT)",
+    ),
+    (
+        1,
+        "at least one instance failed to sync (the others were still synced)",
+    ),
+    (
+        2,
+        "usage or config error; the message names the file and the key",
+    ),
+];
+
+/// Where logs go and what sets their level.
+pub const LOGGING: &str = "Logs go to stderr; the level is set with RUST_LOG (default: info).";
+
+fn after_help() -> String {
+    let mut text = String::from("Exit status:\n");
+    for (code, meaning) in EXIT_STATUSES {
+        text.push_str(&format!("  {code}  {meaning}\n"));
+    }
+    text.push('\n');
+    text.push_str(LOGGING);
+    text
 }
 
 /// How log lines are written.

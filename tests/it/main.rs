@@ -22,6 +22,7 @@ mod hostile_followup;
 mod hostile_hooks;
 mod hostile_service;
 mod once;
+mod packaging;
 mod readers;
 mod reload;
 mod secrets;
