@@ -235,11 +235,11 @@ pub async fn run(
     let out = child
         .stdout
         .take()
-        .map(|s| tokio::spawn(log_lines(s, Arc::clone(&budget), "stdout")));
+        .map(|s| Reader(tokio::spawn(log_lines(s, Arc::clone(&budget), "stdout"))));
     let err = child
         .stderr
         .take()
-        .map(|s| tokio::spawn(log_lines(s, Arc::clone(&budget), "stderr")));
+        .map(|s| Reader(tokio::spawn(log_lines(s, Arc::clone(&budget), "stderr"))));
 
     let status = match tokio::time::timeout(timeout, child.wait()).await {
         Ok(Ok(status)) => status,
@@ -261,15 +261,11 @@ pub async fn run(
     // Give the readers a moment to drain; a grandchild holding the pipes open
     // must not hold us.
     let drain = Duration::from_millis(500);
-    if let Some(h) = out {
-        let _ = tokio::time::timeout(drain, h).await;
+    if let Some(r) = out {
+        r.finish(drain).await;
     }
     let stderr = match err {
-        Some(h) => tokio::time::timeout(drain, h)
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default(),
+        Some(r) => r.finish(drain).await,
         None => Vec::new(),
     };
     if status.success() {
@@ -896,6 +892,29 @@ impl Lines {
     }
 }
 
+/// A task reading one of a hook's pipes. Dropping it aborts the task, so a
+/// grandchild that keeps the pipe open (a daemon the hook started) never
+/// leaks the task, its buffer or the descriptor, on any path out of [`run`].
+struct Reader(tokio::task::JoinHandle<Vec<String>>);
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Reader {
+    /// The last lines read, if the reader reaches the end within `within`;
+    /// otherwise the reader is stopped and what it saw is given up.
+    async fn finish(mut self, within: Duration) -> Vec<String> {
+        tokio::time::timeout(within, &mut self.0)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+    }
+}
+
 /// Reads a hook's output to its end, logging each line within the run's
 /// budget; returns the last few lines.
 async fn log_lines(
@@ -911,7 +930,8 @@ async fn log_lines(
         if was_cut {
             budget.note_cut();
         }
-        if budget.take(line.len()) {
+        // The newline counts too: a flood of empty lines is not free.
+        if budget.take(line.len() + 1) {
             let more = if was_cut { " [cut]" } else { "" };
             tracing::info!(instance = %budget.instance, stream = name, "hook output: {text}{more}");
         } else {
@@ -1263,6 +1283,40 @@ mod tests {
             ]
         );
         assert!(lines.line.capacity() <= 8, "the buffer grew past the cap");
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_empty_lines_uses_up_the_volume_cap() {
+        let budget = Arc::new(Budget::new("orders".into()));
+        let flood = vec![b'\n'; VOLUME_CAP * 2];
+        log_lines(&flood[..], Arc::clone(&budget), "stdout").await;
+        assert_eq!(budget.left.load(Ordering::Relaxed), 0);
+        assert!(budget.cut.load(Ordering::Relaxed), "the cut was not noted");
+    }
+
+    #[tokio::test]
+    async fn a_grandchild_holding_the_pipes_leaks_no_reader_task() {
+        let metrics = tokio::runtime::Handle::current().metrics();
+        let before = metrics.num_alive_tasks();
+        // The hook exits at once; the subshell it leaves behind keeps its
+        // stdout and stderr open for a few seconds.
+        run(
+            &sh("(sleep 3) & exit 0"),
+            Duration::from_secs(10),
+            &call(),
+            &[],
+        )
+        .await
+        .unwrap();
+        // Aborted tasks finish at the next turns of the runtime.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            metrics.num_alive_tasks(),
+            before,
+            "a pipe reader outlived the hook"
+        );
     }
 
     #[tokio::test]
