@@ -214,7 +214,7 @@ fn rename_into_place(path: &Path, bytes: &[u8], perms: &Perms) -> Result<PathBuf
     };
     let mode = perms
         .mode
-        .or_else(|| existing.as_ref().map(|m| m.mode() & 0o7777))
+        .or_else(|| existing.as_ref().map(|m| inherited_mode(m.mode())))
         .unwrap_or(0o644);
     let uid = perms.uid.or_else(|| existing.as_ref().map(|m| m.uid()));
     let gid = perms.gid.or_else(|| existing.as_ref().map(|m| m.gid()));
@@ -266,6 +266,13 @@ fn rename_into_place(path: &Path, bytes: &[u8], perms: &Perms) -> Result<PathBuf
     })?;
     crate::failpoint::hit("after-rename");
     Ok(dir)
+}
+
+/// The part of an old file's mode a replacement inherits: never the setuid,
+/// setgid or sticky bits (which a configured `mode` may not hold either), and
+/// never write access for others, whoever planted the old file.
+pub fn inherited_mode(mode: u32) -> u32 {
+    mode & 0o775
 }
 
 /// The directory a file lives in (`.` for a bare name).
@@ -344,6 +351,19 @@ mod tests {
         assert_ne!(m.ino(), old_ino);
         assert_eq!(m.mode() & 0o7777, 0o600);
         assert_eq!(fs::read(&p).unwrap(), b"new");
+    }
+
+    #[test]
+    fn a_planted_file_lends_neither_special_bits_nor_write_access_for_others() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("ca.crt");
+        for (planted, inherited) in [(0o6777, 0o775), (0o1666, 0o664), (0o4640, 0o640)] {
+            fs::write(&p, b"old").unwrap();
+            fs::set_permissions(&p, Permissions::from_mode(planted)).unwrap();
+            replace(&p, b"new", &Perms::default()).unwrap();
+            let mode = fs::metadata(&p).unwrap().mode() & 0o7777;
+            assert_eq!(mode, inherited, "planted {planted:o}");
+        }
     }
 
     #[test]
