@@ -952,10 +952,19 @@ fn lookup_group(name: &str) -> Option<u32> {
 /// A config file as read, and the config made from exactly those bytes. The
 /// daemon's change tracker starts from `bytes`, so that an edit landing after
 /// the read is seen as a change and never mistaken for the running config.
-#[derive(Debug)]
 pub struct Loaded {
     pub config: Config,
     pub bytes: Vec<u8>,
+}
+
+/// By hand: the raw bytes may hold inline secrets, so only their length shows.
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded")
+            .field("config", &self.config)
+            .field("bytes", &format_args!("<{} bytes>", self.bytes.len()))
+            .finish()
+    }
 }
 
 /// Reads the config file: a regular file (a symlink to one is followed, as
@@ -1411,6 +1420,21 @@ international = "/tmp/x/a.crt"
             Some("instances[0].reload_signal_any_owner")
         );
         assert!(e.message.contains("reload_signal"), "{e}");
+    }
+
+    #[test]
+    fn a_loaded_config_never_shows_its_raw_bytes_in_debug() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.toml");
+        let text = MINIMAL.replace("token = \"t\"", "token = \"s3cr3t-token-value\"");
+        std::fs::write(&p, &text).unwrap();
+        let loaded = load(&p).unwrap();
+        let shown = format!("{loaded:?}");
+        assert!(!shown.contains("s3cr3t-token-value"), "{shown}");
+        assert!(
+            shown.contains(&format!("<{} bytes>", text.len())),
+            "{shown}"
+        );
     }
 
     #[test]

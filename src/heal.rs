@@ -158,7 +158,10 @@ pub fn capture_ownership(held: &mut [(PathBuf, Held)]) {
     use std::os::unix::fs::MetadataExt;
     for (path, h) in held {
         if let Some(m) = std::fs::symlink_metadata(path).ok().filter(|m| m.is_file()) {
-            h.perms.mode = h.perms.mode.or(Some(crate::output::inherited_mode(m.mode())));
+            h.perms.mode = h
+                .perms
+                .mode
+                .or(Some(crate::output::inherited_mode(m.mode())));
             h.perms.uid = h.perms.uid.or(Some(m.uid()));
             h.perms.gid = h.perms.gid.or(Some(m.gid()));
         }

@@ -326,9 +326,7 @@ impl Ledger {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(source) => return Err(LedgerError::Remove { path, source }),
         }
-        fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|source| LedgerError::Remove { path, source })
+        crate::output::fsync_dir(&self.dir).map_err(|source| LedgerError::Remove { path, source })
     }
 
     /// Removes temporary files an interrupted [`Ledger::store`] left behind.

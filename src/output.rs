@@ -283,7 +283,8 @@ pub fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
-fn fsync_dir(dir: &Path) -> io::Result<()> {
+/// Fsyncs a directory, opened so that nothing swapped in for it can block.
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     // O_DIRECTORY: something swapped in for the directory (a FIFO) is an
     // error, not an open that blocks.
