@@ -1430,7 +1430,11 @@ international = "/tmp/x/a.crt"
         std::fs::write(&p, &text).unwrap();
         let loaded = load(&p).unwrap();
         let shown = format!("{loaded:?}");
+        // Neither as text nor as the list of byte values a derived Debug prints.
         assert!(!shown.contains("s3cr3t-token-value"), "{shown}");
+        let secret_bytes = format!("{:?}", b"s3cr3t-token-value");
+        let secret_bytes = &secret_bytes[1..secret_bytes.len() - 1];
+        assert!(!shown.contains(secret_bytes), "{shown}");
         assert!(
             shown.contains(&format!("<{} bytes>", text.len())),
             "{shown}"
