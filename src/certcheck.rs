@@ -541,6 +541,56 @@ mod tests {
     }
 
     #[test]
+    fn the_size_limit_is_exactly_one_mib() {
+        // A certificate padded with blank lines to the documented 1 MiB is
+        // judged on its content; one byte more is too large whatever it holds.
+        let mut body = CERT_A.as_bytes().to_vec();
+        body.resize(1024 * 1024, b'\n');
+        assert!(verify(&body, now()).is_ok());
+        body.push(b'\n');
+        assert_eq!(verify(&body, now()), Err(VerifyError::TooLarge));
+    }
+
+    #[test]
+    fn a_bundle_expires_with_its_first_certificate_to_expire() {
+        let info = verify(CERT_A.as_bytes(), now()).unwrap().certs.remove(0);
+        let expiring = |not_after| CertInfo {
+            not_after,
+            ..info.clone()
+        };
+        for order in [
+            [2_000_000_000, 1_900_000_000],
+            [1_900_000_000, 2_000_000_000],
+        ] {
+            let v = Verified {
+                pem: Vec::new(),
+                sha256: [0; 32],
+                certs: order.iter().map(|&n| expiring(n)).collect(),
+            };
+            assert_eq!(v.not_after(), 1_900_000_000);
+        }
+    }
+
+    #[test]
+    fn validity_bounds_are_inclusive_and_the_skew_is_exactly_five_minutes() {
+        let info = verify(CERT_A.as_bytes(), now()).unwrap().certs.remove(0);
+        let at = |secs: i64| UNIX_EPOCH + Duration::from_secs(secs as u64);
+        // Valid through the second of notAfter, expired one second later.
+        assert!(verify(CERT_A.as_bytes(), at(info.not_after)).is_ok());
+        assert!(matches!(
+            verify(CERT_A.as_bytes(), at(info.not_after + 1)),
+            Err(VerifyError::Expired { .. })
+        ));
+        // Accepted while notBefore is at most CLOCK_SKEW ahead of the clock.
+        let earliest = info.not_before - CLOCK_SKEW;
+        assert!(verify(CERT_A.as_bytes(), at(earliest)).is_ok());
+        assert!(matches!(
+            verify(CERT_A.as_bytes(), at(earliest - 1)),
+            Err(VerifyError::NotYetValid { .. })
+        ));
+    }
+
+    #[test]
     fn base64_matches_known_values() {
         assert_eq!(base64_encode(b""), "");
         assert_eq!(base64_encode(b"f"), "Zg==");
