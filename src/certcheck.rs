@@ -591,6 +591,21 @@ mod tests {
     }
 
     #[test]
+    fn inspecting_a_file_on_disk_reads_expired_certificates_and_refuses_anything_else() {
+        let both = inspect_pem(format!("{CERT_A}{CERT_EXPIRED}").as_bytes()).unwrap();
+        assert_eq!(both.len(), 2);
+        assert_eq!(both[0], verify(CERT_A.as_bytes(), now()).unwrap().certs[0]);
+        assert_eq!(both[1].subject, "CN=dds-certsync test expired");
+        assert!(both[1].not_after < both[1].not_before + 10 * 366 * 86_400);
+        assert_eq!(inspect_pem(b""), None);
+        assert_eq!(inspect_pem(format!("{CERT_A}{KEY}").as_bytes()), None);
+        assert_eq!(
+            inspect_pem(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
+            None
+        );
+    }
+
+    #[test]
     fn base64_matches_known_values() {
         assert_eq!(base64_encode(b""), "");
         assert_eq!(base64_encode(b"f"), "Zg==");
