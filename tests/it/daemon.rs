@@ -183,7 +183,17 @@ fn sighup_applies_a_good_config_and_ignores_a_broken_one() {
     env.instance("inst-a");
     env.sync.push_str("interval = \"1s\"\njitter = \"0s\"\n");
     let mut config = HiddenConfig::new(&env);
-    let mut d = env.spawn(env.command(&[]));
+    // Any event in the config file's directory makes the daemon compare the
+    // file, and its own log lines would be such events: log elsewhere.
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("daemon.log");
+    let child = env
+        .command(&[])
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start daemon");
+    let mut d = Daemon { child, log };
     env.wait_hook_runs(&d, "inst-a", 1);
 
     // A broken config is refused on SIGHUP; the daemon keeps running.
