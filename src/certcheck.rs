@@ -450,12 +450,33 @@ mod tests {
             Err(VerifyError::ErrorPage("XML"))
         );
         assert_eq!(verify(b"hello", now()), Err(VerifyError::NoCertificate));
+        // Each sign alone is enough.
+        for (body, kind) in [
+            (&b"<!doctype html>502"[..], "HTML"),
+            (b"  <HTML>502</HTML>", "HTML"),
+            (b"oops <body>502</body>", "HTML"),
+            (b"<?xml version=\"1.0\"?>", "XML"),
+            (b"<Error><Code>NoSuchKey</Code></Error>", "XML"),
+            (b"{\"error_code\":\"DBS.0001\"}", "JSON"),
+        ] {
+            assert_eq!(
+                verify(body, now()),
+                Err(VerifyError::ErrorPage(kind)),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 
     #[test]
     fn refuses_truncated_bodies() {
         let half = &CERT_A.as_bytes()[..CERT_A.len() / 2];
-        assert!(matches!(verify(half, now()), Err(VerifyError::BadPem(_))));
+        assert_eq!(
+            verify(half, now()),
+            Err(VerifyError::BadPem(
+                "a block has no END line (truncated?)".into()
+            ))
+        );
         // Cut right after a full base64 line: still no END line.
         let cut = CERT_A.rfind("-----END").unwrap();
         assert!(matches!(
