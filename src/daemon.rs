@@ -18,8 +18,9 @@
 //! * hook retries, see [`crate::hooks::retry_owed`].
 //!
 //! A reload is transactional: the new config is loaded and validated, its
-//! fallible parts (a new API client, a new listener) are prepared, and only
-//! then is anything switched. A config that fails is logged, naming the key,
+//! fallible parts (a new API client, built on the blocking pool within
+//! `CLIENT_BUILD_LIMIT`; a new listener) are prepared, and only then is
+//! anything switched. A config that fails is logged, naming the key,
 //! and the running one stays. (One exception, for a `server.listen` that
 //! moves to another address on the same port: the old listener is closed
 //! before the new one is bound, and bound again if that fails.) What changed
@@ -52,6 +53,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(700);
 const SETTLE: Duration = Duration::from_millis(100);
 /// The fallback check of the config and the outputs, for lost events.
 const SWEEP: Duration = Duration::from_secs(30);
+/// How long a reload may take to build the new API client (it reads
+/// `cloud.ca_file` and the system's CA roots) before it is refused.
+const CLIENT_BUILD_LIMIT: Duration = Duration::from_secs(20);
 
 fn index(c: &Config) -> HashMap<String, Instance> {
     c.instances
@@ -634,10 +638,29 @@ impl Control {
                     .unwrap_or_else(|e| e.into_inner())
                     .delivery,
             );
-            match Syncer::new(&new, self.shared.dry_run, old_delivery) {
-                Ok(s) => Some(Arc::new(s)),
-                Err(e) => {
+            // Reading `ca_file` and the system's roots is file I/O: on the
+            // blocking pool, and bounded, so that neither the endpoints nor
+            // the rounds wait on a stalled file.
+            let (config, dry_run) = (new.clone(), self.shared.dry_run);
+            let build =
+                tokio::task::spawn_blocking(move || Syncer::new(&config, dry_run, old_delivery));
+            match tokio::time::timeout(CLIENT_BUILD_LIMIT, build).await {
+                Ok(Ok(Ok(s))) => Some(Arc::new(s)),
+                Ok(Ok(Err(e))) => {
                     tracing::error!("reload refused, keeping the running config: {e}");
+                    return;
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(
+                        "reload refused, keeping the running config: building the client failed: {e}"
+                    );
+                    return;
+                }
+                Err(_) => {
+                    tracing::error!(
+                        "reload refused, keeping the running config: building the client (reading cloud.ca_file and the system's CA roots) took longer than {}",
+                        humantime::format_duration(CLIENT_BUILD_LIMIT)
+                    );
                     return;
                 }
             }

@@ -7,21 +7,26 @@
 //! device such as `/dev/zero`, a directory or a symlink. [`read_regular`] is
 //! the one way to read such a file:
 //!
-//! - it opens with `O_NONBLOCK`, so opening a FIFO with no writer returns at
-//!   once instead of stalling the thread;
-//! - it checks with `fstat` on the open descriptor (no race with a rename)
-//!   that the file is a regular file;
+//! - it opens the path with `O_PATH` first, which runs no device driver and
+//!   touches no FIFO end, and checks with `fstat` on that descriptor (no race
+//!   with a rename) that the file is a regular file; anything else (a FIFO,
+//!   a device such as a watchdog, whose mere open and close can act) is
+//!   refused without ever being opened for reading;
+//! - only then it reopens that same file for reading through
+//!   `/proc/self/fd` (without `/proc`: through the path, checking device and
+//!   inode), with `O_NONBLOCK`, so nothing it opens can stall the thread;
 //! - with [`Links::Refuse`] it opens with `O_NOFOLLOW`, so a symlink at the
 //!   path is refused rather than followed;
 //! - it reads at most `limit` bytes, and a longer file is an error, never a
 //!   partial read taken for the whole.
 //!
-//! It does blocking I/O: call it from the blocking pool, or through
-//! [`read_regular_async`], never on the runtime thread.
+//! It does blocking I/O: call it from the blocking pool, never on the
+//! runtime thread.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::libc;
@@ -63,38 +68,61 @@ pub fn read_regular(path: &Path, limit: u64, links: Links) -> io::Result<Option<
     Ok(Some(buf))
 }
 
-/// [`read_regular`] on tokio's blocking pool.
-pub async fn read_regular_async(
-    path: PathBuf,
-    limit: u64,
-    links: Links,
-) -> io::Result<Option<Vec<u8>>> {
-    tokio::task::spawn_blocking(move || read_regular(&path, limit, links))
-        .await
-        .unwrap_or_else(|e| Err(io::Error::other(format!("reading a file failed: {e}"))))
-}
-
 /// Opens `path` for reading without blocking and checks that it is a regular
 /// file. `None` if nothing is there.
+///
+/// What is not a regular file is never opened for reading: the path is first
+/// opened with `O_PATH` (which opens nothing: no device driver, no FIFO end
+/// runs), `fstat`ed, and only a regular file is then reopened for reading
+/// through `/proc/self/fd` (or, without `/proc`, through the path again),
+/// checking that the same file (device and inode) was reached.
 pub fn open_regular(path: &Path, links: Links) -> io::Result<Option<File>> {
-    let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY;
+    let mut flags = libc::O_PATH | libc::O_CLOEXEC;
     if links == Links::Refuse {
+        // With O_PATH, O_NOFOLLOW opens the link itself: fstat shows it.
         flags |= libc::O_NOFOLLOW;
     }
-    let file = match OpenOptions::new().read(true).custom_flags(flags).open(path) {
+    let handle = match OpenOptions::new().read(true).custom_flags(flags).open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        // O_NOFOLLOW on a symlink fails with ELOOP.
-        Err(e) if links == Links::Refuse && e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(not_regular("a symbolic link"));
+        Err(e) => return Err(e),
+    };
+    let meta = handle.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(not_regular(describe(meta.file_type())));
+    }
+    let read_flags = libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY;
+    let through_proc = PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd()));
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(read_flags)
+        .open(&through_proc)
+    {
+        Ok(f) => f,
+        // No /proc: open the path again; the check below catches a swap.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let mut flags = read_flags;
+            if links == Links::Refuse {
+                flags |= libc::O_NOFOLLOW;
+            }
+            match OpenOptions::new().read(true).custom_flags(flags).open(path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) if links == Links::Refuse && e.raw_os_error() == Some(libc::ELOOP) => {
+                    return Err(not_regular("a symbolic link"));
+                }
+                Err(e) => return Err(e),
+            }
         }
         Err(e) => return Err(e),
     };
-    let kind = file.metadata()?.file_type();
-    if kind.is_file() {
-        return Ok(Some(file));
+    let opened = file.metadata()?;
+    if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
+        return Err(io::Error::other(
+            "was replaced while it was being opened".to_string(),
+        ));
     }
-    Err(not_regular(describe(kind)))
+    Ok(Some(file))
 }
 
 /// What a file type is, in words, for error messages.
@@ -204,6 +232,57 @@ mod tests {
             read_regular(&dangling, 10, Links::Follow)
                 .unwrap()
                 .is_none()
+        );
+    }
+
+    /// The thread `tid` of this process is inside `open`/`openat`.
+    fn in_open(tid: i32) -> bool {
+        let Ok(s) = fs::read_to_string(format!("/proc/self/task/{tid}/syscall")) else {
+            return false;
+        };
+        let nr = s.split_whitespace().next().unwrap_or("");
+        nr == libc::SYS_openat.to_string()
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_ever_being_opened() {
+        use std::sync::mpsc;
+        use std::time::{Duration, Instant};
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("fifo");
+        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        // A writer blocks in open until someone opens the FIFO for reading,
+        // even with O_NONBLOCK and even if that reader closes at once: it
+        // shows whether the FIFO was opened at all.
+        let (tid_tx, tid_rx) = mpsc::channel();
+        let (opened_tx, opened_rx) = mpsc::channel();
+        let writer_path = p.clone();
+        let writer = std::thread::spawn(move || {
+            tid_tx.send(nix::unistd::gettid().as_raw()).unwrap();
+            let f = OpenOptions::new().write(true).open(&writer_path);
+            opened_tx.send(f.is_ok()).unwrap();
+        });
+        let tid = tid_rx.recv().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !in_open(tid) {
+            assert!(Instant::now() < deadline, "the writer never reached open");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for links in [Links::Follow, Links::Refuse] {
+            let e = read_regular(&p, 10, links).unwrap_err();
+            assert!(e.to_string().contains("is a FIFO"), "{e}");
+        }
+        let released = opened_rx.recv_timeout(Duration::from_millis(500));
+        // Let the writer go before asserting, so the thread never leaks.
+        let _reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&p)
+            .unwrap();
+        writer.join().unwrap();
+        assert!(
+            released.is_err(),
+            "reading the FIFO's path opened the FIFO and released its writer"
         );
     }
 }

@@ -24,10 +24,15 @@
 //!   only certificates and none has expired; else 503 with the reasons.
 //! * `/metrics`: the registry of [`crate::metrics`], after refreshing the
 //!   gauges that describe the files on disk.
+//!
+//! Judging the files reads every output, on the blocking pool. So that
+//! requests cannot tie up that pool, one assessment runs at a time (single
+//! flight, [`Assessor`]): requests that come while it runs wait for it and
+//! share its answer, which is reused for [`ASSESSMENT_REUSE`] (1 s).
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -37,6 +42,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 
 use crate::health::{Health, Verdict};
 use crate::metrics::{self, Metrics};
@@ -53,6 +59,8 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 pub const OVERFLOW_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long any connection may stay open.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(30);
+/// How long one assessment of the files answers `/readyz` and `/metrics`.
+pub const ASSESSMENT_REUSE: Duration = Duration::from_secs(1);
 
 /// How a new connection is treated, given how many are open. Pure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +99,7 @@ pub async fn serve(listener: TcpListener, health: Arc<Health>) {
         tracing::info!(listen = %addr, "serving /healthz, /readyz and /metrics");
     }
     let open = Arc::new(AtomicUsize::new(0));
+    let assessor = Arc::new(Assessor::new(health));
     loop {
         let (tcp, _) = match listener.accept().await {
             Ok(c) => c,
@@ -112,11 +121,11 @@ pub async fn serve(listener: TcpListener, health: Arc<Health>) {
         };
         open.fetch_add(1, Ordering::AcqRel);
         let counted = Open(Arc::clone(&open));
-        let health = Arc::clone(&health);
+        let assessor = Arc::clone(&assessor);
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let health = Arc::clone(&health);
-                async move { Ok::<_, Infallible>(handle(req, health).await) }
+                let assessor = Arc::clone(&assessor);
+                async move { Ok::<_, Infallible>(handle(req, &assessor).await) }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -166,20 +175,20 @@ pub fn readiness_response(v: &Verdict) -> (StatusCode, String) {
     }
 }
 
-async fn handle<B>(req: Request<B>, health: Arc<Health>) -> Response<Full<Bytes>> {
+async fn handle<B>(req: Request<B>, assessor: &Assessor) -> Response<Full<Bytes>> {
     match route(req.method(), req.uri().path()) {
-        Route::Health if health.alive() => text(StatusCode::OK, "ok\n".into()),
+        Route::Health if assessor.health.alive() => text(StatusCode::OK, "ok\n".into()),
         Route::Health => text(
             StatusCode::SERVICE_UNAVAILABLE,
             "not alive: the scheduler has made no progress recently\n".into(),
         ),
         Route::Ready => {
-            let verdict = assess(&health).await;
+            let verdict = assessor.verdict().await;
             let (status, body) = readiness_response(&verdict);
             text(status, body)
         }
         Route::Metrics => {
-            let _ = assess(&health).await;
+            let _ = assessor.verdict().await;
             let body = metrics::global().encode();
             respond(StatusCode::OK, metrics::CONTENT_TYPE, body)
         }
@@ -195,6 +204,44 @@ async fn handle<B>(req: Request<B>, health: Arc<Health>) -> Response<Full<Bytes>
             );
             r
         }
+    }
+}
+
+/// Judges the files for the endpoints: one assessment at a time, its verdict
+/// shared by the requests that waited for it and reused for
+/// [`ASSESSMENT_REUSE`].
+#[derive(Debug)]
+pub struct Assessor {
+    health: Arc<Health>,
+    /// The last verdict and when its assessment started. The async lock is
+    /// held across the assessment: that is the single flight.
+    last: tokio::sync::Mutex<Option<(Instant, Verdict)>>,
+    /// How many assessments have run.
+    runs: AtomicU64,
+}
+
+impl Assessor {
+    pub fn new(health: Arc<Health>) -> Self {
+        Assessor {
+            health,
+            last: tokio::sync::Mutex::new(None),
+            runs: AtomicU64::new(0),
+        }
+    }
+
+    /// The verdict on the files, at most [`ASSESSMENT_REUSE`] old.
+    pub async fn verdict(&self) -> Verdict {
+        let mut last = self.last.lock().await;
+        if let Some((at, v)) = last.as_ref()
+            && at.elapsed() < ASSESSMENT_REUSE
+        {
+            return v.clone();
+        }
+        let at = Instant::now();
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        let v = assess(&self.health).await;
+        *last = Some((at, v.clone()));
+        v
     }
 }
 
@@ -286,5 +333,40 @@ mod tests {
         let (s, b) = readiness_response(&v);
         assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(b, "not ready: /a is missing; /b expired at x\n");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_readiness_requests_share_one_assessment_and_see_changes_after_a_second() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("a.crt");
+        let cfg = crate::config::validate(
+            crate::config::parse(&format!(
+                "[cloud]\nregion = \"cn-north-4\"\nproject_id = \"p\"\n[auth]\nmethod = \"token\"\ntoken = \"t\"\n[[instances]]\nid = \"i\"\ninternational = \"{}\"\n",
+                out.display()
+            ))
+            .unwrap(),
+            d.path(),
+        )
+        .unwrap();
+        let assessor = Arc::new(Assessor::new(Arc::new(Health::new(&cfg))));
+        let mut requests = tokio::task::JoinSet::new();
+        for _ in 0..100 {
+            let a = Arc::clone(&assessor);
+            requests.spawn(async move { a.verdict().await });
+        }
+        for v in requests.join_all().await {
+            assert!(v.problems[0].contains("is missing"), "{v:?}");
+        }
+        assert_eq!(assessor.runs.load(Ordering::Relaxed), 1);
+        // A change within the reuse window is not seen yet...
+        std::fs::write(&out, b"not a certificate").unwrap();
+        let v = assessor.verdict().await;
+        assert!(v.problems[0].contains("is missing"), "{v:?}");
+        assert_eq!(assessor.runs.load(Ordering::Relaxed), 1);
+        // ...and is after it.
+        tokio::time::advance(ASSESSMENT_REUSE).await;
+        let v = assessor.verdict().await;
+        assert!(v.problems[0].contains("only PEM certificates"), "{v:?}");
+        assert_eq!(assessor.runs.load(Ordering::Relaxed), 2);
     }
 }

@@ -142,15 +142,19 @@ pub struct Syncer {
 
 impl Syncer {
     /// Builds the API client for `config` (TLS roots, credentials, timeout).
+    /// Blocking: it reads `cloud.ca_file` (once, for every client) and the
+    /// system's roots.
     pub fn new(
         config: &Config,
         dry_run: bool,
         delivery: Arc<Delivery>,
     ) -> Result<Syncer, cloud::BuildError> {
-        let credentials = cloud::auth::Credentials::from_config(&config.auth, &config.cloud);
+        let roots = cloud::configured_roots(&config.cloud)?;
+        let credentials = cloud::auth::Credentials::with_roots(&config.auth, Ok(roots.clone()));
         Ok(Syncer {
-            client: Client::new(
+            client: Client::with_roots(
                 &config.cloud,
+                roots,
                 credentials,
                 config.sync.timeout,
                 config.sync.concurrency,

@@ -119,7 +119,15 @@ impl Credentials {
     /// secret).
     /// `cloud` gives the extra trusted roots (`ca_file`) for the clients
     /// the credentials bring along (an https metadata service).
+    /// Blocking (it reads `ca_file`).
     pub fn from_config(auth: &Auth, cloud: &Cloud) -> Self {
+        let roots = super::configured_roots(cloud).map_err(|e| e.to_string());
+        Credentials::with_roots(auth, roots)
+    }
+
+    /// [`Credentials::from_config`] with the roots of `cloud.ca_file` already
+    /// read ([`super::configured_roots`]).
+    pub fn with_roots(auth: &Auth, extra_roots: Result<Vec<reqwest::Certificate>, String>) -> Self {
         let creds = match auth {
             Auth::Token(src) => Credentials::Token(SecretReader::new(src.clone())),
             Auth::Aksk(a) => Credentials::Aksk(StaticKeys {
@@ -137,7 +145,7 @@ impl Credentials {
             Auth::EcsMetadata(m) => Credentials::Metadata(metadata::MetadataSource::new(
                 m.endpoint.clone(),
                 m.auto_tried.clone(),
-                cloud.ca_file.as_deref(),
+                extra_roots,
             )),
         };
         tracing::info!("credentials: {}", creds.describe());

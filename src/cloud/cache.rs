@@ -176,12 +176,15 @@ impl<T: Expiring> Cache<T> {
                     hold: (self.hold)(&e),
                 };
                 state.failed = Some((failures, e.clone()));
-                match &state.held {
-                    Some(h) if now < h.expires_at => {
+                // The expiry `decide` judged by: the earlier of the monotonic
+                // and the wall-clock one, so a value that expired while the
+                // machine was suspended is not served.
+                match (&state.held, times) {
+                    (Some(h), Some((_, expires_at))) if now < expires_at => {
                         let retry = retry_delay(failures.hold, failures.count);
                         tracing::warn!(
                             error = %e,
-                            valid_for = %humantime::format_duration(secs(h.expires_at - now)),
+                            valid_for = %humantime::format_duration(secs(expires_at - now)),
                             retry_in = %humantime::format_duration(retry),
                             "refreshing {} failed; the current one is still valid and stays in use",
                             self.what
@@ -362,5 +365,55 @@ mod tests {
         let fresh = get().await.unwrap();
         assert_ne!(fresh, first);
         assert_eq!(cache.recent(), vec![first, fresh]);
+    }
+
+    /// A value whose wall-clock times move back by `skew` seconds: the same,
+    /// to the cache, as the wall clock moving ahead while the monotonic one
+    /// stands still (a suspended machine).
+    #[derive(Debug, Clone)]
+    struct Skewed {
+        refresh_at: SystemTime,
+        expires_at: SystemTime,
+        skew: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    }
+
+    impl Expiring for Skewed {
+        fn refresh_at(&self) -> SystemTime {
+            self.refresh_at - Duration::from_secs(self.skew.load(Ordering::SeqCst))
+        }
+        fn expires_at(&self) -> SystemTime {
+            self.expires_at - Duration::from_secs(self.skew.load(Ordering::SeqCst))
+        }
+        fn generation(&self) -> u64 {
+            0
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_value_that_expired_during_a_suspend_is_not_served_when_its_refresh_fails() {
+        let cache: Cache<Skewed> = Cache::new("the test value".into(), |_| Duration::from_secs(5));
+        let skew = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let up = std::sync::atomic::AtomicBool::new(true);
+        let get = || {
+            cache.get(|_| async {
+                if !up.load(Ordering::SeqCst) {
+                    return Err(outage());
+                }
+                let now = SystemTime::now();
+                Ok(Skewed {
+                    refresh_at: now + Duration::from_secs(60),
+                    expires_at: now + Duration::from_secs(600),
+                    skew: skew.clone(),
+                })
+            })
+        };
+        get().await.unwrap();
+        // The machine sleeps for 700 s: the monotonic deadline (600 s) is
+        // still ahead, the wall-clock expiry is past. The refresh fails.
+        up.store(false, Ordering::SeqCst);
+        skew.store(700, Ordering::SeqCst);
+        assert_eq!(get().await.unwrap_err(), outage());
+        // And the failure is shared for its hold, not the expired value.
+        assert_eq!(get().await.unwrap_err(), outage());
     }
 }

@@ -24,7 +24,6 @@
 //! [`FAILURE_HOLD`] with the callers that waited for it, so twenty instances
 //! on a host without a metadata service wait out one timeout, not twenty.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -180,16 +179,21 @@ pub struct MetadataSource {
 impl MetadataSource {
     /// `auto_tried` non-empty means the service was reached by `auto`: a short
     /// timeout, and errors list those steps.
-    /// `ca_file` is `cloud.ca_file`: its roots are trusted, on top of the
-    /// system's, when the endpoint is https.
-    pub fn new(endpoint: String, auto_tried: Vec<String>, ca_file: Option<&Path>) -> Self {
+    /// `extra_roots` are those of `cloud.ca_file` ([`super::configured_roots`]):
+    /// trusted, on top of the system's, when the endpoint is https; an error
+    /// reading them is this source's error.
+    pub fn new(
+        endpoint: String,
+        auto_tried: Vec<String>,
+        extra_roots: Result<Vec<reqwest::Certificate>, String>,
+    ) -> Self {
         super::install_crypto_provider();
         let timeout = if auto_tried.is_empty() {
             TIMEOUT
         } else {
             AUTO_TIMEOUT
         };
-        let http = metadata_client(timeout, ca_file);
+        let http = extra_roots.and_then(|roots| metadata_client(timeout, roots));
         MetadataSource {
             endpoint,
             auto_tried,
@@ -332,7 +336,10 @@ impl MetadataSource {
 
 /// The metadata service's own client: no proxy, no redirects, the given
 /// timeout, and the system's roots plus `ca_file`'s for an https endpoint.
-fn metadata_client(timeout: Duration, ca_file: Option<&Path>) -> Result<reqwest::Client, String> {
+fn metadata_client(
+    timeout: Duration,
+    extra_roots: Vec<reqwest::Certificate>,
+) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder()
         .tls_backend_rustls()
         .user_agent(super::USER_AGENT)
@@ -340,8 +347,8 @@ fn metadata_client(timeout: Duration, ca_file: Option<&Path>) -> Result<reqwest:
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .connect_timeout(timeout);
-    if let Some(path) = ca_file {
-        builder = builder.tls_certs_merge(super::extra_roots(path).map_err(|e| e.to_string())?);
+    if !extra_roots.is_empty() {
+        builder = builder.tls_certs_merge(extra_roots);
     }
     builder.build().map_err(|e| e.without_url().to_string())
 }

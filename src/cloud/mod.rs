@@ -101,6 +101,19 @@ impl Client {
         timeout: Duration,
         concurrency: usize,
     ) -> Result<Client, BuildError> {
+        let roots = configured_roots(cloud)?;
+        Client::with_roots(cloud, roots, credentials, timeout, concurrency)
+    }
+
+    /// [`Client::new`] with the roots of `cloud.ca_file` already read
+    /// ([`configured_roots`]), so that one read serves every client.
+    pub fn with_roots(
+        cloud: &Cloud,
+        extra_roots: Vec<reqwest::Certificate>,
+        credentials: auth::Credentials,
+        timeout: Duration,
+        concurrency: usize,
+    ) -> Result<Client, BuildError> {
         install_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .tls_backend_rustls()
@@ -111,8 +124,8 @@ impl Client {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(concurrency.max(1))
             .https_only(true);
-        if let Some(path) = &cloud.ca_file {
-            builder = builder.tls_certs_merge(extra_roots(path)?);
+        if !extra_roots.is_empty() {
+            builder = builder.tls_certs_merge(extra_roots);
         }
         let http = builder
             .build()
@@ -261,6 +274,15 @@ fn auth_error(e: auth::AuthError) -> ApiError {
         ApiError::Network(format!("credentials: {e}"))
     } else {
         ApiError::Auth(e.to_string())
+    }
+}
+
+/// The trusted roots of `cloud.ca_file` (none if it is not set), read once
+/// for all the clients of one build. Blocking.
+pub fn configured_roots(cloud: &Cloud) -> Result<Vec<reqwest::Certificate>, BuildError> {
+    match &cloud.ca_file {
+        Some(path) => extra_roots(path),
+        None => Ok(Vec::new()),
     }
 }
 

@@ -20,6 +20,7 @@ mod hostile_config;
 mod hostile_files;
 mod hostile_followup;
 mod hostile_hooks;
+mod hostile_review;
 mod hostile_service;
 mod once;
 mod packaging;
