@@ -3,8 +3,8 @@
 //! fail at run time.
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -72,16 +72,7 @@ fn free_port() -> u16 {
 
 /// A plain HTTP/1.1 GET with a short timeout: the status, or `None`.
 fn http_status(port: u16, path: &str) -> Option<u16> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).ok()?;
-    raw.split(' ').nth(1)?.parse().ok()
+    http(local(port), "GET", path, Duration::from_secs(3)).map(|(status, _)| status)
 }
 
 #[test]

@@ -13,8 +13,6 @@
 //!   certificate not valid yet or not a CA, a category listed twice.
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, symlink};
 use std::time::{Duration, Instant};
 
@@ -52,20 +50,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// One HTTP/1.1 GET with a 5 s read timeout; `None` if no full answer came.
+/// One HTTP/1.1 GET with a 5 s limit; `None` if no full answer came.
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).ok()?;
-    let status = raw.split(' ').nth(1)?.parse().ok()?;
-    let body = raw.split_once("\r\n\r\n").map(|x| x.1)?.to_string();
-    Some((status, body))
+    http(local(port), "GET", path, Duration::from_secs(5))
 }
 
 #[test]

@@ -6,8 +6,6 @@
 //! refused with a clear error while the running config stays.
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -17,22 +15,9 @@ use crate::support::*;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// One HTTP/1.1 GET on a fresh connection, with `limit` for each of
-/// connect, write and read: (status, body).
+/// One GET on a fresh connection, `limit` for each step: (status, body).
 fn http_within(addr: std::net::SocketAddr, path: &str, limit: Duration) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, limit).ok()?;
-    s.set_read_timeout(Some(limit)).ok()?;
-    s.set_write_timeout(Some(limit)).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).ok()?;
-    let status = raw.split(' ').nth(1)?.parse().ok()?;
-    let body = raw.split_once("\r\n\r\n").map(|x| x.1)?.to_string();
-    Some((status, body))
+    http(addr, "GET", path, limit)
 }
 
 #[test]

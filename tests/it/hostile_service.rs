@@ -27,23 +27,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// One HTTP/1.1 request on a fresh connection, with `limit` for each of
-/// connect, write and read: (status, body).
+/// One GET on a fresh connection, `limit` for each step: (status, body).
 fn http_within(port: u16, path: &str, limit: Duration) -> Option<(u16, String)> {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = TcpStream::connect_timeout(&addr, limit).ok()?;
-    s.set_read_timeout(Some(limit)).ok()?;
-    s.set_write_timeout(Some(limit)).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).ok()?;
-    let status = raw.split(' ').nth(1)?.parse().ok()?;
-    let body = raw.split_once("\r\n\r\n").map(|x| x.1)?.to_string();
-    Some((status, body))
+    http(local(port), "GET", path, limit)
 }
 
 /// GET, retried until an answer comes (the daemon may still be starting).

@@ -4,8 +4,7 @@
 //! a dry-run daemon.
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -32,18 +31,7 @@ fn http(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
 
 /// A minimal HTTP/1.1 request: (status, body).
 fn http_at(addr: std::net::SocketAddr, method: &str, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).ok()?;
-    let status = raw.split(' ').nth(1)?.parse().ok()?;
-    let body = raw.split_once("\r\n\r\n").map(|x| x.1)?.to_string();
-    Some((status, body))
+    crate::support::http(addr, method, path, Duration::from_secs(5))
 }
 
 fn get(port: u16, path: &str) -> (u16, String) {

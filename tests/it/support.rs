@@ -472,3 +472,33 @@ pub fn skip(test: &str, reason: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
 }
+
+/// One HTTP/1.1 request on a fresh connection to the daemon's server, with
+/// `limit` for each of connect, write and read: (status, body), or `None` if
+/// no full answer came.
+pub fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    limit: Duration,
+) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, limit).ok()?;
+    s.set_read_timeout(Some(limit)).ok()?;
+    s.set_write_timeout(Some(limit)).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    let status = raw.split(' ').nth(1)?.parse().ok()?;
+    let body = raw.split_once("\r\n\r\n").map(|x| x.1)?.to_string();
+    Some((status, body))
+}
+
+/// The loopback address with `port`.
+pub fn local(port: u16) -> std::net::SocketAddr {
+    ([127, 0, 0, 1], port).into()
+}
