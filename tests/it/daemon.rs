@@ -70,19 +70,9 @@ fn api_calls(env: &Env, id: &str) -> usize {
 /// The delays of the `retrying in {d}` lines of an instance, in order.
 fn retry_delays(log: &str, id: &str) -> Vec<Duration> {
     let field = format!("instance_id={id}");
-    log.lines()
-        .filter(|l| l.split_whitespace().any(|w| w == field))
-        .filter_map(|l| l.split_once("retrying in ").map(|x| x.1))
-        .map(|rest| {
-            // The duration's words, up to the first `key=value` field.
-            let d: Vec<&str> = rest
-                .split_whitespace()
-                .take_while(|w| !w.contains('='))
-                .collect();
-            let d = d.join(" ");
-            humantime::parse_duration(&d).unwrap_or_else(|e| panic!("{d:?}: {e}"))
-        })
-        .collect()
+    logged_durations(log, "retrying in ", |l| {
+        l.split_whitespace().any(|w| w == field)
+    })
 }
 
 #[test]

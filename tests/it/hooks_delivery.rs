@@ -319,17 +319,7 @@ fn the_daemon_runs_a_hook_owed_from_before_although_files_are_current() {
 
 /// The delays of the `next attempt in {d}` lines, in order.
 fn next_attempts(log: &str) -> Vec<Duration> {
-    log.lines()
-        .filter_map(|l| l.split_once("next attempt in ").map(|x| x.1))
-        .map(|rest| {
-            let d: Vec<&str> = rest
-                .split_whitespace()
-                .take_while(|w| !w.contains('='))
-                .collect();
-            let d = d.join(" ");
-            humantime::parse_duration(&d).unwrap_or_else(|e| panic!("{d:?}: {e}"))
-        })
-        .collect()
+    logged_durations(log, "next attempt in ", |_| true)
 }
 
 #[test]

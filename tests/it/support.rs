@@ -502,3 +502,21 @@ pub fn http(
 pub fn local(port: u16) -> std::net::SocketAddr {
     ([127, 0, 0, 1], port).into()
 }
+
+/// The durations logged after `marker` (e.g. `"retrying in "`) on the lines
+/// `keep` accepts, in order: the duration's words up to the first
+/// `key=value` field.
+pub fn logged_durations(log: &str, marker: &str, keep: impl Fn(&str) -> bool) -> Vec<Duration> {
+    log.lines()
+        .filter(|l| keep(l))
+        .filter_map(|l| l.split_once(marker).map(|x| x.1))
+        .map(|rest| {
+            let d: Vec<&str> = rest
+                .split_whitespace()
+                .take_while(|w| !w.contains('='))
+                .collect();
+            let d = d.join(" ");
+            humantime::parse_duration(&d).unwrap_or_else(|e| panic!("{d:?}: {e}"))
+        })
+        .collect()
+}
