@@ -27,21 +27,6 @@ struct Call {
     ret: String,
 }
 
-/// Whether strace can be used; if not, a skip (`support::skip`: a failure in CI and as root).
-fn strace_available() -> bool {
-    let ok = Command::new("strace")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        skip(
-            "durability",
-            "strace is not installed (apt-get install strace; .ci/run installs it)",
-        );
-    }
-    ok
-}
-
 /// Parses `strace -f -o` output into completed calls, in completion order,
 /// joining `<unfinished ...>` / `<... resumed>` pairs per thread.
 fn parse_trace(text: &str) -> Vec<Call> {
@@ -120,7 +105,7 @@ fn traced_once(env: &Env) -> (Vec<Call>, Run) {
 
 #[test]
 fn a_replacement_is_exclusive_fsynced_chmodded_renamed_then_its_directory_fsynced() {
-    if !strace_available() {
+    if !strace_available("durability") {
         return;
     }
     let mut env = Env::new();

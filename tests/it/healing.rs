@@ -8,6 +8,7 @@
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -141,16 +142,8 @@ fn a_deletion_during_a_round_is_left_to_the_round_never_restored_with_stale_byte
 fn without_file_watching_the_sweep_restores_a_deleted_output() {
     // File watching cannot be switched off by configuration; inotify is
     // made to fail at the system call with strace's fault injection.
-    let strace = Command::new("strace")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !strace {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "strace is missing under CI=true"
-        );
-        return skip("without_file_watching…", "strace is not installed");
+    if !strace_available("healing::without_file_watching_the_sweep_restores_a_deleted_output") {
+        return;
     }
     let mut env = Env::new();
     env.instance("inst-a");
@@ -175,6 +168,8 @@ fn without_file_watching_the_sweep_restores_a_deleted_output() {
         .current_dir(env.dir.path())
         .stdout(Stdio::null())
         .stderr(fs::File::create(&log).unwrap())
+        // Its own group, so that dropping the Daemon kills the traced daemon too.
+        .process_group(0)
         .spawn()
         .unwrap();
     let d = Daemon { child, log };

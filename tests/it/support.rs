@@ -339,6 +339,12 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // A daemon started under a wrapper in its own process group (strace,
+        // which detaches rather than kills its tracee when killed) goes with
+        // the group; for a plain child there is no such group and this fails
+        // harmlessly.
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -519,4 +525,20 @@ pub fn logged_durations(log: &str, marker: &str, keep: impl Fn(&str) -> bool) ->
             humantime::parse_duration(&d).unwrap_or_else(|e| panic!("{d:?}: {e}"))
         })
         .collect()
+}
+
+/// Whether `strace` can be run; if not, a [`skip`] of `test` (a failure in CI
+/// and as root, where `.ci/run` installs it).
+pub fn strace_available(test: &str) -> bool {
+    let ok = Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        skip(
+            test,
+            "strace is not installed (apt-get install strace; .ci/run installs it)",
+        );
+    }
+    ok
 }
