@@ -1,0 +1,133 @@
+//! Step 3, [`resolve`]: the part of loading that consults the system:
+//! owner and group names, secret files holding a secret (not empty, not
+//! only whitespace), secret variables set to one, and no two outputs one
+//! file through a symlinked or twice-mounted directory.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::load::read_problem;
+use super::{Config, ConfigError, NameOrId, auth, err};
+use crate::readfile::{self, Links, SMALL_FILE_LIMIT};
+
+/// Resolves owner and group names, checks that secret files hold a secret
+/// and secret variables a value, and that no two outputs are one file
+/// through a symlinked directory.
+pub fn resolve(mut config: Config) -> Result<Config, ConfigError> {
+    auth::resolve(&config.auth)?;
+    check_outputs_distinct(&config)?;
+    for (i, inst) in config.instances.iter_mut().enumerate() {
+        if let Some(o) = &inst.perms.owner {
+            inst.perms.uid = Some(match o {
+                NameOrId::Id(n) => *n,
+                NameOrId::Name(n) => lookup_user(n).ok_or_else(|| {
+                    err(
+                        format!("instances[{i}].owner"),
+                        format!("no user named {n:?} on this system"),
+                    )
+                })?,
+            });
+        }
+        if let Some(g) = &inst.perms.group {
+            inst.perms.gid = Some(match g {
+                NameOrId::Id(n) => *n,
+                NameOrId::Name(n) => lookup_group(n).ok_or_else(|| {
+                    err(
+                        format!("instances[{i}].group"),
+                        format!("no group named {n:?} on this system"),
+                    )
+                })?,
+            });
+        }
+    }
+    Ok(config)
+}
+
+/// Reads a secret file named by `key` the way the config file is read, and
+/// checks that it holds a secret: UTF-8, and not empty or only whitespace
+/// (what would be sent after trimming). The content is never put in an error.
+pub(super) fn check_secret_file(key: &str, p: &Path) -> Result<(), ConfigError> {
+    let bytes = match readfile::read_regular(p, SMALL_FILE_LIMIT, Links::Follow) {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            return Err(err(
+                key,
+                format!("cannot read {}: it does not exist", p.display()),
+            ));
+        }
+        Err(e) => {
+            return Err(err(
+                key,
+                format!("cannot read {}: {}", p.display(), read_problem(&e)),
+            ));
+        }
+    };
+    match std::str::from_utf8(&bytes) {
+        Err(_) => Err(err(key, format!("{} is not UTF-8 text", p.display()))),
+        Ok(t) if t.trim().is_empty() => Err(err(
+            key,
+            format!(
+                "{} is empty (or only whitespace); it must hold the secret",
+                p.display()
+            ),
+        )),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// Where an output really is: the directory it is written into, identified
+/// by device and inode (so a symlinked directory or a second mount of it is
+/// the same), and the file name. A directory that does not exist yet is
+/// identified through its nearest existing ancestor plus the rest of the path.
+fn output_location(path: &Path) -> (u64, u64, PathBuf) {
+    use std::os::unix::fs::MetadataExt;
+    let mut rest = Vec::new();
+    let mut cur = path;
+    while let Some(parent) = cur.parent() {
+        rest.push(cur.file_name().map(PathBuf::from).unwrap_or_default());
+        if let Ok(m) = std::fs::metadata(parent) {
+            let tail: PathBuf = rest.iter().rev().collect();
+            return (m.dev(), m.ino(), tail);
+        }
+        cur = parent;
+    }
+    (0, 0, path.to_path_buf())
+}
+
+/// Two outputs that are one file through a symlinked (or twice mounted)
+/// directory would overwrite each other: refused, naming both.
+fn check_outputs_distinct(config: &Config) -> Result<(), ConfigError> {
+    let mut seen: HashMap<(u64, u64, PathBuf), (String, &Path)> = HashMap::new();
+    for (i, inst) in config.instances.iter().enumerate() {
+        for out in &inst.outputs {
+            let key = format!("instances[{i}].{}", out.category);
+            if let Some((other, other_path)) =
+                seen.insert(output_location(&out.path), (key.clone(), &out.path))
+            {
+                return Err(err(
+                    key,
+                    format!(
+                        "{} is the same file as {} ({other}), through a symbolic link or a mount; every output needs its own file",
+                        out.path.display(),
+                        other_path.display()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn lookup_user(name: &str) -> Option<u32> {
+    nix::unistd::User::from_name(name)
+        .ok()
+        .flatten()
+        .map(|u| u.uid.as_raw())
+}
+
+fn lookup_group(name: &str) -> Option<u32> {
+    nix::unistd::Group::from_name(name)
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw())
+}

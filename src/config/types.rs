@@ -1,0 +1,141 @@
+//! The validated form of the config: what the rest of the program uses,
+//! and the defaults [`super::validate`] fills in.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{Auth, NameOrId};
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub cloud: Cloud,
+    pub auth: Auth,
+    pub sync: SyncSettings,
+    pub instances: Vec<Instance>,
+    pub server: Server,
+}
+
+/// `[server]`, validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Server {
+    /// Where `/healthz`, `/readyz` and `/metrics` are served; `None`: nowhere.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cloud {
+    pub region: Option<String>,
+    /// The DDS endpoint, `https://host[:port]`, without a trailing slash.
+    pub endpoint: String,
+    /// The IAM endpoint, when derivable or given.
+    pub iam_endpoint: Option<String>,
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncSettings {
+    pub interval: Duration,
+    pub jitter: Duration,
+    pub timeout: Duration,
+    pub max_backoff: Duration,
+    pub concurrency: usize,
+    pub state_dir: PathBuf,
+    /// A certificate on disk expiring within this is warned about.
+    pub expiry_warning: Duration,
+}
+
+/// The two certificate categories DDS offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Category {
+    /// The standard certificate, used by ordinary MongoDB drivers.
+    International,
+    /// The SM-series (SM2/SM3) certificate.
+    National,
+}
+
+impl Category {
+    pub const ALL: [Category; 2] = [Category::International, Category::National];
+
+    /// The name the API and the config use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::International => "international",
+            Category::National => "national",
+        }
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One configured DDS instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    pub id: String,
+    pub name: Option<String>,
+    pub project_id: String,
+    /// Where each requested category goes, in category order.
+    pub outputs: Vec<Output>,
+    pub perms: Perms,
+    pub on_change: Option<Vec<String>>,
+    pub hook_timeout: Duration,
+    /// Instead of `on_change`: a signal sent to the process in a pidfile.
+    pub reload_signal: Option<ReloadSignal>,
+    /// Accept certificates whose basicConstraints say `CA:FALSE`.
+    pub allow_non_ca: bool,
+}
+
+impl Instance {
+    /// The name for logs: the configured name, else the id.
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
+    }
+
+    /// Whether a change is followed by a hook (a command or a signal).
+    pub fn has_hook(&self) -> bool {
+        self.on_change.is_some() || self.reload_signal.is_some()
+    }
+}
+
+/// `reload_signal` + `pidfile`: the signal to send, and the file naming the
+/// process, re-read on every delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadSignal {
+    pub signal: nix::sys::signal::Signal,
+    pub pidfile: PathBuf,
+    /// `reload_signal_any_owner`: signal the process even if its user is not
+    /// the pidfile's owner.
+    pub any_owner: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub category: Category,
+    pub path: PathBuf,
+}
+
+/// Ownership and mode of written files. `None` keeps what the existing file
+/// has (or the defaults for a new file: mode 0644, the daemon's user).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Perms {
+    pub mode: Option<u32>,
+    pub owner: Option<NameOrId>,
+    pub group: Option<NameOrId>,
+    /// Filled in by [`resolve`].
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+pub(super) const DEFAULT_INTERVAL: Duration = Duration::from_secs(3600);
+pub(super) const DEFAULT_JITTER: Duration = Duration::from_secs(300);
+pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(1800);
+pub(super) const DEFAULT_CONCURRENCY: usize = 8;
+pub(super) const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const DEFAULT_STATE_DIR: &str = "/var/lib/dds-certsync";
+pub(super) const DEFAULT_EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);

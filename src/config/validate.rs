@@ -1,0 +1,247 @@
+//! Step 2, [`validate`]: raw structs to a [`Config`] whose invariants hold.
+//! Pure: it consults neither the file system nor the user database. This
+//! file holds the top level (`[cloud]`, `[sync]`, `[server]`, duplicate IDs
+//! and paths) and the checks shared by every section; one `[[instances]]`
+//! entry is checked in [`super::instance`], `[auth]` in [`super::auth`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::instance::validate_instance;
+use super::types::*;
+use super::{ConfigError, Dur, RawCloud, RawConfig, RawServer, RawSync, SdkEnv, auth, err};
+use crate::cloud::endpoint;
+
+/// Checks the raw config and builds the validated form. `base_dir` anchors
+/// relative output paths (the directory of the config file).
+pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
+    validate_with_env(raw, base_dir, &SdkEnv::default())
+}
+
+/// [`validate`], with a snapshot of the official SDKs' environment
+/// (`HUAWEICLOUD_SDK_*`, the credentials file), which the `auto` auth method
+/// and `HUAWEICLOUD_SDK_IAM_ENDPOINT` consult. Still pure: the snapshot is
+/// taken by [`load`].
+pub fn validate_with_env(
+    mut raw: RawConfig,
+    base_dir: &Path,
+    sdk_env: &SdkEnv,
+) -> Result<Config, ConfigError> {
+    let mut cloud = validate_cloud(&raw.cloud)?;
+    let config_iam = raw.cloud.iam_endpoint.is_some();
+    let (auth, auth_defaults) =
+        auth::validate(raw.auth.take(), &mut cloud, config_iam, base_dir, sdk_env)?;
+    let default_project = raw.cloud.project_id.clone().or(auth_defaults.project_id);
+    if raw.cloud.project_id.is_none()
+        && let Some(p) = &default_project
+    {
+        check_project_id("cloud.project_id", p)?;
+    }
+    let sync = validate_sync(&raw.sync, base_dir)?;
+
+    if raw.instances.is_empty() {
+        return Err(err(
+            "instances",
+            "no [[instances]] configured; add at least one",
+        ));
+    }
+    let mut instances = Vec::with_capacity(raw.instances.len());
+    let mut ids: HashMap<&str, usize> = HashMap::new();
+    let mut paths: HashMap<PathBuf, String> = HashMap::new();
+    for (i, ri) in raw.instances.iter().enumerate() {
+        let key = format!("instances[{i}]");
+        let inst = validate_instance(&key, ri, default_project.as_deref(), base_dir)?;
+        if let Some(first) = ids.insert(&ri.id, i) {
+            return Err(err(
+                format!("{key}.id"),
+                format!(
+                    "instance {:?} is configured twice (also instances[{first}])",
+                    ri.id
+                ),
+            ));
+        }
+        for out in &inst.outputs {
+            let this = format!("{key}.{}", out.category);
+            if let Some(other) = paths.insert(out.path.clone(), this.clone()) {
+                return Err(err(
+                    this,
+                    format!(
+                        "path {} is also written by {other}; every output needs its own path",
+                        out.path.display()
+                    ),
+                ));
+            }
+        }
+        instances.push(inst);
+    }
+    let server = validate_server(raw.server.as_ref())?;
+    Ok(Config {
+        cloud,
+        auth,
+        sync,
+        instances,
+        server,
+    })
+}
+
+fn validate_server(raw: Option<&RawServer>) -> Result<Server, ConfigError> {
+    let Some(listen) = raw.and_then(|r| r.listen.as_deref()) else {
+        return Ok(Server::default());
+    };
+    let addr = listen.trim().parse().map_err(|_| {
+        err(
+            "server.listen",
+            format!(
+                "{listen:?} is not an address and port such as \"127.0.0.1:9464\" or \"[::1]:9464\""
+            ),
+        )
+    })?;
+    Ok(Server { listen: Some(addr) })
+}
+
+fn validate_cloud(raw: &RawCloud) -> Result<Cloud, ConfigError> {
+    if let Some(region) = &raw.region
+        && region.trim().is_empty()
+    {
+        return Err(err("cloud.region", "must not be empty"));
+    }
+    let endpoint = match (&raw.endpoint, &raw.region) {
+        (Some(e), _) => https_url("cloud.endpoint", e)?,
+        (None, Some(region)) => endpoint::dds(region).ok_or_else(|| {
+            err(
+                "cloud.region",
+                format!(
+                    "unknown region {region:?}; use a region the official SDK knows, or set cloud.endpoint"
+                ),
+            )
+        })?,
+        (None, None) => {
+            return Err(err(
+                "cloud.region",
+                "set cloud.region (for example \"cn-north-4\") or cloud.endpoint",
+            ));
+        }
+    };
+    let iam_endpoint = match (&raw.iam_endpoint, &raw.region) {
+        (Some(e), _) => Some(https_url("cloud.iam_endpoint", e)?),
+        (None, Some(region)) => endpoint::iam(region),
+        (None, None) => None,
+    };
+    if let Some(p) = &raw.project_id {
+        check_project_id("cloud.project_id", p)?;
+    }
+    if let Some(p) = &raw.ca_file {
+        check_path("cloud.ca_file", p)?;
+    }
+    Ok(Cloud {
+        region: raw.region.clone(),
+        endpoint,
+        iam_endpoint,
+        ca_file: raw.ca_file.clone(),
+    })
+}
+
+pub(super) fn https_url(key: &str, value: &str) -> Result<String, ConfigError> {
+    let v = value.trim().trim_end_matches('/');
+    let rest = v.strip_prefix("https://").ok_or_else(|| {
+        err(
+            key,
+            format!("{value:?} must be an https:// URL; credentials are never sent in clear text"),
+        )
+    })?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', ' ']) {
+        return Err(err(
+            key,
+            format!("{value:?} must be a bare https://host[:port], without a path"),
+        ));
+    }
+    Ok(v.to_string())
+}
+
+pub(super) fn check_project_id(key: &str, p: &str) -> Result<(), ConfigError> {
+    if p.is_empty()
+        || !p
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(err(
+            key,
+            format!("{p:?} is not a project ID (letters, digits, '-' and '_' only)"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_sync(raw: &RawSync, base_dir: &Path) -> Result<SyncSettings, ConfigError> {
+    let positive = |key: &str, v: Option<Dur>, default: Duration| {
+        let d = v.map(|d| d.0).unwrap_or(default);
+        if d.is_zero() {
+            Err(err(key, "must be greater than zero"))
+        } else {
+            Ok(d)
+        }
+    };
+    if let Some(p) = &raw.state_dir {
+        check_path("sync.state_dir", p)?;
+    }
+    let concurrency = match raw.concurrency {
+        None => DEFAULT_CONCURRENCY,
+        Some(n) if (1..=1024).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(err(
+                "sync.concurrency",
+                format!("{n} is out of range; use 1 to 1024"),
+            ));
+        }
+    };
+    Ok(SyncSettings {
+        interval: positive("sync.interval", raw.interval, DEFAULT_INTERVAL)?,
+        jitter: raw.jitter.map(|d| d.0).unwrap_or(DEFAULT_JITTER),
+        timeout: positive("sync.timeout", raw.timeout, DEFAULT_TIMEOUT)?,
+        max_backoff: positive("sync.max_backoff", raw.max_backoff, DEFAULT_MAX_BACKOFF)?,
+        concurrency,
+        state_dir: raw
+            .state_dir
+            .as_ref()
+            .map(|p| base_dir.join(p))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+        expiry_warning: raw
+            .expiry_warning
+            .map(|d| d.0)
+            .unwrap_or(DEFAULT_EXPIRY_WARNING),
+    })
+}
+
+/// A path holding a NUL byte can be written in TOML (`"\u0000"`) but no
+/// system call takes it: refused here rather than failing at run time.
+pub(super) fn check_path(key: &str, p: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::ffi::OsStrExt;
+    if p.as_os_str().as_bytes().contains(&0) {
+        return Err(err(
+            key,
+            format!(
+                "{:?} contains a NUL character, which no path can hold",
+                p.display().to_string()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Removes `.` and `..` components lexically, so that two spellings of one
+/// path are seen as one when checking for duplicate outputs.
+pub(super) fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
