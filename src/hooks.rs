@@ -71,6 +71,7 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
+use crate::backoff::{Backoff, Jitter};
 use crate::certcheck::{Sha256Digest, hex};
 use crate::config::{Auth, Config, Instance, ReloadSignal, SecretSource};
 use crate::ledger::{self, Ledger, Owed};
@@ -502,11 +503,16 @@ pub const RETRY_BASE: Duration = Duration::from_secs(1);
 
 /// The delay before retry number `attempt` (1 = the first) of a failed
 /// hook: exponential from [`RETRY_BASE`], capped at `cap`, with jitter
-/// (`rand` in 0..1) taking it down by up to half. Pure.
+/// (`rand` in 0..1) taking it down by up to half: a
+/// [`crate::backoff::Backoff`]. Pure.
 pub fn retry_delay(attempt: u32, cap: Duration, rand: f64) -> Duration {
-    let exp = RETRY_BASE.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-    let full = exp.min(cap.max(RETRY_BASE));
-    full.mul_f64(1.0 - 0.5 * rand.clamp(0.0, 1.0))
+    Backoff {
+        base: RETRY_BASE,
+        cap: cap.max(RETRY_BASE),
+        jitter: Jitter::Half,
+        floor: Duration::ZERO,
+    }
+    .delay(attempt, rand)
 }
 
 /// A failed delivery waiting for its retry. It holds no copy of the

@@ -1,6 +1,7 @@
 //! dds-certsync keeps the TLS CA certificates of Huawei Cloud DDS instances
 //! current on disk. See ARCHITECTURE.md for the map; [`run`] is the entry.
 
+pub mod backoff;
 pub mod certcheck;
 pub mod cli;
 pub mod cloud;

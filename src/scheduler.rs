@@ -10,7 +10,8 @@
 //! * after a success: `interval` plus a uniformly random share of `jitter`;
 //! * after a failure: exponential backoff with full jitter (a random delay
 //!   between zero and `min(max_backoff, 2s × 2^(failures-1))`, at least one
-//!   second), and never sooner than the server's `Retry-After`.
+//!   second: [`backoff`], a [`crate::backoff::Backoff`]), and never sooner
+//!   than the server's `Retry-After`.
 //!
 //! The first round of every instance starts at once. A round that panics
 //! (debug builds; release builds abort) counts as a failure of its instance.
@@ -24,6 +25,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+
+use crate::backoff::{Backoff, Jitter};
 
 /// The smallest step of the backoff.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(2);
@@ -55,25 +58,30 @@ pub struct RoundResult {
     pub retry_after: Option<Duration>,
 }
 
+/// The scheduler's backoff after failed rounds: from [`BACKOFF_BASE`],
+/// capped at `max_backoff`, full jitter, at least [`MIN_RETRY`].
+pub fn backoff(max_backoff: Duration) -> Backoff {
+    Backoff {
+        base: BACKOFF_BASE,
+        cap: max_backoff,
+        jitter: Jitter::Full,
+        floor: MIN_RETRY,
+    }
+}
+
 /// The backoff cap after `failures` consecutive failures (≥ 1).
 pub fn backoff_cap(failures: u32, max_backoff: Duration) -> Duration {
-    let exp = failures.saturating_sub(1).min(30);
-    BACKOFF_BASE
-        .checked_mul(1u32 << exp)
-        .unwrap_or(max_backoff)
-        .min(max_backoff)
+    backoff(max_backoff).ceiling(failures)
 }
 
 /// The delay before an instance's next round. `failures` counts consecutive
 /// failures including this round's; `r` is a random number in `[0, 1)`.
 pub fn next_delay(result: RoundResult, failures: u32, t: &Timing, r: f64) -> Duration {
-    let r = r.clamp(0.0, 1.0);
+    let r = if r.is_nan() { 0.0 } else { r.clamp(0.0, 1.0) };
     if result.ok {
         return t.interval + t.jitter.mul_f64(r);
     }
-    let backoff = backoff_cap(failures, t.max_backoff)
-        .mul_f64(r)
-        .max(MIN_RETRY);
+    let backoff = backoff(t.max_backoff).delay(failures, r);
     match result.retry_after {
         Some(ra) => backoff.max(ra),
         None => backoff,

@@ -30,6 +30,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use super::auth::AuthError;
+use crate::backoff::{Backoff, Jitter};
 
 /// The longest wait between two refresh attempts while a value is still
 /// valid.
@@ -69,10 +70,16 @@ pub struct Failures {
 
 /// How long after the `count`th failure in a row a still-valid value's
 /// refresh is tried again: the hold, doubled per failure, at most
-/// [`MAX_RETRY`] (or the hold, if longer).
+/// [`MAX_RETRY`] (or the hold, if longer): a [`crate::backoff::Backoff`]
+/// without jitter.
 pub fn retry_delay(hold: Duration, count: u32) -> Duration {
-    let factor = 1u32 << count.saturating_sub(1).min(16);
-    hold.saturating_mul(factor).min(MAX_RETRY.max(hold))
+    Backoff {
+        base: hold,
+        cap: MAX_RETRY.max(hold),
+        jitter: Jitter::None,
+        floor: Duration::ZERO,
+    }
+    .ceiling(count)
 }
 
 /// Serve, fetch or fail, given the value held (its refresh time and hard
