@@ -7,6 +7,9 @@
 //! | POST | `/__standin/instances` | `project`, `instance` | add (or reset) an instance |
 //! | POST | `/__standin/rotate` | `instance`, `category` | new certificate; answers its PEM |
 //! | GET | `/__standin/cert` | `instance`, `category` | the PEM served now |
+//! | GET | `/__standin/server` | `instance` | the instance's TLS listener: address, CA PEM, handshake counts (JSON) |
+//! | POST | `/__standin/server` | `instance`, `to` = `link` or `new` | the listener switches to the link's CA, or to a new one the link does not serve yet |
+//! | POST | `/__standin/link` | `instance`, `to` = `server` | the link serves the listener's CA |
 //! | POST | `/__standin/categories` | `instance`, `list` (comma-separated, may be empty) | categories the API lists |
 //! | POST | `/__standin/faults` | `kind`, see below; optional `instance`, `category`, `times` | add a fault rule |
 //! | DELETE | `/__standin/faults` | | remove all fault rules |
@@ -38,6 +41,9 @@ GET    /__standin/                                    this help\n\
 POST   /__standin/instances?project=P&instance=I      add or reset an instance\n\
 POST   /__standin/rotate?instance=I&category=C        rotate a certificate (answers its PEM)\n\
 GET    /__standin/cert?instance=I&category=C          the PEM served now\n\
+GET    /__standin/server?instance=I                   the instance's TLS listener (JSON)\n\
+POST   /__standin/server?instance=I&to=link|new       listener: the link's CA, or a new unpublished one\n\
+POST   /__standin/link?instance=I&to=server           link: the listener's CA\n\
 POST   /__standin/categories?instance=I&list=a,b      categories the API lists\n\
 POST   /__standin/faults?kind=K[&instance=I][&category=C][&times=N][...]\n\
          kinds: api-status(status,body,retry_after) api-body(body) api-delay(ms) api-reset\n\
@@ -147,6 +153,41 @@ fn route(parts: &Parts, shared: &Shared) -> Result<Response<Body>, BadRequest> {
                 String::from_utf8_lossy(&shared.cert_body(instance, category).map_err(op_err)?)
                     .into_owned(),
             )
+        }
+        (&Method::GET, "/__standin/server") => {
+            let instance = required(&q, "instance")?;
+            let (addr, ca, seen) = (
+                shared.node_addr(instance).map_err(op_err)?,
+                shared.server_ca(instance).map_err(op_err)?,
+                shared.handshakes(instance).map_err(op_err)?,
+            );
+            let json = serde_json::json!({
+                "address": addr.to_string(),
+                "ca_pem": String::from_utf8_lossy(&ca),
+                "handshakes_ok": seen.ok,
+                "handshakes_failed": seen.failed,
+                "bytes_received": seen.bytes_received,
+            });
+            response(StatusCode::OK, JSON, json.to_string())
+        }
+        (&Method::POST, "/__standin/server") => {
+            let (instance, to) = (required(&q, "instance")?, required(&q, "to")?);
+            match to {
+                "link" => {
+                    shared.server_follow_link(instance).map_err(op_err)?;
+                    ok_text(format!("{instance}: the server presents the link's CA\n"))
+                }
+                "new" => ok_text(shared.server_rotate_first(instance).map_err(op_err)?),
+                other => return Err(format!("`to` must be `link` or `new`, not {other:?}")),
+            }
+        }
+        (&Method::POST, "/__standin/link") => {
+            let (instance, to) = (required(&q, "instance")?, required(&q, "to")?);
+            if to != "server" {
+                return Err(format!("`to` must be `server`, not {to:?}"));
+            }
+            shared.link_follow_server(instance).map_err(op_err)?;
+            ok_text(format!("{instance}: the link serves the server's CA\n"))
         }
         (&Method::POST, "/__standin/categories") => {
             let instance = required(&q, "instance")?;

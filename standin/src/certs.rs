@@ -55,6 +55,12 @@ impl fmt::Display for CertError {
 
 impl std::error::Error for CertError {}
 
+impl CertError {
+    pub(crate) fn new(message: impl Into<String>) -> CertError {
+        CertError(message.into())
+    }
+}
+
 impl From<rcgen::Error> for CertError {
     fn from(e: rcgen::Error) -> Self {
         CertError(e.to_string())
@@ -102,10 +108,17 @@ fn random_serial() -> Vec<u8> {
 
 /// Creates a fresh stand-in CA and a server certificate it signed.
 pub(crate) fn tls_identity() -> Result<TlsIdentity, CertError> {
+    ca_and_server("dds-standin TLS CA", "localhost")
+}
+
+/// A fresh CA (ECDSA P-256, valid from an hour ago for two years) and a
+/// server certificate it issued for `localhost`, `127.0.0.1` and `::1`
+/// (valid for a year). The chain presented is the leaf, then the CA.
+fn ca_and_server(ca_cn: &str, leaf_cn: &str) -> Result<TlsIdentity, CertError> {
     let now = OffsetDateTime::now_utc();
     let ca_key = KeyPair::generate()?;
     let ca_params = ca_params(
-        "dds-standin TLS CA",
+        ca_cn,
         now - Duration::hours(1),
         now + Duration::days(2 * 365),
     );
@@ -118,7 +131,7 @@ pub(crate) fn tls_identity() -> Result<TlsIdentity, CertError> {
         .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
     leaf.subject_alt_names
         .push(SanType::IpAddress(std::net::Ipv6Addr::LOCALHOST.into()));
-    leaf.distinguished_name = name("localhost");
+    leaf.distinguished_name = name(leaf_cn);
     leaf.not_before = now - Duration::hours(1);
     leaf.not_after = now + Duration::days(365);
     leaf.serial_number = Some(random_serial().into());
@@ -131,16 +144,26 @@ pub(crate) fn tls_identity() -> Result<TlsIdentity, CertError> {
     })
 }
 
+/// The CN of an instance's `international` CA of a generation.
+fn international_cn(instance: &str, generation: u32) -> String {
+    format!("DDS Stand-in CA {instance} gen {generation}")
+}
+
 /// A fresh ECDSA P-256 CA certificate for the `international` slot.
 pub(crate) fn international_cert(instance: &str, generation: u32) -> Result<String, CertError> {
-    let now = OffsetDateTime::now_utc();
-    let key = KeyPair::generate()?;
-    let params = ca_params(
-        &format!("DDS Stand-in CA {instance} gen {generation}"),
-        now - Duration::hours(1),
-        now + Duration::days(2 * 365),
-    );
-    Ok(params.self_signed(&key)?.pem())
+    Ok(international_ca(instance, generation)?.ca_pem)
+}
+
+/// A fresh `international` CA with a server certificate it issued, as the
+/// instance's TLS listener presents it: the leaf alone, like a DDS node
+/// (clients need the CA from the file to verify it).
+pub(crate) fn international_ca(instance: &str, generation: u32) -> Result<TlsIdentity, CertError> {
+    let mut identity = ca_and_server(
+        &international_cn(instance, generation),
+        &format!("DDS Stand-in node {instance} gen {generation}"),
+    )?;
+    identity.chain.truncate(1);
+    Ok(identity)
 }
 
 /// A fresh SM2/SM3 CA certificate for the `national` slot.

@@ -22,6 +22,14 @@
 //!   answers 403 with an OBS-style XML error.
 //! * **IAM** ([`StandIn::iam_url`]) issues project-scoped tokens for
 //!   password logins (`POST /v3/auth/tokens`).
+//! * one **TLS listener per instance** ([`StandIn::instance_addr`]), standing
+//!   in for the instance's nodes: TLS directly on the port, presenting a
+//!   server certificate issued by one of the instance's `international` CAs.
+//!   Which one is scripted apart from the download link, so a rotation can
+//!   be played in either order: [`StandIn::rotate`] then
+//!   [`StandIn::server_follow_link`] ("link first"), or
+//!   [`StandIn::server_rotate_first`] then [`StandIn::link_follow_server`]
+//!   ("server first").
 //! * the **ECS metadata** service ([`StandIn::metadata_url`], plain HTTP,
 //!   or TLS with [`Options::metadata_tls`]) hands out temporary AK/SK, with
 //!   or without the session-token step ([`Metadata`]).
@@ -49,6 +57,7 @@ mod der;
 mod fault;
 mod iam;
 mod metadata;
+mod node;
 mod record;
 mod server;
 mod state;
@@ -68,6 +77,7 @@ pub use certs::{
 };
 pub use creds::Metadata;
 pub use fault::{Fault, FaultRule};
+pub use node::Handshakes;
 pub use record::{Listener, Recorded};
 pub use state::OpError;
 
@@ -195,12 +205,17 @@ impl StandIn {
             Box::new(TokenAuth::with_iam(&opts.token, Arc::clone(&creds))),
             Box::new(AkSkAuth::new(Arc::clone(&creds))),
         ];
-        let shared = Arc::new(Shared::new(checks, creds, opts.link_ttl, download_port));
-
         let metadata_tls = opts.metadata_tls;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        let shared = Arc::new(Shared::new(
+            checks,
+            creds,
+            opts.link_ttl,
+            download_port,
+            runtime.handle().clone(),
+        ));
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let task_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -357,7 +372,9 @@ impl StandIn {
     }
 
     /// Replaces the certificate of a slot with a new, distinct one (SM2/SM3
-    /// for `national`, ECDSA P-256 otherwise) and returns its PEM.
+    /// for `national`, ECDSA P-256 otherwise) and returns its PEM. The
+    /// instance's TLS listener keeps presenting what it did until
+    /// [`StandIn::server_follow_link`].
     ///
     /// # Panics
     /// If the instance was never added.
@@ -365,6 +382,76 @@ impl StandIn {
         self.shared
             .rotate(instance_id, category)
             .unwrap_or_else(|e| panic!("dds-standin: rotate: {e}"))
+    }
+
+    /// The address (`127.0.0.1:port`) of the instance's TLS listener, which
+    /// stands in for its nodes. It lives as long as the stand-in, also
+    /// across [`StandIn::add_instance`] of the same instance.
+    ///
+    /// # Panics
+    /// If the instance was never added.
+    pub fn instance_addr(&self, instance_id: &str) -> std::net::SocketAddr {
+        self.shared
+            .node_addr(instance_id)
+            .unwrap_or_else(|e| panic!("dds-standin: instance_addr: {e}"))
+    }
+
+    /// The instance's TLS listener presents, from its next connection on, a
+    /// server certificate issued by the `international` CA the link serves
+    /// now: the second step of a "link first" rotation.
+    ///
+    /// # Panics
+    /// If the instance was never added, or the link serves bytes set with
+    /// [`StandIn::set_cert_pem`] (the stand-in has no key for them).
+    pub fn server_follow_link(&self, instance_id: &str) {
+        self.shared
+            .server_follow_link(instance_id)
+            .unwrap_or_else(|e| panic!("dds-standin: server_follow_link: {e}"));
+    }
+
+    /// The instance's TLS listener presents, from its next connection on, a
+    /// server certificate issued by a new `international` CA that the link
+    /// does not serve yet: the first step of a "server first" rotation.
+    /// Returns the new CA's PEM.
+    ///
+    /// # Panics
+    /// If the instance was never added.
+    pub fn server_rotate_first(&self, instance_id: &str) -> String {
+        self.shared
+            .server_rotate_first(instance_id)
+            .unwrap_or_else(|e| panic!("dds-standin: server_rotate_first: {e}"))
+    }
+
+    /// The link serves the `international` CA the instance's TLS listener
+    /// chains to: the second step of a "server first" rotation.
+    ///
+    /// # Panics
+    /// If the instance was never added.
+    pub fn link_follow_server(&self, instance_id: &str) {
+        self.shared
+            .link_follow_server(instance_id)
+            .unwrap_or_else(|e| panic!("dds-standin: link_follow_server: {e}"));
+    }
+
+    /// The PEM of the CA the instance's TLS listener chains to now.
+    ///
+    /// # Panics
+    /// If the instance was never added.
+    pub fn server_ca_pem(&self, instance_id: &str) -> String {
+        self.shared
+            .server_ca(instance_id)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_else(|e| panic!("dds-standin: server_ca_pem: {e}"))
+    }
+
+    /// What the instance's TLS listener has seen so far.
+    ///
+    /// # Panics
+    /// If the instance was never added.
+    pub fn handshakes(&self, instance_id: &str) -> Handshakes {
+        self.shared
+            .handshakes(instance_id)
+            .unwrap_or_else(|e| panic!("dds-standin: handshakes: {e}"))
     }
 
     /// What the download host serves now for a slot (lossy UTF-8).

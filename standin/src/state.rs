@@ -6,9 +6,15 @@
 //! tasks. Every operation is fallible here (the admin API feeds it untrusted
 //! input); the public handle turns misuse into panics with clear messages.
 //! Certificates are generated outside the lock.
+//!
+//! Each instance also has a TLS listener standing in for its nodes
+//! ([`crate::node`]); the `international` CAs minted for the instance are kept
+//! with the server certificate each one issued, and which of them the
+//! listener presents is switched on its own (`server_*`, `link_follow_server`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,6 +24,7 @@ use crate::auth::AuthCheck;
 use crate::certs::{self, CertError, INTERNATIONAL, NATIONAL};
 use crate::creds::Credentials;
 use crate::fault::{self, Fault, FaultRule};
+use crate::node::{Handshakes, MintedCa, Node, NodeCell};
 use crate::record::{Listener, Recorded};
 
 /// Why an operation on the stand-in's state failed.
@@ -34,6 +41,11 @@ pub enum OpError {
     },
     /// Certificate generation failed.
     Cert(CertError),
+    /// The link serves an `international` certificate the stand-in did not
+    /// mint (set as raw bytes), so no server certificate chains to it.
+    NotMinted(String),
+    /// The instance's TLS listener could not be bound.
+    Listen(String),
 }
 
 impl fmt::Display for OpError {
@@ -44,6 +56,11 @@ impl fmt::Display for OpError {
                 write!(f, "instance {instance:?} has no {category:?} certificate")
             }
             OpError::Cert(e) => e.fmt(f),
+            OpError::NotMinted(i) => write!(
+                f,
+                "instance {i:?}: the link serves an international certificate the stand-in did not mint, so no server certificate chains to it"
+            ),
+            OpError::Listen(e) => write!(f, "cannot bind the instance's TLS listener: {e}"),
         }
     }
 }
@@ -76,6 +93,25 @@ struct Instance {
     project: String,
     categories: Vec<String>,
     slots: BTreeMap<String, Slot>,
+    /// Every `international` CA minted for the instance, oldest first.
+    cas: Vec<MintedCa>,
+    /// Index in `cas` of the CA whose certificate the listener presents.
+    serving: usize,
+    node_addr: SocketAddr,
+    node: Arc<NodeCell>,
+}
+
+impl Instance {
+    /// The generation after every one minted or served so far.
+    fn next_generation(&self, category: &str) -> u32 {
+        let served = self.slots.get(category).map_or(0, |s| s.generation);
+        let minted = if category == INTERNATIONAL {
+            self.cas.iter().map(|c| c.generation).max().unwrap_or(0)
+        } else {
+            0
+        };
+        served.max(minted).saturating_add(1)
+    }
 }
 
 struct IssuedLink {
@@ -100,6 +136,8 @@ pub(crate) struct Shared {
     pub(crate) creds: Arc<Credentials>,
     link_ttl: Duration,
     download_port: u16,
+    /// Where the instances' TLS listeners run.
+    runtime: tokio::runtime::Handle,
 }
 
 /// Makes the certificate for a slot: SM2 for `national`, ECDSA otherwise.
@@ -124,6 +162,7 @@ impl Shared {
         creds: Arc<Credentials>,
         link_ttl: Duration,
         download_port: u16,
+        runtime: tokio::runtime::Handle,
     ) -> Shared {
         Shared {
             state: Mutex::new(State::default()),
@@ -131,6 +170,7 @@ impl Shared {
             creds,
             link_ttl,
             download_port,
+            runtime,
         }
     }
 
@@ -141,23 +181,47 @@ impl Shared {
     }
 
     /// Registers (or re-registers) an instance with fresh certificates in
-    /// both categories, both listed.
+    /// both categories, both listed, and its TLS listener presenting a
+    /// certificate issued by the `international` CA. A re-registered
+    /// instance keeps its listener's address.
     pub(crate) fn add_instance(&self, project: &str, instance: &str) -> Result<(), OpError> {
+        let ca = MintedCa::new(1, certs::international_ca(instance, 1)?)?;
         let mut slots = BTreeMap::new();
-        for category in [INTERNATIONAL, NATIONAL] {
-            let body = generate(instance, category, 1)?;
-            slots.insert(
-                category.to_owned(),
-                Slot {
-                    body,
-                    generation: 1,
-                },
-            );
-        }
+        slots.insert(
+            INTERNATIONAL.to_owned(),
+            Slot {
+                body: ca.pem.clone(),
+                generation: 1,
+            },
+        );
+        slots.insert(
+            NATIONAL.to_owned(),
+            Slot {
+                body: generate(instance, NATIONAL, 1)?,
+                generation: 1,
+            },
+        );
+        let existing = self
+            .lock()
+            .instances
+            .get(instance)
+            .map(|e| (e.node_addr, Arc::clone(&e.node)));
+        let (node_addr, node) = match existing {
+            Some(n) => n,
+            None => {
+                let n = Node::start(&self.runtime).map_err(|e| OpError::Listen(e.to_string()))?;
+                (n.addr, n.cell)
+            }
+        };
+        node.present(&ca);
         let entry = Instance {
             project: project.to_owned(),
             categories: vec![INTERNATIONAL.to_owned(), NATIONAL.to_owned()],
             slots,
+            cas: vec![ca],
+            serving: 0,
+            node_addr,
+            node,
         };
         self.lock().instances.insert(instance.to_owned(), entry);
         Ok(())
@@ -179,23 +243,105 @@ impl Shared {
         Ok(())
     }
 
-    /// Replaces a slot's certificate with a freshly generated one.
+    /// Replaces a slot's certificate with a freshly generated one. The
+    /// instance's TLS listener keeps presenting what it did ("link first").
     pub(crate) fn rotate(&self, instance: &str, category: &str) -> Result<String, OpError> {
-        let generation = {
-            let state = self.lock();
-            let entry = state
-                .instances
-                .get(instance)
-                .ok_or_else(|| OpError::UnknownInstance(instance.to_owned()))?;
-            entry
-                .slots
-                .get(category)
-                .map_or(1, |s| s.generation.saturating_add(1))
-        };
-        let body = generate(instance, category, generation)?;
-        let pem = String::from_utf8_lossy(&body).into_owned();
-        self.set_slot(instance, category, body, generation)?;
+        let generation = self.with_instance(instance, |e| Ok(e.next_generation(category)))?;
+        if category != INTERNATIONAL {
+            let body = generate(instance, category, generation)?;
+            let pem = String::from_utf8_lossy(&body).into_owned();
+            self.set_slot(instance, category, body, generation)?;
+            return Ok(pem);
+        }
+        let ca = MintedCa::new(generation, certs::international_ca(instance, generation)?)?;
+        let pem = String::from_utf8_lossy(&ca.pem).into_owned();
+        self.with_instance(instance, |e| {
+            e.slots.insert(
+                INTERNATIONAL.to_owned(),
+                Slot {
+                    body: ca.pem.clone(),
+                    generation,
+                },
+            );
+            e.cas.push(ca);
+            Ok(())
+        })?;
         Ok(pem)
+    }
+
+    /// Runs `f` on an instance under the lock.
+    fn with_instance<T>(
+        &self,
+        instance: &str,
+        f: impl FnOnce(&mut Instance) -> Result<T, OpError>,
+    ) -> Result<T, OpError> {
+        let mut state = self.lock();
+        let entry = state
+            .instances
+            .get_mut(instance)
+            .ok_or_else(|| OpError::UnknownInstance(instance.to_owned()))?;
+        f(entry)
+    }
+
+    /// The instance's TLS listener switches to a certificate issued by the
+    /// CA the link serves now (the second step of "link first").
+    pub(crate) fn server_follow_link(&self, instance: &str) -> Result<(), OpError> {
+        self.with_instance(instance, |e| {
+            let served = e.slots.get(INTERNATIONAL).map(|s| s.body.clone());
+            let index = e
+                .cas
+                .iter()
+                .position(|c| Some(&c.pem) == served.as_ref())
+                .ok_or_else(|| OpError::NotMinted(instance.to_owned()))?;
+            e.serving = index;
+            e.node.present(&e.cas[index]);
+            Ok(())
+        })
+    }
+
+    /// The instance's TLS listener switches to a certificate issued by a new
+    /// CA that the link does not serve yet (the first step of "server
+    /// first"); answers that CA's PEM.
+    pub(crate) fn server_rotate_first(&self, instance: &str) -> Result<String, OpError> {
+        let generation = self.with_instance(instance, |e| Ok(e.next_generation(INTERNATIONAL)))?;
+        let ca = MintedCa::new(generation, certs::international_ca(instance, generation)?)?;
+        let pem = String::from_utf8_lossy(&ca.pem).into_owned();
+        self.with_instance(instance, |e| {
+            e.node.present(&ca);
+            e.cas.push(ca);
+            e.serving = e.cas.len() - 1;
+            Ok(())
+        })?;
+        Ok(pem)
+    }
+
+    /// The link serves the CA the instance's TLS listener chains to (the
+    /// second step of "server first").
+    pub(crate) fn link_follow_server(&self, instance: &str) -> Result<(), OpError> {
+        self.with_instance(instance, |e| {
+            let ca = &e.cas[e.serving];
+            let slot = Slot {
+                body: ca.pem.clone(),
+                generation: ca.generation,
+            };
+            e.slots.insert(INTERNATIONAL.to_owned(), slot);
+            Ok(())
+        })
+    }
+
+    /// The address of the instance's TLS listener.
+    pub(crate) fn node_addr(&self, instance: &str) -> Result<SocketAddr, OpError> {
+        self.with_instance(instance, |e| Ok(e.node_addr))
+    }
+
+    /// The PEM of the CA the instance's TLS listener chains to.
+    pub(crate) fn server_ca(&self, instance: &str) -> Result<Bytes, OpError> {
+        self.with_instance(instance, |e| Ok(e.cas[e.serving].pem.clone()))
+    }
+
+    /// What the instance's TLS listener has seen.
+    pub(crate) fn handshakes(&self, instance: &str) -> Result<Handshakes, OpError> {
+        self.with_instance(instance, |e| Ok(e.node.handshakes()))
     }
 
     /// Serves arbitrary bytes as a slot's certificate.

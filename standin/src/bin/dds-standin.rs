@@ -139,7 +139,10 @@ async fn serve(args: Args) -> Result<(), String> {
     println!("metadata_url={}", standin.metadata_url());
     println!("ca_file={}", ca_path.display());
     for (project, instance) in &args.instances {
-        println!("instance={project}/{instance}");
+        println!(
+            "instance={project}/{instance} tls={}",
+            standin.instance_addr(instance)
+        );
     }
     println!(
         "admin: curl --cacert {} {}/__standin/",

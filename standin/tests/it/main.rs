@@ -11,6 +11,7 @@ mod faults;
 mod iam;
 mod lifecycle;
 mod metadata;
+mod node;
 
 use std::time::Duration;
 
