@@ -7,7 +7,10 @@
 //! certificate that says it is not a CA (basicConstraints `CA:FALSE`) is
 //! refused unless [`Policy::allow_non_ca`]; one without basicConstraints at
 //! all, such as an old X.509 v1 root, passes. Every line that mentions
-//! `-----BEGIN` must be exactly a CERTIFICATE boundary. SM2/SM3 ("national") certificates are parsed like any other; their
+//! `-----BEGIN` must be exactly a CERTIFICATE boundary. The PEM model
+//! ([`certificate_blocks`]) is one, shared with [`inspect_pem`], which reads
+//! files already on disk: what `verify` refuses for its form is not a
+//! certificate file there either. SM2/SM3 ("national") certificates are parsed like any other; their
 //! signatures are not verified (no Rust TLS stack can), only their structure and
 //! dates. Everything else (private keys, other block types, HTML or XML error
 //! pages, empty or truncated bodies, garbage base64) is refused with a reason.
@@ -21,8 +24,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rustls_pki_types::pem::{PemObject, SectionKind};
 use sha2::{Digest as _, Sha256};
+use x509_parser::error::PEMError;
+use x509_parser::pem::Pem;
 
 /// The largest body accepted from the download host.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -116,41 +120,11 @@ pub fn verify(body: &[u8], now: SystemTime) -> Result<Verified, VerifyError> {
 
 /// Checks a downloaded body under an instance's [`Policy`].
 pub fn verify_with(body: &[u8], now: SystemTime, policy: Policy) -> Result<Verified, VerifyError> {
-    if body.len() > MAX_BODY {
-        return Err(VerifyError::TooLarge);
-    }
-    let trimmed = body.trim_ascii();
-    if trimmed.is_empty() {
-        return Err(VerifyError::Empty);
-    }
-    if let Some(kind) = error_page_kind(trimmed) {
-        return Err(VerifyError::ErrorPage(kind));
-    }
+    let ders = certificate_blocks(body)?;
     let now = now
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-
-    let begin_lines = certificate_boundaries(body)?;
-    let mut ders: Vec<Vec<u8>> = Vec::new();
-    for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(body) {
-        let (kind, der) = section.map_err(|e| VerifyError::BadPem(pem_error(e)))?;
-        if kind != SectionKind::Certificate {
-            return Err(VerifyError::ForbiddenBlock(block_name(kind)));
-        }
-        ders.push(der);
-    }
-    if ders.len() != begin_lines {
-        // Every BEGIN line is a CERTIFICATE boundary, yet the parser found
-        // a different number of blocks: something it skipped or misread.
-        return Err(VerifyError::BadPem(format!(
-            "{begin_lines} BEGIN CERTIFICATE line(s) but {} parsed block(s)",
-            ders.len()
-        )));
-    }
-    if ders.is_empty() {
-        return Err(VerifyError::NoCertificate);
-    }
 
     let mut pem = String::new();
     let mut certs = Vec::new();
@@ -204,17 +178,59 @@ pub fn hex(d: &Sha256Digest) -> String {
 }
 
 /// Reads the certificates of a file already on disk, for readiness and expiry
-/// reporting. Unlike [`verify`], it does not refuse expired certificates.
+/// reporting: the same PEM model as [`verify`] ([`certificate_blocks`]), so
+/// what `verify` refuses for its form (any other block, a hidden `BEGIN`
+/// line, bad base64, a body that is not X.509) is `None` here too. Unlike
+/// `verify`, it judges no dates and no [`Policy`]: an expired certificate is
+/// read, and its date reported.
 pub fn inspect_pem(body: &[u8]) -> Option<Vec<CertInfo>> {
-    let mut out = Vec::new();
-    for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(body) {
-        let (kind, der) = section.ok()?;
-        if kind != SectionKind::Certificate {
-            return None;
-        }
-        out.push(inspect(&der).ok()?);
+    certificate_blocks(body)
+        .ok()?
+        .iter()
+        .map(|der| inspect(der).ok())
+        .collect()
+}
+
+/// The DER of every certificate in a body, in order: the one PEM model of
+/// [`verify`] and [`inspect_pem`]. A body passes only if it is at most
+/// [`MAX_BODY`], not blank, not an error page, every PEM block it holds is
+/// labelled `CERTIFICATE` (the blocks are read by `x509_parser::pem`, which
+/// sees every label), every line that mentions `-----BEGIN` is exactly a
+/// CERTIFICATE boundary (the PEM reader skips lines that are not, and such a
+/// line could hide a private key from every other check), and there is at
+/// least one. Pure.
+pub fn certificate_blocks(body: &[u8]) -> Result<Vec<Vec<u8>>, VerifyError> {
+    if body.len() > MAX_BODY {
+        return Err(VerifyError::TooLarge);
     }
-    (!out.is_empty()).then_some(out)
+    let trimmed = body.trim_ascii();
+    if trimmed.is_empty() {
+        return Err(VerifyError::Empty);
+    }
+    if let Some(kind) = error_page_kind(trimmed) {
+        return Err(VerifyError::ErrorPage(kind));
+    }
+    let mut ders: Vec<Vec<u8>> = Vec::new();
+    for block in Pem::iter_from_buffer(body) {
+        let block = block.map_err(|e| VerifyError::BadPem(pem_error(e)))?;
+        if block.label != "CERTIFICATE" {
+            return Err(VerifyError::ForbiddenBlock(printable(&block.label)));
+        }
+        ders.push(block.contents);
+    }
+    let begin_lines = certificate_boundaries(body)?;
+    if ders.len() != begin_lines {
+        // Every BEGIN line is a CERTIFICATE boundary, yet the reader found
+        // a different number of blocks: something it skipped or misread.
+        return Err(VerifyError::BadPem(format!(
+            "{begin_lines} BEGIN CERTIFICATE line(s) but {} parsed block(s)",
+            ders.len()
+        )));
+    }
+    if ders.is_empty() {
+        return Err(VerifyError::NoCertificate);
+    }
+    Ok(ders)
 }
 
 fn inspect(der: &[u8]) -> Result<CertInfo, String> {
@@ -267,20 +283,6 @@ fn error_page_kind(body: &[u8]) -> Option<&'static str> {
     }
 }
 
-fn block_name(kind: SectionKind) -> String {
-    match kind {
-        SectionKind::Certificate => "CERTIFICATE",
-        SectionKind::PublicKey => "PUBLIC KEY",
-        SectionKind::RsaPrivateKey => "RSA PRIVATE KEY",
-        SectionKind::PrivateKey => "PRIVATE KEY",
-        SectionKind::EcPrivateKey => "EC PRIVATE KEY",
-        SectionKind::Crl => "X509 CRL",
-        SectionKind::Csr => "CERTIFICATE REQUEST",
-        _ => "non-certificate",
-    }
-    .to_string()
-}
-
 /// Counts the `-----BEGIN CERTIFICATE-----` lines of a body, refusing any
 /// other line that mentions `-----BEGIN` anywhere (indented, prefixed, other
 /// labels, any case): the PEM parser skips what it does not recognise as a
@@ -298,28 +300,33 @@ fn certificate_boundaries(body: &[u8]) -> Result<usize, VerifyError> {
             continue;
         }
         let rest = String::from_utf8_lossy(&line[at + BEGIN.len()..]);
-        let label = rest.trim().trim_end_matches('-').trim();
-        let label: String = label
-            .chars()
-            .take(40)
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        return Err(VerifyError::ForbiddenBlock(if label.is_empty() {
-            "unknown".into()
-        } else {
-            label
-        }));
+        return Err(VerifyError::ForbiddenBlock(printable(
+            rest.trim().trim_end_matches('-').trim(),
+        )));
     }
     Ok(n)
 }
 
-fn pem_error(e: rustls_pki_types::pem::Error) -> String {
-    use rustls_pki_types::pem::Error;
+/// A block label for an error message: at most 40 characters, control
+/// characters blanked, `unknown` if empty.
+fn printable(label: &str) -> String {
+    let label: String = label
+        .chars()
+        .take(40)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if label.is_empty() {
+        "unknown".into()
+    } else {
+        label
+    }
+}
+
+fn pem_error(e: PEMError) -> String {
     match e {
-        Error::MissingSectionEnd { .. } => "a block has no END line (truncated?)".into(),
-        Error::IllegalSectionStart { .. } => "malformed BEGIN line".into(),
-        Error::Base64Decode(_) => "invalid base64 inside a block".into(),
-        Error::SectionTooLarge => "block too large".into(),
+        PEMError::IncompletePEM => "a block has no END line (truncated?)".into(),
+        PEMError::InvalidHeader => "malformed BEGIN line".into(),
+        PEMError::Base64DecodeError => "invalid base64 inside a block".into(),
         other => other.to_string(),
     }
 }
@@ -336,22 +343,8 @@ fn write_pem(out: &mut String, der: &[u8]) {
 }
 
 fn base64_encode(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        let idx = [(n >> 18) & 63, (n >> 12) & 63, (n >> 6) & 63, n & 63];
-        for (k, i) in idx.iter().enumerate() {
-            if k <= c.len() {
-                s.push(T[*i as usize] as char);
-            } else {
-                s.push('=');
-            }
-        }
-    }
-    s
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
 }
 
 #[cfg(test)]
@@ -624,6 +617,55 @@ mod tests {
             inspect_pem(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
             None
         );
+    }
+
+    #[test]
+    fn inspecting_and_verifying_share_one_pem_model() {
+        let key_block = KEY.lines().map(|l| format!("  {l}\n")).collect::<String>();
+        for body in [
+            format!("{CERT_A}-----BEGIN FOO-----\nAAAA\n-----END FOO-----\n"),
+            format!("{CERT_A}{KEY}"),
+            format!("{CERT_A}{key_block}"),
+            format!("{CERT_A} -----BEGIN CERTIFICATE-----\n"),
+            format!("{CERT_A}-----begin certificate-----\n"),
+            format!("<html>{CERT_A}"),
+            CERT_A.replace(
+                "-----BEGIN CERTIFICATE-----",
+                "\u{0}\r-----BEGIN CERTIFICATE-----",
+            ),
+        ] {
+            assert!(verify(body.as_bytes(), now()).is_err(), "{body}");
+            assert_eq!(inspect_pem(body.as_bytes()), None, "{body}");
+        }
+        // Dates are not form: an expired certificate is read, and refused
+        // only by `verify`.
+        assert!(verify(CERT_EXPIRED.as_bytes(), now()).is_err());
+        assert_eq!(
+            inspect_pem(CERT_EXPIRED.as_bytes()).map(|c| c.len()),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn a_certificate_boundary_the_pem_reader_cannot_see_is_refused() {
+        // A byte that is not UTF-8 on the BEGIN line, before a carriage
+        // return: the line scan sees a boundary, the PEM reader skips the
+        // line and with it the whole block.
+        let hidden = CERT_A.replacen(
+            "-----BEGIN CERTIFICATE-----",
+            "\u{ff}-----BEGIN CERTIFICATE-----",
+            1,
+        );
+        let mut body = hidden.into_bytes();
+        let at = body.iter().position(|b| *b == 0xc3).unwrap();
+        body.splice(at..at + 2, [0xff, b'\r']);
+        assert_eq!(
+            verify(&body, now()),
+            Err(VerifyError::BadPem(
+                "1 BEGIN CERTIFICATE line(s) but 0 parsed block(s)".into()
+            ))
+        );
+        assert_eq!(inspect_pem(&body), None);
     }
 
     #[test]
