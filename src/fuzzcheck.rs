@@ -56,7 +56,7 @@ pub fn api_response(data: &[u8]) -> String {
     let text = e.to_string();
     assert!(!text.is_empty());
     assert!(e.is_transient(), "429 is transient");
-    assert_eq!(e.reason(), "api_throttled");
+    assert_eq!(e.reason(), crate::reason::Reason::ApiThrottled);
     assert_eq!(e.retry_after(), Some(Duration::from_secs(1)));
     assert!(
         text.len() < 1024,

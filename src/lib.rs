@@ -20,6 +20,7 @@ pub mod once;
 pub mod output;
 pub mod plan;
 pub mod readfile;
+pub mod reason;
 pub mod reload;
 pub mod scheduler;
 pub mod secret;

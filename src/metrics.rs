@@ -8,7 +8,7 @@
 //! | `cert_not_after_timestamp_seconds` | instance, category | earliest notAfter of the file on disk |
 //! | `cert_expiring` | instance, category | 1 when that is within `sync.expiry_warning`, or past |
 //! | `last_success_timestamp_seconds` | instance | end of the last fully successful round |
-//! | `sync_errors_total` | instance, reason | failures, by [`crate::sync::Failure::reason`] |
+//! | `sync_errors_total` | instance, reason | failures, by [`crate::reason::Reason`] |
 //! | `cert_changes_total` | instance, category | files replaced with a new certificate |
 //! | `hook_runs_total` | instance, result | `on_change` runs: ok, failed, timeout |
 //! | `api_requests_total` | code | DDS API answers by HTTP status (`error`: no answer) |
@@ -41,25 +41,9 @@ use crate::config::{Category, Instance};
 use crate::hooks::HookError;
 use crate::sync::{FileOutcome, Report};
 
-/// Every `reason` of `sync_errors_total`: what [`crate::cloud::ApiError::reason`]
-/// and the steps of [`crate::sync`] report, and `hook`.
-pub const SYNC_ERROR_REASONS: &[&str] = &[
-    "api_auth",
-    "api_throttled",
-    "api_server_error",
-    "api_client_error",
-    "api_bad_response",
-    "api_timeout",
-    "api_network",
-    "credentials",
-    "api_missing_category",
-    "download",
-    "verify",
-    "disk",
-    "write",
-    "internal",
-    "hook",
-];
+/// Every `reason` of `sync_errors_total`: the labels of
+/// [`crate::reason::Reason`].
+pub const SYNC_ERROR_REASONS: &[&str] = &crate::reason::LABELS;
 
 /// Every `result` of `hook_runs_total`.
 pub const HOOK_RESULTS: &[&str] = &["ok", "failed", "timeout"];
@@ -242,7 +226,7 @@ impl Metrics {
         }
         for f in &report.failures {
             self.sync_errors
-                .get_or_create(&reason_labels(instance, f.reason))
+                .get_or_create(&reason_labels(instance, f.reason.as_str()))
                 .inc();
         }
         if let Some(Err(_)) = &report.hook {
@@ -411,7 +395,7 @@ mod tests {
         let m = Metrics::new();
         let report = Report {
             failures: vec![Failure {
-                reason: "api_throttled",
+                reason: crate::reason::Reason::ApiThrottled,
                 message: "x".into(),
             }],
             hook: Some(Err(HookError::TimedOut {
@@ -531,7 +515,7 @@ mod tests {
             ApiError::Network(String::new()),
             ApiError::Auth(String::new()),
         ] {
-            assert!(SYNC_ERROR_REASONS.contains(&e.reason()), "{e:?}");
+            assert!(SYNC_ERROR_REASONS.contains(&e.reason().as_str()), "{e:?}");
         }
     }
 

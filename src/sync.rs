@@ -23,11 +23,12 @@ use std::time::{Duration, SystemTime};
 
 use crate::certcheck::{self, Sha256Digest, Verified, hex};
 use crate::cloud::{self, Client, DownloadError};
-use crate::config::{Category, Config, Instance, Perms};
+use crate::config::{Category, Config, Instance, Output, Perms};
 use crate::hooks::{ChangedFile, Delivery, HookError};
 use crate::ledger::{self, LedgerError};
 use crate::output::{self, WriteError};
 use crate::plan::{self, Slot};
+use crate::reason::Reason;
 
 /// What happened to one output file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +60,7 @@ pub struct FileReport {
 /// Why a round failed, for the log and for the metrics' `reason` label.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
 }
 
@@ -112,23 +113,90 @@ impl Report {
         parts.join("; ")
     }
 
-    fn fail(&mut self, reason: &'static str, message: String, transient: bool) {
+    fn fail(&mut self, reason: Reason, message: String, transient: bool) {
         self.transient |= transient;
         self.failures.push(Failure { reason, message });
     }
 }
 
-/// What the disk step of a round saw and did.
-struct Applied {
-    /// Per output: its slot for the planner, and why its file could not be read.
-    slots: Vec<(Slot, Option<String>)>,
-    /// Per output: whether a symlink was at its path (replaced, if written).
-    links: Vec<bool>,
-    plan: plan::Plan,
-    /// Per written slot: the outcome of its replacement.
-    writes: Vec<(usize, Result<(), String>)>,
-    /// The verified downloads, handed back.
-    fetched: Vec<Option<Verified>>,
+/// One output's way through a round: its download, the file at its path,
+/// the plan's decision and the write. A round keeps one per configured
+/// output, in the config's order.
+#[derive(Debug)]
+struct OutputRound {
+    /// The verified download, or why there is none (already reported).
+    fetched: Result<Verified, String>,
+    /// The file at the path, as the disk step found it.
+    found: Found,
+    /// What the plan decided, and how the write went.
+    decision: Decision,
+}
+
+/// What the disk step found at an output's path.
+#[derive(Debug)]
+enum Found {
+    /// Not looked at (yet).
+    NotRead,
+    /// Our file's SHA-256, `None` when there is none. A symlink is not our
+    /// file: it counts as none, so the plan replaces the link itself (never
+    /// what it points at), and `link` says so.
+    Read {
+        digest: Option<Sha256Digest>,
+        link: bool,
+    },
+    /// Why the file could not be read.
+    Unreadable(String),
+}
+
+/// What the plan decided for one output.
+#[derive(Debug)]
+enum Decision {
+    /// Nothing: no verified download, or a file that could not be read.
+    LeftAlone,
+    /// The file is already current.
+    Unchanged,
+    /// Replace the file. `written`: the replacement's result, `None` when it
+    /// was not attempted (a dry run).
+    Replace {
+        old: Option<Sha256Digest>,
+        new: Sha256Digest,
+        written: Option<Result<(), String>>,
+    },
+}
+
+impl OutputRound {
+    fn new(fetched: Result<Verified, String>) -> Self {
+        OutputRound {
+            fetched,
+            found: Found::NotRead,
+            decision: Decision::LeftAlone,
+        }
+    }
+
+    /// The planner's view of this output.
+    fn slot(&self, out: &Output) -> Slot {
+        let (on_disk, readable) = match &self.found {
+            Found::Read { digest, .. } => (*digest, true),
+            Found::NotRead | Found::Unreadable(_) => (None, false),
+        };
+        Slot {
+            category: out.category,
+            path: out.path.clone(),
+            on_disk,
+            // A file we cannot read is never overwritten blindly.
+            verified: if readable {
+                self.fetched.as_ref().ok().map(|v| v.sha256)
+            } else {
+                None
+            },
+        }
+    }
+
+    fn written(&mut self, result: Result<(), String>) {
+        if let Decision::Replace { written, .. } = &mut self.decision {
+            *written = Some(result);
+        }
+    }
 }
 
 /// Runs rounds. Shared by the scheduler's tasks.
@@ -189,7 +257,7 @@ impl Syncer {
                 tracing::warn!(
                     instance = %name,
                     instance_id = %id,
-                    reason = e.reason(),
+                    reason = %e.reason(),
                     "failed: {e}"
                 );
                 report.retry_after = e.retry_after();
@@ -199,98 +267,96 @@ impl Syncer {
         };
 
         // Download and check every configured category.
-        let mut fetched: Vec<Option<Verified>> = Vec::with_capacity(inst.outputs.len());
-        let mut errors: Vec<Option<String>> = Vec::with_capacity(inst.outputs.len());
+        let mut rounds = Vec::with_capacity(inst.outputs.len());
         for out in &inst.outputs {
-            match self.fetch(inst, out.category, &links).await {
-                Ok(v) => {
-                    fetched.push(Some(v));
-                    errors.push(None);
-                }
-                Err((reason, msg, transient)) => {
+            let fetched = self.fetch(inst, out.category, &links).await;
+            rounds.push(OutputRound::new(fetched.map_err(
+                |(reason, msg, transient)| {
                     tracing::warn!(
                         instance = %name,
                         instance_id = %id,
                         category = %out.category,
-                        reason,
+                        reason = %reason,
                         "failed: {msg}; keeping {}",
                         out.path.display()
                     );
                     report.fail(reason, format!("{}: {msg}", out.category), transient);
-                    fetched.push(None);
-                    errors.push(Some(msg));
-                }
-            }
+                    msg
+                },
+            )));
         }
 
         // Compare with the disk and write, on the blocking pool.
         let this = Arc::clone(self);
         let inst_c = inst.clone();
-        let disk = tokio::task::spawn_blocking(move || this.apply(&inst_c, fetched)).await;
-        let Applied {
-            slots,
-            links,
-            plan,
-            writes,
-            fetched,
-        } = match disk {
+        let disk = tokio::task::spawn_blocking(move || this.apply(&inst_c, rounds)).await;
+        let (rounds, planned_writes) = match disk {
             Ok(r) => r,
             Err(e) => {
-                report.fail("internal", format!("disk task failed: {e}"), false);
+                report.fail(Reason::Internal, format!("disk task failed: {e}"), false);
                 return (report, false);
             }
         };
 
-        for (i, out) in inst.outputs.iter().enumerate() {
-            let outcome = if let Some(msg) = &errors[i] {
-                FileOutcome::Failed(msg.clone())
-            } else if let Some(slot_err) = &slots[i].1 {
-                tracing::warn!(instance = %name, instance_id = %id, category = %out.category, reason = "disk", "failed: {slot_err}");
-                report.fail("disk", format!("{}: {slot_err}", out.category), false);
-                FileOutcome::Failed(slot_err.clone())
-            } else if plan.unchanged.contains(&i) {
-                tracing::info!(instance = %name, instance_id = %id, category = %out.category, path = %out.path.display(), "unchanged");
-                FileOutcome::Unchanged
-            } else if let Some(w) = plan.writes.iter().find(|w| w.slot == i) {
-                let old_hex = w.old.as_ref().map(hex).unwrap_or_default();
-                let new_hex = hex(&w.new);
-                match writes.iter().find(|(s, _)| *s == i).map(|(_, r)| r) {
-                    None if self.dry_run => {
-                        tracing::info!(instance = %name, instance_id = %id, category = %out.category, path = %out.path.display(), old_sha256 = %old_hex, new_sha256 = %new_hex, "would replace (dry run)");
-                        FileOutcome::WouldReplace {
-                            old: w.old,
-                            new: w.new,
-                        }
-                    }
-                    Some(Ok(())) => {
-                        if links[i] {
-                            tracing::warn!(instance = %name, instance_id = %id, category = %out.category, path = %out.path.display(), "was a symbolic link; replaced by a regular file");
-                        }
-                        tracing::info!(instance = %name, instance_id = %id, category = %out.category, path = %out.path.display(), old_sha256 = %old_hex, new_sha256 = %new_hex, "replaced");
-                        FileOutcome::Replaced {
-                            old: w.old,
-                            new: w.new,
-                        }
-                    }
-                    Some(Err(e)) => {
-                        tracing::warn!(instance = %name, instance_id = %id, category = %out.category, reason = "write", "failed: {e}");
-                        report.fail("write", format!("{}: {e}", out.category), false);
-                        FileOutcome::Failed(e.clone())
-                    }
-                    None => FileOutcome::Failed("not written".into()),
-                }
-            } else {
-                FileOutcome::Failed("not fetched".into())
-            };
+        for (out, round) in inst.outputs.iter().zip(rounds) {
+            let outcome = self.conclude(inst, out, &round, &mut report);
             report.files.push(FileReport {
                 category: out.category,
                 path: out.path.clone(),
                 outcome,
-                pem: fetched[i].as_ref().map(|v| v.pem.clone()),
+                pem: round.fetched.ok().map(|v| v.pem),
             });
         }
 
-        (report, !plan.writes.is_empty())
+        (report, planned_writes)
+    }
+
+    /// What became of one output, logged once (and reported, when it failed
+    /// on the disk).
+    fn conclude(
+        &self,
+        inst: &Instance,
+        out: &Output,
+        round: &OutputRound,
+        report: &mut Report,
+    ) -> FileOutcome {
+        let (name, id, category, path) = (inst.label(), &inst.id, out.category, out.path.display());
+        if let Err(msg) = &round.fetched {
+            return FileOutcome::Failed(msg.clone());
+        }
+        if let Found::Unreadable(e) = &round.found {
+            tracing::warn!(instance = %name, instance_id = %id, category = %category, reason = %Reason::Disk, "failed: {e}");
+            report.fail(Reason::Disk, format!("{category}: {e}"), false);
+            return FileOutcome::Failed(e.clone());
+        }
+        let (old, new, written) = match &round.decision {
+            Decision::LeftAlone => return FileOutcome::Failed("not fetched".into()),
+            Decision::Unchanged => {
+                tracing::info!(instance = %name, instance_id = %id, category = %category, path = %path, "unchanged");
+                return FileOutcome::Unchanged;
+            }
+            Decision::Replace { old, new, written } => (*old, *new, written),
+        };
+        let (old_hex, new_hex) = (old.as_ref().map(hex).unwrap_or_default(), hex(&new));
+        match written {
+            None if self.dry_run => {
+                tracing::info!(instance = %name, instance_id = %id, category = %category, path = %path, old_sha256 = %old_hex, new_sha256 = %new_hex, "would replace (dry run)");
+                FileOutcome::WouldReplace { old, new }
+            }
+            Some(Ok(())) => {
+                if matches!(round.found, Found::Read { link: true, .. }) {
+                    tracing::warn!(instance = %name, instance_id = %id, category = %category, path = %path, "was a symbolic link; replaced by a regular file");
+                }
+                tracing::info!(instance = %name, instance_id = %id, category = %category, path = %path, old_sha256 = %old_hex, new_sha256 = %new_hex, "replaced");
+                FileOutcome::Replaced { old, new }
+            }
+            Some(Err(e)) => {
+                tracing::warn!(instance = %name, instance_id = %id, category = %category, reason = %Reason::Write, "failed: {e}");
+                report.fail(Reason::Write, format!("{category}: {e}"), false);
+                FileOutcome::Failed(e.clone())
+            }
+            None => FileOutcome::Failed("not written".into()),
+        }
     }
 
     /// Downloads and checks one category.
@@ -299,11 +365,11 @@ impl Syncer {
         inst: &Instance,
         category: Category,
         links: &[cloud::Link],
-    ) -> Result<Verified, (&'static str, String, bool)> {
+    ) -> Result<Verified, (Reason, String, bool)> {
         let Some(link) = links.iter().find(|l| l.category == category.as_str()) else {
             let listed: Vec<&str> = links.iter().map(|l| l.category.as_str()).collect();
             return Err((
-                "api_missing_category",
+                Reason::ApiMissingCategory,
                 format!(
                     "the API's answer has no {category} certificate (it lists: {})",
                     if listed.is_empty() {
@@ -321,7 +387,7 @@ impl Syncer {
             .await
             .map_err(|e: DownloadError| {
                 (
-                    "download",
+                    Reason::Download,
                     format!(
                         "download from {} failed: {e}",
                         cloud::redact_link(&link.url)
@@ -333,7 +399,7 @@ impl Syncer {
             allow_non_ca: inst.allow_non_ca,
         };
         let verified = certcheck::verify_with(&body, SystemTime::now(), policy)
-            .map_err(|e| ("verify", format!("refused the download: {e}"), false))?;
+            .map_err(|e| (Reason::Verify, format!("refused the download: {e}"), false))?;
         for c in &verified.certs {
             let ca = match c.ca {
                 Some(true) => "yes",
@@ -363,86 +429,68 @@ impl Syncer {
         Ok(verified)
     }
 
-    /// Reads the disk, plans, and (unless dry-running) writes. Blocking.
-    fn apply(&self, inst: &Instance, fetched: Vec<Option<Verified>>) -> Applied {
-        let mut links = vec![false; inst.outputs.len()];
-        let slots: Vec<(Slot, Option<String>)> = inst
+    /// Reads the disk, plans, and (unless dry-running) writes: fills in each
+    /// output's `found` and `decision`. Also says whether the plan had
+    /// writes. Blocking.
+    fn apply(&self, inst: &Instance, mut rounds: Vec<OutputRound>) -> (Vec<OutputRound>, bool) {
+        for (out, round) in inst.outputs.iter().zip(&mut rounds) {
+            round.found = match output::existing_digest(&out.path) {
+                Ok(existing) => Found::Read {
+                    link: existing == output::Existing::Link,
+                    digest: existing.file(),
+                },
+                Err(e) => Found::Unreadable(format!("cannot read {}: {e}", out.path.display())),
+            };
+        }
+        let slots: Vec<Slot> = inst
             .outputs
             .iter()
-            .zip(&fetched)
-            .enumerate()
-            .map(|(i, (out, v))| {
-                // A symlink is not our file: it counts as no file, so the
-                // plan replaces the link itself (never what it points at).
-                let (on_disk, err) = match output::existing_digest(&out.path) {
-                    Ok(existing) => {
-                        links[i] = existing == output::Existing::Link;
-                        (existing.file(), None)
-                    }
-                    Err(e) => (
-                        None,
-                        Some(format!("cannot read {}: {e}", out.path.display())),
-                    ),
-                };
-                let slot = Slot {
-                    category: out.category,
-                    path: out.path.clone(),
-                    on_disk,
-                    // A file we cannot read is never overwritten blindly.
-                    verified: if err.is_some() {
-                        None
-                    } else {
-                        v.as_ref().map(|v| v.sha256)
-                    },
-                };
-                (slot, err)
+            .zip(&rounds)
+            .map(|(out, round)| round.slot(out))
+            .collect();
+        let plan = plan::plan(&slots, inst.has_hook());
+        for &i in &plan.unchanged {
+            rounds[i].decision = Decision::Unchanged;
+        }
+        for w in &plan.writes {
+            rounds[w.slot].decision = Decision::Replace {
+                old: w.old,
+                new: w.new,
+                written: None,
+            };
+        }
+        let planned_writes = !plan.writes.is_empty();
+        if self.dry_run {
+            return (rounds, planned_writes);
+        }
+        // The hook is owed from before the first rename on.
+        if plan.run_hook
+            && let Err(e) = self.record_owed(inst, &plan)
+        {
+            let msg = format!("not replaced: {e}");
+            for w in &plan.writes {
+                rounds[w.slot].written(Err(msg.clone()));
+            }
+            return (rounds, planned_writes);
+        }
+        let todo: Vec<(usize, &Path, &[u8], &Perms)> = plan
+            .writes
+            .iter()
+            .filter_map(|w| {
+                let v = rounds[w.slot].fetched.as_ref().ok()?;
+                Some((w.slot, w.path.as_path(), v.pem.as_slice(), &inst.perms))
             })
             .collect();
-        let plain: Vec<Slot> = slots.iter().map(|(s, _)| s.clone()).collect();
-        let plan = plan::plan(&plain, inst.has_hook());
-        let mut writes = Vec::new();
-        if !self.dry_run && plan.run_hook {
-            // The hook is owed from before the first rename on.
-            if let Err(e) = self.record_owed(inst, &plan) {
-                let msg = format!("not replaced: {e}");
-                writes = plan
-                    .writes
-                    .iter()
-                    .map(|w| (w.slot, Err(msg.clone())))
-                    .collect();
-                return Applied {
-                    slots,
-                    links,
-                    plan,
-                    writes,
-                    fetched,
-                };
-            }
+        let files: Vec<_> = todo.iter().map(|(_, p, b, m)| (*p, *b, *m)).collect();
+        let results: Vec<(usize, Result<(), String>)> = todo
+            .iter()
+            .zip(output::replace_all(&files))
+            .map(|((slot, ..), r)| (*slot, r.map_err(|e: WriteError| e.to_string())))
+            .collect();
+        for (slot, result) in results {
+            rounds[slot].written(result);
         }
-        if !self.dry_run {
-            let todo: Vec<(usize, &Path, &[u8], &Perms)> = plan
-                .writes
-                .iter()
-                .filter_map(|w| {
-                    let v = fetched[w.slot].as_ref()?;
-                    Some((w.slot, w.path.as_path(), v.pem.as_slice(), &inst.perms))
-                })
-                .collect();
-            let files: Vec<_> = todo.iter().map(|(_, p, b, m)| (*p, *b, *m)).collect();
-            let results = output::replace_all(&files);
-            writes.extend(
-                todo.iter()
-                    .zip(results)
-                    .map(|((slot, ..), r)| (*slot, r.map_err(|e: WriteError| e.to_string()))),
-            );
-        }
-        Applied {
-            slots,
-            links,
-            plan,
-            writes,
-            fetched,
-        }
+        (rounds, planned_writes)
     }
 
     /// Adds the plan's changes to the instance's hook record, durably.

@@ -14,6 +14,7 @@ use reqwest::header::HeaderValue;
 use serde::Deserialize;
 
 use super::scrub::Scrubber;
+use crate::reason::Reason;
 
 /// One download link from the API. The category is kept as the API spelled
 /// it; categories the config does not ask for are simply never looked up.
@@ -87,19 +88,19 @@ impl ApiError {
         }
     }
 
-    /// A short, stable reason for metrics labels.
-    pub fn reason(&self) -> &'static str {
+    /// Why, as a round's failure reason (and the metrics' label).
+    pub fn reason(&self) -> Reason {
         match self {
             ApiError::Status { status: 401, .. } | ApiError::Status { status: 403, .. } => {
-                "api_auth"
+                Reason::ApiAuth
             }
-            ApiError::Status { status: 429, .. } => "api_throttled",
-            ApiError::Status { status, .. } if *status >= 500 => "api_server_error",
-            ApiError::Status { .. } => "api_client_error",
-            ApiError::BadResponse(_) => "api_bad_response",
-            ApiError::Timeout => "api_timeout",
-            ApiError::Network(_) => "api_network",
-            ApiError::Auth(_) => "credentials",
+            ApiError::Status { status: 429, .. } => Reason::ApiThrottled,
+            ApiError::Status { status, .. } if *status >= 500 => Reason::ApiServerError,
+            ApiError::Status { .. } => Reason::ApiClientError,
+            ApiError::BadResponse(_) => Reason::ApiBadResponse,
+            ApiError::Timeout => Reason::ApiTimeout,
+            ApiError::Network(_) => Reason::ApiNetwork,
+            ApiError::Auth(_) => Reason::Credentials,
         }
     }
 }

@@ -74,7 +74,7 @@ mod tests {
         let mut r = Report::default();
         if !ok {
             r.failures.push(crate::sync::Failure {
-                reason: "api_status",
+                reason: crate::reason::Reason::ApiServerError,
                 message: "HTTP 503".into(),
             });
         }
