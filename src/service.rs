@@ -26,6 +26,43 @@ pub fn hangups() -> Option<tokio::signal::unix::Signal> {
     signal(SignalKind::hangup()).ok()
 }
 
+/// Where the daemon's readiness, status and liveness go: systemd in the
+/// binary ([`Systemd`]), a recorder in the tests.
+pub trait Notifier: Send + Sync {
+    /// `READY=1` with a status line.
+    fn ready(&self, status: &str);
+    /// `STATUS=` (one line).
+    fn status(&self, status: &str);
+    /// `RELOADING=1`.
+    fn reloading(&self);
+    /// `STOPPING=1`.
+    fn stopping(&self);
+    /// `WATCHDOG=1`.
+    fn watchdog(&self);
+}
+
+/// The [`Notifier`] that talks to systemd through [`notify`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Systemd;
+
+impl Notifier for Systemd {
+    fn ready(&self, status: &str) {
+        notify::ready(status);
+    }
+    fn status(&self, status: &str) {
+        notify::status(status);
+    }
+    fn reloading(&self) {
+        notify::reloading();
+    }
+    fn stopping(&self) {
+        notify::stopping();
+    }
+    fn watchdog(&self) {
+        notify::watchdog();
+    }
+}
+
 /// Messages to systemd (`sd_notify`). Each does nothing when `NOTIFY_SOCKET`
 /// is unset; a failure to send is logged at debug level and otherwise
 /// ignored, since systemd then acts on its own timeouts. `NOTIFY_SOCKET`

@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 
 use crate::health::{self, Health};
 use crate::scheduler::Command;
-use crate::service::notify;
+use crate::service::Notifier;
 
 /// Proves the scheduler loop alive: nudges it, and when it turns, pings the
 /// systemd watchdog.
@@ -15,6 +15,7 @@ pub(super) async fn heartbeat(
     health: Arc<Health>,
     tx: mpsc::Sender<Command>,
     watchdog: Option<Duration>,
+    notifier: Arc<dyn Notifier>,
 ) {
     let period = health::heartbeat_period(watchdog);
     let mut ticks = health.subscribe();
@@ -32,7 +33,7 @@ pub(super) async fn heartbeat(
         if turned {
             missed = 0;
             if watchdog.is_some() {
-                notify::watchdog();
+                notifier.watchdog();
             }
         } else {
             missed += 1;

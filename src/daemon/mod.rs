@@ -1,54 +1,69 @@
 //! The daemon: the scheduler, fed by the config, stopped by signals, watched
 //! by systemd and by the HTTP probes, and keeping its files in place.
 //!
-//! Tasks, all on the one runtime thread:
+//! [`run`] wires the real world ([`Sources::system`], systemd, the bound
+//! listener) into [`run_with`], which takes every dependency from its caller,
+//! as [`scheduler::run`] does, so that reloads, restores, readiness and
+//! `READY=1`/`STATUS=` are tested in process, in paused time.
 //!
-//! * the **scheduler** ([`scheduler::run`]): each round of an instance is one
-//!   [`Syncer::sync`](crate::sync::Syncer::sync), followed by `after_round`
-//!   ([`round`]): metrics, the expiry warning, systemd's `STATUS=` (and
-//!   `READY=1` once every instance has had its first round and every file is
-//!   in place), and the verified content handed to the healer;
+//! State (see [`state`]): one immutable [`state::Generation`] (config,
+//! instance table, API client) swapped whole by a reload, and what outlives
+//! generations (held content, file locks, progress, health view).
+//!
+//! Tasks, all on the one runtime thread, and what each owns:
+//!
+//! * the **scheduler** ([`scheduler::run`]) owns the timers; each round of an
+//!   instance ([`round`]) takes one generation, syncs, then `after_round`:
+//!   metrics, the expiry warning, systemd's `STATUS=` (and `READY=1` once
+//!   every instance has had its first round and every file is in place), and
+//!   the verified content handed to the healer;
+//! * the **control loop** ([`control`]) owns the config's change tracker,
+//!   the watches and the endpoints' task: it acts on one stream of
+//!   [`Event`]s (SIGHUP, file events, round ends, the sweep), reloads the
+//!   config ([`transaction`]) and restores outputs ([`restore`]);
 //! * the **heartbeat** ([`heartbeat`]): nudges the scheduler loop with
 //!   [`Command::Ping`](crate::scheduler::Command::Ping) and, when the loop
 //!   answered, sends `WATCHDOG=1` (if systemd asked for it); the loop's turns
 //!   are also what `/healthz` reports;
-//! * the **control loop** ([`control`]): SIGHUP, file system events (the
-//!   config's directory and the outputs' directories), a periodic sweep as a
-//!   fallback for lost events. It reloads the config ([`transaction`]) and
-//!   restores outputs ([`restore`]);
 //! * the **server** (`[server] listen`), see [`crate::server`];
 //! * hook retries, see [`crate::hooks::retry_owed`].
-//!
-//! What the tasks share is a [`state::Daemon`]; what systemd's `STATUS=`
-//! says is kept by [`progress::Progress`].
 
 mod control;
+mod endpoints;
 mod heartbeat;
 mod progress;
 mod restore;
 mod round;
+mod sources;
 mod state;
+#[cfg(test)]
+mod tests;
 mod transaction;
+mod watching;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::config::{Config, ConfigError};
-use crate::heal::Healer;
 use crate::health::Health;
 use crate::metrics;
 use crate::scheduler::{self, Observer, RoundResult, Timing};
-use crate::server;
-use crate::service::{self, notify};
+use crate::service::{self, Notifier, Systemd, notify};
 use crate::sync::Syncer;
 use crate::watch::ContentTracker;
 
-use progress::Progress;
-use state::{Daemon, index};
+pub use sources::{Event, Sources};
+pub use state::{SyncFn, real_sync};
+
+use control::Control;
+use endpoints::Endpoints;
+use state::{Daemon, Generation, Start};
+use watching::WatchSet;
 
 /// How long rounds in progress may take to finish after SIGTERM.
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_millis(700);
@@ -71,28 +86,69 @@ pub async fn run(
     syncer: Arc<Syncer>,
 ) -> Result<(), ConfigError> {
     let listener = match config.server.listen {
-        Some(addr) => Some(bind(&config_path, addr).await?),
+        Some(addr) => Some(endpoints::bind(&config_path, addr).await?),
         None => None,
     };
+    let deps = Deps {
+        config_path,
+        config,
+        config_bytes,
+        syncer,
+        sync: real_sync(),
+        notifier: Arc::new(Systemd),
+        listener,
+        watchdog: notify::watchdog_timeout(),
+        sources: Sources::system(),
+    };
+    run_with(deps, service::shutdown_signal()).await;
+    Ok(())
+}
+
+/// What the daemon runs with. [`run`] makes the binary's; the tests make
+/// their own (a recording notifier, a stand-in round, events they send).
+pub struct Deps {
+    pub config_path: PathBuf,
+    pub config: Config,
+    /// The bytes `config` was parsed from.
+    pub config_bytes: Vec<u8>,
+    pub syncer: Arc<Syncer>,
+    /// Runs a round's sync with a generation's syncer.
+    pub sync: SyncFn,
+    /// Hears `READY=1`, `STATUS=`, `RELOADING=1`, `STOPPING=1`, `WATCHDOG=1`.
+    pub notifier: Arc<dyn Notifier>,
+    /// `server.listen`, bound.
+    pub listener: Option<TcpListener>,
+    /// The watchdog timeout systemd set, if any.
+    pub watchdog: Option<Duration>,
+    /// The control loop's events.
+    pub sources: Sources,
+}
+
+/// Runs the daemon on `deps` until `shutdown` resolves; then rounds in
+/// progress get [`SHUTDOWN_GRACE`] to finish.
+pub async fn run_with(deps: Deps, shutdown: impl Future<Output = ()>) {
+    let Deps {
+        config_path,
+        config,
+        config_bytes,
+        syncer,
+        sync,
+        notifier,
+        listener,
+        watchdog,
+        sources,
+    } = deps;
     for inst in &config.instances {
         metrics::global().declare_instance(inst);
     }
     let (tx, rx) = mpsc::channel(8);
-    let (ended_tx, ended_rx) = mpsc::unbounded_channel();
     let health = Arc::new(Health::new(&config));
-    let daemon = Arc::new(Daemon {
-        config_path: config_path.clone(),
-        dry_run: syncer.dry_run,
-        syncer: RwLock::new(Arc::clone(&syncer)),
-        instances: RwLock::new(index(&config)),
-        config: Mutex::new(config.clone()),
-        healer: Mutex::new(Healer::default()),
-        file_locks: Mutex::new(HashMap::new()),
-        progress: Mutex::new(Progress::default()),
-        health: Arc::clone(&health),
-        round_ended: ended_tx,
-    });
-    let watchdog = notify::watchdog_timeout();
+    let setup = scheduler::Setup {
+        keys: config.instances.iter().map(|i| i.id.clone()).collect(),
+        timing: Timing::from(&config.sync),
+        concurrency: config.sync.concurrency,
+        grace: SHUTDOWN_GRACE,
+    };
     tracing::info!(
         instances = config.instances.len(),
         interval = %humantime::format_duration(config.sync.interval),
@@ -101,30 +157,37 @@ pub async fn run(
         watchdog = %watchdog.map(|d| humantime::format_duration(d).to_string()).unwrap_or_else(|| "off".into()),
         "daemon started"
     );
-
-    // Start-up work before the first round goes here.
     // Failed hooks are retried on their own backoff (see hooks::retry_owed).
-    tokio::spawn(crate::hooks::retry_owed(Arc::clone(&syncer.delivery)));
-    let server = listener.map(|l| tokio::spawn(server::serve(l, Arc::clone(&health))));
+    let retries = tokio::spawn(crate::hooks::retry_owed(Arc::clone(&syncer.delivery)));
+    let daemon = Arc::new(Daemon::new(Start {
+        config_path: config_path.clone(),
+        generation: Generation::new(config, syncer),
+        health: Arc::clone(&health),
+        notifier: Arc::clone(&notifier),
+        sync,
+        events: sources.sender,
+    }));
     let heartbeat = tokio::spawn(heartbeat::heartbeat(
         Arc::clone(&health),
         tx.clone(),
         watchdog,
+        Arc::clone(&notifier),
     ));
-    let tracker = ContentTracker::new(Some(&config_bytes));
-    let control = control::control(Arc::clone(&daemon), tx, ended_rx, server, tracker);
-
-    let round = round::round_fn(Arc::clone(&daemon));
-    let mut observer = DaemonObserver { health };
-    let setup = scheduler::Setup {
-        keys: config.instances.iter().map(|i| i.id.clone()).collect(),
-        timing: Timing::from(&config.sync),
-        concurrency: config.sync.concurrency,
-        grace: SHUTDOWN_GRACE,
+    let ctl = Control {
+        daemon: Arc::clone(&daemon),
+        scheduler: tx,
+        tracker: ContentTracker::new(Some(&config_bytes)),
+        read_error: None,
+        endpoints: Endpoints::start(listener, Arc::clone(&health)),
+        watch: WatchSet::new(config_path, sources.watcher),
     };
+    let control = control::control(ctl, sources.events);
+
+    let round = round::round_fn(daemon);
+    let mut observer = DaemonObserver { health };
     let shutdown = async {
-        service::shutdown_signal().await;
-        notify::stopping();
+        shutdown.await;
+        notifier.stopping();
     };
     let sched = scheduler::run(setup, round, rx, &mut observer, shutdown);
     tokio::select! {
@@ -132,32 +195,12 @@ pub async fn run(
         _ = control => {}
     }
     heartbeat.abort();
+    retries.abort();
     tracing::info!("stopped");
-    Ok(())
 }
 
-pub(crate) async fn bind(
-    config_path: &Path,
-    addr: std::net::SocketAddr,
-) -> Result<tokio::net::TcpListener, ConfigError> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| listen_error(config_path, addr, &e))
-}
-
-pub(crate) fn listen_error(
-    config_path: &Path,
-    addr: std::net::SocketAddr,
-    e: &std::io::Error,
-) -> ConfigError {
-    ConfigError {
-        file: config_path.to_path_buf(),
-        key: Some("server.listen".into()),
-        line: None,
-        message: format!("cannot listen on {addr}: {e}"),
-    }
-}
-
+/// The scheduler's observer: logs when each instance runs next, and turns
+/// every turn of the loop into liveness for `/healthz` and the heartbeat.
 struct DaemonObserver {
     health: Arc<Health>,
 }

@@ -10,21 +10,20 @@ use crate::health;
 use crate::metrics;
 use crate::scheduler::{RoundFn, RoundResult};
 use crate::server;
-use crate::service::notify;
 use crate::sync::Report;
 
+use super::Event;
 use super::state::{Daemon, lock};
 
 pub(super) fn round_fn(daemon: Arc<Daemon>) -> RoundFn {
     Arc::new(move |key: String| {
         let daemon = Arc::clone(&daemon);
-        let inst = daemon
-            .instances
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .cloned();
-        let syncer = Arc::clone(&daemon.syncer.read().unwrap_or_else(|e| e.into_inner()));
+        // One generation for the whole round: the instance and the client
+        // it is synced with come from the same config.
+        let generation = daemon.current();
+        let inst = generation.instances.get(&key).cloned();
+        let syncer = Arc::clone(&generation.syncer);
+        drop(generation);
         Box::pin(async move {
             let Some(inst) = inst else {
                 return RoundResult {
@@ -34,7 +33,7 @@ pub(super) fn round_fn(daemon: Arc<Daemon>) -> RoundFn {
             };
             let files = daemon.file_lock(&inst.id).lock_owned().await;
             lock(&daemon.healer).begin_round(&inst.id);
-            let report = syncer.sync(&inst).await;
+            let report = (daemon.sync)(syncer, inst.clone()).await;
             let ok = report.ok();
             if ok {
                 tracing::debug!(instance = %inst.label(), instance_id = %inst.id, "round ok: {}", report.summary());
@@ -44,7 +43,7 @@ pub(super) fn round_fn(daemon: Arc<Daemon>) -> RoundFn {
             after_round(&daemon, &inst, &report).await;
             drop(files);
             // Now that the round's writes are done: check for changes made meanwhile.
-            let _ = daemon.round_ended.send(inst.id.clone());
+            let _ = daemon.events.send(Event::RoundEnded(inst.id.clone()));
             RoundResult {
                 ok,
                 retry_after: report.retry_after,
@@ -57,13 +56,7 @@ pub(super) fn round_fn(daemon: Arc<Daemon>) -> RoundFn {
 /// systemd status and readiness.
 async fn after_round(daemon: &Arc<Daemon>, inst: &Instance, report: &Report) {
     metrics::global().record_round(&inst.id, report, health::unix_now());
-    let keys: Vec<String> = daemon
-        .instances
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .keys()
-        .cloned()
-        .collect();
+    let keys = daemon.current().keys();
     // READY=1 is considered once every instance has had a round; from then
     // on until it is sent, each round checks every file.
     let check_ready = {
@@ -120,8 +113,8 @@ async fn after_round(daemon: &Arc<Daemon>, inst: &Instance, report: &Report) {
     if files_ready && !progress.ready_sent {
         progress.ready_sent = true;
         tracing::info!("first round done and every file in place: ready");
-        notify::ready(&line);
+        daemon.notifier.ready(&line);
     } else {
-        notify::status(&line);
+        daemon.notifier.status(&line);
     }
 }

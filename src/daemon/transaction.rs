@@ -1,54 +1,133 @@
-//! The reload transaction: the new config is loaded and validated, its
-//! fallible parts (a new API client, built on the blocking pool within
-//! `CLIENT_BUILD_LIMIT`; a new listener) are prepared, and only then is
-//! anything switched. A config that fails is logged, naming the key, and the
-//! running one stays. (One exception, for a `server.listen` that moves to
-//! another address on the same port: the old listener is closed before the
-//! new one is bound, and bound again if that fails.) What changed is
-//! [`reload::diff`]'s to decide.
+//! The reload transaction: [`prepare`], then [`Control::commit`].
+//!
+//! * **Load**: the new config is read and validated whole (off the runtime
+//!   thread). A config that fails is logged, naming the key, and the running
+//!   one stays.
+//! * **Prepare**: [`crate::reload::diff`] decides what changed; the fallible
+//!   parts are done beside the running generation: a new API client when
+//!   `[cloud]`, `[auth]` or `sync.timeout` changed (built on the blocking pool
+//!   within [`CLIENT_BUILD_LIMIT`]), a new listener when `server.listen` did.
+//!   Any failure refuses the reload, and nothing has been switched. (One
+//!   exception, for a `server.listen` that moves to another address on the
+//!   same port: the old listener is closed before the new one is bound, and
+//!   bound again if that fails; see [`Endpoints::bind_moving`].)
+//! * **Commit**: the new [`Generation`] is swapped in with one store; then
+//!   the endpoints move, what outlives generations is trimmed to the new
+//!   instances, and the scheduler is told (new timing, the instance set, who
+//!   syncs now).
 
+use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::{self, ConfigError};
-use crate::metrics;
-use crate::reload::{self, SyncNow};
-use crate::scheduler::{Command, Timing};
-use crate::server;
-use crate::service::notify;
-use crate::sync::Syncer;
-use crate::watch::Watcher;
+use tokio::net::TcpListener;
 
+use crate::config::{self, Config};
+use crate::metrics;
+use crate::reload::{self, Changes, SyncNow};
+use crate::scheduler::{Command, Timing};
+use crate::sync::Syncer;
+
+use super::CLIENT_BUILD_LIMIT;
 use super::control::Control;
-use super::state::{index, lock};
-use super::{CLIENT_BUILD_LIMIT, listen_error};
+use super::endpoints::Endpoints;
+use super::state::{Generation, lock};
+
+/// A reload with every fallible part done, ready to commit.
+pub(super) struct Prepared {
+    pub(super) next: Generation,
+    pub(super) changes: Changes,
+    /// When `server.listen` changed: the new listener, or none (endpoints off).
+    pub(super) listener: Option<Option<TcpListener>>,
+}
+
+/// Prepares the switch from `current` to `new`: `None` when nothing changed
+/// and the reload is not `forced`. An error says why the reload is refused;
+/// nothing was switched.
+pub(super) async fn prepare(
+    current: &Generation,
+    new: Config,
+    forced: bool,
+    endpoints: &mut Endpoints,
+    config_path: &Path,
+) -> Result<Option<Prepared>, String> {
+    let changes = reload::diff(&current.config, &new);
+    if changes.is_empty() && !forced {
+        return Ok(None);
+    }
+    let syncer = if changes.client {
+        build_syncer(current, &new).await?
+    } else {
+        Arc::clone(&current.syncer)
+    };
+    let listener = match (changes.server, new.server.listen) {
+        (true, Some(addr)) => Some(Some(
+            endpoints
+                .bind_moving(config_path, current.config.server.listen, addr)
+                .await
+                .map_err(|e| e.to_string())?,
+        )),
+        (true, None) => Some(None),
+        (false, _) => None,
+    };
+    Ok(Some(Prepared {
+        next: Generation::new(new, syncer),
+        changes,
+        listener,
+    }))
+}
+
+/// A new client for `new`; the hook delivery carries over. Reading
+/// `ca_file` and the system's roots is file I/O: on the blocking pool, and
+/// bounded, so that neither the endpoints nor the rounds wait on a stalled
+/// file.
+async fn build_syncer(current: &Generation, new: &Config) -> Result<Arc<Syncer>, String> {
+    let delivery = Arc::clone(&current.syncer.delivery);
+    let (config, dry_run) = (new.clone(), current.syncer.dry_run);
+    let build = tokio::task::spawn_blocking(move || Syncer::new(&config, dry_run, delivery));
+    match tokio::time::timeout(CLIENT_BUILD_LIMIT, build).await {
+        Ok(Ok(Ok(s))) => Ok(Arc::new(s)),
+        Ok(Ok(Err(e))) => Err(e.to_string()),
+        Ok(Err(e)) => Err(format!("building the client failed: {e}")),
+        Err(_) => Err(format!(
+            "building the client (reading cloud.ca_file and the system's CA roots) took longer than {}",
+            humantime::format_duration(CLIENT_BUILD_LIMIT)
+        )),
+    }
+}
 
 impl Control {
     /// Applies the config in `bytes` (else read now) whole or not at all.
     /// `forced` (SIGHUP) also syncs every instance now.
-    pub(super) async fn reload(
-        &mut self,
-        forced: bool,
-        watcher: Option<&mut Watcher>,
-        bytes: Option<Vec<u8>>,
-    ) {
+    pub(super) async fn reload(&mut self, forced: bool, bytes: Option<Vec<u8>>) {
         let ready = lock(&self.daemon.progress).ready_sent;
         if ready {
-            notify::reloading();
+            self.daemon.notifier.reloading();
         }
         self.reload_inner(forced, bytes).await;
-        self.rewatch(watcher, false);
+        self.rewatch(false).await;
         if ready {
-            let keys: Vec<String> = lock(&self.daemon.config)
-                .instances
-                .iter()
-                .map(|i| i.id.clone())
-                .collect();
+            let keys = self.daemon.current().keys();
             let line = lock(&self.daemon.progress).status_line(&keys);
-            notify::ready(&line);
+            self.daemon.notifier.ready(&line);
         }
     }
 
     async fn reload_inner(&mut self, forced: bool, bytes: Option<Vec<u8>>) {
+        let Some(new) = self.load(bytes).await else {
+            return;
+        };
+        let current = self.daemon.current();
+        let path = self.daemon.config_path.clone();
+        match prepare(&current, new, forced, &mut self.endpoints, &path).await {
+            Err(e) => tracing::error!("reload refused, keeping the running config: {e}"),
+            Ok(None) => tracing::info!("config reloaded: nothing changed"),
+            Ok(Some(prepared)) => self.commit(&current, prepared, forced).await,
+        }
+    }
+
+    /// Reads (unless given) and validates the config; `None` (logged) when
+    /// it cannot be used.
+    async fn load(&mut self, bytes: Option<Vec<u8>>) -> Option<Config> {
         let path = self.daemon.config_path.clone();
         let bytes = match bytes {
             Some(b) => b,
@@ -56,193 +135,77 @@ impl Control {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::error!("reload refused, keeping the running config: {e}");
-                    return;
+                    return None;
                 }
             },
         };
         // Keep the tracker on what is parsed, so one change is one reload.
         self.tracker.update(Some(&bytes));
-        let loaded = tokio::task::spawn_blocking(move || config::load_from(&path, &bytes)).await;
-        let new = match loaded {
-            Ok(Ok(c)) => c,
+        match tokio::task::spawn_blocking(move || config::load_from(&path, &bytes)).await {
+            Ok(Ok(c)) => Some(c),
             Ok(Err(e)) => {
                 tracing::error!("reload refused, keeping the running config: {e}");
-                return;
+                None
             }
             Err(e) => {
                 tracing::error!("reload refused, keeping the running config: {e}");
-                return;
+                None
             }
-        };
-        let old = lock(&self.daemon.config).clone();
-        let changes = reload::diff(&old, &new);
-        if changes.is_empty() && !forced {
-            tracing::info!("config reloaded: nothing changed");
-            return;
         }
+    }
 
-        // The fallible parts first: nothing is switched if one fails.
-        let new_syncer = if changes.client {
-            // The hook delivery carries over to the new client.
-            let old_delivery = Arc::clone(
-                &self
-                    .daemon
-                    .syncer
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .delivery,
-            );
-            // Reading `ca_file` and the system's roots is file I/O: on the
-            // blocking pool, and bounded, so that neither the endpoints nor
-            // the rounds wait on a stalled file.
-            let (config, dry_run) = (new.clone(), self.daemon.dry_run);
-            let build =
-                tokio::task::spawn_blocking(move || Syncer::new(&config, dry_run, old_delivery));
-            match tokio::time::timeout(CLIENT_BUILD_LIMIT, build).await {
-                Ok(Ok(Ok(s))) => Some(Arc::new(s)),
-                Ok(Ok(Err(e))) => {
-                    tracing::error!("reload refused, keeping the running config: {e}");
-                    return;
-                }
-                Ok(Err(e)) => {
-                    tracing::error!(
-                        "reload refused, keeping the running config: building the client failed: {e}"
-                    );
-                    return;
-                }
-                Err(_) => {
-                    tracing::error!(
-                        "reload refused, keeping the running config: building the client (reading cloud.ca_file and the system's CA roots) took longer than {}",
-                        humantime::format_duration(CLIENT_BUILD_LIMIT)
-                    );
-                    return;
-                }
-            }
-        } else {
-            None
-        };
-        let new_listener = match (changes.server, new.server.listen) {
-            (true, Some(addr)) => match self.bind_moving(old.server.listen, addr).await {
-                Ok(l) => Some(Some(l)),
-                Err(e) => {
-                    tracing::error!("reload refused, keeping the running config: {e}");
-                    return;
-                }
-            },
-            (true, None) => Some(None),
-            (false, _) => None,
-        };
-
-        // Switch.
-        if let Some(s) = new_syncer {
-            *self
-                .daemon
-                .syncer
-                .write()
-                .unwrap_or_else(|e| e.into_inner()) = s;
+    /// Switches to the prepared generation. Cannot fail.
+    pub(super) async fn commit(&mut self, old: &Generation, p: Prepared, forced: bool) {
+        let Prepared {
+            next,
+            changes,
+            listener,
+        } = p;
+        // The switch, in one store: from here on every round, restore and
+        // status line takes the new generation whole; one that took the old
+        // one finishes with it.
+        let g = self.daemon.swap(next);
+        if let Some(listener) = listener {
+            self.endpoints.replace(listener);
         }
-        if let Some(listener) = new_listener {
-            if let Some(old) = self.server.take() {
-                old.abort();
-            }
-            self.server =
-                listener.map(|l| tokio::spawn(server::serve(l, Arc::clone(&self.daemon.health))));
-        }
-        *self
-            .daemon
-            .instances
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = index(&new);
-        // Hook retries take their instance from the current config.
-        self.daemon
-            .syncer
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .delivery
-            .set_config(&new);
-        lock(&self.daemon.healer).retain_config(&new.instances);
-        self.daemon.health.set_config(&new);
-        let keys: Vec<String> = new.instances.iter().map(|i| i.id.clone()).collect();
-        lock(&self.daemon.progress).retain(&keys);
-        // Counters of removed instances stay (they only grow); new or
-        // changed instances get theirs at 0.
-        for id in &changes.removed {
-            metrics::global().forget_instance(id);
-        }
-        for inst in &new.instances {
-            metrics::global().declare_instance(inst);
-        }
-        if old.sync.state_dir != new.sync.state_dir {
+        self.trim(&g, &changes);
+        if old.config.sync.state_dir != g.config.sync.state_dir {
             tracing::warn!("sync.state_dir changes take effect at the next start");
         }
-        *lock(&self.daemon.config) = new.clone();
-
-        let _ = self
-            .tx
-            .send(Command::SetTiming(
-                Timing::from(&new.sync),
-                new.sync.concurrency,
-            ))
-            .await;
-        let _ = self.tx.send(Command::SetInstances(keys)).await;
+        let s = &self.scheduler;
+        let (timing, concurrency) = (Timing::from(&g.config.sync), g.config.sync.concurrency);
+        let _ = s.send(Command::SetTiming(timing, concurrency)).await;
+        let _ = s.send(Command::SetInstances(g.keys())).await;
         match changes.sync_now(forced) {
             SyncNow::All => {
-                let _ = self.tx.send(Command::SyncAllNow).await;
+                let _ = s.send(Command::SyncAllNow).await;
             }
             SyncNow::Some(ids) if !ids.is_empty() => {
-                let _ = self.tx.send(Command::SyncNow(ids)).await;
+                let _ = s.send(Command::SyncNow(ids)).await;
             }
             SyncNow::Some(_) => {}
         }
         tracing::info!(
-            instances = new.instances.len(),
+            instances = g.config.instances.len(),
             "config reloaded: {}",
             changes.summary()
         );
     }
 
-    /// Binds the new `server.listen`. When our own listener on `old` is in
-    /// the way (the same port on another address: `127.0.0.1:P` →
-    /// `0.0.0.0:P`), it is closed first; if the new address still cannot be
-    /// bound, the old one is bound again and the error returned, so a refused
-    /// reload leaves the endpoints where they were.
-    async fn bind_moving(
-        &mut self,
-        old: Option<std::net::SocketAddr>,
-        addr: std::net::SocketAddr,
-    ) -> Result<tokio::net::TcpListener, ConfigError> {
-        let path = self.daemon.config_path.clone();
-        let err = match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => return Ok(l),
-            Err(e) => e,
-        };
-        let in_the_way = err.kind() == std::io::ErrorKind::AddrInUse
-            && self.server.is_some()
-            && old.is_some_and(|o| o.port() == addr.port());
-        let (Some(old), true) = (old, in_the_way) else {
-            return Err(listen_error(&path, addr, &err));
-        };
-        if let Some(running) = self.server.take() {
-            running.abort();
-            // Once the task is gone, so is its listener.
-            let _ = running.await;
+    /// Brings what outlives generations in line with `g`.
+    fn trim(&self, g: &Generation, changes: &Changes) {
+        // Hook retries take their instance from the current config.
+        g.syncer.delivery.set_config(&g.config);
+        lock(&self.daemon.healer).retain_config(&g.config.instances);
+        self.daemon.health.set_config(&g.config);
+        lock(&self.daemon.progress).retain(&g.keys());
+        // Counters of removed instances stay (they only grow); new or
+        // changed instances get theirs at 0.
+        for id in &changes.removed {
+            metrics::global().forget_instance(id);
         }
-        match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => Ok(l),
-            Err(e) => {
-                match tokio::net::TcpListener::bind(old).await {
-                    Ok(l) => {
-                        self.server = Some(tokio::spawn(server::serve(
-                            l,
-                            Arc::clone(&self.daemon.health),
-                        )));
-                    }
-                    Err(e2) => tracing::error!(
-                        "cannot listen on {old} again: {e2}; the endpoints are off until a reload succeeds"
-                    ),
-                }
-                Err(listen_error(&path, addr, &e))
-            }
+        for inst in &g.config.instances {
+            metrics::global().declare_instance(inst);
         }
     }
 }

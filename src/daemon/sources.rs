@@ -1,0 +1,102 @@
+//! The control loop's one stream of events, and where they come from.
+//!
+//! The loop ([`super::control`]) reads one channel of [`Event`]s. Its sources
+//! are given to it: the binary wires the real ones ([`Sources::system`]:
+//! SIGHUP, a `notify` watcher over directories, a periodic sweep); the tests
+//! make a [`Sources::manual`] and send events themselves. The daemon's own
+//! rounds add [`Event::RoundEnded`] through the same channel.
+//!
+//! Shutdown is not an event of this stream: it goes straight to the scheduler
+//! (see [`super::run_with`]), so that a reload in progress (which may wait up
+//! to 20 s for a client build) never holds up a SIGTERM.
+
+use std::path::PathBuf;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::service;
+use crate::watch::Watcher;
+
+use super::SWEEP;
+
+/// What the control loop acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// SIGHUP: reload the config, and sync every instance now.
+    Hangup,
+    /// Something may have changed at or in this path (a watched directory's
+    /// entry, or the directory). An empty path means "anything may have".
+    File(PathBuf),
+    /// A round of this instance ended and its writes are done.
+    RoundEnded(String),
+    /// The fallback check of the config and every output, for lost events.
+    Sweep,
+}
+
+/// The control loop's event channel, and the watcher whose directories it
+/// keeps current (none when file watching is off or not available).
+#[derive(Debug)]
+pub struct Sources {
+    pub sender: mpsc::UnboundedSender<Event>,
+    pub events: mpsc::UnboundedReceiver<Event>,
+    pub watcher: Option<Watcher>,
+}
+
+impl Sources {
+    /// A channel that carries only what is sent to it: no signals, no
+    /// watcher, no sweep.
+    pub fn manual() -> Sources {
+        let (sender, events) = mpsc::unbounded_channel();
+        Sources {
+            sender,
+            events,
+            watcher: None,
+        }
+    }
+
+    /// The real sources: SIGHUP, the file watcher and the sweep every
+    /// [`SWEEP`], each forwarded by a small task that ends with the channel.
+    pub fn system() -> Sources {
+        let mut s = Sources::manual();
+        if let Some(mut hup) = service::hangups() {
+            let tx = s.sender.clone();
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    if tx.send(Event::Hangup).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        match Watcher::new() {
+            Ok((w, mut rx)) => {
+                s.watcher = Some(w);
+                let tx = s.sender.clone();
+                tokio::spawn(async move {
+                    while let Some(p) = rx.recv().await {
+                        if tx.send(Event::File(p)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(
+                "cannot watch files ({e}); config changes need SIGHUP, and outputs are checked every {}",
+                humantime::format_duration(SWEEP)
+            ),
+        }
+        let tx = s.sender.clone();
+        tokio::spawn(async move {
+            let mut sweep = tokio::time::interval_at(Instant::now() + SWEEP, SWEEP);
+            sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                sweep.tick().await;
+                if tx.send(Event::Sweep).is_err() {
+                    return;
+                }
+            }
+        });
+        s
+    }
+}
