@@ -18,6 +18,7 @@ pub mod logging;
 pub mod metrics;
 pub mod once;
 pub mod output;
+pub mod outputs;
 pub mod plan;
 pub mod readfile;
 pub mod reason;

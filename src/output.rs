@@ -31,7 +31,7 @@
 //! (`.{file}.dds-certsync-XXXXXX.tmp`) so that [`clean_stale_temps`] can
 //! remove any a crash left behind.
 
-use std::fs::{self, Permissions};
+use std::fs::{self, Metadata, Permissions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -150,21 +150,33 @@ pub fn read_current(path: &Path) -> io::Result<Existing<Vec<u8>>> {
 
 /// Replaces `path` with `bytes` atomically. See the module doc for the steps.
 pub fn replace(path: &Path, bytes: &[u8], perms: &Perms) -> Result<(), WriteError> {
-    let dir = rename_into_place(path, bytes, perms)?;
-    fsync_dir(&dir).map_err(|e| WriteError::new(path, "fsync directory", e))
+    replace_file(path, bytes, perms).map(drop)
+}
+
+/// [`replace`], returning the `fstat` of the new file taken after the
+/// rename: the mode and owner it got, and what tells a later look that it is
+/// still this file (`None` in the unlikely case that the `fstat` failed).
+pub fn replace_file(
+    path: &Path,
+    bytes: &[u8],
+    perms: &Perms,
+) -> Result<Option<Metadata>, WriteError> {
+    let (dir, meta) = rename_into_place(path, bytes, perms)?;
+    fsync_dir(&dir).map_err(|e| WriteError::new(path, "fsync directory", e))?;
+    Ok(meta)
 }
 
 /// Replaces several files, like [`replace`] each, but fsyncs each directory
-/// once, after all renames into it (an instance's outputs usually share
-/// one). A file counts as replaced only once its directory is fsynced.
-pub fn replace_all(files: &[(&Path, &[u8], &Perms)]) -> Vec<Result<(), WriteError>> {
-    let mut results: Vec<Result<PathBuf, WriteError>> = files
+/// one). A file counts as replaced only once its directory is fsynced. Each
+/// result is like [`replace_file`]'s.
+pub fn replace_all(files: &[(&Path, &[u8], &Perms)]) -> Vec<Result<Option<Metadata>, WriteError>> {
+    let mut results: Vec<Result<(PathBuf, Option<Metadata>), WriteError>> = files
         .iter()
         .map(|(path, bytes, perms)| rename_into_place(path, bytes, perms))
         .collect();
     let mut synced: Vec<(PathBuf, Option<io::ErrorKind>, String)> = Vec::new();
     for (i, r) in results.iter_mut().enumerate() {
-        let Ok(dir) = r else { continue };
+        let Ok((dir, _)) = r else { continue };
         let (kind, msg) = match synced.iter().find(|(d, _, _)| d == dir) {
             Some((_, kind, msg)) => (*kind, msg.clone()),
             None => {
@@ -183,11 +195,19 @@ pub fn replace_all(files: &[(&Path, &[u8], &Perms)]) -> Vec<Result<(), WriteErro
             ));
         }
     }
-    results.into_iter().map(|r| r.map(drop)).collect()
+    results
+        .into_iter()
+        .map(|r| r.map(|(_, meta)| meta))
+        .collect()
 }
 
-/// Steps 1 to 4 of a replacement; returns the directory to fsync.
-fn rename_into_place(path: &Path, bytes: &[u8], perms: &Perms) -> Result<PathBuf, WriteError> {
+/// Steps 1 to 4 of a replacement; returns the directory to fsync and the
+/// new file's `fstat` after the rename (a rename may change its ctime).
+fn rename_into_place(
+    path: &Path,
+    bytes: &[u8],
+    perms: &Perms,
+) -> Result<(PathBuf, Option<Metadata>), WriteError> {
     let dir = parent_dir(path);
     let name = path
         .file_name()
@@ -254,7 +274,7 @@ fn rename_into_place(path: &Path, bytes: &[u8], perms: &Perms) -> Result<PathBuf
         }
     }
     crate::failpoint::hit("before-rename");
-    tmp.persist(path).map_err(|e| {
+    let file = tmp.persist(path).map_err(|e| {
         let mut w = WriteError::new(path, "rename over the target", e.error);
         if matches!(
             w.source.raw_os_error(),
@@ -265,7 +285,8 @@ fn rename_into_place(path: &Path, bytes: &[u8], perms: &Perms) -> Result<PathBuf
         w
     })?;
     crate::failpoint::hit("after-rename");
-    Ok(dir)
+    // The file is in place: a failed fstat only means nothing is known of it.
+    Ok((dir, file.metadata().ok()))
 }
 
 /// The part of an old file's mode a replacement inherits: never the setuid,

@@ -23,7 +23,7 @@
 //! It does blocking I/O: call it from the blocking pool, never on the
 //! runtime thread.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
@@ -52,20 +52,36 @@ pub enum Links {
 /// symlink under [`Links::Refuse`], anything that is not a regular file, a
 /// file over `limit` bytes, and the usual I/O errors.
 pub fn read_regular(path: &Path, limit: u64, links: Links) -> io::Result<Option<Vec<u8>>> {
+    Ok(read_regular_with_meta(path, limit, links)?.map(|(bytes, _)| bytes))
+}
+
+/// [`read_regular`], with the `fstat` of the file read, taken before the
+/// read: its mode and owner, and what says whether it changed since (device,
+/// inode, size, times).
+pub fn read_regular_with_meta(
+    path: &Path,
+    limit: u64,
+    links: Links,
+) -> io::Result<Option<(Vec<u8>, Metadata)>> {
     let Some(file) = open_regular(path, links)? else {
         return Ok(None);
     };
-    let len = file.metadata()?.len();
-    if len > limit {
+    let meta = file.metadata()?;
+    if meta.len() > limit {
         return Err(too_large(limit));
     }
-    let mut buf = Vec::with_capacity(len as usize);
+    let mut buf = Vec::with_capacity(meta.len() as usize);
     // The file may grow after the fstat: read one byte past the limit to see it.
     file.take(limit + 1).read_to_end(&mut buf)?;
     if buf.len() as u64 > limit {
         return Err(too_large(limit));
     }
-    Ok(Some(buf))
+    Ok(Some((buf, meta)))
+}
+
+/// Whether an error of [`read_regular`] says the file is over its limit.
+pub fn is_too_large(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<TooLarge>())
 }
 
 /// Opens `path` for reading without blocking and checks that it is a regular
@@ -153,11 +169,13 @@ fn not_regular(what: &str) -> io::Error {
     )
 }
 
+/// A file over the size limit of [`read_regular`].
+#[derive(Debug, thiserror::Error)]
+#[error("is larger than {0} bytes")]
+struct TooLarge(u64);
+
 fn too_large(limit: u64) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("is larger than {limit} bytes"),
-    )
+    io::Error::new(io::ErrorKind::InvalidData, TooLarge(limit))
 }
 
 #[cfg(test)]
@@ -188,6 +206,10 @@ mod tests {
         fs::write(&p, b"123456").unwrap();
         let e = read_regular(&p, 5, Links::Follow).unwrap_err();
         assert!(e.to_string().contains("larger than 5 bytes"), "{e}");
+        assert!(is_too_large(&e));
+        assert!(!is_too_large(
+            &read_regular(d.path(), 5, Links::Follow).unwrap_err()
+        ));
     }
 
     #[test]

@@ -485,7 +485,7 @@ impl Syncer {
         let results: Vec<(usize, Result<(), String>)> = todo
             .iter()
             .zip(output::replace_all(&files))
-            .map(|((slot, ..), r)| (*slot, r.map_err(|e: WriteError| e.to_string())))
+            .map(|((slot, ..), r)| (*slot, r.map(drop).map_err(|e: WriteError| e.to_string())))
             .collect();
         for (slot, result) in results {
             rounds[slot].written(result);

@@ -1,0 +1,376 @@
+//! The outputs table: the one model of the files the daemon keeps.
+//!
+//! Every configured output is one [`Row`]: its path, instance, category,
+//! [`Format`], configured permissions, the last bytes a round verified for
+//! it, and the last [`Observation`] of its path.
+//!
+//! [`observe`] is the one way to look at an output: one read through
+//! [`readfile`] (never through a symlink, never blocking on a FIFO or a
+//! device, bounded), type-checked, hashed and parsed once. [`look`] reuses
+//! the last observation when an `lstat` finds the very same file (device,
+//! inode, size, mtime and ctime: its [`Stamp`]); that is how the daemon
+//! recognises its own writes (it keeps the observation of what it wrote) and
+//! files nobody touched, without reading them again. A round always reads
+//! ([`observe`]), and so does the periodic sweep: a stamp is trusted between
+//! them, never instead of them.
+//!
+//! What the daemon decides from the disk is a pure judge over observations,
+//! unit-tested here without I/O:
+//! * [`readiness`]: `/readyz`, `READY=1`, the expiry warning and gauges;
+//! * [`drift`]: whether self-healing writes a file back;
+//! * [`Observation::digest`]: what the planner and the hook ledger compare.
+//!
+//! A new kind of output (a PKCS#12 truststore, a bundle that keeps a previous
+//! CA) is a new [`Format`]: how its bytes parse ([`Format::parse`]) and what
+//! a file that does not parse is said not to hold ([`Format::invalid`]).
+//!
+//! The table itself ([`Table`]) lives in [`table`]; this file holds the
+//! model, the two ways to look, and the judges.
+
+pub mod table;
+
+pub use table::{LastVerified, Outputs, Row, Table};
+
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::certcheck::{self, Sha256Digest, sha256};
+use crate::config::{Category, Output};
+use crate::readfile::{self, Links};
+
+/// Files larger than this are not ours: never read whole, never an output.
+pub const MAX_EXISTING: u64 = 4 * 1024 * 1024;
+
+/// What an output holds, and so how its bytes are judged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Format {
+    /// PEM certificates and nothing else ([`certcheck`]'s model).
+    #[default]
+    PemBundle,
+}
+
+impl Format {
+    /// The format of a configured output. (The config offers one today.)
+    pub fn of(_output: &Output) -> Format {
+        Format::PemBundle
+    }
+
+    /// What `bytes` on disk hold. Pure.
+    pub fn parse(self, bytes: &[u8]) -> Content {
+        match self {
+            Format::PemBundle => match certcheck::inspect_pem(bytes) {
+                Some(certs) => Content::Certs {
+                    not_after: certs.iter().map(|c| c.not_after).min().unwrap_or(0),
+                },
+                None => Content::Invalid,
+            },
+        }
+    }
+
+    /// What a file of this format that does not parse fails to hold, for
+    /// `/readyz`: "{path} {this}".
+    pub fn invalid(self) -> &'static str {
+        match self {
+            Format::PemBundle => "does not hold only PEM certificates",
+        }
+    }
+}
+
+/// What a regular file at an output path holds, as its [`Format`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    /// Certificates; the earliest `notAfter`, in Unix seconds.
+    Certs { not_after: i64 },
+    /// Not (only) what the format holds.
+    Invalid,
+}
+
+/// What tells one version of a file from another without reading it:
+/// device, inode, size, and the modification and change times. A write in
+/// place changes the times; a replacement changes the inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    pub fn of(m: &Metadata) -> Stamp {
+        Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+}
+
+/// A file's mode and owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    /// The whole `st_mode` permission bits (`& 0o7777`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Owner {
+    pub fn of(m: &Metadata) -> Owner {
+        Owner {
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+        }
+    }
+}
+
+/// A regular file at an output path, read whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSeen {
+    pub sha256: Sha256Digest,
+    pub content: Content,
+    pub owner: Owner,
+    pub stamp: Stamp,
+}
+
+/// What one look at an output path found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observation {
+    /// Nothing.
+    Missing,
+    /// A symbolic link, dangling or not: never followed; not our file.
+    Link,
+    /// Something that cannot be read (a FIFO, a directory, a denied
+    /// permission): what the error says, without the path.
+    Unreadable(String),
+    /// A regular file larger than [`MAX_EXISTING`]: not ours, never read.
+    Oversized { owner: Owner, stamp: Stamp },
+    /// A regular file, read whole.
+    File(FileSeen),
+}
+
+impl Observation {
+    /// The observation of `bytes` in a file whose `fstat` is `meta`: what
+    /// [`observe`] reads, or what a replacement just wrote. Pure.
+    pub fn of_file(format: Format, bytes: &[u8], meta: &Metadata) -> Observation {
+        Observation::File(FileSeen {
+            sha256: sha256(bytes),
+            content: format.parse(bytes),
+            owner: Owner::of(meta),
+            stamp: Stamp::of(meta),
+        })
+    }
+
+    /// The digest the planner and the hook ledger compare. `Ok(None)`: no
+    /// file of ours is there (nothing, a symlink, a file too large to be
+    /// ours), so a round writes one; `Err`: it cannot be read, and is not
+    /// overwritten blindly. Pure.
+    pub fn digest(&self) -> Result<Option<Sha256Digest>, &str> {
+        match self {
+            Observation::File(f) => Ok(Some(f.sha256)),
+            Observation::Missing | Observation::Link | Observation::Oversized { .. } => Ok(None),
+            Observation::Unreadable(e) => Err(e),
+        }
+    }
+
+    /// The stamp of the regular file seen, if one was.
+    pub fn stamp(&self) -> Option<Stamp> {
+        match self {
+            Observation::File(f) => Some(f.stamp),
+            Observation::Oversized { stamp, .. } => Some(*stamp),
+            _ => None,
+        }
+    }
+
+    /// The mode and owner of the regular file seen, if one was (never a
+    /// link's).
+    pub fn owner(&self) -> Option<Owner> {
+        match self {
+            Observation::File(f) => Some(f.owner),
+            Observation::Oversized { owner, .. } => Some(*owner),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+static READS: std::sync::Mutex<Option<std::collections::HashMap<PathBuf, usize>>> =
+    std::sync::Mutex::new(None);
+
+/// How many times [`observe`] read `path` in this test process.
+#[cfg(test)]
+pub(crate) fn reads_of(path: &Path) -> usize {
+    READS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(path).copied())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+fn count_read(path: &Path) {
+    *READS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_default()
+        .entry(path.to_path_buf())
+        .or_default() += 1;
+}
+
+/// Looks at an output path: one read, never through a symlink, never
+/// blocking on what is not a regular file, at most [`MAX_EXISTING`] bytes;
+/// hashed and parsed as `format`. Blocking.
+pub fn observe(path: &Path, format: Format) -> Observation {
+    #[cfg(test)]
+    count_read(path);
+    match readfile::read_regular_with_meta(path, MAX_EXISTING, Links::Refuse) {
+        Ok(None) => Observation::Missing,
+        Ok(Some((bytes, meta))) => Observation::of_file(format, &bytes, &meta),
+        // Say what is there: a link (`O_NOFOLLOW` refused it), or a file
+        // too large to be ours.
+        Err(e) => match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => Observation::Link,
+            Ok(m) if m.is_file() && readfile::is_too_large(&e) => Observation::Oversized {
+                owner: Owner::of(&m),
+                stamp: Stamp::of(&m),
+            },
+            _ => Observation::Unreadable(e.to_string()),
+        },
+    }
+}
+
+/// Looks at an output path, reusing `last` when an `lstat` finds the same
+/// regular file it saw (same [`Stamp`]); reads ([`observe`]) only a file
+/// that changed. Nothing and a symlink are told by the `lstat` alone.
+/// Blocking.
+pub fn look(path: &Path, format: Format, last: Option<&Observation>) -> Observation {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Observation::Missing,
+        Ok(m) if m.file_type().is_symlink() => Observation::Link,
+        Ok(m) if m.is_file() => match last {
+            Some(seen) if seen.stamp() == Some(Stamp::of(&m)) => seen.clone(),
+            _ => observe(path, format),
+        },
+        _ => observe(path, format),
+    }
+}
+
+/// How an output differs from the bytes it should hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drift {
+    Intact,
+    Deleted,
+    Modified,
+    /// A symlink took its place: not followed; the link is replaced.
+    Link,
+    /// It cannot be read; it is not overwritten blindly.
+    Unreadable,
+}
+
+/// Compares what was seen with the digest of what should be there. Pure.
+pub fn drift(seen: &Observation, expected: &Sha256Digest) -> Drift {
+    match seen {
+        Observation::Missing => Drift::Deleted,
+        Observation::Link => Drift::Link,
+        Observation::File(f) if f.sha256 == *expected => Drift::Intact,
+        Observation::File(_) | Observation::Oversized { .. } => Drift::Modified,
+        Observation::Unreadable(_) => Drift::Unreadable,
+    }
+}
+
+/// An output whose certificate expires within the warning window, or has
+/// expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expiring {
+    pub instance_id: String,
+    pub category: Category,
+    pub path: PathBuf,
+    /// The earliest `notAfter` in the file, in Unix seconds.
+    pub not_after: i64,
+}
+
+/// The judgement of the files: what `/readyz` and `READY=1` say, and which
+/// expire.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Readiness {
+    /// Why the daemon is not ready, one short phrase per file; empty: ready.
+    pub problems: Vec<String>,
+    pub expiring: Vec<Expiring>,
+}
+
+impl Readiness {
+    pub fn ready(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Judges the outputs, each with what was seen at its path, at Unix time
+/// `now`: every file must be there, hold only what its format holds, and not
+/// have expired; those expiring within `warning` (or expired) are listed.
+/// Pure.
+pub fn readiness<'a>(
+    files: impl IntoIterator<Item = (&'a Row, &'a Observation)>,
+    now: i64,
+    warning: Duration,
+) -> Readiness {
+    let mut v = Readiness::default();
+    let horizon = now.saturating_add(i64::try_from(warning.as_secs()).unwrap_or(i64::MAX));
+    for (row, seen) in files {
+        let p = row.path.display();
+        let not_after = match seen {
+            Observation::Missing => {
+                v.problems.push(format!("{p} is missing"));
+                continue;
+            }
+            Observation::Link => {
+                v.problems.push(format!(
+                    "{p} is unreadable: is a symbolic link, not a regular file (the next round replaces it)"
+                ));
+                continue;
+            }
+            Observation::Unreadable(e) => {
+                v.problems.push(format!("{p} is unreadable: {e}"));
+                continue;
+            }
+            Observation::Oversized { .. }
+            | Observation::File(FileSeen {
+                content: Content::Invalid,
+                ..
+            }) => {
+                v.problems.push(format!("{p} {}", row.format.invalid()));
+                continue;
+            }
+            Observation::File(FileSeen {
+                content: Content::Certs { not_after },
+                ..
+            }) => *not_after,
+        };
+        if not_after <= now {
+            v.problems.push(format!(
+                "{p} expired at {}",
+                certcheck::format_time(not_after)
+            ));
+        }
+        // Expired is the last stage of expiring: an alert on
+        // `cert_expiring` must not clear when it comes.
+        if not_after <= horizon {
+            v.expiring.push(Expiring {
+                instance_id: row.instance_id.clone(),
+                category: row.category,
+                path: row.path.clone(),
+                not_after,
+            });
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,270 @@
+//! The table itself: one [`Row`] per configured output, in config order,
+//! kept across rounds and reloads; which instances are in a round; and
+//! [`Outputs`], the table shared by the daemon's tasks and the endpoints.
+//!
+//! A round ends with [`Table::end_round`]: what it verified and left in
+//! place becomes the row's [`LastVerified`] (what a restore writes back),
+//! and what it saw or wrote becomes the row's observation. Rows of an
+//! instance whose round is running are not offered for healing
+//! ([`Table::candidates`]) until it ended.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::certcheck::Sha256Digest;
+use crate::config::{Category, Config, Perms};
+
+use super::{Format, Observation, Owner, Readiness, look, readiness};
+
+/// The bytes a round verified for an output and left on disk: what a
+/// restore writes back (never bytes read from the disk).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastVerified {
+    pub bytes: Arc<[u8]>,
+    pub sha256: Sha256Digest,
+}
+
+/// One configured output, and what is known of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub instance_id: String,
+    pub category: Category,
+    pub path: PathBuf,
+    pub format: Format,
+    /// The mode and owner the config sets (`None`: keep the file's).
+    pub perms: Perms,
+    /// What a restore writes back; `None` until a round verified the
+    /// output and left it in place (and in a dry run).
+    pub verified: Option<LastVerified>,
+    /// The file's mode and owner when its last round ended, for a restore
+    /// after a deletion (where the config sets none).
+    pub owner: Option<Owner>,
+    /// The last observation of the path.
+    pub seen: Option<Observation>,
+}
+
+impl Row {
+    fn new(
+        instance_id: &str,
+        category: Category,
+        path: &Path,
+        format: Format,
+        perms: &Perms,
+    ) -> Row {
+        Row {
+            instance_id: instance_id.to_string(),
+            category,
+            path: path.to_path_buf(),
+            format,
+            perms: perms.clone(),
+            verified: None,
+            owner: None,
+            seen: None,
+        }
+    }
+
+    /// The permissions a restore writes with: the configured ones, else the
+    /// mode (minus special bits and others' write access) and owner the
+    /// file had when its last round ended.
+    pub fn restore_perms(&self) -> Perms {
+        let mut p = self.perms.clone();
+        if let Some(o) = self.owner {
+            p.mode = p.mode.or(Some(crate::output::inherited_mode(o.mode)));
+            p.uid = p.uid.or(Some(o.uid));
+            p.gid = p.gid.or(Some(o.gid));
+        }
+        p
+    }
+}
+
+/// What a round left at one output, for [`Table::end_round`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoundEnd {
+    pub path: PathBuf,
+    /// The bytes it verified, if the file holds them now.
+    pub verified: Option<LastVerified>,
+    /// What it saw at the path, or wrote there; `None`: it did not look.
+    pub seen: Option<Observation>,
+}
+
+/// The outputs of a config, and the instances whose round is running.
+#[derive(Debug, Default)]
+pub struct Table {
+    rows: Vec<Row>,
+    index: HashMap<PathBuf, usize>,
+    busy: HashSet<String>,
+    warning: Duration,
+}
+
+impl Table {
+    pub fn new(config: &Config) -> Table {
+        let mut t = Table::default();
+        t.set_config(config);
+        t
+    }
+
+    /// Takes the outputs of a (new) config. A row whose path, instance,
+    /// category and format stay keeps what is known of it (an instance whose
+    /// settings changed syncs at once, and its round refreshes that).
+    pub fn set_config(&mut self, config: &Config) {
+        let mut old: HashMap<PathBuf, Row> = std::mem::take(&mut self.rows)
+            .into_iter()
+            .map(|r| (r.path.clone(), r))
+            .collect();
+        for inst in &config.instances {
+            for o in &inst.outputs {
+                let mut row = Row::new(&inst.id, o.category, &o.path, Format::of(o), &inst.perms);
+                if let Some(prev) = old.remove(&o.path).filter(|p| {
+                    (p.instance_id.as_str(), p.category, p.format)
+                        == (inst.id.as_str(), o.category, row.format)
+                }) {
+                    row.verified = prev.verified;
+                    row.owner = prev.owner;
+                    row.seen = prev.seen;
+                }
+                self.rows.push(row);
+            }
+        }
+        self.index = (self.rows.iter().enumerate())
+            .map(|(i, r)| (r.path.clone(), i))
+            .collect();
+        self.warning = config.sync.expiry_warning;
+    }
+
+    /// `sync.expiry_warning` as configured now.
+    pub fn warning(&self) -> Duration {
+        self.warning
+    }
+
+    /// Every output, in config order.
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+
+    pub fn row(&self, path: &Path) -> Option<&Row> {
+        self.index.get(path).map(|&i| &self.rows[i])
+    }
+
+    /// The outputs of one instance.
+    pub fn rows_of(&self, instance_id: &str) -> Vec<Row> {
+        (self.rows.iter())
+            .filter(|r| r.instance_id == instance_id)
+            .cloned()
+            .collect()
+    }
+
+    /// A round of `instance_id` starts: its outputs are not healed until it ends.
+    pub fn begin_round(&mut self, instance_id: &str) {
+        self.busy.insert(instance_id.to_string());
+    }
+
+    /// A round of `instance_id` ended and left `ends`. An output it did not
+    /// verify is no longer restored (until a round does); the mode and owner
+    /// of what it left are kept for a restore.
+    pub fn end_round(&mut self, instance_id: &str, ends: Vec<RoundEnd>) {
+        self.busy.remove(instance_id);
+        let mut ends: HashMap<PathBuf, RoundEnd> =
+            ends.into_iter().map(|e| (e.path.clone(), e)).collect();
+        for row in self
+            .rows
+            .iter_mut()
+            .filter(|r| r.instance_id == instance_id)
+        {
+            let end = ends.remove(&row.path);
+            let (verified, seen) = end.map(|e| (e.verified, e.seen)).unwrap_or_default();
+            row.verified = verified;
+            if let Some(seen) = seen {
+                row.owner = seen.owner();
+                row.seen = Some(seen);
+            } else {
+                row.owner = None;
+            }
+        }
+    }
+
+    /// The outputs with bytes to restore that an event on `event_path` may
+    /// concern, except those of instances in a round.
+    pub fn candidates(&self, event_path: &Path) -> Vec<Row> {
+        (self.rows.iter())
+            .filter(|r| {
+                r.verified.is_some()
+                    && !self.busy.contains(&r.instance_id)
+                    && crate::watch::may_affect(event_path, &r.path)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Every output with bytes to restore, not in a round.
+    pub fn all(&self) -> Vec<Row> {
+        self.candidates(Path::new(""))
+    }
+
+    /// Whether the output is still to hold the bytes with this digest and
+    /// its instance is not in a round (checked again just before writing).
+    pub fn still_current(&self, path: &Path, sha: &Sha256Digest) -> bool {
+        self.row(path).is_some_and(|r| {
+            r.verified.as_ref().is_some_and(|v| &v.sha256 == sha)
+                && !self.busy.contains(&r.instance_id)
+        })
+    }
+
+    /// Records an observation made from `before` (the row's observation
+    /// when the look began), unless the row has learnt something else since
+    /// (a round or a restore wrote meanwhile).
+    pub fn saw(&mut self, path: &Path, before: Option<&Observation>, seen: Observation) {
+        if let Some(&i) = self.index.get(path)
+            && self.rows[i].seen.as_ref() == before
+        {
+            self.rows[i].seen = Some(seen);
+        }
+    }
+
+    /// Records what a restore wrote.
+    pub fn wrote(&mut self, path: &Path, seen: Option<Observation>) {
+        if let Some(&i) = self.index.get(path) {
+            self.rows[i].seen = seen;
+        }
+    }
+}
+
+/// The table, shared by the daemon's tasks and the endpoints.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    table: Mutex<Table>,
+}
+
+impl Outputs {
+    pub fn new(config: &Config) -> Outputs {
+        Outputs {
+            table: Mutex::new(Table::new(config)),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Looks at every output ([`look`]: only a file that changed since the
+    /// last look is read), records what it saw, and judges them at Unix time
+    /// `now`. Returns the rows as seen, and the judgement. Blocking.
+    pub fn assess(&self, now: i64) -> (Vec<Row>, Readiness) {
+        let (mut rows, warning) = {
+            let t = self.lock();
+            (t.rows().to_vec(), t.warning())
+        };
+        for row in &mut rows {
+            let seen = look(&row.path, row.format, row.seen.as_ref());
+            self.lock().saw(&row.path, row.seen.as_ref(), seen.clone());
+            row.seen = Some(seen);
+        }
+        let verdict = readiness(
+            rows.iter().filter_map(|r| Some((r, r.seen.as_ref()?))),
+            now,
+            warning,
+        );
+        (rows, verdict)
+    }
+}

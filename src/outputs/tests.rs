@@ -1,0 +1,398 @@
+//! Unit tests of the outputs model: the judges without I/O, the two ways to
+//! look at a file (counting reads), and the table.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::table::RoundEnd;
+use super::*;
+use crate::certcheck::sha256;
+use crate::config::{Config, Perms};
+
+const CERT_A: &str = include_str!("../../tests/data/cert-a.pem");
+const KEY: &str = include_str!("../../tests/data/key.pem");
+const DAY: i64 = 86400;
+
+fn stamp(n: u64) -> Stamp {
+    Stamp {
+        dev: 1,
+        ino: n,
+        size: 1,
+        mtime: (0, 0),
+        ctime: (0, 0),
+    }
+}
+
+fn owner() -> Owner {
+    Owner {
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+    }
+}
+
+fn file(bytes: &[u8], content: Content) -> Observation {
+    Observation::File(FileSeen {
+        sha256: sha256(bytes),
+        content,
+        owner: owner(),
+        stamp: stamp(1),
+    })
+}
+
+fn certs(not_after: i64) -> Observation {
+    file(b"certs", Content::Certs { not_after })
+}
+
+fn row(p: &str) -> Row {
+    Row {
+        instance_id: "i".into(),
+        category: Category::International,
+        path: PathBuf::from(p),
+        format: Format::PemBundle,
+        perms: Perms::default(),
+        verified: None,
+        owner: None,
+        seen: None,
+    }
+}
+
+fn config(text: &str) -> Config {
+    let text = format!(
+        "[cloud]\nregion = \"cn-north-4\"\nproject_id = \"p\"\n[auth]\nmethod = \"token\"\ntoken = \"t\"\n{text}"
+    );
+    crate::config::validate(crate::config::parse(&text).unwrap(), Path::new("/")).unwrap()
+}
+
+/// Instances `a` (`/o/a.crt`) and `b` (`/o/b.crt`).
+fn two() -> Config {
+    config(
+        "[[instances]]\nid = \"a\"\ninternational = \"/o/a.crt\"\n[[instances]]\nid = \"b\"\ninternational = \"/o/b.crt\"\n",
+    )
+}
+
+fn verified(bytes: &[u8]) -> LastVerified {
+    LastVerified {
+        bytes: bytes.into(),
+        sha256: sha256(bytes),
+    }
+}
+
+fn end(path: &str, bytes: &[u8]) -> RoundEnd {
+    RoundEnd {
+        path: PathBuf::from(path),
+        verified: Some(verified(bytes)),
+        seen: Some(file(bytes, Content::Invalid)),
+    }
+}
+
+// --- the judges ---
+
+#[test]
+fn drifts() {
+    let h = sha256(b"x");
+    assert_eq!(drift(&file(b"x", Content::Invalid), &h), Drift::Intact);
+    assert_eq!(drift(&file(b"y", Content::Invalid), &h), Drift::Modified);
+    let big = Observation::Oversized {
+        owner: owner(),
+        stamp: stamp(1),
+    };
+    assert_eq!(drift(&big, &h), Drift::Modified);
+    assert_eq!(drift(&Observation::Missing, &h), Drift::Deleted);
+    assert_eq!(drift(&Observation::Link, &h), Drift::Link);
+    assert_eq!(
+        drift(&Observation::Unreadable("denied".into()), &h),
+        Drift::Unreadable
+    );
+}
+
+#[test]
+fn what_the_planner_and_the_ledger_compare() {
+    assert_eq!(
+        file(b"x", Content::Invalid).digest(),
+        Ok(Some(sha256(b"x")))
+    );
+    assert_eq!(Observation::Missing.digest(), Ok(None));
+    assert_eq!(Observation::Link.digest(), Ok(None), "a link is replaced");
+    let big = Observation::Oversized {
+        owner: owner(),
+        stamp: stamp(1),
+    };
+    assert_eq!(big.digest(), Ok(None), "too large to be ours: replaced");
+    assert_eq!(
+        Observation::Unreadable("denied".into()).digest(),
+        Err("denied")
+    );
+    assert_eq!(Observation::Link.owner(), None, "never a link's owner");
+}
+
+#[test]
+fn every_file_must_be_present_valid_and_current() {
+    let now = 1_000_000;
+    let rows = [
+        row("/ok"),
+        row("/gone"),
+        row("/junk"),
+        row("/old"),
+        row("/denied"),
+        row("/link"),
+    ];
+    let seen = [
+        certs(now + 90 * DAY),
+        Observation::Missing,
+        file(b"junk", Content::Invalid),
+        certs(now),
+        Observation::Unreadable("Permission denied".into()),
+        Observation::Link,
+    ];
+    let files = || rows.iter().zip(&seen);
+    let v = readiness(files(), now, Duration::from_secs(30 * 86400));
+    assert!(!v.ready());
+    assert_eq!(v.problems.len(), 5, "{:?}", v.problems);
+    assert!(v.problems[0].contains("/gone is missing"));
+    assert!(v.problems[1].contains("/junk does not hold only PEM certificates"));
+    assert!(v.problems[2].contains("/old expired"));
+    assert!(v.problems[3].contains("Permission denied"));
+    assert!(v.problems[4].contains("/link is unreadable: is a symbolic link"));
+    assert_eq!(v.expiring.len(), 1);
+    assert_eq!(
+        (v.expiring[0].path.as_path(), v.expiring[0].not_after),
+        (Path::new("/old"), now)
+    );
+    assert!(readiness(files().take(1), now, Duration::ZERO).ready());
+}
+
+#[test]
+fn expiring_within_the_window_is_reported_but_still_ready() {
+    let now = 1_000_000;
+    let rows = [row("/soon"), row("/later")];
+    let seen = [certs(now + 10 * DAY), certs(now + 40 * DAY)];
+    let v = readiness(rows.iter().zip(&seen), now, Duration::from_secs(30 * 86400));
+    assert!(v.ready());
+    assert_eq!(
+        v.expiring,
+        vec![Expiring {
+            instance_id: "i".into(),
+            category: Category::International,
+            path: PathBuf::from("/soon"),
+            not_after: now + 10 * DAY
+        }]
+    );
+}
+
+#[test]
+fn an_expired_certificate_is_also_expiring() {
+    let now = 1_000_000;
+    let rows = [row("/old"), row("/edge")];
+    let seen = [certs(now - DAY), certs(now)];
+    let v = readiness(rows.iter().zip(&seen), now, Duration::from_secs(30 * 86400));
+    assert_eq!(v.problems.len(), 2, "{:?}", v.problems);
+    let expiring: Vec<i64> = v.expiring.iter().map(|e| e.not_after).collect();
+    assert_eq!(expiring, vec![now - DAY, now]);
+    // Even with no warning window at all.
+    assert_eq!(
+        readiness(rows.iter().zip(&seen), now, Duration::ZERO)
+            .expiring
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn a_pem_bundle_is_judged_by_the_one_pem_model() {
+    let f = Format::PemBundle;
+    assert!(matches!(f.parse(CERT_A.as_bytes()), Content::Certs { .. }));
+    assert_eq!(f.parse(b"not a certificate"), Content::Invalid);
+    // What the verifier refuses for its form is no certificate file either.
+    assert_eq!(
+        f.parse(format!("{CERT_A}{KEY}").as_bytes()),
+        Content::Invalid
+    );
+    let foo = format!("{CERT_A}-----BEGIN FOO-----\nAAAA\n-----END FOO-----\n");
+    assert_eq!(f.parse(foo.as_bytes()), Content::Invalid);
+}
+
+// --- looking at the disk ---
+
+#[test]
+fn an_observation_reads_once_and_says_what_is_there() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("a.crt");
+    assert_eq!(observe(&p, Format::PemBundle), Observation::Missing);
+    std::fs::write(&p, CERT_A).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let Observation::File(f) = observe(&p, Format::PemBundle) else {
+        panic!("a file")
+    };
+    assert_eq!(f.sha256, sha256(CERT_A.as_bytes()));
+    assert!(matches!(f.content, Content::Certs { .. }));
+    assert_eq!(f.owner.mode, 0o640);
+    assert_eq!(reads_of(&p), 2);
+
+    let link = d.path().join("link.crt");
+    std::os::unix::fs::symlink(&p, &link).unwrap();
+    assert_eq!(observe(&link, Format::PemBundle), Observation::Link);
+    let fifo = d.path().join("fifo.crt");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let Observation::Unreadable(e) = observe(&fifo, Format::PemBundle) else {
+        panic!("a FIFO is unreadable")
+    };
+    assert!(e.contains("is a FIFO, not a regular file"), "{e}");
+
+    let big = d.path().join("big.crt");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(MAX_EXISTING + 1).unwrap();
+    assert!(matches!(
+        observe(&big, Format::PemBundle),
+        Observation::Oversized { .. }
+    ));
+}
+
+#[test]
+fn a_look_reads_only_a_file_that_changed() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("a.crt");
+    let fmt = Format::PemBundle;
+    assert_eq!(look(&p, fmt, None), Observation::Missing);
+    assert_eq!(reads_of(&p), 0, "nothing there is seen without a read");
+
+    std::fs::write(&p, CERT_A).unwrap();
+    let first = look(&p, fmt, None);
+    assert_eq!(reads_of(&p), 1);
+    assert_eq!(look(&p, fmt, Some(&first)), first);
+    assert_eq!(reads_of(&p), 1, "the same file is not read again");
+
+    // Changed in place (its size and times), or replaced (its inode).
+    std::fs::write(&p, b"other").unwrap();
+    let second = look(&p, fmt, Some(&first));
+    assert_eq!(reads_of(&p), 2);
+    assert_eq!(second.digest(), Ok(Some(sha256(b"other"))));
+    let new = d.path().join("new");
+    std::fs::write(&new, b"other").unwrap();
+    std::fs::rename(&new, &p).unwrap();
+    assert_eq!(
+        look(&p, fmt, Some(&second)).digest(),
+        Ok(Some(sha256(b"other")))
+    );
+    assert_eq!(reads_of(&p), 3);
+
+    std::fs::remove_file(&p).unwrap();
+    std::os::unix::fs::symlink("/nowhere", &p).unwrap();
+    assert_eq!(look(&p, fmt, Some(&second)), Observation::Link);
+    assert_eq!(reads_of(&p), 3, "a link is seen without a read");
+}
+
+#[test]
+fn what_a_replacement_wrote_is_recognised_without_a_read() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("a.crt");
+    let meta = crate::output::replace_file(&p, CERT_A.as_bytes(), &Perms::default())
+        .unwrap()
+        .unwrap();
+    let wrote = Observation::of_file(Format::PemBundle, CERT_A.as_bytes(), &meta);
+    assert_eq!(look(&p, Format::PemBundle, Some(&wrote)), wrote);
+    assert_eq!(reads_of(&p), 0);
+    assert_eq!(
+        observe(&p, Format::PemBundle),
+        wrote,
+        "what a read would see"
+    );
+}
+
+// --- the table ---
+
+#[test]
+fn outputs_of_an_instance_in_a_round_are_left_alone() {
+    let mut t = Table::new(&two());
+    t.end_round("a", vec![end("/o/a.crt", b"A")]);
+    t.end_round("b", vec![end("/o/b.crt", b"B")]);
+    assert_eq!(t.candidates(Path::new("/o/a.crt")).len(), 2);
+    t.begin_round("a");
+    let c = t.candidates(Path::new("/o"));
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].path, PathBuf::from("/o/b.crt"));
+    assert!(!t.still_current(Path::new("/o/a.crt"), &sha256(b"A")));
+    t.end_round("a", vec![end("/o/a.crt", b"A2")]);
+    assert!(t.still_current(Path::new("/o/a.crt"), &sha256(b"A2")));
+    assert!(!t.still_current(Path::new("/o/a.crt"), &sha256(b"A")));
+    assert!(t.candidates(Path::new("/elsewhere/x")).is_empty());
+}
+
+#[test]
+fn a_round_that_verified_nothing_releases_the_instance() {
+    let mut t = Table::new(&two());
+    t.end_round("a", vec![end("/o/a.crt", b"A")]);
+    t.begin_round("a");
+    t.end_round("a", vec![]);
+    assert!(t.all().is_empty());
+    // What was last seen stays, for the next look.
+    assert!(t.row(Path::new("/o/a.crt")).unwrap().seen.is_some());
+}
+
+#[test]
+fn a_new_config_drops_outputs_no_longer_configured() {
+    let mut t = Table::new(&two());
+    t.end_round("a", vec![end("/o/a.crt", b"A")]);
+    t.end_round("b", vec![end("/o/b.crt", b"B")]);
+    t.set_config(&config(
+        "[[instances]]\nid = \"a\"\ninternational = \"/o/a.crt\"\nmode = \"0600\"\n[[instances]]\nid = \"c\"\ninternational = \"/o/b.crt\"\n",
+    ));
+    let all = t.all();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].path, PathBuf::from("/o/a.crt"));
+    assert_eq!(all[0].perms.mode, Some(0o600), "the new config's mode");
+    let b = t.row(Path::new("/o/b.crt")).unwrap();
+    assert_eq!(
+        (b.instance_id.as_str(), &b.verified, &b.seen),
+        ("c", &None, &None)
+    );
+}
+
+#[test]
+fn a_restore_writes_with_the_configured_or_last_seen_mode_and_owner() {
+    let mut r = row("/o/a.crt");
+    assert_eq!(r.restore_perms(), Perms::default());
+    r.owner = Some(Owner {
+        mode: 0o6777,
+        uid: 7,
+        gid: 8,
+    });
+    let p = r.restore_perms();
+    assert_eq!((p.mode, p.uid, p.gid), (Some(0o775), Some(7), Some(8)));
+    r.perms.mode = Some(0o600);
+    assert_eq!(r.restore_perms().mode, Some(0o600));
+}
+
+#[test]
+fn an_observation_older_than_what_the_table_learnt_is_not_recorded() {
+    let mut t = Table::new(&two());
+    let a = Path::new("/o/a.crt");
+    t.saw(a, None, Observation::Missing);
+    assert_eq!(t.row(a).unwrap().seen, Some(Observation::Missing));
+    t.wrote(a, Some(certs(1)));
+    t.saw(a, Some(&Observation::Missing), Observation::Link);
+    assert_eq!(t.row(a).unwrap().seen, Some(certs(1)));
+}
+
+#[test]
+fn an_assessment_reads_only_the_files_that_changed() {
+    let d = tempfile::tempdir().unwrap();
+    let a = d.path().join("a.crt");
+    let b = d.path().join("b.crt");
+    let outputs = Outputs::new(&config(&format!(
+        "[[instances]]\nid = \"a\"\ninternational = \"{}\"\nnational = \"{}\"\n",
+        a.display(),
+        b.display()
+    )));
+    std::fs::write(&a, CERT_A).unwrap();
+    let (rows, v) = outputs.assess(1_795_000_000);
+    assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+    assert!(v.problems[0].contains("b.crt is missing"));
+    assert_eq!(rows.len(), 2);
+    assert_eq!((reads_of(&a), reads_of(&b)), (1, 0));
+    std::fs::write(&b, CERT_A).unwrap();
+    let (_, v) = outputs.assess(1_795_000_000);
+    assert!(v.ready(), "{:?}", v.problems);
+    assert_eq!((reads_of(&a), reads_of(&b)), (1, 1));
+}
