@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 
 use crate::config::DEFAULT_PATH;
+pub use crate::logging::LogFormat;
 
 /// Keeps the TLS CA certificates of Huawei Cloud DDS instances current on disk.
 ///
@@ -72,15 +73,6 @@ fn after_help() -> String {
     text.push('\n');
     text.push_str(LOGGING);
     text
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable key=value lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -72,7 +72,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
 use crate::backoff::{Backoff, Jitter};
-use crate::certcheck::{Sha256Digest, hex};
+use crate::certcheck::hex;
 use crate::config::{Auth, Config, Instance, ReloadSignal, SecretSource};
 use crate::ledger::{self, Ledger, Owed};
 use crate::readfile::{self, Links};
@@ -89,13 +89,8 @@ pub const PIDFILE_LIMIT: u64 = 64;
 /// The prefix of the official SDKs' variables, never passed to a hook.
 const SDK_ENV_PREFIX: &str = "HUAWEICLOUD_SDK_";
 
-/// One changed file, for the hook's environment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChangedFile {
-    pub path: PathBuf,
-    pub old: Option<Sha256Digest>,
-    pub new: Sha256Digest,
-}
+/// One changed file, for the hook's environment (recorded by the ledger).
+pub use crate::ledger::ChangedFile;
 
 /// What a hook is told.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -34,9 +34,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::certcheck::{Sha256Digest, hex};
 use crate::config::{Instance, Perms};
-use crate::hooks::ChangedFile;
 use crate::output;
 use crate::readfile::{self, Links};
+
+/// One changed file: what the ledger records and the hook is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedFile {
+    pub path: PathBuf,
+    pub old: Option<Sha256Digest>,
+    pub new: Sha256Digest,
+}
 
 /// The prefix of ledger file names.
 const PREFIX: &str = "hook-owed-";

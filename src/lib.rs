@@ -70,7 +70,18 @@ pub async fn run(cli: Cli) -> Result<Outcome, Error> {
         return Ok(Outcome::Ok);
     }
     let delivery = hooks::Delivery::new(&config);
-    let syncer = Arc::new(Syncer::new(&config, cli.dry_run, Arc::new(delivery))?);
+    // Only the daemon serves metrics: `--once` counts its API requests nowhere.
+    let observer = if cli.once {
+        cloud::ApiObserver::default()
+    } else {
+        daemon::api_observer()
+    };
+    let syncer = Arc::new(Syncer::new(
+        &config,
+        cli.dry_run,
+        Arc::new(delivery),
+        observer,
+    )?);
     if !cli.dry_run {
         let n = syncer.delivery.ledger().clean_stale_temps();
         if n > 0 {

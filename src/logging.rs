@@ -14,8 +14,9 @@
 //! queue is full because nobody reads the pipe (a stuck log shipper, a full
 //! pipe), the line is dropped and counted, so a stalled log sink can stop
 //! neither the sync, nor `--deadline`, nor SIGTERM. The count is logged once
-//! lines get through again, and exported as
-//! `dds_certsync_log_lines_dropped_total`. [`flush`] gives the queue a
+//! lines get through again, and kept in total ([`lines_dropped`]), which
+//! the daemon exports as `dds_certsync_log_lines_dropped_total`. [`flush`]
+//! gives the queue a
 //! bounded time to drain before the process exits.
 //!
 //! Panics are reported the same way: [`init`] replaces the default panic
@@ -43,10 +44,26 @@ use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::fmt::format::Writer;
 
-use crate::cli::LogFormat;
-
 /// Lines waiting for stderr, at most; more are dropped and counted.
 pub const QUEUE_LINES: usize = 1024;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable key=value lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Log lines dropped since the start.
+static DROPPED_TOTAL: AtomicU64 = AtomicU64::new(0);
+
+/// How many log lines were dropped since the start because stderr could not
+/// take them.
+pub fn lines_dropped() -> u64 {
+    DROPPED_TOTAL.load(Ordering::Relaxed)
+}
 
 /// Installs the global subscriber. The default level is `info`.
 pub fn init(format: LogFormat) {
@@ -229,7 +246,7 @@ fn enqueue(line: Vec<u8>) {
         Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
             q.queued.fetch_sub(1, Ordering::AcqRel);
             q.dropped.fetch_add(1, Ordering::Relaxed);
-            crate::metrics::global().log_line_dropped();
+            DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

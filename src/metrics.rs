@@ -26,8 +26,14 @@
 //! that Prometheus renames a scraped `instance` label to `exported_instance`
 //! unless the scrape job sets `honor_labels: true`.
 //!
-//! The registry is global ([`global`]) so that the cloud client can count its
-//! requests without being handed a handle; tests use their own [`Metrics`].
+//! The metrics take plain values (an instance ID, a category, a
+//! [`Reason`], a [`HookResult`], an HTTP status): what a round's report means
+//! for them is the daemon's to say, and the cloud client reports its HTTP
+//! statuses to an observer the daemon gives it. No module below the daemon
+//! imports this one, so `--once` counts into no registry.
+//!
+//! The registry is global ([`global`]), used by the daemon and its server;
+//! tests use their own [`Metrics`].
 
 use std::sync::OnceLock;
 
@@ -38,15 +44,33 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::config::{Category, Instance};
-use crate::hooks::HookError;
-use crate::sync::{FileOutcome, Report};
+use crate::reason::Reason;
 
 /// Every `reason` of `sync_errors_total`: the labels of
 /// [`crate::reason::Reason`].
 pub const SYNC_ERROR_REASONS: &[&str] = &crate::reason::LABELS;
 
-/// Every `result` of `hook_runs_total`.
-pub const HOOK_RESULTS: &[&str] = &["ok", "failed", "timeout"];
+/// How a hook run ended: the `result` label of `hook_runs_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookResult {
+    Ok,
+    Failed,
+    TimedOut,
+}
+
+impl HookResult {
+    /// Every result, in the order they are exported.
+    pub const ALL: [HookResult; 3] = [HookResult::Ok, HookResult::Failed, HookResult::TimedOut];
+
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            HookResult::Ok => "ok",
+            HookResult::Failed => "failed",
+            HookResult::TimedOut => "timeout",
+        }
+    }
+}
 
 /// The content type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -195,9 +219,9 @@ impl Metrics {
     /// Exports the counters of a configured instance at 0 (those that exist
     /// already keep their value).
     pub fn declare_instance(&self, inst: &Instance) {
-        for reason in SYNC_ERROR_REASONS {
+        for reason in Reason::ALL {
             self.sync_errors
-                .get_or_create_owned(&reason_labels(&inst.id, reason));
+                .get_or_create_owned(&reason_labels(&inst.id, reason.as_str()));
         }
         for out in &inst.outputs {
             self.cert_changes
@@ -206,54 +230,46 @@ impl Metrics {
                 .get_or_create_owned(&file(&inst.id, out.category));
         }
         if inst.has_hook() {
-            for result in HOOK_RESULTS {
+            for result in HookResult::ALL {
                 self.hook_runs.get_or_create_owned(&ResultLabels {
                     instance: inst.id.clone(),
-                    result: result.to_string(),
+                    result: result.as_str().to_string(),
                 });
             }
         }
     }
 
-    /// Records what a round did. `now` is the Unix time the round ended.
-    pub fn record_round(&self, instance: &str, report: &Report, now: i64) {
-        if report.ok() {
-            self.last_success
-                .get_or_create(&InstanceLabels {
-                    instance: instance.to_string(),
-                })
-                .set(now);
-        }
-        for f in &report.failures {
-            self.sync_errors
-                .get_or_create(&reason_labels(instance, f.reason.as_str()))
-                .inc();
-        }
-        if let Some(Err(_)) = &report.hook {
-            self.sync_errors
-                .get_or_create(&reason_labels(instance, "hook"))
-                .inc();
-        }
-        for f in &report.files {
-            if matches!(f.outcome, FileOutcome::Replaced { .. }) {
-                self.cert_changes
-                    .get_or_create(&file(instance, f.category))
-                    .inc();
-            }
-        }
-        if let Some(hook) = &report.hook {
-            let result = match hook {
-                Ok(()) => "ok",
-                Err(HookError::TimedOut { .. }) => "timeout",
-                Err(_) => "failed",
-            };
-            self.hook_runs
-                .get_or_create(&ResultLabels {
-                    instance: instance.to_string(),
-                    result: result.to_string(),
-                })
-                .inc();
-        }
+    /// Records the end of a fully successful round, at Unix time `now`.
+    pub fn round_succeeded(&self, instance: &str, now: i64) {
+        self.last_success
+            .get_or_create(&InstanceLabels {
+                instance: instance.to_string(),
+            })
+            .set(now);
+    }
+
+    /// Counts a failure of a round.
+    pub fn sync_error(&self, instance: &str, reason: Reason) {
+        self.sync_errors
+            .get_or_create(&reason_labels(instance, reason.as_str()))
+            .inc();
+    }
+
+    /// Counts an output replaced with a new certificate.
+    pub fn cert_changed(&self, instance: &str, category: Category) {
+        self.cert_changes
+            .get_or_create(&file(instance, category))
+            .inc();
+    }
+
+    /// Counts a hook run.
+    pub fn hook_run(&self, instance: &str, result: HookResult) {
+        self.hook_runs
+            .get_or_create(&ResultLabels {
+                instance: instance.to_string(),
+                result: result.as_str().to_string(),
+            })
+            .inc();
     }
 
     /// Sets what is known of a file on disk: its earliest notAfter (`None`:
@@ -281,9 +297,13 @@ impl Metrics {
         }
     }
 
-    /// Counts a log line that stderr could not take.
-    pub fn log_line_dropped(&self) {
-        self.log_lines_dropped.inc();
+    /// Brings `log_lines_dropped_total` up to `total`, the count of log
+    /// lines stderr could not take since the start (kept by
+    /// [`crate::logging::lines_dropped`]). It never goes down.
+    pub fn log_lines_dropped(&self, total: u64) {
+        self.log_lines_dropped
+            .inner()
+            .fetch_max(total, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Counts a restored output.
@@ -309,188 +329,12 @@ pub fn global() -> &'static Metrics {
     GLOBAL.get_or_init(Metrics::new)
 }
 
-/// Counts one DDS API request in the global registry.
-pub fn api_request(status: Option<u16>) {
-    global().api_request(status);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::{Failure, FileReport};
-    use std::path::PathBuf;
 
     fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
         text.lines().find(|l| l.starts_with(prefix))
-    }
-
-    #[test]
-    fn a_round_is_recorded_under_the_prefixed_names() {
-        let m = Metrics::new();
-        let report = Report {
-            files: vec![FileReport {
-                category: Category::National,
-                path: PathBuf::from("/x"),
-                outcome: FileOutcome::Replaced {
-                    old: None,
-                    new: [0; 32],
-                },
-                pem: None,
-            }],
-            hook: Some(Ok(())),
-            ..Report::default()
-        };
-        m.record_round("i-1", &report, 1_700_000_000);
-        m.api_request(Some(200));
-        m.api_request(None);
-        m.set_file("i-1", Category::National, Some(2_000_000_000), true);
-        let t = m.encode();
-        assert!(
-            line(
-                &t,
-                "dds_certsync_last_success_timestamp_seconds{instance=\"i-1\"} 1700000000"
-            )
-            .is_some(),
-            "{t}"
-        );
-        assert!(
-            line(
-                &t,
-                "dds_certsync_cert_changes_total{instance=\"i-1\",category=\"national\"} 1"
-            )
-            .is_some(),
-            "{t}"
-        );
-        assert!(
-            line(
-                &t,
-                "dds_certsync_hook_runs_total{instance=\"i-1\",result=\"ok\"} 1"
-            )
-            .is_some(),
-            "{t}"
-        );
-        assert!(
-            line(&t, "dds_certsync_api_requests_total{code=\"200\"} 1").is_some(),
-            "{t}"
-        );
-        assert!(
-            line(&t, "dds_certsync_api_requests_total{code=\"error\"} 1").is_some(),
-            "{t}"
-        );
-        assert!(line(&t, "dds_certsync_cert_not_after_timestamp_seconds{instance=\"i-1\",category=\"national\"} 2000000000").is_some(), "{t}");
-        assert!(
-            line(
-                &t,
-                "dds_certsync_cert_expiring{instance=\"i-1\",category=\"national\"} 1"
-            )
-            .is_some(),
-            "{t}"
-        );
-        assert!(t.contains("# TYPE dds_certsync_hook_runs counter"), "{t}");
-        assert!(t.trim_end().ends_with("# EOF"), "{t}");
-    }
-
-    #[test]
-    fn failures_count_by_reason_and_no_success_time_is_set() {
-        let m = Metrics::new();
-        let report = Report {
-            failures: vec![Failure {
-                reason: crate::reason::Reason::ApiThrottled,
-                message: "x".into(),
-            }],
-            hook: Some(Err(HookError::TimedOut {
-                program: "p".into(),
-                timeout: std::time::Duration::from_secs(1),
-            })),
-            ..Report::default()
-        };
-        m.record_round("i-2", &report, 5);
-        m.record_round("i-2", &report, 6);
-        let t = m.encode();
-        assert!(
-            line(
-                &t,
-                "dds_certsync_sync_errors_total{instance=\"i-2\",reason=\"api_throttled\"} 2"
-            )
-            .is_some(),
-            "{t}"
-        );
-        assert!(
-            line(
-                &t,
-                "dds_certsync_hook_runs_total{instance=\"i-2\",result=\"timeout\"} 2"
-            )
-            .is_some(),
-            "{t}"
-        );
-        assert!(
-            line(&t, "dds_certsync_last_success_timestamp_seconds{").is_none(),
-            "{t}"
-        );
-    }
-
-    #[test]
-    fn a_declared_instance_has_every_counter_at_zero_and_a_failed_hook_is_a_sync_error() {
-        let m = Metrics::new();
-        let cfg = crate::config::validate(
-            crate::config::parse(
-                "[cloud]\nregion = \"cn-north-4\"\nproject_id = \"p\"\n[auth]\nmethod = \"token\"\ntoken = \"t\"\n\
-                 [[instances]]\nid = \"i-1\"\ninternational = \"/x/a.crt\"\non_change = [\"/bin/true\"]\n\
-                 [[instances]]\nid = \"i-2\"\nnational = \"/x/b.crt\"\n",
-            )
-            .unwrap(),
-            std::path::Path::new("/"),
-        )
-        .unwrap();
-        for i in &cfg.instances {
-            m.declare_instance(i);
-        }
-        let t = m.encode();
-        for id in ["i-1", "i-2"] {
-            for reason in SYNC_ERROR_REASONS {
-                let series = format!(
-                    "dds_certsync_sync_errors_total{{instance=\"{id}\",reason=\"{reason}\"}} 0"
-                );
-                assert!(line(&t, &series).is_some(), "{series}\n{t}");
-            }
-        }
-        for series in [
-            "dds_certsync_cert_changes_total{instance=\"i-1\",category=\"international\"} 0",
-            "dds_certsync_restores_total{instance=\"i-2\",category=\"national\"} 0",
-            "dds_certsync_hook_runs_total{instance=\"i-1\",result=\"timeout\"} 0",
-        ] {
-            assert!(line(&t, series).is_some(), "{series}\n{t}");
-        }
-        // Only configured categories, and hook results only with a hook.
-        assert!(!t.contains("instance=\"i-1\",category=\"national\""), "{t}");
-        assert!(!t.contains("hook_runs_total{instance=\"i-2\""), "{t}");
-
-        let report = Report {
-            hook: Some(Err(HookError::Spawn {
-                program: "p".into(),
-                reason: "gone".into(),
-            })),
-            ..Report::default()
-        };
-        m.record_round("i-1", &report, 5);
-        m.declare_instance(&cfg.instances[0]);
-        let t = m.encode();
-        assert!(
-            line(
-                &t,
-                "dds_certsync_sync_errors_total{instance=\"i-1\",reason=\"hook\"} 1"
-            )
-            .is_some(),
-            "{t}"
-        );
-        assert!(
-            line(
-                &t,
-                "dds_certsync_hook_runs_total{instance=\"i-1\",result=\"failed\"} 1"
-            )
-            .is_some(),
-            "{t}"
-        );
     }
 
     #[test]
@@ -523,7 +367,7 @@ mod tests {
     fn forgetting_an_instance_drops_its_gauges() {
         let m = Metrics::new();
         m.set_file("gone", Category::International, Some(10), false);
-        m.record_round("gone", &Report::default(), 7);
+        m.round_succeeded("gone", 7);
         m.forget_instance("gone");
         let t = m.encode();
         assert!(!t.contains("instance=\"gone\""), "{t}");
@@ -535,5 +379,17 @@ mod tests {
         m.set_file("a\"b\\c\nd", Category::International, Some(1), false);
         let t = m.encode();
         assert!(t.contains(r#"instance="a\"b\\c\nd""#), "{t}");
+    }
+
+    #[test]
+    fn dropped_log_lines_follow_the_total_and_never_go_down() {
+        let m = Metrics::new();
+        m.log_lines_dropped(3);
+        m.log_lines_dropped(2);
+        let t = m.encode();
+        assert!(
+            line(&t, "dds_certsync_log_lines_dropped_total 3").is_some(),
+            "{t}"
+        );
     }
 }

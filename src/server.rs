@@ -189,6 +189,7 @@ async fn handle<B>(req: Request<B>, assessor: &Assessor) -> Response<Full<Bytes>
         }
         Route::Metrics => {
             let _ = assessor.verdict().await;
+            metrics::global().log_lines_dropped(crate::logging::lines_dropped());
             let body = metrics::global().encode();
             respond(StatusCode::OK, metrics::CONTENT_TYPE, body)
         }

@@ -209,13 +209,14 @@ pub struct Syncer {
 }
 
 impl Syncer {
-    /// Builds the API client for `config` (TLS roots, credentials, timeout).
-    /// Blocking: it reads `cloud.ca_file` (once, for every client) and the
-    /// system's roots.
+    /// Builds the API client for `config` (TLS roots, credentials, timeout),
+    /// telling `observer` of every API answer. Blocking: it reads
+    /// `cloud.ca_file` (once, for every client) and the system's roots.
     pub fn new(
         config: &Config,
         dry_run: bool,
         delivery: Arc<Delivery>,
+        observer: cloud::ApiObserver,
     ) -> Result<Syncer, cloud::BuildError> {
         let roots = cloud::configured_roots(&config.cloud)?;
         let credentials = cloud::auth::Credentials::with_roots(&config.auth, Ok(roots.clone()));
@@ -226,7 +227,8 @@ impl Syncer {
                 credentials,
                 config.sync.timeout,
                 config.sync.concurrency,
-            )?,
+            )?
+            .observed_by(observer),
             dry_run,
             delivery,
         })

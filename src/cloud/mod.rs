@@ -13,7 +13,9 @@
 //! [`api`]; every failure becomes an [`ApiError`] or [`DownloadError`] whose
 //! text names what happened without echoing a secret or a pre-signed URL:
 //! texts from the network are scrubbed of every live secret
-//! ([`scrub::Scrubber`], fed by [`auth::Credentials::scrubber`]).
+//! ([`scrub::Scrubber`], fed by [`auth::Credentials::scrubber`]). The HTTP
+//! status of every API answer goes to the [`ApiObserver`] the client was
+//! given (the daemon's metrics), never to a global.
 
 pub mod api;
 pub mod auth;
@@ -26,6 +28,7 @@ pub mod scrub;
 pub mod signer;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -82,12 +85,41 @@ impl DownloadError {
     }
 }
 
+/// Told of every DDS API request: the HTTP status of its answer, or `None`
+/// when no answer came. The daemon counts them in its metrics; `--once`
+/// gives none.
+#[derive(Clone, Default)]
+pub struct ApiObserver(Option<Arc<dyn Fn(Option<u16>) + Send + Sync>>);
+
+impl ApiObserver {
+    pub fn new(f: impl Fn(Option<u16>) + Send + Sync + 'static) -> Self {
+        ApiObserver(Some(Arc::new(f)))
+    }
+
+    fn saw(&self, status: Option<u16>) {
+        if let Some(f) = &self.0 {
+            f(status);
+        }
+    }
+}
+
+impl std::fmt::Debug for ApiObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "ApiObserver(set)"
+        } else {
+            "ApiObserver(none)"
+        })
+    }
+}
+
 /// The DDS client.
 #[derive(Debug)]
 pub struct Client {
     http: reqwest::Client,
     endpoint: String,
     credentials: auth::Credentials,
+    observer: ApiObserver,
 }
 
 impl Client {
@@ -134,7 +166,18 @@ impl Client {
             http,
             endpoint: cloud.endpoint.clone(),
             credentials,
+            observer: ApiObserver::default(),
         })
+    }
+
+    /// The client, telling `observer` of every API request's answer.
+    pub fn observed_by(self, observer: ApiObserver) -> Client {
+        Client { observer, ..self }
+    }
+
+    /// Who is told of the API requests' answers.
+    pub fn observer(&self) -> &ApiObserver {
+        &self.observer
     }
 
     /// The credentials in use.
@@ -181,7 +224,8 @@ impl Client {
                 .await
                 .map_err(auth_error)?;
             let resp = self.http.execute(req).await;
-            crate::metrics::api_request(resp.as_ref().ok().map(|r| r.status().as_u16()));
+            self.observer
+                .saw(resp.as_ref().ok().map(|r| r.status().as_u16()));
             let resp = resp.map_err(request_error)?;
             let status = resp.status();
             let request_id = header_string(&resp, "x-request-id");

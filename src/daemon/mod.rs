@@ -36,6 +36,7 @@ mod restore;
 mod round;
 mod sources;
 mod state;
+mod tally;
 #[cfg(test)]
 mod tests;
 mod transaction;
@@ -74,6 +75,12 @@ pub(crate) const SWEEP: Duration = Duration::from_secs(30);
 /// How long a reload may take to build the new API client (it reads
 /// `cloud.ca_file` and the system's CA roots) before it is refused.
 pub(crate) const CLIENT_BUILD_LIMIT: Duration = Duration::from_secs(20);
+
+/// What the daemon's API client reports to: its metrics. (`--once` counts
+/// into no registry: it gives its client none.)
+pub fn api_observer() -> crate::cloud::ApiObserver {
+    crate::cloud::ApiObserver::new(|status| metrics::global().api_request(status))
+}
 
 /// Runs until SIGTERM or SIGINT. Fails only at start, when `server.listen`
 /// cannot be bound. `config_bytes` are the bytes `config` was parsed from:

@@ -55,7 +55,7 @@ pub(super) fn round_fn(daemon: Arc<Daemon>) -> RoundFn {
 /// Everything that follows a round: metrics, expiry warning, the healer,
 /// systemd status and readiness.
 async fn after_round(daemon: &Arc<Daemon>, inst: &Instance, report: &Report) {
-    metrics::global().record_round(&inst.id, report, health::unix_now());
+    super::tally::record_round(metrics::global(), &inst.id, report, health::unix_now());
     let keys = daemon.current().keys();
     // READY=1 is considered once every instance has had a round; from then
     // on until it is sent, each round checks every file.

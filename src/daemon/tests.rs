@@ -199,7 +199,7 @@ where
         .await
         .unwrap();
     let delivery = Arc::new(Delivery::new(&config));
-    let syncer = Arc::new(Syncer::new(&config, false, delivery).unwrap());
+    let syncer = Arc::new(Syncer::new(&config, false, delivery, Default::default()).unwrap());
     let (notes_tx, notes) = mpsc::unbounded_channel();
     let (rounds_tx, rounds) = mpsc::unbounded_channel();
     let script = Arc::new(script);
@@ -393,7 +393,7 @@ async fn generation(dir: &Path, text: &str, delivery: Option<Arc<Delivery>>) -> 
     std::fs::write(&path, text).unwrap();
     let config = crate::config::load_async(path).await.unwrap().config;
     let delivery = delivery.unwrap_or_else(|| Arc::new(Delivery::new(&config)));
-    let syncer = Arc::new(Syncer::new(&config, false, delivery).unwrap());
+    let syncer = Arc::new(Syncer::new(&config, false, delivery, Default::default()).unwrap());
     Generation::new(config, syncer)
 }
 

@@ -76,14 +76,17 @@ pub(super) async fn prepare(
     }))
 }
 
-/// A new client for `new`; the hook delivery carries over. Reading
+/// A new client for `new`; the hook delivery and the API observer carry
+/// over. Reading
 /// `ca_file` and the system's roots is file I/O: on the blocking pool, and
 /// bounded, so that neither the endpoints nor the rounds wait on a stalled
 /// file.
 async fn build_syncer(current: &Generation, new: &Config) -> Result<Arc<Syncer>, String> {
     let delivery = Arc::clone(&current.syncer.delivery);
+    let observer = current.syncer.client.observer().clone();
     let (config, dry_run) = (new.clone(), current.syncer.dry_run);
-    let build = tokio::task::spawn_blocking(move || Syncer::new(&config, dry_run, delivery));
+    let build =
+        tokio::task::spawn_blocking(move || Syncer::new(&config, dry_run, delivery, observer));
     match tokio::time::timeout(CLIENT_BUILD_LIMIT, build).await {
         Ok(Ok(Ok(s))) => Ok(Arc::new(s)),
         Ok(Ok(Err(e))) => Err(e.to_string()),

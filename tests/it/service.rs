@@ -319,6 +319,38 @@ fn endpoints_and_every_metric() {
     assert_eq!(get(port, "/healthz").0, 200);
 }
 
+/// The API client reports its answers to the daemon's metrics; a reload
+/// that builds a new client (here: a new `sync.timeout`) keeps reporting.
+#[test]
+fn api_answers_are_counted_by_a_client_a_reload_rebuilt() {
+    let mut env = Env::new();
+    env.instance("inst-a");
+    env.sync.push_str("interval = \"1h\"\n");
+    env.instances.push(ANY_PORT.into());
+    let d = env.daemon(&[]);
+    let port = d.listen_addr(1).port();
+    let ok = "dds_certsync_api_requests_total{code=\"200\"}";
+    assert!(
+        wait_until(LIMIT, || metric(&get(port, "/metrics").1, ok) == Some(1.0)),
+        "{}\n{}",
+        get(port, "/metrics").1,
+        d.log()
+    );
+
+    env.sync.push_str("timeout = \"6s\"\n");
+    let tmp = env.path("config.toml.new");
+    fs::write(&tmp, env.config_text()).unwrap();
+    fs::rename(&tmp, env.path("config.toml")).unwrap();
+    d.wait_log("config reloaded", 1, PROMPT);
+    assert!(
+        wait_until(LIMIT, || metric(&get(port, "/metrics").1, ok) == Some(2.0)),
+        "{}\n{}",
+        get(port, "/metrics").1,
+        d.log()
+    );
+    assert_eq!(api_calls(&env, "inst-a"), 2);
+}
+
 #[test]
 fn an_instance_added_by_renaming_the_config_is_synced_before_the_sweep() {
     let mut env = Env::new();
