@@ -108,13 +108,14 @@ fn random_serial() -> Vec<u8> {
 
 /// Creates a fresh stand-in CA and a server certificate it signed.
 pub(crate) fn tls_identity() -> Result<TlsIdentity, CertError> {
-    ca_and_server("dds-standin TLS CA", "localhost")
+    ca_and_server("dds-standin TLS CA", "localhost", false)
 }
 
 /// A fresh CA (ECDSA P-256, valid from an hour ago for two years) and a
 /// server certificate it issued for `localhost`, `127.0.0.1` and `::1`
-/// (valid for a year). The chain presented is the leaf, then the CA.
-fn ca_and_server(ca_cn: &str, leaf_cn: &str) -> Result<TlsIdentity, CertError> {
+/// (valid for a year; with `leaf_expired`, until yesterday). The chain
+/// presented is the leaf, then the CA.
+fn ca_and_server(ca_cn: &str, leaf_cn: &str, leaf_expired: bool) -> Result<TlsIdentity, CertError> {
     let now = OffsetDateTime::now_utc();
     let ca_key = KeyPair::generate()?;
     let ca_params = ca_params(
@@ -132,8 +133,13 @@ fn ca_and_server(ca_cn: &str, leaf_cn: &str) -> Result<TlsIdentity, CertError> {
     leaf.subject_alt_names
         .push(SanType::IpAddress(std::net::Ipv6Addr::LOCALHOST.into()));
     leaf.distinguished_name = name(leaf_cn);
-    leaf.not_before = now - Duration::hours(1);
-    leaf.not_after = now + Duration::days(365);
+    if leaf_expired {
+        leaf.not_before = now - Duration::days(365);
+        leaf.not_after = now - Duration::days(1);
+    } else {
+        leaf.not_before = now - Duration::hours(1);
+        leaf.not_after = now + Duration::days(365);
+    }
     leaf.serial_number = Some(random_serial().into());
     let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
 
@@ -161,6 +167,7 @@ pub(crate) fn international_ca(instance: &str, generation: u32) -> Result<TlsIde
     let mut identity = ca_and_server(
         &international_cn(instance, generation),
         &format!("DDS Stand-in node {instance} gen {generation}"),
+        false,
     )?;
     identity.chain.truncate(1);
     Ok(identity)
@@ -293,6 +300,18 @@ fn base64_encode(input: &[u8]) -> String {
         }
     }
     out
+}
+
+/// A fresh CA and a server certificate it issued, both as PEM: `(ca, leaf)`.
+/// The CA is named `ca_cn`; the leaf names `localhost`, `127.0.0.1` and `::1`
+/// and is valid for a year, or with `leaf_expired` expired since yesterday.
+///
+/// # Panics
+/// Only if the system RNG or the `ring` signer fails.
+pub fn ca_and_server_pem(ca_cn: &str, leaf_expired: bool) -> (String, String) {
+    let identity = ca_and_server(ca_cn, &format!("{ca_cn} server"), leaf_expired)
+        .unwrap_or_else(|e| panic!("dds-standin: {e}"));
+    (identity.ca_pem, to_pem("CERTIFICATE", &identity.chain[0]))
 }
 
 /// A syntactically valid X.509 CA certificate whose `notAfter` has passed
