@@ -510,6 +510,7 @@ mod tests {
             hook_timeout: std::time::Duration::from_secs(1),
             reload_signal: None,
             allow_non_ca: false,
+            probe: None,
         };
         // No record: nothing owed. A good record: returned as is.
         assert_eq!(l.load_or_rebuild(&inst).unwrap(), None);

@@ -20,6 +20,7 @@ pub mod once;
 pub mod output;
 pub mod outputs;
 pub mod plan;
+pub mod probe;
 pub mod readfile;
 pub mod reason;
 pub mod reload;

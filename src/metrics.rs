@@ -14,6 +14,7 @@
 //! | `api_requests_total` | code | DDS API answers by HTTP status (`error`: no answer) |
 //! | `restores_total` | instance, category | outputs restored after being deleted or changed |
 //! | `log_lines_dropped_total` | | log lines dropped because stderr was not being read |
+//! | `probe_ok` | instance, address | 1 when the last probe's chain verified against the file on disk, 0 when it did not or the address could not be reached |
 //!
 //! Every counter of a configured instance exists from the first scrape, at 0
 //! ([`Metrics::declare_instance`]): `sync_errors_total` for each of
@@ -99,6 +100,12 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeLabels {
+    instance: String,
+    address: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabels {
     code: String,
 }
@@ -116,6 +123,7 @@ pub struct Metrics {
     api_requests: Family<CodeLabels, Counter>,
     restores: Family<FileLabels, Counter>,
     log_lines_dropped: Counter,
+    probe_ok: Family<ProbeLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -128,6 +136,13 @@ fn file(instance: &str, category: Category) -> FileLabels {
     FileLabels {
         instance: instance.to_string(),
         category: category.as_str().to_string(),
+    }
+}
+
+fn probe_labels(instance: &str, address: &str) -> ProbeLabels {
+    ProbeLabels {
+        instance: instance.to_string(),
+        address: address.to_string(),
     }
 }
 
@@ -153,6 +168,7 @@ impl Metrics {
             api_requests: Family::default(),
             restores: Family::default(),
             log_lines_dropped: Counter::default(),
+            probe_ok: Family::default(),
         };
         registry.register(
             "cert_not_after_timestamp_seconds",
@@ -198,6 +214,11 @@ impl Metrics {
             "log_lines_dropped",
             "Log lines dropped because stderr was not being read",
             m.log_lines_dropped.clone(),
+        );
+        registry.register(
+            "probe_ok",
+            "1 when the last probe of the address found a server chain that verifies against the international file on disk, else 0",
+            m.probe_ok.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -307,6 +328,18 @@ impl Metrics {
     }
 
     /// Counts a restored output.
+    /// The result of the last probe of `address` for `instance`.
+    pub fn set_probe(&self, instance: &str, address: &str, ok: bool) {
+        self.probe_ok
+            .get_or_create(&probe_labels(instance, address))
+            .set(i64::from(ok));
+    }
+
+    /// `address` is no longer probed for `instance`.
+    pub fn forget_probe(&self, instance: &str, address: &str) {
+        self.probe_ok.remove(&probe_labels(instance, address));
+    }
+
     pub fn restored(&self, instance: &str, category: Category) {
         self.restores.get_or_create(&file(instance, category)).inc();
     }

@@ -9,7 +9,9 @@
 //!   after which every instance syncs at once;
 //! * timing (`interval`, `jitter`, `max_backoff`, `concurrency`) applies from
 //!   each instance's next round;
-//! * a new `server.listen` rebinds the endpoints.
+//! * a new `server.listen` rebinds the endpoints;
+//! * `probe` and `probe_interval` only change what the probes check, and
+//!   when: no instance syncs for them.
 
 use crate::config::Config;
 
@@ -28,6 +30,9 @@ pub struct Changes {
     pub timing: bool,
     /// `server.listen` differs.
     pub server: bool,
+    /// `probe`, an instance's `probe_interval` or `sync.probe_interval`
+    /// differ (nothing syncs for that).
+    pub probe: bool,
     /// Anything else (e.g. `sync.expiry_warning`, `sync.state_dir`).
     pub other: bool,
 }
@@ -78,6 +83,9 @@ impl Changes {
         if self.server {
             parts.push("new server.listen".into());
         }
+        if self.probe {
+            parts.push("new probe settings".into());
+        }
         if self.other {
             parts.push("other settings".into());
         }
@@ -94,10 +102,20 @@ pub fn diff(old: &Config, new: &Config) -> Changes {
     let find = |c: &Config, id: &str| c.instances.iter().position(|i| i.id == id);
     let mut ch = Changes::default();
     for inst in &new.instances {
-        match find(old, &inst.id) {
-            None => ch.added.push(inst.id.clone()),
-            Some(i) if old.instances[i] != *inst => ch.changed.push(inst.id.clone()),
-            Some(_) => {}
+        let Some(i) = find(old, &inst.id) else {
+            ch.added.push(inst.id.clone());
+            continue;
+        };
+        let was = &old.instances[i];
+        if was.probe != inst.probe {
+            ch.probe = true;
+        }
+        let unprobed = |i: &crate::config::Instance| crate::config::Instance {
+            probe: None,
+            ..i.clone()
+        };
+        if unprobed(was) != unprobed(inst) {
+            ch.changed.push(inst.id.clone());
         }
     }
     for inst in &old.instances {
@@ -113,6 +131,7 @@ pub fn diff(old: &Config, new: &Config) -> Changes {
         || o.concurrency != n.concurrency;
     ch.server = old.server != new.server;
     ch.other = o.expiry_warning != n.expiry_warning || o.state_dir != n.state_dir;
+    ch.probe |= o.probe_interval != n.probe_interval;
     ch
 }
 
@@ -197,6 +216,33 @@ national = "/o/c.crt"
             &cfg(&BASE.replace("interval = \"1h\"", "interval = \"1h\"\ntimeout = \"9s\"")),
         );
         assert!(d.client && !d.timing);
+    }
+
+    #[test]
+    fn probe_settings_change_what_is_probed_and_sync_nothing() {
+        let probed = BASE.replace(
+            "international = \"/o/b.crt\"\n",
+            "international = \"/o/b.crt\"\nprobe = [\"10.0.0.1:8635\"]\n",
+        );
+        let d = diff(&cfg(BASE), &cfg(&probed));
+        assert!(d.probe && !d.is_empty(), "{d:?}");
+        assert!(d.changed.is_empty());
+        assert_eq!(d.sync_now(false), SyncNow::Some(vec![]));
+        assert_eq!(d.summary(), "new probe settings");
+
+        let other_port = probed.replace(":8635", ":8636");
+        assert!(diff(&cfg(&probed), &cfg(&other_port)).probe);
+        let slower = probed.replace(
+            "interval = \"1h\"",
+            "interval = \"1h\"\nprobe_interval = \"1m\"",
+        );
+        let d = diff(&cfg(&probed), &cfg(&slower));
+        assert!(d.probe && d.changed.is_empty() && !d.timing, "{d:?}");
+        // A probe change alongside a real one: that instance still syncs.
+        let both = other_port.replace("/o/b.crt", "/o/b2.crt");
+        let d = diff(&cfg(&probed), &cfg(&both));
+        assert!(d.probe);
+        assert_eq!(d.changed, vec!["b"]);
     }
 
     #[test]

@@ -104,6 +104,11 @@ pub enum Command {
     SetTiming(Timing, usize),
     /// Sync these instances now (their settings changed); unknown keys are ignored.
     SyncNow(Vec<String>),
+    /// Sync these instances soon: now, bypassing the timer, but not the
+    /// backoff or `Retry-After` of an instance whose last round failed
+    /// (a probe found the file does not match the server); unknown keys
+    /// are ignored.
+    SyncSoon(Vec<String>),
     /// Do nothing: a turn of the loop, so that [`Observer::tick`] proves it alive.
     Ping,
 }
@@ -157,6 +162,14 @@ impl Entry {
             self.again = true;
         } else {
             self.due = now;
+        }
+    }
+
+    /// As [`Entry::sync_now`], unless the last round failed: then the
+    /// backoff (or `Retry-After`) it set stands.
+    fn sync_soon(&mut self, now: Instant) {
+        if self.running || self.failures == 0 {
+            self.sync_now(now);
         }
     }
 }
@@ -274,6 +287,14 @@ pub async fn run(
                     for k in keys {
                         if let Some(e) = table.get_mut(&k) {
                             e.sync_now(now);
+                        }
+                    }
+                }
+                Some(Command::SyncSoon(keys)) => {
+                    let now = Instant::now();
+                    for k in keys {
+                        if let Some(e) = table.get_mut(&k) {
+                            e.sync_soon(now);
                         }
                     }
                 }
@@ -642,6 +663,43 @@ mod tests {
                 ("a".into(), 10),
                 ("b".into(), 0),
                 ("b".into(), 25)
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sync_soon_bypasses_the_timer_but_not_a_backoff_or_retry_after() {
+        let started: Starts = Arc::default();
+        let s = Arc::clone(&started);
+        let t0 = Instant::now();
+        let round: RoundFn = Arc::new(move |key: String| {
+            let s = Arc::clone(&s);
+            Box::pin(async move {
+                let first = !s.lock().unwrap().iter().any(|(k, _)| *k == key);
+                s.lock().unwrap().push((key.clone(), t0.elapsed().as_secs()));
+                if key == "bad" && first {
+                    fail(Some(40))
+                } else {
+                    ok()
+                }
+            })
+        });
+        let (tx, rx) = mpsc::channel(4);
+        let driver = async {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let keys = vec!["good".into(), "bad".into(), "x".into()];
+            tx.send(Command::SyncSoon(keys)).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(50)).await;
+        };
+        let sched = run_for(&["good", "bad"], 4, round, rx, Duration::from_secs(60));
+        tokio::join!(sched, driver);
+        assert_eq!(
+            sorted(&started),
+            vec![
+                ("bad".into(), 0),
+                ("bad".into(), 40),
+                ("good".into(), 0),
+                ("good".into(), 10)
             ]
         );
     }

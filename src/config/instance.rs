@@ -126,6 +126,8 @@ pub(super) fn validate_instance(
         hook_timeout,
         reload_signal,
         allow_non_ca: raw.allow_non_ca.unwrap_or(false),
+        // Needs `[sync]`'s default interval: filled in by `validate`.
+        probe: None,
     })
 }
 

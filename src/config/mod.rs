@@ -28,7 +28,8 @@
 //! The files, one step or one section each: `raw` (the raw form and
 //! [`parse`]), `types` (the validated form and its defaults), `validate`
 //! and `instance` (step 2), `auth` (the `[auth]` section and the SDKs'
-//! `auto` chain), `resolve` (step 3) and `load` (reading the file and
+//! `auto` chain), `probe` (`probe` and `probe_interval`), `resolve` (step 3)
+//! and `load` (reading the file and
 //! running the steps). Validation stays in one place: this module, and
 //! nothing outside it, decides what a config means.
 
@@ -38,6 +39,7 @@ use std::path::PathBuf;
 mod auth;
 mod instance;
 mod load;
+mod probe;
 mod raw;
 mod resolve;
 #[cfg(test)]
@@ -49,10 +51,12 @@ pub use auth::{
     AkSk, Auth, CredentialsFile, MetadataAuth, PasswordAuth, RawAuth, SdkEnv, SecretSource,
 };
 pub use load::{Loaded, load, load_async, load_from, read, read_async};
+pub use probe::parse_probe_addr;
 pub use raw::{Dur, NameOrId, RawCloud, RawConfig, RawInstance, RawServer, RawSync, parse};
 pub use resolve::resolve;
 pub use types::{
-    Category, Cloud, Config, Instance, Output, Perms, ReloadSignal, Server, SyncSettings,
+    Category, Cloud, Config, Instance, Output, Perms, Probe, ProbeAddr, ReloadSignal, Server,
+    SyncSettings,
 };
 pub use validate::{validate, validate_with_env};
 

@@ -49,6 +49,7 @@ pub struct RawSync {
     pub concurrency: Option<i64>,
     pub state_dir: Option<PathBuf>,
     pub expiry_warning: Option<Dur>,
+    pub probe_interval: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,6 +69,8 @@ pub struct RawInstance {
     pub pidfile: Option<PathBuf>,
     pub allow_non_ca: Option<bool>,
     pub reload_signal_any_owner: Option<bool>,
+    pub probe: Option<Vec<String>>,
+    pub probe_interval: Option<Dur>,
 }
 
 /// A user or group, by name or by number.

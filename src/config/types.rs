@@ -44,6 +44,9 @@ pub struct SyncSettings {
     pub state_dir: PathBuf,
     /// A certificate on disk expiring within this is warned about.
     pub expiry_warning: Duration,
+    /// How often an instance's `probe` addresses are checked, unless the
+    /// instance sets its own.
+    pub probe_interval: Duration,
 }
 
 /// The two certificate categories DDS offers.
@@ -88,6 +91,9 @@ pub struct Instance {
     pub reload_signal: Option<ReloadSignal>,
     /// Accept certificates whose basicConstraints say `CA:FALSE`.
     pub allow_non_ca: bool,
+    /// `probe`: the nodes whose server certificate is checked against the
+    /// `international` file on disk; `None` when not set.
+    pub probe: Option<Probe>,
 }
 
 impl Instance {
@@ -111,6 +117,34 @@ pub struct ReloadSignal {
     /// `reload_signal_any_owner`: signal the process even if its user is not
     /// the pidfile's owner.
     pub any_owner: bool,
+}
+
+/// `probe` and its interval, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// At least one, no two alike, in the config's order.
+    pub addresses: Vec<ProbeAddr>,
+    /// `probe_interval`: the instance's own, else `sync.probe_interval`.
+    pub interval: Duration,
+}
+
+/// One `probe` address: a host (a DNS name, an IPv4 or an IPv6 address)
+/// and a port. Displayed as written: `host:port`, an IPv6 address in
+/// brackets.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProbeAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for ProbeAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,3 +173,4 @@ pub(super) const DEFAULT_CONCURRENCY: usize = 8;
 pub(super) const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 pub(super) const DEFAULT_STATE_DIR: &str = "/var/lib/dds-certsync";
 pub(super) const DEFAULT_EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
+pub(super) const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5 * 60);

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::instance::validate_instance;
 use super::types::*;
-use super::{ConfigError, Dur, RawCloud, RawConfig, RawServer, RawSync, SdkEnv, auth, err};
+use super::{ConfigError, Dur, RawCloud, RawConfig, RawServer, RawSync, SdkEnv, auth, err, probe};
 use crate::cloud::endpoint;
 
 /// Checks the raw config and builds the validated form. `base_dir` anchors
@@ -51,7 +51,8 @@ pub fn validate_with_env(
     let mut paths: HashMap<PathBuf, String> = HashMap::new();
     for (i, ri) in raw.instances.iter().enumerate() {
         let key = format!("instances[{i}]");
-        let inst = validate_instance(&key, ri, default_project.as_deref(), base_dir)?;
+        let mut inst = validate_instance(&key, ri, default_project.as_deref(), base_dir)?;
+        inst.probe = probe::validate_probe(&key, ri, &inst.outputs, sync.probe_interval)?;
         if let Some(first) = ids.insert(&ri.id, i) {
             return Err(err(
                 format!("{key}.id"),
@@ -210,6 +211,10 @@ fn validate_sync(raw: &RawSync, base_dir: &Path) -> Result<SyncSettings, ConfigE
             .expiry_warning
             .map(|d| d.0)
             .unwrap_or(DEFAULT_EXPIRY_WARNING),
+        probe_interval: probe::check_interval(
+            "sync.probe_interval",
+            raw.probe_interval.map_or(DEFAULT_PROBE_INTERVAL, |d| d.0),
+        )?,
     })
 }
 
