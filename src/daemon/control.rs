@@ -41,6 +41,8 @@ pub(super) struct Control {
     pub(super) read_error: Option<String>,
     pub(super) endpoints: Endpoints,
     pub(super) watch: WatchSet,
+    /// Tells the probes of an applied reload.
+    pub(super) probes: mpsc::UnboundedSender<crate::probe::Event>,
 }
 
 /// Runs the loop until the event stream ends.

@@ -26,7 +26,11 @@
 //!   answered, sends `WATCHDOG=1` (if systemd asked for it); the loop's turns
 //!   are also what `/healthz` reports;
 //! * the **server** (`[server] listen`), see [`crate::server`];
-//! * hook retries, see [`crate::hooks::retry_owed`].
+//! * hook retries, see [`crate::hooks::retry_owed`];
+//! * the **probes** ([`crate::probe::run`]), told of each round's end and
+//!   each applied reload; one that finds the file does not verify the
+//!   server's chain sends the scheduler
+//!   [`Command::SyncSoon`](crate::scheduler::Command::SyncSoon).
 
 mod control;
 mod endpoints;
@@ -53,6 +57,7 @@ use tokio::sync::mpsc;
 use crate::config::{Config, ConfigError};
 use crate::health::Health;
 use crate::metrics;
+use crate::probe;
 use crate::scheduler::{self, Observer, RoundResult, Timing};
 use crate::service::{self, Notifier, Systemd, notify};
 use crate::sync::Syncer;
@@ -150,6 +155,15 @@ pub async fn run_with(deps: Deps, shutdown: impl Future<Output = ()>) {
     }
     let (tx, rx) = mpsc::channel(8);
     let health = Arc::new(Health::new(&config));
+    // The probes: told of every round's end and every applied reload; a
+    // failed one asks the scheduler for a sync.
+    let (probe_tx, probe_rx) = mpsc::unbounded_channel();
+    let probes = tokio::spawn(probe::run(
+        probe::Plan::of(&config),
+        Arc::new(probe::Tls),
+        probe_rx,
+        tx.clone(),
+    ));
     let setup = scheduler::Setup {
         keys: config.instances.iter().map(|i| i.id.clone()).collect(),
         timing: Timing::from(&config.sync),
@@ -187,11 +201,15 @@ pub async fn run_with(deps: Deps, shutdown: impl Future<Output = ()>) {
         read_error: None,
         endpoints: Endpoints::start(listener, Arc::clone(&health)),
         watch: WatchSet::new(config_path, sources.watcher),
+        probes: probe_tx.clone(),
     };
     let control = control::control(ctl, sources.events);
 
     let round = round::round_fn(daemon);
-    let mut observer = DaemonObserver { health };
+    let mut observer = DaemonObserver {
+        health,
+        probes: probe_tx,
+    };
     let shutdown = async {
         shutdown.await;
         notifier.stopping();
@@ -203,6 +221,7 @@ pub async fn run_with(deps: Deps, shutdown: impl Future<Output = ()>) {
     }
     heartbeat.abort();
     retries.abort();
+    probes.abort();
     tracing::info!("stopped");
 }
 
@@ -210,10 +229,13 @@ pub async fn run_with(deps: Deps, shutdown: impl Future<Output = ()>) {
 /// every turn of the loop into liveness for `/healthz` and the heartbeat.
 struct DaemonObserver {
     health: Arc<Health>,
+    probes: mpsc::UnboundedSender<probe::Event>,
 }
 
 impl Observer for DaemonObserver {
     fn round_done(&mut self, key: &str, result: &RoundResult, next_in: Duration) {
+        // The round's writes are done: the probes check the file now.
+        let _ = self.probes.send(probe::Event::RoundDone(key.to_string()));
         let next = humantime::format_duration(Duration::from_secs(next_in.as_secs().max(1)));
         if result.ok {
             tracing::debug!(instance_id = %key, "next sync in {next}");

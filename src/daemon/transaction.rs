@@ -188,6 +188,8 @@ impl Control {
             }
             SyncNow::Some(_) => {}
         }
+        let plan = crate::probe::Plan::of(&g.config);
+        let _ = self.probes.send(crate::probe::Event::Plan(plan));
         tracing::info!(
             instances = g.config.instances.len(),
             "config reloaded: {}",
