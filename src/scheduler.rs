@@ -676,7 +676,9 @@ mod tests {
             let s = Arc::clone(&s);
             Box::pin(async move {
                 let first = !s.lock().unwrap().iter().any(|(k, _)| *k == key);
-                s.lock().unwrap().push((key.clone(), t0.elapsed().as_secs()));
+                s.lock()
+                    .unwrap()
+                    .push((key.clone(), t0.elapsed().as_secs()));
                 if key == "bad" && first {
                     fail(Some(40))
                 } else {

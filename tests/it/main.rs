@@ -24,6 +24,7 @@ mod hostile_review;
 mod hostile_service;
 mod once;
 mod packaging;
+mod probe;
 mod readers;
 mod reload;
 mod secrets;
