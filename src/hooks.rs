@@ -1337,4 +1337,432 @@ mod tests {
             "/bin/sh exited with status 3; last stderr: real-error"
         );
     }
+
+    /// A config of one instance `i1` writing `dir/a.crt`, with `hook` (TOML
+    /// keys of the instance) and its records in `dir/state`.
+    fn hook_config(dir: &Path, hook: &str) -> Config {
+        let text = format!(
+            "[cloud]\nregion = \"cn-north-4\"\nproject_id = \"p1\"\n[auth]\nmethod = \"token\"\ntoken = \"t\"\n[sync]\nstate_dir = \"{}\"\n[[instances]]\nid = \"i1\"\ninternational = \"{}\"\n{hook}\n",
+            dir.join("state").display(),
+            dir.join("a.crt").display(),
+        );
+        crate::config::validate(crate::config::parse(&text).unwrap(), Path::new("/")).unwrap()
+    }
+
+    /// A signal hook whose pidfile is `dir/app.pid`.
+    fn signal_hook(dir: &Path, signal: &str) -> String {
+        format!(
+            "reload_signal = \"{signal}\"\npidfile = \"{}\"",
+            dir.join("app.pid").display()
+        )
+    }
+
+    /// Records that `dir/a.crt` changed from `old` to what it holds now.
+    fn owe(d: &Delivery, dir: &Path, old: &[u8]) {
+        std::fs::create_dir_all(dir.join("state")).unwrap();
+        let path = dir.join("a.crt");
+        let now = std::fs::read(&path).unwrap();
+        d.ledger()
+            .store(&ledger::Owed {
+                instance_id: "i1".into(),
+                files: vec![ChangedFile {
+                    path,
+                    old: Some(crate::certcheck::sha256(old)),
+                    new: crate::certcheck::sha256(&now),
+                }],
+            })
+            .unwrap();
+    }
+
+    /// A process to signal, and a pidfile naming it `width` bytes wide.
+    fn target(dir: &Path, width: usize) -> std::process::Child {
+        let child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        std::fs::write(dir.join("app.pid"), format!("{pid:>width$}")).unwrap();
+        child
+    }
+
+    /// How `child` ended, waiting up to 10 s.
+    fn killed_by(mut child: std::process::Child) -> Option<i32> {
+        use std::os::unix::process::ExitStatusExt;
+        for _ in 0..500 {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.signal();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    fn retry_in(d: &Delivery) -> Duration {
+        lock(&d.pending)["i1"]
+            .next
+            .saturating_duration_since(tokio::time::Instant::now())
+    }
+
+    #[tokio::test]
+    async fn an_owed_hook_runs_with_its_record_and_the_record_is_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let ran = dir.path().join("ran");
+        let script = format!("echo \"$DDS_CERTSYNC_CHANGED\" > {}", ran.display());
+        let config = hook_config(
+            dir.path(),
+            &format!("on_change = [\"/bin/sh\", \"-c\", {script:?}]"),
+        );
+        let inst = &config.instances[0];
+        let d = Delivery::new(&config);
+        std::fs::write(dir.path().join("a.crt"), "new").unwrap();
+        let held = d.hold("i1").await;
+        assert!(d.deliver(inst, &held).await.is_none(), "nothing was owed");
+        owe(&d, dir.path(), b"old");
+        d.deliver(inst, &held).await.unwrap().unwrap();
+        let told = std::fs::read_to_string(&ran).unwrap();
+        assert_eq!(told.trim(), dir.path().join("a.crt").display().to_string());
+        assert!(!d.ledger().exists("i1"), "the record outlived the hook");
+        assert!(!d.waiting("i1"));
+        std::fs::remove_file(&ran).unwrap();
+        assert!(d.deliver(inst, &held).await.is_none());
+        assert!(!ran.exists(), "the hook ran twice for one change");
+    }
+
+    #[tokio::test]
+    async fn a_record_the_disk_contradicts_is_corrected_and_owes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let ran = dir.path().join("ran");
+        let config = hook_config(
+            dir.path(),
+            &format!("on_change = [\"/bin/touch\", \"{}\"]", ran.display()),
+        );
+        let d = Delivery::new(&config);
+        // The file still holds its old content: the rename never happened.
+        std::fs::write(dir.path().join("a.crt"), "old").unwrap();
+        owe(&d, dir.path(), b"old");
+        let held = d.hold("i1").await;
+        assert!(d.deliver(&config.instances[0], &held).await.is_none());
+        assert!(!d.ledger().exists("i1"), "the corrected record stayed");
+        assert!(!ran.exists());
+    }
+
+    #[tokio::test]
+    async fn a_record_of_an_instance_without_a_hook_is_dropped_unrun() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = hook_config(dir.path(), "");
+        let d = Delivery::new(&config);
+        std::fs::write(dir.path().join("a.crt"), "new").unwrap();
+        owe(&d, dir.path(), b"old");
+        let held = d.hold("i1").await;
+        assert!(d.deliver(&config.instances[0], &held).await.is_none());
+        assert!(!d.ledger().exists("i1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_deliveries_wait_longer_each_time_until_one_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = hook_config(dir.path(), &signal_hook(dir.path(), "SIGTERM"));
+        let inst = &config.instances[0];
+        let d = Delivery::new(&config);
+        std::fs::write(dir.path().join("a.crt"), "new").unwrap();
+        owe(&d, dir.path(), b"old");
+        let held = d.hold("i1").await;
+        // No pidfile: each delivery fails and waits about twice as long
+        // as the one before (1 s, 2 s, 4 s, less up to half of jitter).
+        let mut waits = Vec::new();
+        for _ in 0..3 {
+            let e = d.deliver(inst, &held).await.unwrap().unwrap_err();
+            assert!(e.to_string().contains("cannot read the pidfile"), "{e}");
+            assert!(d.waiting("i1"));
+            waits.push(retry_in(&d));
+        }
+        let secs = |w: Duration| w.as_secs_f64();
+        assert!((0.5..=1.0).contains(&secs(waits[0])), "{waits:?}");
+        assert!((1.0..=2.0).contains(&secs(waits[1])), "{waits:?}");
+        assert!((2.0..=4.0).contains(&secs(waits[2])), "{waits:?}");
+        assert!(d.ledger().exists("i1"), "a failed hook must stay owed");
+        // The process appears: the next delivery signals it and clears all.
+        let child = target(dir.path(), 0);
+        d.deliver(inst, &held).await.unwrap().unwrap();
+        assert_eq!(killed_by(child), Some(Signal::SIGTERM as i32));
+        assert!(!d.waiting("i1"), "a delivered hook still waits for a retry");
+        assert!(!d.ledger().exists("i1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_retries_a_changed_hook_at_once_and_forgets_a_removed_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = hook_config(dir.path(), &signal_hook(dir.path(), "SIGTERM"));
+        let d = Delivery::new(&config);
+        std::fs::write(dir.path().join("a.crt"), "new").unwrap();
+        owe(&d, dir.path(), b"old");
+        let held = d.hold("i1").await;
+        d.deliver(&config.instances[0], &held)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(d.waiting("i1"));
+        // The same hook: the retry keeps its time.
+        d.set_config(&config);
+        assert!(d.waiting("i1"), "an unchanged hook was retried early");
+        let timeout = hook_config(
+            dir.path(),
+            &format!(
+                "{}\nhook_timeout = \"7s\"",
+                signal_hook(dir.path(), "SIGTERM")
+            ),
+        );
+        d.set_config(&timeout);
+        assert!(!d.waiting("i1"), "a new hook_timeout is a changed hook");
+        d.deliver(&timeout.instances[0], &held)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(d.waiting("i1"));
+        let other = hook_config(
+            dir.path(),
+            &format!(
+                "{}\nhook_timeout = \"7s\"",
+                signal_hook(dir.path(), "SIGUSR1")
+            ),
+        );
+        d.set_config(&other);
+        assert!(!d.waiting("i1"), "a changed signal must be retried now");
+        assert_eq!(lock(&d.pending)["i1"].attempts, 0, "the backoff restarts");
+        // Removed: its retries stop, its record stays.
+        let mut none = other.clone();
+        none.instances.clear();
+        d.set_config(&none);
+        assert!(lock(&d.pending).is_empty());
+        assert!(d.ledger().exists("i1"));
+        // A run that fails for an instance removed meanwhile is not retried.
+        d.deliver(&other.instances[0], &held)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(lock(&d.pending).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_retry_task_delivers_a_failed_hook_without_a_new_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = hook_config(dir.path(), &signal_hook(dir.path(), "SIGTERM"));
+        let d = Arc::new(Delivery::new(&config));
+        std::fs::write(dir.path().join("a.crt"), "new").unwrap();
+        owe(&d, dir.path(), b"old");
+        {
+            let held = d.hold("i1").await;
+            d.deliver(&config.instances[0], &held)
+                .await
+                .unwrap()
+                .unwrap_err();
+        }
+        let child = target(dir.path(), 0);
+        let start = tokio::time::Instant::now();
+        let task = tokio::spawn(retry_owed(Arc::clone(&d)));
+        // Virtual time: the retry is due within 1 s; real time bounds the wait.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while d.ledger().exists("i1") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the owed hook was never retried"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        task.abort();
+        assert!(
+            start.elapsed() >= Duration::from_millis(500),
+            "retried too early"
+        );
+        assert_eq!(killed_by(child), Some(Signal::SIGTERM as i32));
+        assert!(lock(&d.pending).is_empty());
+    }
+
+    #[test]
+    fn a_pidfile_of_64_bytes_is_read_and_one_of_65_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let r = ReloadSignal {
+            signal: Signal::SIGTERM,
+            pidfile: d.path().join("app.pid"),
+            any_owner: false,
+        };
+        // The PID at the very end: a shorter read would name another process.
+        let child = target(d.path(), 64);
+        send_signal(&r).unwrap();
+        assert_eq!(killed_by(child), Some(Signal::SIGTERM as i32));
+        let child = target(d.path(), 65);
+        let e = send_signal(&r).unwrap_err().to_string();
+        assert!(e.contains("larger than 64 bytes"), "{e}");
+        assert_eq!(
+            killed_by_now(child),
+            None,
+            "signalled through a refused pidfile"
+        );
+    }
+
+    /// Kills `child` and says whether it had died of a signal before.
+    fn killed_by_now(mut child: std::process::Child) -> Option<i32> {
+        use std::os::unix::process::ExitStatusExt;
+        let before = child.try_wait().unwrap().and_then(|s| s.signal());
+        let _ = child.kill();
+        let _ = child.wait();
+        before
+    }
+
+    #[test]
+    fn a_zombie_is_not_running() {
+        let d = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("/bin/true").spawn().unwrap();
+        let pid = child.id();
+        // Exited, not yet reaped: its PID and /proc entry are still there.
+        let zombie = (0..500).any(|_| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.contains(") Z ") || {
+                std::thread::sleep(Duration::from_millis(10));
+                false
+            }
+        });
+        assert!(zombie, "process {pid} never became a zombie");
+        std::fs::write(d.path().join("app.pid"), format!("{pid}\n")).unwrap();
+        let r = ReloadSignal {
+            signal: Signal::SIGTERM,
+            pidfile: d.path().join("app.pid"),
+            any_owner: false,
+        };
+        let e = send_signal(&r).unwrap_err().to_string();
+        child.wait().unwrap();
+        assert!(e.contains(&format!("process {pid} is not running")), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_line_is_logged_up_to_4_kib() {
+        let mut out = vec![b'a'; 4096];
+        out.push(b'\n');
+        out.extend(vec![b'b'; 4097]);
+        out.push(b'\n');
+        let budget = Arc::new(Budget::new("orders".into()));
+        let last = log_lines(&out[..], Arc::clone(&budget), "stderr").await;
+        assert_eq!(last, ["a".repeat(4096), "b".repeat(4096)]);
+        assert!(budget.cut.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test]
+    async fn exactly_64_kib_of_output_is_logged_and_one_byte_more_is_cut() {
+        // 1024 lines of 63 bytes and a newline: 64 KiB.
+        let full: Vec<u8> = [[b'x'; 63].as_slice(), b"\n"].concat().repeat(1024);
+        let budget = Arc::new(Budget::new("orders".into()));
+        log_lines(&full[..], Arc::clone(&budget), "stdout").await;
+        assert!(!budget.cut.load(Ordering::Relaxed), "64 KiB must fit");
+        assert!(!budget.take(1));
+        let budget = Arc::new(Budget::new("orders".into()));
+        let over = [full.as_slice(), b"\n"].concat();
+        log_lines(&over[..], Arc::clone(&budget), "stdout").await;
+        assert!(budget.cut.load(Ordering::Relaxed), "64 KiB + 1 was not cut");
+    }
+
+    #[test]
+    fn a_line_that_exactly_fits_is_not_cut() {
+        let mut got: Vec<(Vec<u8>, bool)> = Vec::new();
+        let mut lines = Lines::new(4);
+        lines.push(b"abcd\nab\r\n", &mut |l: &[u8], cut| {
+            got.push((l.to_vec(), cut))
+        });
+        assert!(!lines.pending());
+        assert_eq!(got, [(b"abcd".to_vec(), false), (b"ab".to_vec(), false)]);
+    }
+
+    #[test]
+    fn the_cut_is_said_once_per_run() {
+        use tracing_subscriber::fmt::MakeWriter;
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                lock(&self.0).extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        impl<'a> MakeWriter<'a> for Buf {
+            type Writer = Buf;
+            fn make_writer(&'a self) -> Buf {
+                self.clone()
+            }
+        }
+        let buf = Buf::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(buf.clone())
+            .with_ansi(false)
+            .finish();
+        let said = || {
+            String::from_utf8_lossy(&lock(&buf.0))
+                .matches("hook output cut")
+                .count()
+        };
+        let budget = Budget::new("orders".into());
+        tracing::subscriber::with_default(subscriber, || {
+            budget.note_cut();
+            assert_eq!(said(), 1, "the first cut was not said");
+            budget.note_cut();
+            budget.note_cut();
+        });
+        assert_eq!(said(), 1, "the cut was said more than once");
+    }
+
+    /// A pipe that returns these reads, then its end.
+    struct Script(std::collections::VecDeque<std::io::Result<&'static [u8]>>);
+
+    impl AsyncRead for Script {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(match self.0.pop_front() {
+                Some(Ok(bytes)) => {
+                    buf.put_slice(bytes);
+                    Ok(())
+                }
+                Some(Err(e)) => Err(e),
+                None => Ok(()),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_read_goes_on_and_a_failed_one_stops() {
+        use std::io::{Error, ErrorKind};
+        let script = Script(
+            [
+                Err(Error::from(ErrorKind::Interrupted)),
+                Ok(b"one\n".as_slice()),
+                Err(Error::other("broken pipe")),
+                Ok(b"two\n".as_slice()),
+            ]
+            .into(),
+        );
+        let budget = Arc::new(Budget::new("orders".into()));
+        assert_eq!(log_lines(script, budget, "stderr").await, ["one"]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_command_fails_the_action_and_no_action_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = hook_config(dir.path(), "on_change = [\"/bin/false\"]");
+        let e = run_action(&config.instances[0], &call(), &[])
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with("/bin/false exited with status 1"),
+            "{e}"
+        );
+        let config = hook_config(dir.path(), "");
+        run_action(&config.instances[0], &call(), &[])
+            .await
+            .unwrap();
+    }
 }
