@@ -398,5 +398,106 @@ mod tests {
     fn clip_flattens_and_cuts() {
         assert_eq!(clip("a\nb", 10), "a b");
         assert_eq!(clip("abcdef", 3), "abc…");
+        assert_eq!(clip("abc", 3), "abc", "a text that fits is not marked cut");
+    }
+
+    #[test]
+    fn throttling_and_server_errors_are_transient_client_errors_are_not() {
+        let status = |s| status_error(s, b"", None, None);
+        for s in [429, 500, 503] {
+            assert!(status(s).is_transient(), "{s}");
+        }
+        for s in [400, 401, 403, 404, 428, 430, 499] {
+            assert!(!status(s).is_transient(), "{s}");
+        }
+        assert!(ApiError::Timeout.is_transient());
+        assert!(ApiError::Network("reset".into()).is_transient());
+        assert!(!ApiError::Auth("no key".into()).is_transient());
+    }
+
+    #[test]
+    fn each_failure_has_its_reason() {
+        let status = |s| status_error(s, b"", None, None).reason().as_str();
+        assert_eq!(status(401), "api_auth");
+        assert_eq!(status(403), "api_auth");
+        assert_eq!(status(429), "api_throttled");
+        assert_eq!(status(500), "api_server_error");
+        assert_eq!(status(504), "api_server_error");
+        assert_eq!(status(499), "api_client_error");
+        assert_eq!(status(404), "api_client_error");
+        assert_eq!(
+            ApiError::BadResponse("x".into()).reason().as_str(),
+            "api_bad_response"
+        );
+        assert_eq!(ApiError::Timeout.reason().as_str(), "api_timeout");
+        assert_eq!(
+            ApiError::Network("x".into()).reason().as_str(),
+            "api_network"
+        );
+        assert_eq!(ApiError::Auth("x".into()).reason().as_str(), "credentials");
+    }
+
+    #[test]
+    fn only_a_status_answer_carries_the_delay_the_server_asked_for() {
+        let wait = Some(Duration::from_secs(7));
+        assert_eq!(status_error(429, b"", None, wait).retry_after(), wait);
+        assert_eq!(status_error(503, b"", None, None).retry_after(), None);
+        assert_eq!(ApiError::Timeout.retry_after(), None);
+    }
+
+    #[test]
+    fn retry_after_is_capped_at_a_day() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let day = Some(Duration::from_secs(86_400));
+        assert_eq!(
+            parse_retry_after(&HeaderValue::from_static("100000"), now),
+            day
+        );
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(2 * 86_400));
+        assert_eq!(
+            parse_retry_after(&HeaderValue::from_str(&date).unwrap(), now),
+            day
+        );
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(60));
+        assert_eq!(
+            parse_retry_after(&HeaderValue::from_str(&past).unwrap(), now),
+            Some(Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn a_string_code_is_read_like_a_numeric_one() {
+        let e = status_error(400, br#"{"code":"DBS.280001","message":"bad"}"#, None, None);
+        assert_eq!(e.to_string(), "the API answered HTTP 400: DBS.280001: bad");
+        let e = status_error(400, br#"{"error_code":"DBS.1"}"#, None, None);
+        assert_eq!(e.to_string(), "the API answered HTTP 400: DBS.1");
+    }
+
+    #[test]
+    fn the_first_category_listed_twice_is_the_one_named() {
+        let link = |c: &str| format!(r#"{{"category":"{c}","download_link":"https://a/{c}.crt"}}"#);
+        let body = format!(
+            r#"{{"certs":[{},{},{},{},{}]}}"#,
+            link("quantum"),
+            link("national"),
+            link("international"),
+            link("international"),
+            link("national")
+        );
+        let e = parse_links(body.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("category \"national\" 2 times"), "{e}");
+    }
+
+    #[test]
+    fn an_error_page_without_a_message_or_tags_is_summarised() {
+        assert_eq!(
+            describe_download_error("application/xml", b"<Error><Code>NoSuchKey</Code></Error>"),
+            ": NoSuchKey"
+        );
+        assert_eq!(describe_download_error("application/xml", b"gone"), "");
+        assert_eq!(
+            describe_download_error("text/html; charset=utf-8", b"gone"),
+            " (an HTML error page)"
+        );
     }
 }
