@@ -597,5 +597,44 @@ mod tests {
             1,
             "only the unrelated file is left"
         );
+        // Every record's temps go; the temps of other files in the
+        // directory, which only look alike, stay.
+        let temp = |name: &str| d.path().join(format!(".{name}.dds-certsync-abc123.tmp"));
+        for name in [
+            "hook-owed-i1.json",
+            "hook-owed-i2.json",
+            "hook-owed-i3.txt",
+            "orders.json",
+        ] {
+            fs::write(temp(name), b"x").unwrap();
+        }
+        assert_eq!(l.clean_stale_temps(), 2);
+        assert!(!temp("hook-owed-i1.json").exists() && !temp("hook-owed-i2.json").exists());
+        assert!(temp("hook-owed-i3.txt").exists() && temp("orders.json").exists());
+    }
+
+    #[test]
+    fn a_record_that_cannot_be_read_is_an_error_not_rebuilt() {
+        let d = tempfile::tempdir().unwrap();
+        // A state_dir that is a file: reading a record in it fails, and
+        // nothing says the record is corrupt, so nothing is rebuilt.
+        fs::write(d.path().join("state"), b"").unwrap();
+        let l = Ledger::new(d.path().join("state"));
+        let e = l.load("i1").unwrap_err();
+        assert!(matches!(e, LedgerError::Read { .. }), "{e}");
+        assert!(e.to_string().contains("cannot read the hook record"), "{e}");
+    }
+
+    #[test]
+    fn clearing_a_record_that_cannot_be_removed_fails_and_names_it() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Ledger::new(d.path());
+        fs::create_dir(l.path("i1")).unwrap();
+        let e = l.clear("i1").unwrap_err();
+        assert!(matches!(e, LedgerError::Remove { .. }), "{e}");
+        assert!(
+            e.to_string().contains(&l.path("i1").display().to_string()),
+            "{e}"
+        );
     }
 }
