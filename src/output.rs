@@ -541,4 +541,89 @@ mod tests {
         assert!(std::os::unix::fs::FileTypeExt::is_fifo(&ft));
         assert_eq!(entries(d.path()), vec!["dir", "fifo", "sock"]);
     }
+
+    #[test]
+    fn at_most_4_mib_of_what_is_on_disk_is_read() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("big.crt");
+        fs::write(&p, vec![b'x'; 4 * 1024 * 1024 + 10]).unwrap();
+        let Existing::File(bytes) = read_current(&p).unwrap() else {
+            panic!("not read as a file")
+        };
+        assert_eq!(bytes.len(), 4 * 1024 * 1024);
+    }
+
+    #[test]
+    fn only_a_regular_file_has_content() {
+        assert_eq!(Existing::File(7).file(), Some(7));
+        assert_eq!(Existing::<u8>::Link.file(), None);
+        assert_eq!(Existing::<u8>::Missing.file(), None);
+    }
+
+    #[test]
+    fn a_configured_owner_or_group_alone_is_set() {
+        let d = tempfile::tempdir().unwrap();
+        let root = nix::unistd::geteuid().is_root();
+        for (uid, gid) in [
+            (Some(65534), None),
+            (None, Some(65534)),
+            (Some(65534), Some(65533)),
+        ] {
+            let p = d.path().join("ca.crt");
+            let _ = fs::remove_file(&p);
+            let perms = Perms {
+                mode: Some(0o644),
+                uid,
+                gid,
+                ..Perms::default()
+            };
+            let r = replace(&p, b"x", &perms);
+            if !root {
+                // Only root (or CAP_CHOWN) may give a file away: the error
+                // says so, and nothing was written.
+                let e = r.unwrap_err();
+                assert_eq!(e.step, "set owner");
+                assert!(e.to_string().contains("CAP_CHOWN"), "{e}");
+                assert!(!p.exists());
+                continue;
+            }
+            r.unwrap();
+            let m = fs::metadata(&p).unwrap();
+            let me = (
+                nix::unistd::geteuid().as_raw(),
+                nix::unistd::getegid().as_raw(),
+            );
+            assert_eq!(m.uid(), uid.unwrap_or(me.0), "{uid:?} {gid:?}");
+            assert_eq!(m.gid(), gid.unwrap_or(me.1), "{uid:?} {gid:?}");
+        }
+    }
+
+    #[test]
+    fn a_directory_fsync_never_opens_anything_but_a_directory_and_never_blocks() {
+        let d = tempfile::tempdir().unwrap();
+        fsync_dir(d.path()).unwrap();
+        let file = d.path().join("file");
+        fs::write(&file, b"x").unwrap();
+        assert!(
+            fsync_dir(&file).is_err(),
+            "a regular file was fsynced as a directory"
+        );
+        // A FIFO swapped in for the directory: a blocking open would wait
+        // for a writer for ever.
+        let fifo = d.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let f = fifo.clone();
+        std::thread::spawn(move || tx.send(fsync_dir(&f).is_err()).unwrap());
+        let outcome = rx.recv_timeout(std::time::Duration::from_secs(10));
+        if outcome.is_err() {
+            // Release the blocked open before failing.
+            let _ = fs::OpenOptions::new().write(true).open(&fifo);
+        }
+        assert_eq!(
+            outcome,
+            Ok(true),
+            "fsync_dir blocked on a FIFO or accepted it"
+        );
+    }
 }
