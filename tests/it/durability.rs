@@ -3,9 +3,10 @@
 //! in order. For every output: the temp file is opened with
 //! `O_CREAT|O_EXCL` (so a planted symlink or file at its name is never
 //! followed or reused) in the target's directory, written, `fsync`ed, given
-//! its mode with `fchmod`, renamed over the target, and only then is the
-//! directory opened and `fsync`ed. Nothing else opens the target for
-//! writing.
+//! its mode with `fchmod`, renamed over the target, and only then is its
+//! directory opened and `fsync`ed (the two outputs live in two directories,
+//! so a directory fsync shared by mistake shows). Nothing else opens the
+//! target for writing.
 //!
 //! Needs `strace` (`.ci/run` installs it); without it the test fails under
 //! `CI=true` and is skipped with a message elsewhere.
@@ -111,8 +112,9 @@ fn a_replacement_is_exclusive_fsynced_chmodded_renamed_then_its_directory_fsynce
     let mut env = Env::new();
     env.standin.add_instance(PROJECT, "inst-a");
     // No hook: the daemon starts no process, so every fd in the trace is its own.
+    // Two directories: each must be fsynced after its own rename.
     env.raw_instance(
-        "id = \"inst-a\"\ninternational = \"out/intl.crt\"\nnational = \"out/natl.crt\"\nmode = \"0640\"",
+        "id = \"inst-a\"\ninternational = \"out/intl.crt\"\nnational = \"out2/natl.crt\"\nmode = \"0640\"",
     );
     env.once(&[]).assert_code(0);
     env.standin.rotate("inst-a", "international");
@@ -135,9 +137,9 @@ fn a_replacement_is_exclusive_fsynced_chmodded_renamed_then_its_directory_fsynce
             .join("\n")
     };
 
-    let dir = fs::canonicalize(env.path("out")).unwrap();
-    let dir_s = env.path("out").display().to_string();
-    for file in ["intl.crt", "natl.crt"] {
+    for (dirname, file) in [("out", "intl.crt"), ("out2", "natl.crt")] {
+        let dir = fs::canonicalize(env.path(dirname)).unwrap();
+        let dir_s = env.path(dirname).display().to_string();
         let target = format!("{dir_s}/{file}");
         let temp_prefix = format!("{dir_s}/.{file}.dds-certsync-");
         // fd number -> path, as the openat lines assign them.
