@@ -268,4 +268,29 @@ national = "/o/c.crt"
         assert!(d.other && !d.is_empty());
         assert_eq!(cfg(BASE).sync.interval, Duration::from_secs(3600));
     }
+
+    #[test]
+    fn each_timing_setting_alone_is_a_timing_change_and_state_dir_alone_is_other() {
+        for setting in [
+            "interval = \"2h\"",
+            "interval = \"1h\"\njitter = \"6m\"",
+            "interval = \"1h\"\nmax_backoff = \"7m\"",
+            "interval = \"1h\"\nconcurrency = 7",
+        ] {
+            let d = diff(
+                &cfg(BASE),
+                &cfg(&BASE.replace("interval = \"1h\"", setting)),
+            );
+            assert!(d.timing, "{setting}: {d:?}");
+            assert!(!d.client && !d.server && !d.other, "{setting}: {d:?}");
+        }
+        let d = diff(
+            &cfg(BASE),
+            &cfg(&BASE.replace(
+                "interval = \"1h\"",
+                "interval = \"1h\"\nstate_dir = \"/var/x\"",
+            )),
+        );
+        assert!(d.other && !d.timing && !d.client, "{d:?}");
+    }
 }
