@@ -170,14 +170,7 @@ pub async fn run_with(deps: Deps, shutdown: impl Future<Output = ()>) {
         concurrency: config.sync.concurrency,
         grace: SHUTDOWN_GRACE,
     };
-    tracing::info!(
-        instances = config.instances.len(),
-        interval = %humantime::format_duration(config.sync.interval),
-        credentials = %syncer.client.credentials().describe(),
-        dry_run = syncer.dry_run,
-        watchdog = %watchdog.map(|d| humantime::format_duration(d).to_string()).unwrap_or_else(|| "off".into()),
-        "daemon started"
-    );
+    log_start(&config, &syncer, watchdog);
     // Failed hooks are retried on their own backoff (see hooks::retry_owed).
     let retries = tokio::spawn(crate::hooks::retry_owed(Arc::clone(&syncer.delivery)));
     let daemon = Arc::new(Daemon::new(Start {
@@ -223,6 +216,17 @@ pub async fn run_with(deps: Deps, shutdown: impl Future<Output = ()>) {
     retries.abort();
     probes.abort();
     tracing::info!("stopped");
+}
+
+fn log_start(config: &Config, syncer: &Syncer, watchdog: Option<Duration>) {
+    tracing::info!(
+        instances = config.instances.len(),
+        interval = %humantime::format_duration(config.sync.interval),
+        credentials = %syncer.client.credentials().describe(),
+        dry_run = syncer.dry_run,
+        watchdog = %watchdog.map(|d| humantime::format_duration(d).to_string()).unwrap_or_else(|| "off".into()),
+        "daemon started"
+    );
 }
 
 /// The scheduler's observer: logs when each instance runs next, and turns

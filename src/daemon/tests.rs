@@ -3,6 +3,9 @@
 //! the test sends. Reload, restore, readiness and `READY=1`/`STATUS=` are
 //! checked by what the notifier heard, what the rounds were given and what
 //! is on disk, never by log lines.
+//!
+//! A little over 500 lines: one harness and the scenarios it drives, which
+//! read best together.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
