@@ -18,6 +18,11 @@
 //! monotonic clock stands still while a machine is suspended). The decision
 //! ([`decide`]) is pure.
 //!
+//! Each value stored gets the next [`Generation`] of its cache, handed out
+//! with it: a caller whose credential was refused passes it back to
+//! [`Cache::invalidate`], which drops that value only if it is still the one
+//! stored. The cache is the only keeper of generations.
+//!
 //! The values most recently stored can be read without waiting for a fetch in
 //! flight ([`Cache::recent`]): the scrubber needs them to take echoed
 //! credentials out of error texts.
@@ -29,7 +34,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use super::auth::AuthError;
+use super::credential::AuthError;
 use crate::backoff::{Backoff, Jitter};
 
 /// The longest wait between two refresh attempts while a value is still
@@ -42,16 +47,21 @@ pub trait Expiring: Clone {
     fn refresh_at(&self) -> SystemTime;
     /// When it stops working.
     fn expires_at(&self) -> SystemTime;
-    /// Distinguishes successive values, so a 401 drops exactly the one refused.
-    fn generation(&self) -> u64;
 }
+
+/// Which stored value a caller got: successive values of one cache have
+/// successive generations, so a refusal (HTTP 401) drops exactly the value
+/// refused ([`Cache::invalidate`]), never a fresh one stored meanwhile. The
+/// default (0) is no stored value's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Generation(u64);
 
 /// What a caller gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
-    /// The value held.
+    /// The value stored.
     Serve,
-    /// A fetch (and, if it fails, the value held while it is valid).
+    /// A fetch (and, if it fails, the value stored while it is valid).
     Fetch,
     /// The failure held.
     Fail,
@@ -82,10 +92,10 @@ pub fn retry_delay(hold: Duration, count: u32) -> Duration {
     .ceiling(count)
 }
 
-/// Serve, fetch or fail, given the value held (its refresh time and hard
+/// Serve, fetch or fail, given the value stored (its refresh time and hard
 /// expiry) and the failures since the last success.
-pub fn decide(now: Instant, held: Option<(Instant, Instant)>, failed: Option<Failures>) -> Step {
-    match held {
+pub fn decide(now: Instant, stored: Option<(Instant, Instant)>, failed: Option<Failures>) -> Step {
+    match stored {
         Some((refresh_at, _)) if now < refresh_at => Step::Serve,
         Some((_, expires_at)) if now < expires_at => match failed {
             Some(f) if now < f.last + retry_delay(f.hold, f.count) => Step::Serve,
@@ -98,17 +108,21 @@ pub fn decide(now: Instant, held: Option<(Instant, Instant)>, failed: Option<Fai
     }
 }
 
+/// A value in the cache, with its deadlines on tokio's clock.
 #[derive(Debug)]
-struct Held<T> {
+struct Stored<T> {
     value: T,
+    generation: Generation,
     refresh_at: Instant,
     expires_at: Instant,
 }
 
 #[derive(Debug)]
 struct State<T> {
-    held: Option<Held<T>>,
+    stored: Option<Stored<T>>,
     failed: Option<(Failures, AuthError)>,
+    /// The generation of the last value stored.
+    last_generation: u64,
 }
 
 /// How many stored values [`Cache::recent`] remembers: the current one and
@@ -132,22 +146,23 @@ impl<T: Expiring> Cache<T> {
             what,
             hold,
             state: tokio::sync::Mutex::new(State {
-                held: None,
+                stored: None,
                 failed: None,
+                last_generation: 0,
             }),
             recent: Mutex::new(VecDeque::with_capacity(RECENT)),
         }
     }
 
-    /// The value, from the cache or, once for all waiting callers, from
-    /// `fetch` (given the value held, if any).
-    pub async fn get<F, Fut>(&self, fetch: F) -> Result<T, AuthError>
+    /// The value and its generation, from the cache or, once for all
+    /// waiting callers, from `fetch` (given the value stored, if any).
+    pub async fn get<F, Fut>(&self, fetch: F) -> Result<(T, Generation), AuthError>
     where
         F: FnOnce(Option<T>) -> Fut,
         Fut: Future<Output = Result<T, AuthError>>,
     {
         let mut state = self.state.lock().await;
-        let times = state.held.as_ref().map(|h| {
+        let times = state.stored.as_ref().map(|h| {
             // The deadlines, unless the wall clock says earlier (the
             // monotonic clock stands still while the machine is suspended).
             let (refresh_at, expires_at) = wall_deadlines(&h.value);
@@ -156,24 +171,26 @@ impl<T: Expiring> Cache<T> {
         let failed = state.failed.as_ref().map(|(f, _)| *f);
         match (
             decide(Instant::now(), times, failed),
-            &state.held,
+            &state.stored,
             &state.failed,
         ) {
-            (Step::Serve, Some(h), _) => return Ok(h.value.clone()),
+            (Step::Serve, Some(h), _) => return Ok((h.value.clone(), h.generation)),
             (Step::Fail, _, Some((_, e))) => return Err(e.clone()),
             _ => {}
         }
-        let previous = state.held.as_ref().map(|h| h.value.clone());
+        let previous = state.stored.as_ref().map(|h| h.value.clone());
         match fetch(previous).await {
             Ok(fresh) => {
-                state.held = Some(held(fresh.clone()));
+                state.last_generation += 1;
+                let generation = Generation(state.last_generation);
+                state.stored = Some(stored(fresh.clone(), generation));
                 state.failed = None;
                 let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
                 if recent.len() == RECENT {
                     recent.pop_front();
                 }
                 recent.push_back(fresh.clone());
-                Ok(fresh)
+                Ok((fresh, generation))
             }
             Err(e) => {
                 let now = Instant::now();
@@ -186,7 +203,7 @@ impl<T: Expiring> Cache<T> {
                 // The expiry `decide` judged by: the earlier of the monotonic
                 // and the wall-clock one, so a value that expired while the
                 // machine was suspended is not served.
-                match (&state.held, times) {
+                match (&state.stored, times) {
                     (Some(h), Some((_, expires_at))) if now < expires_at => {
                         let retry = retry_delay(failures.hold, failures.count);
                         tracing::warn!(
@@ -196,7 +213,7 @@ impl<T: Expiring> Cache<T> {
                             "refreshing {} failed; the current one is still valid and stays in use",
                             self.what
                         );
-                        Ok(h.value.clone())
+                        Ok((h.value.clone(), h.generation))
                     }
                     _ => Err(e),
                 }
@@ -204,15 +221,15 @@ impl<T: Expiring> Cache<T> {
         }
     }
 
-    /// Forgets the value of `generation`, if it is still the one held.
-    pub async fn invalidate(&self, generation: u64) {
+    /// Forgets the value of `generation`, if it is still the one stored.
+    pub async fn invalidate(&self, generation: Generation) {
         let mut state = self.state.lock().await;
         if state
-            .held
+            .stored
             .as_ref()
-            .is_some_and(|h| h.value.generation() == generation)
+            .is_some_and(|h| h.generation == generation)
         {
-            state.held = None;
+            state.stored = None;
         }
     }
 
@@ -224,12 +241,13 @@ impl<T: Expiring> Cache<T> {
 }
 
 /// A value with its wall-clock times turned into deadlines on tokio's clock.
-fn held<T: Expiring>(value: T) -> Held<T> {
+fn stored<T: Expiring>(value: T, generation: Generation) -> Stored<T> {
     let (refresh_at, expires_at) = wall_deadlines(&value);
-    Held {
+    Stored {
         refresh_at,
         expires_at,
         value,
+        generation,
     }
 }
 
@@ -307,9 +325,6 @@ mod tests {
         fn expires_at(&self) -> SystemTime {
             self.expires_at
         }
-        fn generation(&self) -> u64 {
-            self.n
-        }
     }
 
     fn outage() -> AuthError {
@@ -371,7 +386,42 @@ mod tests {
         tokio::time::advance(Duration::from_secs(5)).await;
         let fresh = get().await.unwrap();
         assert_ne!(fresh, first);
-        assert_eq!(cache.recent(), vec![first, fresh]);
+        assert_eq!(cache.recent(), vec![first.0, fresh.0]);
+    }
+
+    /// A refusal drops exactly the value refused: a second refusal of the
+    /// same (old) generation does not throw away the fresh value fetched
+    /// meanwhile.
+    #[tokio::test(start_paused = true)]
+    async fn invalidating_drops_only_the_generation_refused() {
+        let cache: Cache<Value> = Cache::new("the test value".into(), |_| Duration::from_secs(5));
+        let calls = AtomicU32::new(0);
+        let get = || {
+            cache.get(|_| async {
+                let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                let now = SystemTime::now();
+                Ok(Value {
+                    n: n.into(),
+                    refresh_at: now + Duration::from_secs(60),
+                    expires_at: now + Duration::from_secs(600),
+                })
+            })
+        };
+        let (first, g1) = get().await.unwrap();
+        assert_eq!(
+            get().await.unwrap(),
+            (first.clone(), g1),
+            "served, same generation"
+        );
+        cache.invalidate(g1).await;
+        let (second, g2) = get().await.unwrap();
+        assert_ne!(g1, g2);
+        assert_eq!((first.n, second.n), (1, 2));
+        // The old generation again (another request refused with it): kept.
+        cache.invalidate(g1).await;
+        cache.invalidate(Generation::default()).await;
+        assert_eq!(get().await.unwrap(), (second, g2));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
     /// A value whose wall-clock times move back by `skew` seconds: the same,
@@ -390,9 +440,6 @@ mod tests {
         }
         fn expires_at(&self) -> SystemTime {
             self.expires_at - Duration::from_secs(self.skew.load(Ordering::SeqCst))
-        }
-        fn generation(&self) -> u64 {
-            0
         }
     }
 

@@ -26,14 +26,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use serde::Deserialize;
 
-use super::auth::{AuthError, SecretReader};
-use super::cache::{Cache, Expiring};
+use super::cache::{Cache, Expiring, Generation};
+use super::credential::{AuthError, SecretReader};
 use super::scrub::Scrubber;
 use crate::secret::Secret;
 
@@ -49,8 +48,6 @@ pub struct IamToken {
     pub value: Secret,
     pub obtained_at: SystemTime,
     pub expires_at: SystemTime,
-    /// Distinguishes successive tokens of one project.
-    pub generation: u64,
 }
 
 /// When a token obtained at `obtained` and expiring at `expires` is due for
@@ -76,9 +73,6 @@ impl Expiring for IamToken {
     }
     fn expires_at(&self) -> SystemTime {
         self.expires_at
-    }
-    fn generation(&self) -> u64 {
-        self.generation
     }
 }
 
@@ -183,7 +177,6 @@ pub struct TokenCache {
     password: SecretReader,
     iam_endpoint: String,
     slots: Mutex<HashMap<String, Slot>>,
-    generation: AtomicU64,
 }
 
 impl TokenCache {
@@ -194,7 +187,6 @@ impl TokenCache {
             password,
             iam_endpoint,
             slots: Mutex::new(HashMap::new()),
-            generation: AtomicU64::new(0),
         }
     }
 
@@ -233,18 +225,18 @@ impl TokenCache {
         Arc::clone(slot)
     }
 
-    /// A valid token for `project`, from the cache or, once for all waiting
-    /// callers, from IAM.
+    /// A valid token for `project` and its generation, from the cache or,
+    /// once for all waiting callers, from IAM.
     pub async fn token(
         &self,
         http: &reqwest::Client,
         project: &str,
-    ) -> Result<IamToken, AuthError> {
+    ) -> Result<(IamToken, Generation), AuthError> {
         self.slot(project).get(|_| self.fetch(http, project)).await
     }
 
     /// Forgets `project`'s token if it is still the one of `generation`.
-    pub async fn invalidate(&self, project: &str, generation: u64) {
+    pub async fn invalidate(&self, project: &str, generation: Generation) {
         self.slot(project).invalidate(generation).await;
     }
 
@@ -302,7 +294,6 @@ impl TokenCache {
             ),
             IamFailure::BadAnswer(m) => self.error(scrubber.scrub(&m), false),
         })?;
-        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let now = SystemTime::now();
         tracing::info!(
             iam = %self.iam_endpoint,
@@ -315,7 +306,6 @@ impl TokenCache {
             value,
             obtained_at: now,
             expires_at,
-            generation,
         })
     }
 

@@ -24,13 +24,13 @@
 //! [`FAILURE_HOLD`] with the callers that waited for it, so twenty instances
 //! on a host without a metadata service wait out one timeout, not twenty.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
-use super::auth::AuthError;
-use super::cache::{Cache, Expiring};
+use super::cache::{Cache, Expiring, Generation};
+use super::credential::AuthError;
 use super::scrub::Scrubber;
 use crate::secret::Secret;
 
@@ -56,7 +56,6 @@ pub struct TempKeys {
     pub secret_key: Secret,
     pub security_token: Secret,
     pub expires_at: SystemTime,
-    pub generation: u64,
 }
 
 /// When keys expiring at `expires` are due for replacement.
@@ -77,9 +76,6 @@ impl Expiring for TempKeys {
     }
     fn expires_at(&self) -> SystemTime {
         self.expires_at
-    }
-    fn generation(&self) -> u64 {
-        self.generation
     }
 }
 
@@ -172,7 +168,6 @@ pub struct MetadataSource {
     auto_tried: Vec<String>,
     http: Result<reqwest::Client, String>,
     cached: Cache<TempKeys>,
-    generation: AtomicU64,
     announced: AtomicBool,
 }
 
@@ -202,7 +197,6 @@ impl MetadataSource {
                 "the temporary AK/SK from the ECS metadata service".into(),
                 |_| FAILURE_HOLD,
             ),
-            generation: AtomicU64::new(0),
             announced: AtomicBool::new(false),
         }
     }
@@ -222,9 +216,9 @@ impl MetadataSource {
         }
     }
 
-    /// Current keys, fetched once for all concurrent callers when missing or
-    /// due for refresh.
-    pub async fn keys(&self) -> Result<TempKeys, AuthError> {
+    /// Current keys and their generation, fetched once for all concurrent
+    /// callers when missing or due for refresh.
+    pub async fn keys(&self) -> Result<(TempKeys, Generation), AuthError> {
         self.cached
             .get(|_| async {
                 self.fetch().await.map_err(|(detail, transient)| {
@@ -254,7 +248,7 @@ impl MetadataSource {
     }
 
     /// Forgets the keys of `generation`, if still cached.
-    pub async fn invalidate(&self, generation: u64) {
+    pub async fn invalidate(&self, generation: Generation) {
         self.cached.invalidate(generation).await;
     }
 
@@ -316,7 +310,6 @@ impl MetadataSource {
                 ),
                 KeyFailure::BadAnswer(m) => (format!("security key: {m}"), false),
             })?;
-        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let first = !self.announced.swap(true, Ordering::Relaxed);
         let expires = humantime::format_rfc3339_seconds(expires_at);
         if first {
@@ -329,7 +322,6 @@ impl MetadataSource {
             secret_key,
             security_token,
             expires_at,
-            generation,
         })
     }
 }

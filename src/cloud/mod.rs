@@ -20,6 +20,7 @@
 pub mod api;
 pub mod auth;
 pub mod cache;
+pub mod credential;
 pub mod endpoint;
 pub mod iam;
 pub mod metadata;
@@ -218,7 +219,7 @@ impl Client {
                 .header("X-Project-Id", project_id)
                 .build()
                 .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
-            let applied = self
+            let used = self
                 .credentials
                 .apply(&self.http, &mut req, project_id)
                 .await
@@ -245,7 +246,7 @@ impl Client {
                     instance_id,
                     "the API refused the credentials (HTTP 401); fetching fresh ones and retrying once"
                 );
-                self.credentials.invalidate(project_id, applied).await;
+                self.credentials.invalidate(project_id, used).await;
                 continue;
             }
             if !status.is_success() {
@@ -313,7 +314,7 @@ impl Client {
 /// A credentials failure as an API error: transient ones (IAM or the
 /// metadata service unreachable, throttled, failing) are retried like network
 /// trouble.
-fn auth_error(e: auth::AuthError) -> ApiError {
+fn auth_error(e: credential::AuthError) -> ApiError {
     if e.is_transient() {
         ApiError::Network(format!("credentials: {e}"))
     } else {
