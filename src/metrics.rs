@@ -33,7 +33,8 @@
 //! statuses to an observer the daemon gives it. No module below the daemon
 //! imports this one, so `--once` counts into no registry.
 //!
-//! The registry is global ([`global`]), used by the daemon and its server;
+//! The registry is global ([`global`]), used by the daemon, its server and
+//! the probes it runs (handed [`global`]);
 //! tests use their own [`Metrics`].
 
 use std::sync::OnceLock;

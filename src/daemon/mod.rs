@@ -53,6 +53,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::config::{Config, ConfigError};
 use crate::health::Health;
@@ -155,15 +156,7 @@ pub async fn run_with(deps: Deps, shutdown: impl Future<Output = ()>) {
     }
     let (tx, rx) = mpsc::channel(8);
     let health = Arc::new(Health::new(&config));
-    // The probes: told of every round's end and every applied reload; a
-    // failed one asks the scheduler for a sync.
-    let (probe_tx, probe_rx) = mpsc::unbounded_channel();
-    let probes = tokio::spawn(probe::run(
-        probe::Plan::of(&config),
-        Arc::new(probe::Tls),
-        probe_rx,
-        tx.clone(),
-    ));
+    let (probes, probe_tx) = start_probes(&config, tx.clone());
     let setup = scheduler::Setup {
         keys: config.instances.iter().map(|i| i.id.clone()).collect(),
         timing: Timing::from(&config.sync),
@@ -227,6 +220,24 @@ fn log_start(config: &Config, syncer: &Syncer, watchdog: Option<Duration>) {
         watchdog = %watchdog.map(|d| humantime::format_duration(d).to_string()).unwrap_or_else(|| "off".into()),
         "daemon started"
     );
+}
+
+/// Starts the probes ([`probe::run`]), which are told of every round's end
+/// and every applied reload through the sender returned; a failed one asks
+/// the scheduler for a sync.
+fn start_probes(
+    config: &Config,
+    scheduler: mpsc::Sender<scheduler::Command>,
+) -> (JoinHandle<()>, mpsc::UnboundedSender<probe::Event>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(probe::run(
+        probe::Plan::of(config),
+        Arc::new(probe::Tls),
+        rx,
+        scheduler,
+        metrics::global(),
+    ));
+    (task, tx)
 }
 
 /// The scheduler's observer: logs when each instance runs next, and turns

@@ -46,7 +46,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::{Category, Config, ProbeAddr};
-use crate::metrics;
+use crate::metrics::Metrics;
 use crate::readfile::{self, Links};
 use crate::scheduler::{Command, sleep_until_opt};
 use schedule::{Cause, Schedule, asks_sync};
@@ -182,6 +182,7 @@ type PassResult = (String, Cause, Vec<(ProbeAddr, Outcome)>);
 struct Probes {
     plan: Plan,
     checker: Arc<dyn Checker>,
+    metrics: &'static Metrics,
     semaphore: Arc<Semaphore>,
     /// One lock per address: at most one probe in flight to it.
     locks: HashMap<ProbeAddr, Arc<Mutex<()>>>,
@@ -191,12 +192,14 @@ struct Probes {
 
 /// Runs the probes until `events` closes. A probe that the timer started
 /// and that found a chain the file does not verify sends
-/// [`Command::SyncSoon`] on `commands`.
+/// [`Command::SyncSoon`] on `commands`; every result sets its gauge in
+/// `metrics`.
 pub async fn run(
     plan: Plan,
     checker: Arc<dyn Checker>,
     mut events: mpsc::UnboundedReceiver<Event>,
     commands: mpsc::Sender<Command>,
+    metrics: &'static Metrics,
 ) {
     let mut schedule = Schedule::default();
     schedule.set(&plan.schedule_input(), Instant::now());
@@ -204,6 +207,7 @@ pub async fn run(
         semaphore: Arc::new(Semaphore::new(plan.concurrency)),
         plan,
         checker,
+        metrics,
         locks: HashMap::new(),
         last_ok: HashMap::new(),
     };
@@ -303,7 +307,7 @@ impl Probes {
             if !target.addresses.contains(addr) {
                 continue; // removed by a reload meanwhile
             }
-            metrics::global().set_probe(id, &addr.to_string(), outcome.ok());
+            self.metrics.set_probe(id, &addr.to_string(), outcome.ok());
             let before = self
                 .last_ok
                 .insert((id.to_string(), addr.clone()), outcome.ok());
@@ -324,7 +328,7 @@ impl Probes {
     fn replan(&mut self, plan: Plan) {
         let keep = plan.pairs();
         for (id, addr) in self.plan.pairs().difference(&keep) {
-            metrics::global().forget_probe(id, &addr.to_string());
+            self.metrics.forget_probe(id, &addr.to_string());
         }
         self.last_ok.retain(|k, _| keep.contains(k));
         let addrs: HashSet<&ProbeAddr> = keep.iter().map(|(_, a)| a).collect();

@@ -126,6 +126,7 @@ impl Checker for Handle {
 
 struct Running {
     fake: Arc<Fake>,
+    metrics: &'static Metrics,
     events: mpsc::UnboundedSender<Event>,
     commands: mpsc::Receiver<Command>,
 }
@@ -134,9 +135,18 @@ fn start(plan: Plan) -> Running {
     let fake = Arc::new(Fake::default());
     let (events, rx) = mpsc::unbounded_channel();
     let (tx, commands) = mpsc::channel(16);
-    tokio::spawn(run(plan, Arc::new(Handle(Arc::clone(&fake))), rx, tx));
+    // Each test its own registry, leaked: it lives as long as the loop.
+    let metrics: &'static Metrics = Box::leak(Box::new(Metrics::new()));
+    tokio::spawn(run(
+        plan,
+        Arc::new(Handle(Arc::clone(&fake))),
+        rx,
+        tx,
+        metrics,
+    ));
     Running {
         fake,
+        metrics,
         events,
         commands,
     }
@@ -194,7 +204,7 @@ async fn a_refused_chain_asks_for_a_sync_from_a_timer_probe_only() {
         r.syncs().is_empty(),
         "a probe right after a round asks nothing"
     );
-    let text = metrics::global().encode();
+    let text = r.metrics.encode();
     assert!(
         text.contains(r#"dds_certsync_probe_ok{instance="p-refuse",address="10.0.0.1:2"} 0"#),
         "{text}"
@@ -216,7 +226,7 @@ async fn a_refused_chain_asks_for_a_sync_from_a_timer_probe_only() {
     wait(EVERY * 3).await;
     assert!(r.syncs().is_empty());
     assert!(
-        metrics::global()
+        r.metrics
             .encode()
             .contains(r#"dds_certsync_probe_ok{instance="p-refuse",address="10.0.0.1:2"} 1"#)
     );
@@ -239,7 +249,7 @@ async fn a_dead_address_is_a_zero_and_a_log_line_never_a_sync_or_a_hot_loop() {
     );
     assert!(r.syncs().is_empty());
     assert!(
-        metrics::global()
+        r.metrics
             .encode()
             .contains(r#"dds_certsync_probe_ok{instance="p-dead",address="10.0.0.1:1"} 0"#)
     );
@@ -253,7 +263,7 @@ async fn a_hanging_address_is_cut_at_the_timeout_and_tried_again_an_interval_lat
     wait(TIMEOUT + Duration::from_millis(1)).await;
     assert_eq!(*r.fake.in_flight.lock().unwrap().get(&1).unwrap(), 0, "cut");
     assert!(
-        metrics::global()
+        r.metrics
             .encode()
             .contains(r#"dds_certsync_probe_ok{instance="p-hang",address="10.0.0.1:1"} 0"#)
     );
@@ -311,14 +321,14 @@ async fn a_reload_adds_and_removes_probes_and_their_series() {
     r.round_done("p-reload");
     wait(Duration::from_millis(1)).await;
     let series = r#"dds_certsync_probe_ok{instance="p-reload",address="10.0.0.1:2"}"#;
-    assert!(metrics::global().encode().contains(series));
+    assert!(r.metrics.encode().contains(series));
 
     r.events
         .send(Event::Plan(plan(vec![target("p-reload", &[1])], 4)))
         .unwrap();
     wait(EVERY * 2).await;
     assert!(
-        !metrics::global().encode().contains(series),
+        !r.metrics.encode().contains(series),
         "gone with its address"
     );
     assert_eq!(r.fake.calls(2), 1);
