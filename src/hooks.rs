@@ -75,6 +75,7 @@ use crate::backoff::{Backoff, Jitter};
 use crate::certcheck::hex;
 use crate::config::{Auth, Config, Instance, ReloadSignal, SecretSource};
 use crate::ledger::{self, Ledger, Owed};
+use crate::outputs::Observation;
 use crate::readfile::{self, Links};
 
 /// How many of the hook's last stderr lines an error report keeps.
@@ -649,12 +650,19 @@ impl Delivery {
     }
 
     /// Runs the hook the ledger says `inst` is owed, if any, and clears the
-    /// record when it succeeded. `None`: nothing was owed.
-    pub async fn deliver(&self, inst: &Instance, _held: &Held) -> Option<Result<(), HookError>> {
+    /// record when it succeeded. `None`: nothing was owed. `seen`: what a
+    /// round just read or wrote at some paths, so that the record is
+    /// corrected against it rather than by reading those files again.
+    pub async fn deliver(
+        &self,
+        inst: &Instance,
+        _held: &Held,
+        seen: Vec<(PathBuf, Observation)>,
+    ) -> Option<Result<(), HookError>> {
         let name = inst.label().to_string();
         let ledger = self.ledger.clone();
         let inst_c = inst.clone();
-        let owed = tokio::task::spawn_blocking(move || prepare(&ledger, &inst_c))
+        let owed = tokio::task::spawn_blocking(move || prepare(&ledger, &inst_c, &seen))
             .await
             .unwrap_or_else(|e| Err(format!("hook record task failed: {e}")));
         let owed = match owed {
@@ -741,8 +749,13 @@ impl Delivery {
     }
 }
 
-/// Reads and corrects the instance's record. Blocking.
-fn prepare(ledger: &Ledger, inst: &Instance) -> Result<Option<Owed>, String> {
+/// Reads and corrects the instance's record, against `seen` where it says
+/// what is at a path, else against the disk. Blocking.
+fn prepare(
+    ledger: &Ledger,
+    inst: &Instance,
+    seen: &[(PathBuf, Observation)],
+) -> Result<Option<Owed>, String> {
     if !inst.has_hook() {
         if ledger.exists(&inst.id) {
             tracing::info!(instance = %inst.label(), instance_id = %inst.id, "no hook is configured any more; dropping the hook it was owed");
@@ -755,7 +768,12 @@ fn prepare(ledger: &Ledger, inst: &Instance) -> Result<Option<Owed>, String> {
         Ok(None) => return Ok(None),
         Err(e) => return Err(e.to_string()),
     };
-    let fixed = ledger::reconcile(owed.clone(), ledger::disk_state);
+    let fixed = ledger::reconcile(owed.clone(), |path| {
+        match seen.iter().find(|(p, _)| p == path) {
+            Some((_, o)) => o.clone(),
+            None => ledger::disk_state(inst, path),
+        }
+    });
     if fixed.as_ref() != Some(&owed) {
         ledger
             .put(&inst.id, fixed.as_ref())
@@ -798,7 +816,7 @@ pub async fn retry_owed(delivery: Arc<Delivery>) {
             continue;
         };
         tracing::info!(instance = %inst.label(), instance_id = %inst.id, attempt = attempts + 1, "running the owed hook again");
-        delivery.deliver(&inst, &held).await;
+        delivery.deliver(&inst, &held, Vec::new()).await;
     }
 }
 

@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use crate::certcheck::{Sha256Digest, hex};
 use crate::config::{Instance, Perms};
 use crate::output;
+use crate::outputs::{self, Format, Observation};
 use crate::readfile::{self, Links};
 
 /// One changed file: what the ledger records and the hook is told.
@@ -175,44 +176,36 @@ pub fn merge(instance_id: &str, prev: Option<Owed>, changes: &[ChangedFile]) -> 
     owed
 }
 
-/// What is on disk at a path, for [`reconcile`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disk {
-    Missing,
-    Content(Sha256Digest),
-    /// The file could not be read; nothing is concluded from it.
-    Unknown,
-}
-
-/// Corrects `owed` against the disk. Pure. Returns `None` when nothing is
-/// owed any more.
+/// Corrects `owed` against the disk, as `disk` says each path is. Pure.
+/// Returns `None` when nothing is owed any more.
 ///
 /// * a file that still holds its old content (or is still missing when it
 ///   was new) was never replaced: the path is dropped;
 /// * a file that holds something else than the recorded new content (a crash
 ///   between recording a second change and its rename) reports what it holds;
-/// * a file that is gone or unreadable keeps its entry, so the hook still runs.
-pub fn reconcile(mut owed: Owed, disk: impl Fn(&Path) -> Disk) -> Option<Owed> {
+/// * a file that is gone, unreadable, a symlink or too large to be ours
+///   keeps its entry, so the hook still runs: nothing is concluded from it.
+pub fn reconcile(mut owed: Owed, disk: impl Fn(&Path) -> Observation) -> Option<Owed> {
     owed.files.retain_mut(|f| match disk(&f.path) {
-        Disk::Content(d) if Some(d) == f.old => false,
-        Disk::Content(d) => {
-            f.new = d;
+        Observation::File(seen) if Some(seen.sha256) == f.old => false,
+        Observation::File(seen) => {
+            f.new = seen.sha256;
             true
         }
-        Disk::Missing => f.old.is_some(),
-        Disk::Unknown => true,
+        Observation::Missing => f.old.is_some(),
+        Observation::Link | Observation::Unreadable(_) | Observation::Oversized { .. } => true,
     });
     (!owed.files.is_empty()).then_some(owed)
 }
 
-/// What is on disk at `path`, hashed. A symlink (never followed) or
-/// anything but a regular file tells nothing: [`Disk::Unknown`].
-pub fn disk_state(path: &Path) -> Disk {
-    match output::current_digest(path) {
-        Ok(Some(d)) => Disk::Content(d),
-        Ok(None) => Disk::Missing,
-        Err(_) => Disk::Unknown,
-    }
+/// What is at `path`, an output of `inst` (or a path it had when the record
+/// was written), read as its format reads it. Blocking.
+pub fn disk_state(inst: &Instance, path: &Path) -> Observation {
+    let format = (inst.outputs.iter())
+        .find(|o| o.path == path)
+        .map(Format::of)
+        .unwrap_or_default();
+    outputs::observe(path, format)
 }
 
 /// The records of one state directory. Blocking I/O.
@@ -285,11 +278,11 @@ impl Ledger {
                     files: inst
                         .outputs
                         .iter()
-                        .filter_map(|o| match disk_state(&o.path) {
-                            Disk::Content(d) => Some(ChangedFile {
+                        .filter_map(|o| match disk_state(inst, &o.path) {
+                            Observation::File(seen) => Some(ChangedFile {
                                 path: o.path.clone(),
                                 old: None,
-                                new: d,
+                                new: seen.sha256,
                             }),
                             _ => None,
                         })
@@ -357,6 +350,15 @@ impl Ledger {
 mod tests {
     use super::*;
 
+    fn content(b: u8) -> Observation {
+        Observation::File(crate::outputs::FileSeen {
+            sha256: [b; 32],
+            content: crate::outputs::Content::Invalid,
+            owner: crate::outputs::Owner::default(),
+            stamp: crate::outputs::Stamp::default(),
+        })
+    }
+
     fn cf(path: &str, old: Option<u8>, new: u8) -> ChangedFile {
         ChangedFile {
             path: path.into(),
@@ -381,8 +383,8 @@ mod tests {
     fn reconcile_drops_what_was_never_replaced() {
         let owed = merge("i1", None, &[cf("/a", Some(1), 2), cf("/b", None, 5)]);
         let disk = |p: &Path| match p.to_str() {
-            Some("/a") => Disk::Content([1; 32]),
-            _ => Disk::Missing,
+            Some("/a") => content(1),
+            _ => Observation::Missing,
         };
         assert_eq!(reconcile(owed, disk), None);
     }
@@ -392,9 +394,9 @@ mod tests {
         // /a: owed 1→3, but the crash came before 3 was renamed in; 2 is there.
         let owed = merge("i1", None, &[cf("/a", Some(1), 3), cf("/b", Some(4), 5)]);
         let disk = |p: &Path| match p.to_str() {
-            Some("/a") => Disk::Content([2; 32]),
-            Some("/b") => Disk::Unknown,
-            _ => Disk::Missing,
+            Some("/a") => content(2),
+            Some("/b") => Observation::Unreadable("denied".into()),
+            _ => Observation::Missing,
         };
         let r = reconcile(owed, disk).unwrap();
         assert_eq!(r.files, vec![cf("/a", Some(1), 2), cf("/b", Some(4), 5)]);
@@ -403,7 +405,7 @@ mod tests {
     #[test]
     fn reconcile_keeps_a_deleted_file() {
         let owed = merge("i1", None, &[cf("/a", Some(1), 2)]);
-        assert!(reconcile(owed, |_| Disk::Missing).is_some());
+        assert!(reconcile(owed, |_| Observation::Missing).is_some());
     }
 
     proptest::proptest! {

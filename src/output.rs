@@ -1,17 +1,6 @@
-//! File output: reading what is on disk and replacing it atomically.
-//!
-//! What is at an output path is read only through [`read_current`] (or
-//! [`existing_digest`], [`current_digest`]), which never follows a symlink
-//! and never blocks on what is not a regular file
-//! ([`readfile::open_regular`] with [`Links::Refuse`]):
-//!
-//! * a regular file is read (up to a cap);
-//! * a symbolic link, dangling or not, is [`Existing::Link`]: not our file.
-//!   It is never followed, neither for its content nor for a mode or owner
-//!   to keep; a round replaces the link itself by a regular file (rename
-//!   replaces the link, never writes through it);
-//! * anything else (a FIFO, a socket, a device node, a directory) is an
-//!   error naming what it is, and is left alone.
+//! File output: replacing outputs atomically. (Reading them is
+//! [`crate::outputs::observe`]'s: one read, never through a symlink, never
+//! blocking on what is not a regular file.)
 //!
 //! The only way this module changes an output is [`replace`]:
 //!
@@ -32,18 +21,15 @@
 //! remove any a crash left behind.
 
 use std::fs::{self, Metadata, Permissions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::certcheck::{Sha256Digest, sha256};
 use crate::config::Perms;
-use crate::readfile::{self, Links};
+use crate::readfile;
 
 /// The marker in the name of our temporary files.
 const TEMP_MARK: &str = ".dds-certsync-";
-/// Files larger than this on disk are not ours to hash; they count as different.
-const MAX_EXISTING: u64 = 4 * 1024 * 1024;
 
 /// A failed replacement: which path, which step, and why.
 #[derive(Debug, thiserror::Error)]
@@ -74,79 +60,6 @@ volume without subPath)";
 const CHOWN_HINT: &str = " (the owner to set, configured or the old file's, is another user; \
 only root or a daemon with CAP_CHOWN can do that: grant CAP_CHOWN, or set the instance's owner \
 and group to the daemon's own user)";
-
-/// What is at an output path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Existing<T> {
-    /// Nothing.
-    Missing,
-    /// A symbolic link, dangling or not: never followed; not our file.
-    Link,
-    /// A regular file (its content or digest).
-    File(T),
-}
-
-impl<T> Existing<T> {
-    /// The file's content or digest; `None` for nothing or a link.
-    pub fn file(self) -> Option<T> {
-        match self {
-            Existing::File(t) => Some(t),
-            Existing::Missing | Existing::Link => None,
-        }
-    }
-}
-
-/// The SHA-256 of what is at `path`. See [`read_current`].
-pub fn existing_digest(path: &Path) -> io::Result<Existing<Sha256Digest>> {
-    Ok(match read_current(path)? {
-        Existing::File(bytes) => Existing::File(sha256(&bytes)),
-        Existing::Link => Existing::Link,
-        Existing::Missing => Existing::Missing,
-    })
-}
-
-/// The SHA-256 of the regular file at `path`, `None` if nothing is there; a
-/// symlink (never followed) is an error, like anything else that is not a
-/// regular file.
-pub fn current_digest(path: &Path) -> io::Result<Option<Sha256Digest>> {
-    match existing_digest(path)? {
-        Existing::File(d) => Ok(Some(d)),
-        Existing::Missing => Ok(None),
-        Existing::Link => Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "is a symbolic link, not a regular file",
-        )),
-    }
-}
-
-/// What is at `path`: nothing, a symlink (not followed), or a regular file's
-/// content. Anything else is an error saying what it is (the caller names the
-/// path). Never blocks on a FIFO or a device.
-pub fn read_current(path: &Path) -> io::Result<Existing<Vec<u8>>> {
-    let file = match readfile::open_regular(path, Links::Refuse) {
-        Ok(Some(f)) => f,
-        Ok(None) => return Ok(Existing::Missing),
-        Err(e) => {
-            // Say what is there: a link, or a thing that cannot be opened
-            // at all (a socket's open fails with ENXIO).
-            return match fs::symlink_metadata(path) {
-                Ok(m) if m.file_type().is_symlink() => Ok(Existing::Link),
-                Ok(m) if !m.is_file() => Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!(
-                        "is {}, not a regular file",
-                        readfile::describe(m.file_type())
-                    ),
-                )),
-                _ => Err(e),
-            };
-        }
-    };
-    let len = file.metadata()?.len();
-    let mut buf = Vec::with_capacity(len.min(MAX_EXISTING) as usize);
-    file.take(MAX_EXISTING).read_to_end(&mut buf)?;
-    Ok(Existing::File(buf))
-}
 
 /// Replaces `path` with `bytes` atomically. See the module doc for the steps.
 pub fn replace(path: &Path, bytes: &[u8], perms: &Perms) -> Result<(), WriteError> {
@@ -451,35 +364,6 @@ mod tests {
     }
 
     #[test]
-    fn a_fifo_at_an_output_path_is_an_error_at_once_naming_the_path() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("ca.crt");
-        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
-        // A blocking open would wait for a writer forever.
-        let (tx, rx) = std::sync::mpsc::channel();
-        let q = p.clone();
-        std::thread::spawn(move || tx.send(current_digest(&q).map_err(|e| e.to_string())));
-        let r = rx
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .expect("reading a FIFO at an output path blocked");
-        // Says what is there; the caller names the path (see
-        // `hostile_files::a_fifo_at_an_output_path_fails_fast_and_names_the_path`).
-        let e = r.unwrap_err();
-        assert!(e.contains("is a FIFO, not a regular file"), "{e}");
-    }
-
-    #[test]
-    fn digest_of_missing_file_is_none() {
-        let d = tempfile::tempdir().unwrap();
-        assert_eq!(current_digest(&d.path().join("nope")).unwrap(), None);
-        let p = d.path().join("x");
-        fs::write(&p, b"abc").unwrap();
-        assert_eq!(current_digest(&p).unwrap(), Some(sha256(b"abc")));
-        assert_eq!(existing_digest(&p).unwrap(), Existing::File(sha256(b"abc")));
-        assert!(current_digest(d.path()).is_err());
-    }
-
-    #[test]
     fn a_symlink_at_the_path_is_never_followed_and_gives_neither_mode_nor_owner() {
         use std::os::unix::fs::{lchown, symlink};
         let d = tempfile::tempdir().unwrap();
@@ -498,10 +382,6 @@ mod tests {
             symlink(&target, &p).unwrap();
             // Owned by someone else where we may say so (root in CI).
             let _ = lchown(&p, Some(65534), Some(65534));
-            assert_eq!(read_current(&p).unwrap(), Existing::Link, "{name}");
-            assert_eq!(existing_digest(&p).unwrap(), Existing::Link, "{name}");
-            let e = current_digest(&p).unwrap_err();
-            assert!(e.to_string().contains("symbolic link"), "{e}");
             replace(&p, b"cert", &Perms::default()).unwrap();
             let m = fs::symlink_metadata(&p).unwrap();
             assert!(m.is_file(), "{name}: the link itself was replaced");
@@ -529,9 +409,6 @@ mod tests {
             (&sock, "a socket"),
             (&dir, "a directory"),
         ] {
-            // No writer on the FIFO: a blocking open would never return.
-            let e = read_current(p).unwrap_err();
-            assert!(e.to_string().contains(what), "{e}");
             let e = replace(p, b"x", &Perms::default()).unwrap_err();
             assert_eq!(e.step, "check the target");
             assert!(e.to_string().contains(what), "{e}");

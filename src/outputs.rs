@@ -29,7 +29,7 @@
 
 pub mod table;
 
-pub use table::{LastVerified, Outputs, Row, Table};
+pub use table::{LastVerified, Outputs, RoundEnd, Row, Table};
 
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
@@ -90,7 +90,7 @@ pub enum Content {
 /// What tells one version of a file from another without reading it:
 /// device, inode, size, and the modification and change times. A write in
 /// place changes the times; a replacement changes the inode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stamp {
     dev: u64,
     ino: u64,
@@ -112,7 +112,7 @@ impl Stamp {
 }
 
 /// A file's mode and owner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Owner {
     /// The whole `st_mode` permission bits (`& 0o7777`).
     pub mode: u32,

@@ -44,8 +44,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
-use crate::health::{Health, Verdict};
+use crate::health::Health;
 use crate::metrics::{self, Metrics};
+use crate::outputs::{Readiness, Row};
 
 /// Open connections with the full [`IDLE_TIMEOUT`] and keep-alive, at most.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -164,7 +165,7 @@ pub fn route(method: &Method, path: &str) -> Route {
 }
 
 /// The `/readyz` answer for a verdict. Pure.
-pub fn readiness_response(v: &Verdict) -> (StatusCode, String) {
+pub fn readiness_response(v: &Readiness) -> (StatusCode, String) {
     if v.ready() {
         (StatusCode::OK, "ready\n".into())
     } else {
@@ -216,7 +217,7 @@ pub struct Assessor {
     health: Arc<Health>,
     /// The last verdict and when its assessment started. The async lock is
     /// held across the assessment: that is the single flight.
-    last: tokio::sync::Mutex<Option<(Instant, Verdict)>>,
+    last: tokio::sync::Mutex<Option<(Instant, Readiness)>>,
     /// How many assessments have run.
     runs: AtomicU64,
 }
@@ -231,7 +232,7 @@ impl Assessor {
     }
 
     /// The verdict on the files, at most [`ASSESSMENT_REUSE`] old.
-    pub async fn verdict(&self) -> Verdict {
+    pub async fn verdict(&self) -> Readiness {
         let mut last = self.last.lock().await;
         if let Some((at, v)) = last.as_ref()
             && at.elapsed() < ASSESSMENT_REUSE
@@ -248,7 +249,7 @@ impl Assessor {
 
 /// Reads the files (on the blocking pool), refreshes their gauges, and
 /// returns the verdict.
-async fn assess(health: &Arc<Health>) -> Verdict {
+async fn assess(health: &Arc<Health>) -> Readiness {
     let h = Arc::clone(health);
     match tokio::task::spawn_blocking(move || {
         let (files, verdict) = h.assess();
@@ -258,26 +259,25 @@ async fn assess(health: &Arc<Health>) -> Verdict {
     .await
     {
         Ok(v) => v,
-        Err(e) => Verdict {
+        Err(e) => Readiness {
             problems: vec![format!("cannot inspect the files: {e}")],
             expiring: Vec::new(),
         },
     }
 }
 
-/// Sets the per-file gauges from an inspection.
-pub fn update_file_gauges(
-    m: &Metrics,
-    files: &[(crate::health::Target, crate::health::OnDisk)],
-    verdict: &Verdict,
-) {
-    for (t, state) in files {
-        let not_after = match state {
-            crate::health::OnDisk::Certs { not_after } => Some(*not_after),
+/// Sets the per-file gauges from the outputs as last seen.
+pub fn update_file_gauges(m: &Metrics, rows: &[Row], verdict: &Readiness) {
+    for row in rows {
+        let not_after = match &row.seen {
+            Some(crate::outputs::Observation::File(f)) => match f.content {
+                crate::outputs::Content::Certs { not_after } => Some(not_after),
+                crate::outputs::Content::Invalid => None,
+            },
             _ => None,
         };
-        let expiring = verdict.expiring.iter().any(|(e, _)| e == t);
-        m.set_file(&t.instance_id, t.category, not_after, expiring);
+        let expiring = verdict.expiring.iter().any(|e| e.path == row.path);
+        m.set_file(&row.instance_id, row.category, not_after, expiring);
     }
 }
 
@@ -325,9 +325,9 @@ mod tests {
 
     #[test]
     fn readiness_names_the_problems() {
-        let (s, b) = readiness_response(&Verdict::default());
+        let (s, b) = readiness_response(&Readiness::default());
         assert_eq!((s, b.as_str()), (StatusCode::OK, "ready\n"));
-        let v = Verdict {
+        let v = Readiness {
             problems: vec!["/a is missing".into(), "/b expired at x".into()],
             expiring: vec![],
         };

@@ -17,6 +17,7 @@
 //! crash left), unless a failed hook is waiting for its retry time and this
 //! round changed nothing.
 
+use std::fs::Metadata;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -27,6 +28,7 @@ use crate::config::{Category, Config, Instance, Output, Perms};
 use crate::hooks::{ChangedFile, Delivery, HookError};
 use crate::ledger::{self, LedgerError};
 use crate::output::{self, WriteError};
+use crate::outputs::{self, Format, Observation};
 use crate::plan::{self, Slot};
 use crate::reason::Reason;
 
@@ -55,6 +57,9 @@ pub struct FileReport {
     /// The canonical PEM fetched, when it passed the checks: what the file
     /// holds after `Unchanged` or `Replaced` (kept by the self-healing).
     pub pem: Option<Vec<u8>>,
+    /// What is at the path after the round: what the round read there, or
+    /// what it wrote. `None`: it did not look (or cannot say).
+    pub seen: Option<Observation>,
 }
 
 /// Why a round failed, for the log and for the metrics' `reason` label.
@@ -126,26 +131,15 @@ impl Report {
 struct OutputRound {
     /// The verified download, or why there is none (already reported).
     fetched: Result<Verified, String>,
-    /// The file at the path, as the disk step found it.
-    found: Found,
+    /// What the disk step saw at the path; `None`: not looked at (yet). A
+    /// symlink is not our file: it counts as none, so the plan replaces the
+    /// link itself (never what it points at).
+    found: Option<Observation>,
     /// What the plan decided, and how the write went.
     decision: Decision,
-}
-
-/// What the disk step found at an output's path.
-#[derive(Debug)]
-enum Found {
-    /// Not looked at (yet).
-    NotRead,
-    /// Our file's SHA-256, `None` when there is none. A symlink is not our
-    /// file: it counts as none, so the plan replaces the link itself (never
-    /// what it points at), and `link` says so.
-    Read {
-        digest: Option<Sha256Digest>,
-        link: bool,
-    },
-    /// Why the file could not be read.
-    Unreadable(String),
+    /// What a successful replacement left at the path (`None` if its
+    /// `fstat` failed).
+    wrote: Option<Observation>,
 }
 
 /// What the plan decided for one output.
@@ -168,16 +162,17 @@ impl OutputRound {
     fn new(fetched: Result<Verified, String>) -> Self {
         OutputRound {
             fetched,
-            found: Found::NotRead,
+            found: None,
             decision: Decision::LeftAlone,
+            wrote: None,
         }
     }
 
     /// The planner's view of this output.
     fn slot(&self, out: &Output) -> Slot {
-        let (on_disk, readable) = match &self.found {
-            Found::Read { digest, .. } => (*digest, true),
-            Found::NotRead | Found::Unreadable(_) => (None, false),
+        let (on_disk, readable) = match self.found.as_ref().map(Observation::digest) {
+            Some(Ok(digest)) => (digest, true),
+            Some(Err(_)) | None => (None, false),
         };
         Slot {
             category: out.category,
@@ -192,9 +187,25 @@ impl OutputRound {
         }
     }
 
-    fn written(&mut self, result: Result<(), String>) {
+    /// Records how the replacement went; `Ok` carries the new file's
+    /// `fstat`, from which (and the bytes written) what is there now is known.
+    fn written(&mut self, result: Result<Option<Metadata>, String>, format: Format) {
+        if let (Ok(Some(meta)), Ok(v)) = (&result, &self.fetched) {
+            self.wrote = Some(Observation::of_file(format, &v.pem, meta));
+        }
         if let Decision::Replace { written, .. } = &mut self.decision {
-            *written = Some(result);
+            *written = Some(result.map(drop));
+        }
+    }
+
+    /// What is at the path after the round.
+    fn after(&self) -> Option<Observation> {
+        match &self.decision {
+            Decision::Replace {
+                written: Some(Ok(())),
+                ..
+            } => self.wrote.clone(),
+            _ => self.found.clone(),
         }
     }
 }
@@ -242,7 +253,12 @@ impl Syncer {
         let held = self.delivery.hold(&inst.id).await;
         let (mut report, planned_writes) = self.sync_files(inst).await;
         if planned_writes || !self.delivery.waiting(&inst.id) {
-            report.hook = self.delivery.deliver(inst, &held).await;
+            // The hook record is corrected against what this round saw and
+            // wrote: the files are not read again.
+            let seen = (report.files.iter())
+                .filter_map(|f| Some((f.path.clone(), f.seen.clone()?)))
+                .collect();
+            report.hook = self.delivery.deliver(inst, &held, seen).await;
         }
         report
     }
@@ -306,6 +322,7 @@ impl Syncer {
                 category: out.category,
                 path: out.path.clone(),
                 outcome,
+                seen: round.after(),
                 pem: round.fetched.ok().map(|v| v.pem),
             });
         }
@@ -326,7 +343,8 @@ impl Syncer {
         if let Err(msg) = &round.fetched {
             return FileOutcome::Failed(msg.clone());
         }
-        if let Found::Unreadable(e) = &round.found {
+        if let Some(Observation::Unreadable(e)) = &round.found {
+            let e = format!("cannot read {path}: {e}");
             tracing::warn!(instance = %name, instance_id = %id, category = %category, reason = %Reason::Disk, "failed: {e}");
             report.fail(Reason::Disk, format!("{category}: {e}"), false);
             return FileOutcome::Failed(e.clone());
@@ -346,7 +364,7 @@ impl Syncer {
                 FileOutcome::WouldReplace { old, new }
             }
             Some(Ok(())) => {
-                if matches!(round.found, Found::Read { link: true, .. }) {
+                if matches!(round.found, Some(Observation::Link)) {
                     tracing::warn!(instance = %name, instance_id = %id, category = %category, path = %path, "was a symbolic link; replaced by a regular file");
                 }
                 tracing::info!(instance = %name, instance_id = %id, category = %category, path = %path, old_sha256 = %old_hex, new_sha256 = %new_hex, "replaced");
@@ -435,14 +453,9 @@ impl Syncer {
     /// output's `found` and `decision`. Also says whether the plan had
     /// writes. Blocking.
     fn apply(&self, inst: &Instance, mut rounds: Vec<OutputRound>) -> (Vec<OutputRound>, bool) {
+        // The round's one read of each output.
         for (out, round) in inst.outputs.iter().zip(&mut rounds) {
-            round.found = match output::existing_digest(&out.path) {
-                Ok(existing) => Found::Read {
-                    link: existing == output::Existing::Link,
-                    digest: existing.file(),
-                },
-                Err(e) => Found::Unreadable(format!("cannot read {}: {e}", out.path.display())),
-            };
+            round.found = Some(outputs::observe(&out.path, Format::of(out)));
         }
         let slots: Vec<Slot> = inst
             .outputs
@@ -471,7 +484,7 @@ impl Syncer {
         {
             let msg = format!("not replaced: {e}");
             for w in &plan.writes {
-                rounds[w.slot].written(Err(msg.clone()));
+                rounds[w.slot].written(Err(msg.clone()), Format::of(&inst.outputs[w.slot]));
             }
             return (rounds, planned_writes);
         }
@@ -484,13 +497,13 @@ impl Syncer {
             })
             .collect();
         let files: Vec<_> = todo.iter().map(|(_, p, b, m)| (*p, *b, *m)).collect();
-        let results: Vec<(usize, Result<(), String>)> = todo
+        let results: Vec<(usize, Result<Option<Metadata>, String>)> = todo
             .iter()
             .zip(output::replace_all(&files))
-            .map(|((slot, ..), r)| (*slot, r.map(drop).map_err(|e: WriteError| e.to_string())))
+            .map(|((slot, ..), r)| (*slot, r.map_err(|e: WriteError| e.to_string())))
             .collect();
         for (slot, result) in results {
-            rounds[slot].written(result);
+            rounds[slot].written(result, Format::of(&inst.outputs[slot]));
         }
         (rounds, planned_writes)
     }

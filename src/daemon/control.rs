@@ -25,7 +25,8 @@ use crate::scheduler::{Command, sleep_until_opt};
 use crate::watch::ContentTracker;
 
 use super::endpoints::Endpoints;
-use super::state::{Daemon, lock};
+use super::restore::Look;
+use super::state::Daemon;
 use super::watching::WatchSet;
 use super::{Event, SETTLE};
 
@@ -85,14 +86,14 @@ impl Control {
         }
         let mut seen = HashSet::new();
         let candidates: Vec<_> = {
-            let healer = lock(&self.daemon.healer);
+            let table = self.daemon.outputs.lock();
             touched
                 .iter()
-                .flat_map(|p| healer.candidates(p))
-                .filter(|(p, _)| seen.insert(p.clone()))
+                .flat_map(|p| table.candidates(p))
+                .filter(|row| seen.insert(row.path.clone()))
                 .collect()
         };
-        if self.heal(candidates).await {
+        if self.heal(candidates, Look::Stamp).await {
             // A restore may have re-created a deleted directory: watch the new one.
             self.rewatch(true).await;
         }
@@ -102,12 +103,10 @@ impl Control {
     /// the round held them.
     async fn round_ended(&mut self, id: &str) {
         self.rewatch(false).await;
-        let candidates: Vec<_> = lock(&self.daemon.healer)
-            .all()
-            .into_iter()
-            .filter(|(_, h)| h.instance_id == id)
+        let candidates: Vec<_> = (self.daemon.outputs.lock().all().into_iter())
+            .filter(|row| row.instance_id == id)
             .collect();
-        if self.heal(candidates).await {
+        if self.heal(candidates, Look::Stamp).await {
             self.rewatch(true).await;
         }
     }
@@ -116,8 +115,8 @@ impl Control {
     async fn sweep(&mut self) {
         self.rewatch(true).await;
         self.config_maybe_changed().await;
-        let all = lock(&self.daemon.healer).all();
-        if self.heal(all).await {
+        let all = self.daemon.outputs.lock().all();
+        if self.heal(all, Look::Read).await {
             self.rewatch(true).await;
         }
     }

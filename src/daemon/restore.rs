@@ -1,69 +1,104 @@
-//! Restoring outputs: the held outputs an event may concern are compared
-//! with the disk, and those deleted, changed or replaced by a link are
-//! written back from the held bytes (see [`crate::heal`]), never while a
-//! round of their instance is writing.
+//! Restoring outputs: the outputs an event may concern are looked at, and
+//! those deleted, changed or replaced by a link are written back from their
+//! last verified bytes (see [`crate::heal`]), never while a round of their
+//! instance is writing. What each look saw, or each restore wrote, goes back
+//! into the outputs table, so that the events of our own writes find the
+//! file as last seen and read nothing.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::heal::{self, Verdict};
+use crate::heal;
 use crate::metrics;
+use crate::outputs::{Drift, Row};
 
 use super::control::Control;
-use super::state::lock;
+
+/// How closely outputs are looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Look {
+    /// A file with the stamp last seen is taken as last seen (events, the
+    /// end of a round).
+    Stamp,
+    /// Every file is read (the sweep: the fallback for whatever an event or
+    /// a stamp could miss).
+    Read,
+}
 
 impl Control {
-    /// Checks the given held outputs and restores those deleted or changed.
+    /// Checks the given outputs and restores those deleted or changed.
     /// Returns whether anything was restored.
-    pub(super) async fn heal(&self, candidates: Vec<(PathBuf, heal::Held)>) -> bool {
+    pub(super) async fn heal(&self, candidates: Vec<Row>, look: Look) -> bool {
         let mut restored_any = false;
-        for (path, held) in candidates {
+        for row in candidates {
             // A round of this instance is writing: it is checked again when it ends.
-            let Ok(files) = self.daemon.file_lock(&held.instance_id).try_lock_owned() else {
+            let Ok(files) = self.daemon.file_lock(&row.instance_id).try_lock_owned() else {
                 continue;
             };
-            let daemon = Arc::clone(&self.daemon);
-            let (p, h) = (path.clone(), held.clone());
+            let Some(sha) = row.verified.as_ref().map(|v| v.sha256) else {
+                continue;
+            };
+            let outputs = Arc::clone(&self.daemon.outputs);
+            let r = row.clone();
             let result = tokio::task::spawn_blocking(move || {
                 let _files = files;
-                heal::check_and_restore(&p, &h, || {
-                    lock(&daemon.healer).still_current(&p, &h.sha256)
-                })
+                let checked = heal::check_and_restore(&r, look == Look::Read, || {
+                    outputs.lock().still_current(&r.path, &sha)
+                });
+                let mut table = outputs.lock();
+                match (&checked.restored, checked.seen.clone()) {
+                    (Some(Ok(())), seen) => table.wrote(&r.path, seen),
+                    (_, Some(seen)) => table.saw(&r.path, r.seen.as_ref(), seen),
+                    (_, None) => {}
+                }
+                checked
             })
             .await;
-            let Ok((verdict, restored)) = result else {
+            let Ok(checked) = result else {
                 continue;
             };
-            let what = match verdict {
-                Verdict::Deleted => "was deleted",
-                Verdict::Modified => "was changed by someone else",
-                Verdict::Link => "was replaced by a symbolic link (not followed)",
-                Verdict::Intact => continue,
-                Verdict::Unreadable => {
-                    tracing::warn!(instance_id = %held.instance_id, path = %path.display(), "cannot read the output to check it; leaving it alone");
-                    continue;
-                }
-            };
-            match restored {
-                Some(Ok(())) => {
-                    restored_any = true;
-                    metrics::global().restored(&held.instance_id, held.category);
-                    tracing::warn!(
-                        instance_id = %held.instance_id,
-                        category = %held.category,
-                        path = %path.display(),
-                        sha256 = %crate::certcheck::hex(&held.sha256),
-                        "restored: the file {what}; wrote back the last verified certificate"
-                    );
-                }
-                Some(Err(e)) => tracing::error!(
-                    instance_id = %held.instance_id,
-                    path = %path.display(),
-                    "the file {what}, and restoring it failed: {e}"
-                ),
-                None => {}
-            }
+            restored_any |= report(&row, checked.drift, checked.restored);
         }
         restored_any
+    }
+}
+
+/// Logs (and counts) what a check found and did. Returns whether it
+/// restored the file.
+fn report(
+    row: &Row,
+    drift: Drift,
+    restored: Option<Result<(), crate::output::WriteError>>,
+) -> bool {
+    let what = match drift {
+        Drift::Deleted => "was deleted",
+        Drift::Modified => "was changed by someone else",
+        Drift::Link => "was replaced by a symbolic link (not followed)",
+        Drift::Intact => return false,
+        Drift::Unreadable => {
+            tracing::warn!(instance_id = %row.instance_id, path = %row.path.display(), "cannot read the output to check it; leaving it alone");
+            return false;
+        }
+    };
+    match restored {
+        Some(Ok(())) => {
+            metrics::global().restored(&row.instance_id, row.category);
+            tracing::warn!(
+                instance_id = %row.instance_id,
+                category = %row.category,
+                path = %row.path.display(),
+                sha256 = %row.verified.as_ref().map(|v| crate::certcheck::hex(&v.sha256)).unwrap_or_default(),
+                "restored: the file {what}; wrote back the last verified certificate"
+            );
+            true
+        }
+        Some(Err(e)) => {
+            tracing::error!(
+                instance_id = %row.instance_id,
+                path = %row.path.display(),
+                "the file {what}, and restoring it failed: {e}"
+            );
+            false
+        }
+        None => false,
     }
 }

@@ -1,13 +1,16 @@
 //! A round as the daemon runs it: the instance's file lock, the sync, and
 //! everything that follows (`after_round`): metrics, the expiry warning, the
-//! healer, systemd's `STATUS=` and readiness.
+//! outputs table, systemd's `STATUS=` and readiness.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::config::Instance;
 use crate::heal;
 use crate::health;
 use crate::metrics;
+use crate::outputs;
 use crate::scheduler::{RoundFn, RoundResult};
 use crate::server;
 use crate::sync::Report;
@@ -32,7 +35,7 @@ pub(super) fn round_fn(daemon: Arc<Daemon>) -> RoundFn {
                 };
             };
             let files = daemon.file_lock(&inst.id).lock_owned().await;
-            lock(&daemon.healer).begin_round(&inst.id);
+            daemon.outputs.lock().begin_round(&inst.id);
             let report = (daemon.sync)(syncer, inst.clone()).await;
             let ok = report.ok();
             if ok {
@@ -52,8 +55,8 @@ pub(super) fn round_fn(daemon: Arc<Daemon>) -> RoundFn {
     })
 }
 
-/// Everything that follows a round: metrics, expiry warning, the healer,
-/// systemd status and readiness.
+/// Everything that follows a round: metrics, expiry warning, the outputs
+/// table, systemd status and readiness.
 async fn after_round(daemon: &Arc<Daemon>, inst: &Instance, report: &Report) {
     super::tally::record_round(metrics::global(), &inst.id, report, health::unix_now());
     let keys = daemon.current().keys();
@@ -65,48 +68,38 @@ async fn after_round(daemon: &Arc<Daemon>, inst: &Instance, report: &Report) {
         !progress.ready_sent && progress.all_synced(&keys)
     };
 
-    let (inst_c, dry_run) = (inst.clone(), daemon.dry_run);
-    let mut held = if dry_run {
-        Vec::new()
-    } else {
-        heal::verified_outputs(inst, report)
-    };
-    let h = Arc::clone(&daemon.health);
-    let disk = tokio::task::spawn_blocking(move || {
-        heal::capture_ownership(&mut held);
-        let warning = h.warning();
-        let files = health::inspect_outputs(&health::targets_of(&inst_c));
-        let now = health::unix_now();
-        let verdict = health::judge(&files, now, warning);
-        server::update_file_gauges(metrics::global(), &files, &verdict);
-        for (t, not_after) in &verdict.expiring {
-            if *not_after <= now {
-                tracing::error!(
-                    instance = %inst_c.label(),
-                    instance_id = %inst_c.id,
-                    category = %t.category,
-                    path = %t.path.display(),
-                    not_after = %crate::certcheck::format_time(*not_after),
-                    "the certificate on disk has expired; the cloud has not rotated it yet, or it cannot be fetched"
-                );
-                continue;
-            }
-            tracing::warn!(
-                instance = %inst_c.label(),
-                instance_id = %inst_c.id,
-                category = %t.category,
-                path = %t.path.display(),
-                not_after = %crate::certcheck::format_time(*not_after),
-                "the certificate on disk expires within sync.expiry_warning ({}); the cloud has not rotated it yet",
-                humantime::format_duration(warning)
-            );
+    // What the round saw and wrote goes into the table: it is what the
+    // gauges, the expiry warning and readiness judge, without another read.
+    let dry_run = daemon.dry_run;
+    daemon
+        .outputs
+        .lock()
+        .end_round(&inst.id, heal::round_ends(report, !dry_run));
+    let (inst_c, h) = (inst.clone(), Arc::clone(&daemon.health));
+    let looked: Vec<PathBuf> = (report.files.iter())
+        .filter(|f| f.seen.is_some())
+        .map(|f| f.path.clone())
+        .collect();
+    let files_ready = tokio::task::spawn_blocking(move || {
+        let outputs = h.outputs();
+        let mut rows = outputs.lock().rows_of(&inst_c.id);
+        for row in rows.iter_mut().filter(|r| !looked.contains(&r.path)) {
+            // The round did not get to its disk step (its API call failed).
+            let seen = outputs::look(&row.path, row.format, row.seen.as_ref());
+            outputs
+                .lock()
+                .saw(&row.path, row.seen.as_ref(), seen.clone());
+            row.seen = Some(seen);
         }
-        let files_ready = check_ready && (dry_run || h.assess().1.ready());
-        (held, files_ready)
+        let (now, warning) = (health::unix_now(), h.warning());
+        let seen = rows.iter().filter_map(|r| Some((r, r.seen.as_ref()?)));
+        let verdict = outputs::readiness(seen, now, warning);
+        server::update_file_gauges(metrics::global(), &rows, &verdict);
+        log_expiring(&inst_c, &verdict, now, warning);
+        check_ready && (dry_run || h.assess().1.ready())
     })
-    .await;
-    let (held, files_ready) = disk.unwrap_or_default();
-    lock(&daemon.healer).end_round(&inst.id, held);
+    .await
+    .unwrap_or_default();
 
     let mut progress = lock(&daemon.progress);
     let line = progress.status_line(&keys);
@@ -116,5 +109,32 @@ async fn after_round(daemon: &Arc<Daemon>, inst: &Instance, report: &Report) {
         daemon.notifier.ready(&line);
     } else {
         daemon.notifier.status(&line);
+    }
+}
+
+/// Warns of the instance's files that expire within `warning`, and errs
+/// about those expired.
+fn log_expiring(inst: &Instance, verdict: &outputs::Readiness, now: i64, warning: Duration) {
+    for e in &verdict.expiring {
+        if e.not_after <= now {
+            tracing::error!(
+                instance = %inst.label(),
+                instance_id = %inst.id,
+                category = %e.category,
+                path = %e.path.display(),
+                not_after = %crate::certcheck::format_time(e.not_after),
+                "the certificate on disk has expired; the cloud has not rotated it yet, or it cannot be fetched"
+            );
+            continue;
+        }
+        tracing::warn!(
+            instance = %inst.label(),
+            instance_id = %inst.id,
+            category = %e.category,
+            path = %e.path.display(),
+            not_after = %crate::certcheck::format_time(e.not_after),
+            "the certificate on disk expires within sync.expiry_warning ({}); the cloud has not rotated it yet",
+            humantime::format_duration(warning)
+        );
     }
 }

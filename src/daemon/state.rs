@@ -8,7 +8,7 @@
 //!   sees half of one config and half of another, whatever awaits in between
 //!   and on whatever runtime: there is nothing to see half-switched.
 //! * What outlives generations, because it is about the files and the
-//!   rounds, not about a config: the healer's held content, the per-instance
+//!   rounds, not about a config: the outputs table (last verified bytes and observations), the per-instance
 //!   file locks, the [`Progress`] behind `STATUS=`, the health view behind the
 //!   endpoints. After a swap these are trimmed to the new generation's
 //!   instances (see [`super::transaction`]); until then they may still name a
@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::mpsc;
 
 use crate::config::{Config, Instance};
-use crate::heal::Healer;
 use crate::health::Health;
+use crate::outputs::Outputs;
 use crate::service::Notifier;
 use crate::sync::{Report, Syncer};
 
@@ -81,7 +81,9 @@ pub(super) struct Daemon {
     pub(super) dry_run: bool,
     /// The current generation. Written only by [`Daemon::swap`].
     generation: RwLock<Arc<Generation>>,
-    pub(super) healer: Mutex<Healer>,
+    /// The outputs table (the one [`Health`] judges readiness over): what
+    /// a restore writes back, and what was last seen at each path.
+    pub(super) outputs: Arc<Outputs>,
     /// Per instance: held by its round, tried by a restore, so that a
     /// restore never races a round's own writes.
     file_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -114,7 +116,7 @@ impl Daemon {
             config_path: s.config_path,
             dry_run: s.generation.syncer.dry_run,
             generation: RwLock::new(Arc::new(s.generation)),
-            healer: Mutex::new(Healer::default()),
+            outputs: Arc::clone(s.health.outputs()),
             file_locks: Mutex::new(HashMap::new()),
             progress: Mutex::new(Progress::default()),
             health: s.health,

@@ -58,6 +58,7 @@ mod tests {
                     new: [0; 32],
                 },
                 pem: None,
+                seen: None,
             }],
             hook: Some(Ok(())),
             ..Report::default()

@@ -106,6 +106,7 @@ fn stand_in(script: Arc<Script>, rounds: mpsc::UnboundedSender<Round>) -> SyncFn
                                 new: sha256(&b),
                             },
                             pem: Some(b.clone()),
+                            seen: None,
                         }
                     })
                     .collect()

@@ -201,8 +201,7 @@ impl Control {
     fn trim(&self, g: &Generation, changes: &Changes) {
         // Hook retries take their instance from the current config.
         g.syncer.delivery.set_config(&g.config);
-        lock(&self.daemon.healer).retain_config(&g.config.instances);
-        self.daemon.health.set_config(&g.config);
+        self.daemon.outputs.lock().set_config(&g.config);
         lock(&self.daemon.progress).retain(&g.keys());
         // Counters of removed instances stay (they only grow); new or
         // changed instances get theirs at 0.

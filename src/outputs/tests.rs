@@ -300,6 +300,88 @@ fn what_a_replacement_wrote_is_recognised_without_a_read() {
     );
 }
 
+#[test]
+fn a_fifo_at_an_output_path_is_an_error_at_once_naming_the_path() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("ca.crt");
+    nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    // A blocking open would wait for a writer forever.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let q = p.clone();
+    std::thread::spawn(move || tx.send(observe(&q, Format::PemBundle)));
+    let r = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("reading a FIFO at an output path blocked");
+    // Says what is there; the caller names the path (see
+    // `hostile_files::a_fifo_at_an_output_path_fails_fast_and_names_the_path`).
+    let Observation::Unreadable(e) = r else {
+        panic!("{r:?}")
+    };
+    assert!(e.contains("is a FIFO, not a regular file"), "{e}");
+}
+
+#[test]
+fn digest_of_missing_file_is_none() {
+    let d = tempfile::tempdir().unwrap();
+    let fmt = Format::PemBundle;
+    assert_eq!(observe(&d.path().join("nope"), fmt).digest(), Ok(None));
+    let p = d.path().join("x");
+    std::fs::write(&p, b"abc").unwrap();
+    assert_eq!(observe(&p, fmt).digest(), Ok(Some(sha256(b"abc"))));
+    assert!(observe(d.path(), fmt).digest().is_err());
+}
+
+#[test]
+fn a_symlink_at_the_path_is_seen_as_a_link_never_followed() {
+    let d = tempfile::tempdir().unwrap();
+    let secret = d.path().join("secret");
+    std::fs::write(&secret, CERT_A).unwrap();
+    for (name, target) in [
+        ("dangling", d.path().join("nowhere")),
+        ("to-a-certificate", secret.clone()),
+    ] {
+        let p = d.path().join(name);
+        std::os::unix::fs::symlink(&target, &p).unwrap();
+        let _ = std::os::unix::fs::lchown(&p, Some(65534), Some(65534));
+        assert_eq!(observe(&p, Format::PemBundle), Observation::Link, "{name}");
+        assert_eq!(
+            look(&p, Format::PemBundle, None),
+            Observation::Link,
+            "{name}"
+        );
+        // Not our file: a round replaces the link, and takes nothing from it.
+        assert_eq!(Observation::Link.digest(), Ok(None));
+        assert_eq!(Observation::Link.owner(), None);
+    }
+}
+
+#[test]
+fn a_fifo_socket_or_directory_at_the_path_is_named_and_never_opened_for_reading() {
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let sock = d.path().join("sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let dir = d.path().join("dir");
+    std::fs::create_dir(&dir).unwrap();
+    for (p, what) in [
+        (&fifo, "a FIFO"),
+        (&sock, "a socket"),
+        (&dir, "a directory"),
+    ] {
+        // No writer on the FIFO: a blocking open would never return.
+        for seen in [
+            observe(p, Format::PemBundle),
+            look(p, Format::PemBundle, None),
+        ] {
+            let Observation::Unreadable(e) = seen else {
+                panic!("{what}: {seen:?}")
+            };
+            assert!(e.contains(what), "{e}");
+        }
+    }
+}
+
 // --- the table ---
 
 #[test]

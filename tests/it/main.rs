@@ -26,6 +26,7 @@ mod once;
 mod packaging;
 mod probe;
 mod readers;
+mod reads;
 mod reload;
 mod secrets;
 mod service;

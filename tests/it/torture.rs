@@ -83,7 +83,10 @@ fn reachable(edges: &HashSet<(String, String)>, target: &str) -> bool {
 }
 
 fn hash(p: &Path) -> String {
-    match dds_certsync::output::current_digest(p).unwrap() {
+    match dds_certsync::outputs::observe(p, Default::default())
+        .digest()
+        .unwrap()
+    {
         Some(d) => dds_certsync::certcheck::hex(&d),
         None => String::new(),
     }
