@@ -1436,15 +1436,18 @@ mod tests {
         let d = Delivery::new(&config);
         std::fs::write(dir.path().join("a.crt"), "new").unwrap();
         let held = d.hold("i1").await;
-        assert!(d.deliver(inst, &held).await.is_none(), "nothing was owed");
+        assert!(
+            d.deliver(inst, &held, Vec::new()).await.is_none(),
+            "nothing was owed"
+        );
         owe(&d, dir.path(), b"old");
-        d.deliver(inst, &held).await.unwrap().unwrap();
+        d.deliver(inst, &held, Vec::new()).await.unwrap().unwrap();
         let told = std::fs::read_to_string(&ran).unwrap();
         assert_eq!(told.trim(), dir.path().join("a.crt").display().to_string());
         assert!(!d.ledger().exists("i1"), "the record outlived the hook");
         assert!(!d.waiting("i1"));
         std::fs::remove_file(&ran).unwrap();
-        assert!(d.deliver(inst, &held).await.is_none());
+        assert!(d.deliver(inst, &held, Vec::new()).await.is_none());
         assert!(!ran.exists(), "the hook ran twice for one change");
     }
 
@@ -1461,7 +1464,11 @@ mod tests {
         std::fs::write(dir.path().join("a.crt"), "old").unwrap();
         owe(&d, dir.path(), b"old");
         let held = d.hold("i1").await;
-        assert!(d.deliver(&config.instances[0], &held).await.is_none());
+        assert!(
+            d.deliver(&config.instances[0], &held, Vec::new())
+                .await
+                .is_none()
+        );
         assert!(!d.ledger().exists("i1"), "the corrected record stayed");
         assert!(!ran.exists());
     }
@@ -1474,7 +1481,11 @@ mod tests {
         std::fs::write(dir.path().join("a.crt"), "new").unwrap();
         owe(&d, dir.path(), b"old");
         let held = d.hold("i1").await;
-        assert!(d.deliver(&config.instances[0], &held).await.is_none());
+        assert!(
+            d.deliver(&config.instances[0], &held, Vec::new())
+                .await
+                .is_none()
+        );
         assert!(!d.ledger().exists("i1"));
     }
 
@@ -1491,7 +1502,11 @@ mod tests {
         // as the one before (1 s, 2 s, 4 s, less up to half of jitter).
         let mut waits = Vec::new();
         for _ in 0..3 {
-            let e = d.deliver(inst, &held).await.unwrap().unwrap_err();
+            let e = d
+                .deliver(inst, &held, Vec::new())
+                .await
+                .unwrap()
+                .unwrap_err();
             assert!(e.to_string().contains("cannot read the pidfile"), "{e}");
             assert!(d.waiting("i1"));
             waits.push(retry_in(&d));
@@ -1503,7 +1518,7 @@ mod tests {
         assert!(d.ledger().exists("i1"), "a failed hook must stay owed");
         // The process appears: the next delivery signals it and clears all.
         let child = target(dir.path(), 0);
-        d.deliver(inst, &held).await.unwrap().unwrap();
+        d.deliver(inst, &held, Vec::new()).await.unwrap().unwrap();
         assert_eq!(killed_by(child), Some(Signal::SIGTERM as i32));
         assert!(!d.waiting("i1"), "a delivered hook still waits for a retry");
         assert!(!d.ledger().exists("i1"));
@@ -1517,7 +1532,7 @@ mod tests {
         std::fs::write(dir.path().join("a.crt"), "new").unwrap();
         owe(&d, dir.path(), b"old");
         let held = d.hold("i1").await;
-        d.deliver(&config.instances[0], &held)
+        d.deliver(&config.instances[0], &held, Vec::new())
             .await
             .unwrap()
             .unwrap_err();
@@ -1534,7 +1549,7 @@ mod tests {
         );
         d.set_config(&timeout);
         assert!(!d.waiting("i1"), "a new hook_timeout is a changed hook");
-        d.deliver(&timeout.instances[0], &held)
+        d.deliver(&timeout.instances[0], &held, Vec::new())
             .await
             .unwrap()
             .unwrap_err();
@@ -1556,7 +1571,7 @@ mod tests {
         assert!(lock(&d.pending).is_empty());
         assert!(d.ledger().exists("i1"));
         // A run that fails for an instance removed meanwhile is not retried.
-        d.deliver(&other.instances[0], &held)
+        d.deliver(&other.instances[0], &held, Vec::new())
             .await
             .unwrap()
             .unwrap_err();
@@ -1572,7 +1587,7 @@ mod tests {
         owe(&d, dir.path(), b"old");
         {
             let held = d.hold("i1").await;
-            d.deliver(&config.instances[0], &held)
+            d.deliver(&config.instances[0], &held, Vec::new())
                 .await
                 .unwrap()
                 .unwrap_err();

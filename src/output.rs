@@ -420,24 +420,6 @@ mod tests {
     }
 
     #[test]
-    fn at_most_4_mib_of_what_is_on_disk_is_read() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("big.crt");
-        fs::write(&p, vec![b'x'; 4 * 1024 * 1024 + 10]).unwrap();
-        let Existing::File(bytes) = read_current(&p).unwrap() else {
-            panic!("not read as a file")
-        };
-        assert_eq!(bytes.len(), 4 * 1024 * 1024);
-    }
-
-    #[test]
-    fn only_a_regular_file_has_content() {
-        assert_eq!(Existing::File(7).file(), Some(7));
-        assert_eq!(Existing::<u8>::Link.file(), None);
-        assert_eq!(Existing::<u8>::Missing.file(), None);
-    }
-
-    #[test]
     fn a_configured_owner_or_group_alone_is_set() {
         let d = tempfile::tempdir().unwrap();
         let root = nix::unistd::geteuid().is_root();

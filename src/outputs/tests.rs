@@ -1,6 +1,7 @@
 //! Unit tests of the outputs model: the judges without I/O, the two ways to
 //! look at a file (counting reads), and the table.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -247,6 +248,29 @@ fn an_observation_reads_once_and_says_what_is_there() {
         observe(&big, Format::PemBundle),
         Observation::Oversized { .. }
     ));
+}
+
+#[test]
+fn at_most_4_mib_of_what_is_on_disk_is_read_and_a_larger_file_is_not_ours() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("big.crt");
+    std::fs::write(&p, vec![b'x'; MAX_EXISTING as usize]).unwrap();
+    assert_eq!(MAX_EXISTING, 4 * 1024 * 1024);
+    let Observation::File(f) = observe(&p, Format::PemBundle) else {
+        panic!("4 MiB is read whole")
+    };
+    assert_eq!(f.content, Content::Invalid);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&p)
+        .unwrap()
+        .write_all(b"x")
+        .unwrap();
+    let seen = observe(&p, Format::PemBundle);
+    assert!(matches!(seen, Observation::Oversized { .. }), "{seen:?}");
+    // Not ours: replaced by a round, written back by a restore.
+    assert_eq!(seen.digest(), Ok(None));
+    assert_eq!(drift(&seen, &f.sha256), Drift::Modified);
 }
 
 #[test]
