@@ -77,12 +77,16 @@ pub async fn run(cli: Cli) -> Result<Outcome, Error> {
     } else {
         daemon::api_observer()
     };
-    let syncer = Arc::new(Syncer::new(
-        &config,
-        cli.dry_run,
-        Arc::new(delivery),
-        observer,
-    )?);
+    // Building the client reads `cloud.ca_file`: file I/O, on the blocking
+    // pool like every other read of a file others control.
+    let dry_run = cli.dry_run;
+    let (config, built) = tokio::task::spawn_blocking(move || {
+        let built = Syncer::new(&config, dry_run, Arc::new(delivery), observer);
+        (config, built)
+    })
+    .await
+    .map_err(|e| cloud::BuildError::Tls(format!("building the client failed: {e}")))?;
+    let syncer = Arc::new(built?);
     if !cli.dry_run {
         let n = syncer.delivery.ledger().clean_stale_temps();
         if n > 0 {
