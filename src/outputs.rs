@@ -21,8 +21,10 @@
 //! * [`Observation::digest`]: what the planner and the hook ledger compare.
 //!
 //! A new kind of output (a PKCS#12 truststore, a bundle that keeps a previous
-//! CA) is a new [`Format`]: how its bytes parse ([`Format::parse`]) and what
-//! a file that does not parse is said not to hold ([`Format::invalid`]).
+//! CA) is a new [`Format`]: what a round writes for a verified download
+//! ([`Format::render`], [`Format::digest`]), how the bytes on disk parse
+//! ([`Format::parse`]) and what a file that does not parse is said not to
+//! hold ([`Format::invalid`]).
 //!
 //! The table itself ([`Table`]) lives in [`table`]; this file holds the
 //! model, the two ways to look, and the judges.
@@ -31,12 +33,13 @@ pub mod table;
 
 pub use table::{LastVerified, Outputs, RoundEnd, Row, Table};
 
+use std::borrow::Cow;
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::certcheck::{self, Sha256Digest, sha256};
+use crate::certcheck::{self, Sha256Digest, Verified, sha256};
 use crate::config::{Category, Output};
 use crate::readfile::{self, Links};
 
@@ -55,6 +58,22 @@ impl Format {
     /// The format of a configured output. (The config offers one today.)
     pub fn of(_output: &Output) -> Format {
         Format::PemBundle
+    }
+
+    /// The bytes of this format for a verified download: what a round
+    /// writes. Pure.
+    pub fn render(self, verified: &Verified) -> Cow<'_, [u8]> {
+        match self {
+            Format::PemBundle => Cow::Borrowed(&verified.pem),
+        }
+    }
+
+    /// The SHA-256 of [`Format::render`]'s bytes: what the planner compares
+    /// with the file on disk. Pure.
+    pub fn digest(self, verified: &Verified) -> Sha256Digest {
+        match self {
+            Format::PemBundle => verified.sha256,
+        }
     }
 
     /// What `bytes` on disk hold. Pure.

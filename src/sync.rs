@@ -17,6 +17,7 @@
 //! crash left), unless a failed hook is waiting for its retry time and this
 //! round changed nothing.
 
+use std::borrow::Cow;
 use std::fs::Metadata;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -54,8 +55,9 @@ pub struct FileReport {
     pub category: Category,
     pub path: PathBuf,
     pub outcome: FileOutcome,
-    /// The canonical PEM fetched, when it passed the checks: what the file
-    /// holds after `Unchanged` or `Replaced` (kept by the self-healing).
+    /// The bytes for the file, in its format, when the download passed the
+    /// checks: what the file holds after `Unchanged` or `Replaced` (kept by
+    /// the self-healing). For a PEM bundle, the canonical PEM fetched.
     pub pem: Option<Vec<u8>>,
     /// What is at the path after the round: what the round read there, or
     /// what it wrote. `None`: it did not look (or cannot say).
@@ -131,6 +133,8 @@ impl Report {
 struct OutputRound {
     /// The verified download, or why there is none (already reported).
     fetched: Result<Verified, String>,
+    /// The output's format: what its bytes are made from the download.
+    format: Format,
     /// What the disk step saw at the path; `None`: not looked at (yet). A
     /// symlink is not our file: it counts as none, so the plan replaces the
     /// link itself (never what it points at).
@@ -159,9 +163,10 @@ enum Decision {
 }
 
 impl OutputRound {
-    fn new(fetched: Result<Verified, String>) -> Self {
+    fn new(fetched: Result<Verified, String>, format: Format) -> Self {
         OutputRound {
             fetched,
+            format,
             found: None,
             decision: Decision::LeftAlone,
             wrote: None,
@@ -180,7 +185,7 @@ impl OutputRound {
             on_disk,
             // A file we cannot read is never overwritten blindly.
             verified: if readable {
-                self.fetched.as_ref().ok().map(|v| v.sha256)
+                self.fetched.as_ref().ok().map(|v| self.format.digest(v))
             } else {
                 None
             },
@@ -189,13 +194,18 @@ impl OutputRound {
 
     /// Records how the replacement went; `Ok` carries the new file's
     /// `fstat`, from which (and the bytes written) what is there now is known.
-    fn written(&mut self, result: Result<Option<Metadata>, String>, format: Format) {
-        if let (Ok(Some(meta)), Ok(v)) = (&result, &self.fetched) {
-            self.wrote = Some(Observation::of_file(format, &v.pem, meta));
+    fn written(&mut self, result: Result<Option<Metadata>, String>) {
+        if let (Ok(Some(meta)), Some(bytes)) = (&result, self.bytes()) {
+            self.wrote = Some(Observation::of_file(self.format, &bytes, meta));
         }
         if let Decision::Replace { written, .. } = &mut self.decision {
             *written = Some(result.map(drop));
         }
+    }
+
+    /// The bytes to write, in the output's format, if the download passed.
+    fn bytes(&self) -> Option<Cow<'_, [u8]>> {
+        Some(self.format.render(self.fetched.as_ref().ok()?))
     }
 
     /// What is at the path after the round.
@@ -288,8 +298,9 @@ impl Syncer {
         let mut rounds = Vec::with_capacity(inst.outputs.len());
         for out in &inst.outputs {
             let fetched = self.fetch(inst, out.category, &links).await;
-            rounds.push(OutputRound::new(fetched.map_err(
-                |(reason, msg, transient)| {
+            let format = Format::of(out);
+            rounds.push(OutputRound::new(
+                fetched.map_err(|(reason, msg, transient)| {
                     tracing::warn!(
                         instance = %name,
                         instance_id = %id,
@@ -300,8 +311,9 @@ impl Syncer {
                     );
                     report.fail(reason, format!("{}: {msg}", out.category), transient);
                     msg
-                },
-            )));
+                }),
+                format,
+            ));
         }
 
         // Compare with the disk and write, on the blocking pool.
@@ -323,7 +335,7 @@ impl Syncer {
                 path: out.path.clone(),
                 outcome,
                 seen: round.after(),
-                pem: round.fetched.ok().map(|v| v.pem),
+                pem: round.bytes().map(|b| b.into_owned()),
             });
         }
 
@@ -484,26 +496,29 @@ impl Syncer {
         {
             let msg = format!("not replaced: {e}");
             for w in &plan.writes {
-                rounds[w.slot].written(Err(msg.clone()), Format::of(&inst.outputs[w.slot]));
+                rounds[w.slot].written(Err(msg.clone()));
             }
             return (rounds, planned_writes);
         }
-        let todo: Vec<(usize, &Path, &[u8], &Perms)> = plan
+        let todo: Vec<(usize, &Path, Cow<'_, [u8]>, &Perms)> = plan
             .writes
             .iter()
             .filter_map(|w| {
-                let v = rounds[w.slot].fetched.as_ref().ok()?;
-                Some((w.slot, w.path.as_path(), v.pem.as_slice(), &inst.perms))
+                let bytes = rounds[w.slot].bytes()?;
+                Some((w.slot, w.path.as_path(), bytes, &inst.perms))
             })
             .collect();
-        let files: Vec<_> = todo.iter().map(|(_, p, b, m)| (*p, *b, *m)).collect();
+        let files: Vec<_> = todo
+            .iter()
+            .map(|(_, p, b, m)| (*p, b.as_ref(), *m))
+            .collect();
         let results: Vec<(usize, Result<Option<Metadata>, String>)> = todo
             .iter()
             .zip(output::replace_all(&files))
             .map(|((slot, ..), r)| (*slot, r.map_err(|e: WriteError| e.to_string())))
             .collect();
         for (slot, result) in results {
-            rounds[slot].written(result, Format::of(&inst.outputs[slot]));
+            rounds[slot].written(result);
         }
         (rounds, planned_writes)
     }

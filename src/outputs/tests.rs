@@ -213,6 +213,21 @@ fn a_pem_bundle_is_judged_by_the_one_pem_model() {
     assert_eq!(f.parse(foo.as_bytes()), Content::Invalid);
 }
 
+#[test]
+fn what_a_format_writes_is_what_it_reads_and_compares() {
+    let now = std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+    let v = crate::certcheck::verify(CERT_A.as_bytes(), now).unwrap();
+    let f = Format::PemBundle;
+    assert_eq!(f.render(&v).as_ref(), v.pem.as_slice());
+    assert_eq!(f.digest(&v), sha256(&f.render(&v)));
+    assert_eq!(
+        f.parse(&f.render(&v)),
+        Content::Certs {
+            not_after: v.not_after()
+        }
+    );
+}
+
 // --- looking at the disk ---
 
 #[test]
