@@ -39,10 +39,12 @@ use std::sync::mpsc::{Sender, SyncSender, TrySendError, channel, sync_channel};
 use std::time::{Duration, Instant};
 
 use tracing::field::{Field, Visit};
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Lines waiting for stderr, at most; more are dropped and counted.
 pub const QUEUE_LINES: usize = 1024;
@@ -65,23 +67,40 @@ pub fn lines_dropped() -> u64 {
     DROPPED_TOTAL.load(Ordering::Relaxed)
 }
 
-/// Installs the global subscriber. The default level is `info`.
+/// The filter `RUST_LOG` asks for: comma-separated `level` and
+/// `target=level` directives (`debug`, `dds_certsync=debug`,
+/// `warn,dds_certsync=trace`; targets match by prefix, levels are `off`,
+/// `error`, `warn`, `info`, `debug`, `trace`). Unset, blank or not
+/// understood: `info`.
+pub fn filter_from(rust_log: Option<&str>) -> Targets {
+    rust_log
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
+}
+
+/// Installs the global subscriber, filtered by `RUST_LOG` ([`filter_from`]).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = filter_from(std::env::var("RUST_LOG").ok().as_deref());
+    // The builder's own level lets everything through: the filter decides.
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(LevelFilter::TRACE)
         .with_writer(|| QueueWriter)
         .with_target(false);
     let result = match format {
         LogFormat::Text => builder
             .fmt_fields(EscapedFields)
             .with_ansi(std::io::stderr().is_terminal())
+            .finish()
+            .with(filter)
             .try_init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
             .with_current_span(false)
             .with_span_list(false)
+            .finish()
+            .with(filter)
             .try_init(),
     };
     // A second init (in tests) keeps the first subscriber.
@@ -396,5 +415,29 @@ mod tests {
             out,
             " INFO got m\\u{9b}\\n subject=CN=x\\nINFO forged\\x1b[2J raw=\"q\\r\"\n"
         );
+    }
+
+    #[test]
+    fn rust_log_takes_levels_and_targets_and_falls_back_to_info() {
+        use tracing::Level;
+        let on = |f: &Targets, target: &str, level: Level| f.would_enable(target, &level);
+        for unset in [None, Some(""), Some("  "), Some("x=loud")] {
+            let f = filter_from(unset);
+            assert!(on(&f, "dds_certsync::sync", Level::INFO), "{unset:?}");
+            assert!(!on(&f, "dds_certsync::sync", Level::DEBUG), "{unset:?}");
+        }
+        let f = filter_from(Some("debug"));
+        assert!(on(&f, "dds_certsync::sync", Level::DEBUG));
+        assert!(on(&f, "hyper_util::client", Level::DEBUG));
+        assert!(!on(&f, "dds_certsync::sync", Level::TRACE));
+        // The unit file's example: our targets only (by prefix).
+        let f = filter_from(Some("dds_certsync=debug"));
+        assert!(on(&f, "dds_certsync::cloud::iam", Level::DEBUG));
+        assert!(!on(&f, "hyper_util::client", Level::ERROR));
+        let f = filter_from(Some("warn,dds_certsync=trace"));
+        assert!(on(&f, "dds_certsync", Level::TRACE));
+        assert!(on(&f, "rustls", Level::WARN));
+        assert!(!on(&f, "rustls", Level::INFO));
+        assert!(!on(&filter_from(Some("off")), "dds_certsync", Level::ERROR));
     }
 }
