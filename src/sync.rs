@@ -12,7 +12,7 @@
 //! change is recorded in the hook ledger (merged with whatever is still owed)
 //! *before* the first rename, under the instance's delivery lock; if the
 //! record cannot be written, nothing is replaced. At the end of every round,
-//! successful or not, [`hooks::Delivery::deliver`] runs whatever hook the
+//! successful or not, [`crate::hooks::Delivery::deliver`] runs whatever hook the
 //! ledger says is owed (a change of this round, or one a failed hook or a
 //! crash left), unless a failed hook is waiting for its retry time and this
 //! round changed nothing.
