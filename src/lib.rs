@@ -24,6 +24,7 @@ pub mod probe;
 pub mod readfile;
 pub mod reason;
 pub mod reload;
+pub mod report;
 pub mod scheduler;
 pub mod secret;
 pub mod server;

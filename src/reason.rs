@@ -1,7 +1,7 @@
 //! Why a round failed: the one list of failure reasons.
 //!
 //! A [`Reason`] is what a round's report says of each failure
-//! ([`crate::sync::Failure`]), what its log line carries as `reason=`, and,
+//! ([`crate::report::Failure`]), what its log line carries as `reason=`, and,
 //! through [`Reason::as_str`], the `reason` label of the
 //! `dds_certsync_sync_errors_total` counter ([`crate::metrics`]). The label
 //! strings are part of the metrics' contract (alert rules and dashboards

@@ -19,112 +19,22 @@
 
 use std::borrow::Cow;
 use std::fs::Metadata;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use crate::certcheck::{self, Sha256Digest, Verified, hex};
 use crate::cloud::{self, Client, DownloadError};
 use crate::config::{Category, Config, Instance, Output, Perms};
-use crate::hooks::{ChangedFile, Delivery, HookError};
+use crate::hooks::{ChangedFile, Delivery};
 use crate::ledger::{self, LedgerError};
 use crate::output::{self, WriteError};
 use crate::outputs::{self, Format, Observation};
 use crate::plan::{self, Slot};
 use crate::reason::Reason;
 
-/// What happened to one output file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FileOutcome {
-    Unchanged,
-    Replaced {
-        old: Option<Sha256Digest>,
-        new: Sha256Digest,
-    },
-    /// Dry run: it would have been replaced.
-    WouldReplace {
-        old: Option<Sha256Digest>,
-        new: Sha256Digest,
-    },
-    Failed(String),
-}
-
-/// One file's result.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileReport {
-    pub category: Category,
-    pub path: PathBuf,
-    pub outcome: FileOutcome,
-    /// The bytes for the file, in its format, when the download passed the
-    /// checks: what the file holds after `Unchanged` or `Replaced` (kept by
-    /// the self-healing). For a PEM bundle, the canonical PEM fetched.
-    pub pem: Option<Vec<u8>>,
-    /// What is at the path after the round: what the round read there, or
-    /// what it wrote. `None`: it did not look (or cannot say).
-    pub seen: Option<Observation>,
-}
-
-/// Why a round failed, for the log and for the metrics' `reason` label.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    pub reason: Reason,
-    pub message: String,
-}
-
-/// The result of one round for one instance.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Report {
-    pub files: Vec<FileReport>,
-    /// `None`: no hook was due. `Some(Ok)`: it ran and succeeded.
-    pub hook: Option<Result<(), HookError>>,
-    pub failures: Vec<Failure>,
-    /// Whether a retry soon may help (network trouble, throttling, 5xx).
-    pub transient: bool,
-    /// The delay the server asked for.
-    pub retry_after: Option<Duration>,
-}
-
-impl Report {
-    /// Whether every configured file is in place and current and any hook
-    /// succeeded.
-    pub fn ok(&self) -> bool {
-        self.failures.is_empty() && !matches!(self.hook, Some(Err(_)))
-    }
-
-    /// One line for humans: what happened to each file.
-    pub fn summary(&self) -> String {
-        let mut parts: Vec<String> = self
-            .files
-            .iter()
-            .map(|f| {
-                let what = match &f.outcome {
-                    FileOutcome::Unchanged => "unchanged".to_string(),
-                    FileOutcome::Replaced { old: None, .. } => "created".to_string(),
-                    FileOutcome::Replaced { .. } => "replaced".to_string(),
-                    FileOutcome::WouldReplace { old: None, .. } => "would be created".to_string(),
-                    FileOutcome::WouldReplace { .. } => "would be replaced".to_string(),
-                    FileOutcome::Failed(why) => format!("FAILED ({why})"),
-                };
-                format!("{} {what}", f.category)
-            })
-            .collect();
-        if parts.is_empty() {
-            // The API call itself failed.
-            parts.extend(self.failures.iter().map(|f| f.message.clone()));
-        }
-        match &self.hook {
-            Some(Ok(())) => parts.push("hook ok".into()),
-            Some(Err(e)) => parts.push(format!("hook FAILED ({e})")),
-            None => {}
-        }
-        parts.join("; ")
-    }
-
-    fn fail(&mut self, reason: Reason, message: String, transient: bool) {
-        self.transient |= transient;
-        self.failures.push(Failure { reason, message });
-    }
-}
+// What a round returns, re-exported: `sync` is where a report comes from.
+pub use crate::report::{Failure, FileOutcome, FileReport, Report};
 
 /// One output's way through a round: its download, the file at its path,
 /// the plan's decision and the write. A round keeps one per configured

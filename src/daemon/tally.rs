@@ -5,7 +5,7 @@
 use crate::hooks::HookError;
 use crate::metrics::{HookResult, Metrics};
 use crate::reason::Reason;
-use crate::sync::{FileOutcome, Report};
+use crate::report::{FileOutcome, Report};
 
 /// Records what a round did. `now` is the Unix time the round ended. A
 /// failed hook fails the round, so it also counts as a sync error (`hook`).
@@ -39,7 +39,7 @@ mod tests {
     use super::*;
     use crate::config::Category;
     use crate::metrics::SYNC_ERROR_REASONS;
-    use crate::sync::{Failure, FileReport};
+    use crate::report::{Failure, FileReport};
     use std::path::PathBuf;
 
     fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {

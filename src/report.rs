@@ -1,0 +1,169 @@
+//! What a round produced: per output, what happened to its file
+//! ([`FileReport`]); the failures, each with its [`Reason`]; the hook's
+//! result; whether a retry soon may help. [`crate::sync::Syncer::sync`]
+//! returns one; `--once` prints its [`Report::summary`], the daemon turns it
+//! into `STATUS=`, metrics and the self-healing's held bytes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::certcheck::Sha256Digest;
+use crate::config::Category;
+use crate::hooks::HookError;
+use crate::outputs::Observation;
+use crate::reason::Reason;
+
+/// What happened to one output file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileOutcome {
+    Unchanged,
+    Replaced {
+        old: Option<Sha256Digest>,
+        new: Sha256Digest,
+    },
+    /// Dry run: it would have been replaced.
+    WouldReplace {
+        old: Option<Sha256Digest>,
+        new: Sha256Digest,
+    },
+    Failed(String),
+}
+
+/// One file's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileReport {
+    pub category: Category,
+    pub path: PathBuf,
+    pub outcome: FileOutcome,
+    /// The bytes for the file, in its format, when the download passed the
+    /// checks: what the file holds after `Unchanged` or `Replaced` (kept by
+    /// the self-healing). For a PEM bundle, the canonical PEM fetched.
+    pub pem: Option<Vec<u8>>,
+    /// What is at the path after the round: what the round read there, or
+    /// what it wrote. `None`: it did not look (or cannot say).
+    pub seen: Option<Observation>,
+}
+
+/// Why a round failed, for the log and for the metrics' `reason` label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: Reason,
+    pub message: String,
+}
+
+/// The result of one round for one instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub files: Vec<FileReport>,
+    /// `None`: no hook was due. `Some(Ok)`: it ran and succeeded.
+    pub hook: Option<Result<(), HookError>>,
+    pub failures: Vec<Failure>,
+    /// Whether a retry soon may help (network trouble, throttling, 5xx).
+    pub transient: bool,
+    /// The delay the server asked for.
+    pub retry_after: Option<Duration>,
+}
+
+impl Report {
+    /// Whether every configured file is in place and current and any hook
+    /// succeeded.
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty() && !matches!(self.hook, Some(Err(_)))
+    }
+
+    /// One line for humans: what happened to each file.
+    pub fn summary(&self) -> String {
+        let mut parts: Vec<String> = self
+            .files
+            .iter()
+            .map(|f| {
+                let what = match &f.outcome {
+                    FileOutcome::Unchanged => "unchanged".to_string(),
+                    FileOutcome::Replaced { old: None, .. } => "created".to_string(),
+                    FileOutcome::Replaced { .. } => "replaced".to_string(),
+                    FileOutcome::WouldReplace { old: None, .. } => "would be created".to_string(),
+                    FileOutcome::WouldReplace { .. } => "would be replaced".to_string(),
+                    FileOutcome::Failed(why) => format!("FAILED ({why})"),
+                };
+                format!("{} {what}", f.category)
+            })
+            .collect();
+        if parts.is_empty() {
+            // The API call itself failed.
+            parts.extend(self.failures.iter().map(|f| f.message.clone()));
+        }
+        match &self.hook {
+            Some(Ok(())) => parts.push("hook ok".into()),
+            Some(Err(e)) => parts.push(format!("hook FAILED ({e})")),
+            None => {}
+        }
+        parts.join("; ")
+    }
+
+    /// Adds a failure; `transient` if a retry soon may help.
+    pub(crate) fn fail(&mut self, reason: Reason, message: String, transient: bool) {
+        self.transient |= transient;
+        self.failures.push(Failure { reason, message });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(category: Category, outcome: FileOutcome) -> FileReport {
+        FileReport {
+            category,
+            path: PathBuf::from("/x"),
+            outcome,
+            pem: None,
+            seen: None,
+        }
+    }
+
+    #[test]
+    fn a_round_is_ok_without_failures_and_without_a_failed_hook() {
+        let mut r = Report::default();
+        assert!(r.ok());
+        r.hook = Some(Err(HookError::Ledger("x".into())));
+        assert!(!r.ok());
+        let mut r = Report::default();
+        r.fail(Reason::Download, "international: gone".into(), true);
+        assert!(!r.ok() && r.transient);
+        r.fail(Reason::Verify, "national: bad".into(), false);
+        assert!(
+            r.transient,
+            "one transient failure makes the round transient"
+        );
+    }
+
+    #[test]
+    fn the_summary_says_per_file_what_happened_then_the_hook() {
+        let r = Report {
+            files: vec![
+                file(
+                    Category::International,
+                    FileOutcome::Replaced {
+                        old: None,
+                        new: [1; 32],
+                    },
+                ),
+                file(Category::National, FileOutcome::Failed("HTTP 404".into())),
+            ],
+            hook: Some(Ok(())),
+            ..Report::default()
+        };
+        assert_eq!(
+            r.summary(),
+            "international created; national FAILED (HTTP 404); hook ok"
+        );
+        // No file reached: the failures say why.
+        let mut r = Report::default();
+        r.fail(
+            Reason::ApiThrottled,
+            "the API answered HTTP 429".into(),
+            true,
+        );
+        assert_eq!(r.summary(), "the API answered HTTP 429");
+    }
+}
