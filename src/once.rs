@@ -1,6 +1,9 @@
 //! `--once`: sync every instance, print one summary line each, and exit.
 //!
-//! Instances sync concurrently up to `sync.concurrency`. A transient failure
+//! Instances sync concurrently up to `sync.concurrency`, started in config
+//! order as earlier rounds end, so memory is bounded by the concurrency, not
+//! by the number of instances: a round's report is reduced to its summary
+//! line as soon as it ends. A transient failure
 //! (network trouble, 429, 5xx) is retried with the daemon's backoff, and no
 //! sooner than `Retry-After`, for up to [`ATTEMPTS`] attempts; the whole run
 //! has a deadline, so an init container never hangs on a dead server.
@@ -32,24 +35,33 @@ pub async fn run(
 ) -> bool {
     let end = Instant::now() + deadline;
     let timing = Timing::from(&config.sync);
-    let limit = Arc::new(tokio::sync::Semaphore::new(config.sync.concurrency));
+    let concurrency = config.sync.concurrency.max(1);
+    // What outlives an instance's round: its summary line, nothing else.
+    let mut lines: Vec<Option<(bool, String)>> = vec![None; config.instances.len()];
+    let mut queue = config.instances.iter().enumerate();
     let mut tasks = JoinSet::new();
-    for (i, inst) in config.instances.iter().enumerate() {
+    // At most `concurrency` rounds exist at once, started in config order as
+    // earlier ones end: no task, report or copy of an instance waits in line.
+    let mut start_next = |tasks: &mut JoinSet<(usize, bool, String)>| {
+        let Some((i, inst)) = queue.next() else {
+            return;
+        };
         let syncer = Arc::clone(&syncer);
         let inst = inst.clone();
-        let limit = Arc::clone(&limit);
         tasks.spawn(async move {
-            let _permit = limit.acquire_owned().await;
-            (i, with_retries(&syncer, &inst, timing, end).await)
+            let report = with_retries(&syncer, &inst, timing, end).await;
+            (i, report.ok(), report.summary())
         });
-    }
-
-    let mut reports: Vec<Option<Report>> = vec![None; config.instances.len()];
+    };
     let collect = async {
+        for _ in 0..concurrency {
+            start_next(&mut tasks);
+        }
         while let Some(joined) = tasks.join_next().await {
-            if let Ok((i, report)) = joined {
-                reports[i] = Some(report);
+            if let Ok((i, ok, line)) = joined {
+                lines[i] = Some((ok, line));
             }
+            start_next(&mut tasks);
         }
     };
     let interrupted = tokio::select! {
@@ -59,9 +71,9 @@ pub async fn run(
     tasks.abort_all();
 
     let mut all_ok = true;
-    for (inst, report) in config.instances.iter().zip(reports) {
-        let (ok, text) = match report {
-            Some(r) => (r.ok(), r.summary()),
+    for (inst, line) in config.instances.iter().zip(lines) {
+        let (ok, text) = match line {
+            Some(line) => line,
             None if interrupted => (false, "interrupted before it finished".to_string()),
             None => (
                 false,
