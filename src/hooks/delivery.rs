@@ -70,9 +70,31 @@ fn same_hook(a: &Instance, b: &Instance) -> bool {
         && a.hook_timeout == b.hook_timeout
 }
 
-/// Proof that the caller holds an instance's delivery lock.
+/// The delivery locks of the instances in a round, by instance ID.
+type Locks = Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>;
+
+/// Proof that the caller holds an instance's delivery lock. Dropping it
+/// releases the lock, and forgets it when nobody else holds or awaits it:
+/// the table holds the instances in a round, not every instance ever synced.
 pub struct Held {
-    _guard: tokio::sync::OwnedMutexGuard<()>,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    instance_id: String,
+    locks: Locks,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut locks = lock(&self.locks);
+        // Under the table's lock, as in `hold`: one reference means only the
+        // table's, so no task holds this lock or waits for it.
+        if locks
+            .get(&self.instance_id)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            locks.remove(&self.instance_id);
+        }
+    }
 }
 
 /// Delivers owed hooks: one per process, shared by the rounds and
@@ -81,7 +103,7 @@ pub struct Held {
 pub struct Delivery {
     ledger: Ledger,
     pub(super) current: Mutex<Current>,
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    pub(super) locks: Locks,
     pub(super) pending: Mutex<HashMap<String, Pending>>,
     wake: tokio::sync::Notify,
 }
@@ -96,7 +118,7 @@ impl Delivery {
         Delivery {
             ledger: Ledger::new(&config.sync.state_dir),
             current: Mutex::new(Current::of(config)),
-            locks: Mutex::default(),
+            locks: Locks::default(),
             pending: Mutex::default(),
             wake: tokio::sync::Notify::new(),
         }
@@ -158,7 +180,9 @@ impl Delivery {
                 .or_default(),
         );
         Held {
-            _guard: lock.lock_owned().await,
+            guard: Some(lock.lock_owned().await),
+            instance_id: instance_id.to_string(),
+            locks: Arc::clone(&self.locks),
         }
     }
 

@@ -253,6 +253,33 @@ fn variables_once_named_stay_hidden_after_a_reload() {
 }
 
 #[tokio::test]
+async fn a_delivery_lock_excludes_and_is_forgotten_once_nobody_holds_it() {
+    let text = "[cloud]\nregion = \"cn-north-4\"\nproject_id = \"p1\"\n[auth]\nmethod = \"token\"\ntoken = \"t\"\n[sync]\nstate_dir = \"/nonexistent\"\n[[instances]]\nid = \"i1\"\ninternational = \"/tmp/x/a.crt\"\n";
+    let config =
+        crate::config::validate(crate::config::parse(text).unwrap(), Path::new("/")).unwrap();
+    let d = Arc::new(Delivery::new(&config));
+    let first = d.hold("i1").await;
+    let other = d.hold("i2").await;
+    let d2 = Arc::clone(&d);
+    let second = tokio::spawn(async move { d2.hold("i1").await });
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !second.is_finished(),
+        "a second holder got the lock while the first held it"
+    );
+    drop(other);
+    assert_eq!(lock(&d.locks).len(), 1, "i2's lock outlived its holder");
+    drop(first);
+    // i1 is still awaited: its lock stays until that holder is done.
+    let second = second.await.unwrap();
+    assert_eq!(lock(&d.locks).len(), 1);
+    drop(second);
+    assert!(lock(&d.locks).is_empty(), "a lock outlived every holder");
+}
+
+#[tokio::test]
 async fn named_variables_do_not_reach_the_hook() {
     // SAFETY: no other test reads or writes this variable.
     unsafe { std::env::set_var("DDS_TEST_HIDDEN_SECRET", "s3cret") };
