@@ -89,16 +89,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, Error> {
     .map_err(|e| cloud::BuildError::Tls(format!("building the client failed: {e}")))?;
     let syncer = Arc::new(built?);
     if !cli.dry_run {
-        let n = syncer.delivery.ledger().clean_stale_temps();
-        if n > 0 {
-            tracing::warn!(state_dir = %config.sync.state_dir.display(), "removed {n} temporary file(s) left by an interrupted write");
-        }
-        for out in config.instances.iter().flat_map(|i| &i.outputs) {
-            let n = output::clean_stale_temps(&out.path);
-            if n > 0 {
-                tracing::warn!(path = %out.path.display(), "removed {n} temporary file(s) left by an interrupted write");
-            }
-        }
+        clean_stale_temps(&config, &syncer).await;
     }
     if cli.once {
         let ok = once::run(&config, syncer, cli.deadline, service::shutdown_signal()).await;
@@ -106,5 +97,39 @@ pub async fn run(cli: Cli) -> Result<Outcome, Error> {
     } else {
         daemon::run(cli.config.clone(), config, bytes, syncer).await?;
         Ok(Outcome::Ok)
+    }
+}
+
+/// Removes the temporary files an interrupted write left, in `sync.state_dir`
+/// and next to every output, on the blocking pool (each directory is read
+/// once), and says where.
+async fn clean_stale_temps(config: &config::Config, syncer: &Syncer) {
+    let ledger = syncer.delivery.ledger().clone();
+    let outputs: Vec<std::path::PathBuf> = config
+        .instances
+        .iter()
+        .flat_map(|i| &i.outputs)
+        .map(|o| o.path.clone())
+        .collect();
+    let cleaned = tokio::task::spawn_blocking(move || {
+        let in_state_dir = ledger.clean_stale_temps();
+        let refs: Vec<&std::path::Path> = outputs.iter().map(|p| p.as_path()).collect();
+        let removed = output::clean_stale_temps_all(&refs);
+        let per_output: Vec<_> = outputs
+            .into_iter()
+            .zip(removed)
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        (in_state_dir, per_output)
+    })
+    .await;
+    let Ok((n, per_output)) = cleaned else {
+        return;
+    };
+    if n > 0 {
+        tracing::warn!(state_dir = %config.sync.state_dir.display(), "removed {n} temporary file(s) left by an interrupted write");
+    }
+    for (path, n) in per_output {
+        tracing::warn!(path = %path.display(), "removed {n} temporary file(s) left by an interrupted write");
     }
 }

@@ -20,6 +20,7 @@
 //! (`.{file}.dds-certsync-XXXXXX.tmp`) so that [`clean_stale_temps`] can
 //! remove any a crash left behind.
 
+use std::collections::HashMap;
 use std::fs::{self, Metadata, Permissions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -232,19 +233,50 @@ pub fn fsync_dir(dir: &Path) -> io::Result<()> {
 /// Removes temporary files that an interrupted [`replace`] of `path` left in
 /// its directory. Returns how many were removed.
 pub fn clean_stale_temps(path: &Path) -> usize {
-    let (Some(name), Ok(entries)) = (path.file_name(), fs::read_dir(parent_dir(path))) else {
-        return 0;
-    };
-    let prefix = format!(".{}{TEMP_MARK}", name.to_string_lossy());
-    entries
-        .flatten()
-        .filter(|e| {
-            let n = e.file_name();
-            let n = n.to_string_lossy();
-            n.starts_with(&prefix) && n.ends_with(".tmp")
-        })
-        .filter(|e| fs::remove_file(e.path()).is_ok())
-        .count()
+    clean_stale_temps_all(&[path])[0]
+}
+
+/// [`clean_stale_temps`] for many outputs, reading each directory once
+/// however many of them it holds: one read per output would make the start
+/// with thousands of outputs in one directory quadratic. Returns, per output
+/// in order, how many temporary files were removed.
+pub fn clean_stale_temps_all(paths: &[&Path]) -> Vec<usize> {
+    let mut removed = vec![0; paths.len()];
+    // Directory → output file name → the output's index.
+    let mut dirs: HashMap<PathBuf, HashMap<String, usize>> = HashMap::new();
+    for (i, p) in paths.iter().enumerate() {
+        if let Some(name) = p.file_name() {
+            dirs.entry(parent_dir(p))
+                .or_default()
+                .insert(name.to_string_lossy().into_owned(), i);
+        }
+    }
+    for (dir, names) in dirs {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(i) = stale_temp_of(&name.to_string_lossy(), &names) else {
+                continue;
+            };
+            if fs::remove_file(entry.path()).is_ok() {
+                removed[i] += 1;
+            }
+        }
+    }
+    removed
+}
+
+/// Whose temporary file `entry` is: the output named `N` among `names` when
+/// `entry` is `.N.dds-certsync-….tmp`. Pure.
+fn stale_temp_of(entry: &str, names: &HashMap<String, usize>) -> Option<usize> {
+    let rest = entry.strip_prefix('.')?;
+    if !rest.ends_with(".tmp") {
+        return None;
+    }
+    rest.match_indices(TEMP_MARK)
+        .find_map(|(at, _)| names.get(&rest[..at]).copied())
 }
 
 #[cfg(test)]
@@ -361,6 +393,38 @@ mod tests {
             entries(d.path()),
             vec![".other.dds-certsync-abc123.tmp", "ca.crt"]
         );
+    }
+
+    #[test]
+    fn stale_temps_of_many_outputs_are_counted_per_output() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a.crt"), d.path().join("b.crt"));
+        let (sub, c) = (d.path().join("s"), d.path().join("s/a.crt"));
+        fs::create_dir(&sub).unwrap();
+        for name in [
+            ".a.crt.dds-certsync-1.tmp",
+            ".a.crt.dds-certsync-2.tmp",
+            ".b.crt.dds-certsync-1.tmp",
+            ".b.crt.dds-certsync-1.kept",
+            "a.crt.dds-certsync-1.tmp",
+            ".c.crt.dds-certsync-1.tmp",
+        ] {
+            fs::write(d.path().join(name), b"x").unwrap();
+        }
+        fs::write(sub.join(".a.crt.dds-certsync-9.tmp"), b"x").unwrap();
+        let missing = d.path().join("gone/x.crt");
+        let paths = [a.as_path(), b.as_path(), c.as_path(), missing.as_path()];
+        assert_eq!(clean_stale_temps_all(&paths), [2, 1, 1, 0]);
+        assert_eq!(
+            entries(d.path()),
+            [
+                ".b.crt.dds-certsync-1.kept",
+                ".c.crt.dds-certsync-1.tmp",
+                "a.crt.dds-certsync-1.tmp",
+                "s"
+            ]
+        );
+        assert!(entries(&sub).is_empty());
     }
 
     #[test]
