@@ -15,6 +15,7 @@ pub mod health;
 pub mod hooks;
 pub mod ledger;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod once;
 pub mod output;
@@ -61,6 +62,8 @@ pub enum Error {
 pub async fn run(cli: Cli) -> Result<Outcome, Error> {
     // Off the runtime thread: the file, secret files and user lookups may stall.
     let config::Loaded { config, bytes } = config::load_async(cli.config.clone()).await?;
+    // The parse's working memory is freed by now; give it back.
+    memory::release_freed();
     if cli.check {
         // Queued like the --once summary: a stalled stdout holds nothing.
         logging::print_stdout(&format!(
@@ -92,6 +95,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, Error> {
         clean_stale_temps(&config, &syncer).await;
     }
     if cli.once {
+        drop(bytes);
         let ok = once::run(&config, syncer, cli.deadline, service::shutdown_signal()).await;
         Ok(if ok { Outcome::Ok } else { Outcome::SyncFailed })
     } else {
