@@ -201,8 +201,12 @@ pub fn flush(limit: Duration) {
         queue().is_some_and(|q| q.queued.load(Ordering::Acquire) > 0)
             || stdout_queue().is_some_and(|q| q.queued.load(Ordering::Acquire) > 0)
     };
+    // Short naps first: the writers usually need microseconds, and a run of
+    // `--once` is over in a few milliseconds.
+    let mut nap = Duration::from_micros(50);
     while pending() && start.elapsed() < limit {
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(5));
     }
 }
 
