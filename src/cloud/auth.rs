@@ -22,6 +22,7 @@
 //! Configured secrets (inline, from a file, from a variable) are read by
 //! [`SecretReader`] ([`super::credential`]), off the runtime thread.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use reqwest::header::{AUTHORIZATION, HOST, HeaderName, HeaderValue};
@@ -76,7 +77,7 @@ impl Credentials {
 
     /// [`Credentials::from_config`] with the roots of `cloud.ca_file` already
     /// read ([`super::configured_roots`]).
-    pub fn with_roots(auth: &Auth, extra_roots: Result<Vec<reqwest::Certificate>, String>) -> Self {
+    pub fn with_roots(auth: &Auth, trust: Result<Arc<super::trust::Trust>, String>) -> Self {
         let creds = match auth {
             Auth::Token(src) => Credentials::Token(SecretReader::new(src.clone())),
             Auth::Aksk(a) => Credentials::Aksk(StaticKeys {
@@ -94,7 +95,7 @@ impl Credentials {
             Auth::EcsMetadata(m) => Credentials::Metadata(metadata::MetadataSource::new(
                 m.endpoint.clone(),
                 m.auto_tried.clone(),
-                extra_roots,
+                trust,
             )),
         };
         tracing::info!("credentials: {}", creds.describe());

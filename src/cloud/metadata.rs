@@ -24,6 +24,7 @@
 //! [`FAILURE_HOLD`] with the callers that waited for it, so twenty instances
 //! on a host without a metadata service wait out one timeout, not twenty.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -174,13 +175,13 @@ pub struct MetadataSource {
 impl MetadataSource {
     /// `auto_tried` non-empty means the service was reached by `auto`: a short
     /// timeout, and errors list those steps.
-    /// `extra_roots` are those of `cloud.ca_file` ([`super::configured_roots`]):
-    /// trusted, on top of the system's, when the endpoint is https; an error
-    /// reading them is this source's error.
+    /// `trust` is what every client of one build trusts, the system's roots
+    /// plus `cloud.ca_file` ([`super::configured_roots`]), for an https
+    /// endpoint; an error reading `ca_file` is this source's error.
     pub fn new(
         endpoint: String,
         auto_tried: Vec<String>,
-        extra_roots: Result<Vec<reqwest::Certificate>, String>,
+        trust: Result<Arc<super::trust::Trust>, String>,
     ) -> Self {
         super::install_crypto_provider();
         let timeout = if auto_tried.is_empty() {
@@ -188,7 +189,7 @@ impl MetadataSource {
         } else {
             AUTO_TIMEOUT
         };
-        let http = extra_roots.and_then(|roots| metadata_client(timeout, roots));
+        let http = trust.and_then(|trust| metadata_client(timeout, &trust));
         MetadataSource {
             endpoint,
             auto_tried,
@@ -330,19 +331,17 @@ impl MetadataSource {
 /// timeout, and the system's roots plus `ca_file`'s for an https endpoint.
 fn metadata_client(
     timeout: Duration,
-    extra_roots: Vec<reqwest::Certificate>,
+    trust: &Arc<super::trust::Trust>,
 ) -> Result<reqwest::Client, String> {
-    let mut builder = reqwest::Client::builder()
-        .tls_backend_rustls()
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(trust.tls_config().map_err(|e| e.to_string())?)
         .user_agent(super::USER_AGENT)
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
-        .connect_timeout(timeout);
-    if !extra_roots.is_empty() {
-        builder = builder.tls_certs_merge(extra_roots);
-    }
-    builder.build().map_err(|e| e.without_url().to_string())
+        .connect_timeout(timeout)
+        .build()
+        .map_err(|e| e.without_url().to_string())
 }
 
 #[cfg(test)]

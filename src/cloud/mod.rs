@@ -27,6 +27,7 @@ pub mod metadata;
 pub mod profile;
 pub mod scrub;
 pub mod signer;
+pub mod trust;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -124,7 +125,8 @@ pub struct Client {
 }
 
 impl Client {
-    /// Builds the client: TLS roots are the system's plus `cloud.ca_file`.
+    /// Builds the client: TLS roots are the system's plus `cloud.ca_file`
+    /// ([`trust::Trust`]).
     /// `concurrency` is how many rounds run at once: that many idle
     /// connections per host are kept, so every round reuses one instead of
     /// paying for a new TLS handshake.
@@ -138,29 +140,24 @@ impl Client {
         Client::with_roots(cloud, roots, credentials, timeout, concurrency)
     }
 
-    /// [`Client::new`] with the roots of `cloud.ca_file` already read
+    /// [`Client::new`] with the trust of this build already made
     /// ([`configured_roots`]), so that one read serves every client.
     pub fn with_roots(
         cloud: &Cloud,
-        extra_roots: Vec<reqwest::Certificate>,
+        trust: Arc<trust::Trust>,
         credentials: auth::Credentials,
         timeout: Duration,
         concurrency: usize,
     ) -> Result<Client, BuildError> {
-        install_crypto_provider();
-        let mut builder = reqwest::Client::builder()
-            .tls_backend_rustls()
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(trust.tls_config()?)
             .user_agent(USER_AGENT)
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(concurrency.max(1))
-            .https_only(true);
-        if !extra_roots.is_empty() {
-            builder = builder.tls_certs_merge(extra_roots);
-        }
-        let http = builder
+            .https_only(true)
             .build()
             .map_err(|e| BuildError::Tls(e.without_url().to_string()))?;
         Ok(Client {
@@ -322,19 +319,24 @@ fn auth_error(e: credential::AuthError) -> ApiError {
     }
 }
 
-/// The trusted roots of `cloud.ca_file` (none if it is not set), read once
-/// for all the clients of one build. Blocking.
-pub fn configured_roots(cloud: &Cloud) -> Result<Vec<reqwest::Certificate>, BuildError> {
-    match &cloud.ca_file {
-        Some(path) => extra_roots(path),
-        None => Ok(Vec::new()),
-    }
+/// What the clients of one build trust: the system's roots plus those of
+/// `cloud.ca_file`, read once for all of them. Blocking (it reads `ca_file`;
+/// the system's roots are read when a connection first needs them).
+pub fn configured_roots(cloud: &Cloud) -> Result<Arc<trust::Trust>, BuildError> {
+    let extra = match &cloud.ca_file {
+        Some(path) => extra_roots(path)?,
+        None => Vec::new(),
+    };
+    trust::Trust::new(extra)
 }
 
 /// The trusted roots of `cloud.ca_file`, added to the system's by every
 /// HTTPS client of the process (the API, the downloads, IAM and an https
 /// metadata service).
-pub(crate) fn extra_roots(path: &Path) -> Result<Vec<reqwest::Certificate>, BuildError> {
+pub(crate) fn extra_roots(
+    path: &Path,
+) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, BuildError> {
+    use rustls_pki_types::pem::PemObject;
     let failed = |reason: String| BuildError::CaFile {
         path: path.display().to_string(),
         reason,
@@ -342,7 +344,9 @@ pub(crate) fn extra_roots(path: &Path) -> Result<Vec<reqwest::Certificate>, Buil
     let pem = readfile::read_regular(path, readfile::SMALL_FILE_LIMIT, readfile::Links::Follow)
         .map_err(|e| failed(e.to_string()))?
         .ok_or_else(|| failed("no such file".into()))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| failed(e.to_string()))?;
+    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| failed(e.to_string()))?;
     if certs.is_empty() {
         return Err(failed("no PEM certificate in it".into()));
     }
@@ -352,6 +356,14 @@ pub(crate) fn extra_roots(path: &Path) -> Result<Vec<reqwest::Certificate>, Buil
 /// Installs ring as the process's rustls provider (once; later calls no-op).
 fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The process's rustls provider (ring), installed first if need be.
+fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    install_crypto_provider();
+    rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
 }
 
 fn header_string(resp: &reqwest::Response, name: &str) -> Option<String> {

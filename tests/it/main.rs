@@ -31,3 +31,4 @@ mod reload;
 mod secrets;
 mod service;
 mod torture;
+mod trust;

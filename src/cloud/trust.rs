@@ -1,0 +1,370 @@
+//! The roots an HTTPS connection trusts: the system's, plus `cloud.ca_file`.
+//!
+//! "The system's" are what `rustls-native-certs` finds, as the TLS stack
+//! did before this module: the files named by `SSL_CERT_FILE` and
+//! `SSL_CERT_DIR` when either is set; otherwise the distribution's bundle
+//! file (`/etc/ssl/certs/ca-certificates.crt` and the like) and its
+//! certificate directories (`/etc/ssl/certs`, ...). The bundle is one file;
+//! the directories are a file per certificate (on Debian, the same
+//! certificates as the bundle, through two symlinks each), and reading them
+//! was most of a short run's start-up. So [`Trust`] reads in two steps:
+//!
+//! 1. at build time, with the clients (a blocking context: the start, or the
+//!    blocking pool during a reload, where a stalled read is bounded), the
+//!    roots of `cloud.ca_file` and the system's bundle file;
+//! 2. the first time a server's chain is refused by those, everything
+//!    `rustls-native-certs` loads (the bundle and every directory), plus
+//!    `ca_file`, once per build of the clients, and the chain is checked
+//!    again against that.
+//!
+//! The first set is a subset of the second, and a chain valid against some
+//! roots is valid against more, so the answer is always the second set's:
+//! exactly "the system's roots plus `ca_file`", never fewer, and a refusal
+//! is the full set's refusal. Step 2 runs inside the TLS handshake, on the
+//! runtime thread: for the milliseconds of reading the directories, once per
+//! build, and only when some server is not vouched for by the bundle or
+//! `ca_file` (a misconfigured endpoint, or a root added to a directory but
+//! not to the bundle). It reads only regular files there, so it cannot
+//! block on a FIFO. Building the clients again (a reload) reads the
+//! system's files again, as before.
+//!
+//! With no root at all after step 1 and no directory to read, building
+//! fails at once, as it did: nothing could ever be trusted.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use super::BuildError;
+
+/// Where the system's roots are, as `rustls-native-certs` looks for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Sources {
+    file: Option<PathBuf>,
+    dirs: Vec<PathBuf>,
+}
+
+impl Sources {
+    /// `SSL_CERT_FILE` / `SSL_CERT_DIR` when either is set (then only they
+    /// count), else what `openssl-probe` finds on this system.
+    fn find() -> Sources {
+        let file = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
+        let dirs: Vec<PathBuf> = std::env::var_os("SSL_CERT_DIR")
+            .map(|d| {
+                std::env::split_paths(&d)
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if file.is_some() || !dirs.is_empty() {
+            return Sources { file, dirs };
+        }
+        let probed = openssl_probe::probe();
+        Sources {
+            file: probed.cert_file,
+            dirs: probed.cert_dir,
+        }
+    }
+}
+
+/// The roots one build of the clients trusts: a rustls verifier that reads
+/// the system's certificate directories only when a server's chain needs
+/// them.
+#[derive(Debug)]
+pub struct Trust {
+    provider: Arc<CryptoProvider>,
+    /// The roots of `cloud.ca_file` (empty without it).
+    extra: Vec<CertificateDer<'static>>,
+    sources: Sources,
+    /// Step 1: `ca_file` and the bundle file; `None` when they hold no root.
+    first: Option<Arc<WebPkiServerVerifier>>,
+    /// Step 2: plus every directory; loaded on first use.
+    full: OnceLock<Result<Arc<WebPkiServerVerifier>, rustls::Error>>,
+}
+
+impl Trust {
+    /// The trust of one build: the roots of `cloud.ca_file` (`extra`) and
+    /// the system's. Blocking: it reads the system's bundle file.
+    pub fn new(extra: Vec<CertificateDer<'static>>) -> Result<Arc<Trust>, BuildError> {
+        Trust::with_sources(extra, Sources::find())
+    }
+
+    fn with_sources(
+        extra: Vec<CertificateDer<'static>>,
+        sources: Sources,
+    ) -> Result<Arc<Trust>, BuildError> {
+        let provider = super::crypto_provider();
+        // Unreadable or broken system certificates are skipped, as the
+        // platform verifier did; only having no root at all is an error.
+        let bundle = match &sources.file {
+            Some(file) => rustls_native_certs::load_certs_from_paths(Some(file), None).certs,
+            None => Vec::new(),
+        };
+        let store = roots(&extra, bundle);
+        if store.is_empty() && sources.dirs.is_empty() {
+            return Err(BuildError::Tls(NO_ROOTS.into()));
+        }
+        let first = if store.is_empty() {
+            None
+        } else {
+            Some(verifier(&provider, store).map_err(|e| BuildError::Tls(e.to_string()))?)
+        };
+        Ok(Arc::new(Trust {
+            provider,
+            extra,
+            sources,
+            first,
+            full: OnceLock::new(),
+        }))
+    }
+
+    /// A TLS client configuration that verifies servers with this trust, for
+    /// `reqwest::ClientBuilder::tls_backend_preconfigured`: TLS 1.2 and 1.3,
+    /// HTTP/1.1 by ALPN, as the client's own configuration had.
+    pub fn tls_config(self: &Arc<Self>) -> Result<rustls::ClientConfig, BuildError> {
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::clone(&self.provider))
+            .with_protocol_versions(rustls::ALL_VERSIONS)
+            .map_err(|e| BuildError::Tls(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::clone(self) as Arc<dyn ServerCertVerifier>)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
+    }
+
+    /// Step 2, loaded on first use: the bundle file and every directory, as
+    /// `rustls-native-certs` reads them (regular files only), plus `ca_file`.
+    fn full(&self) -> &Result<Arc<WebPkiServerVerifier>, rustls::Error> {
+        self.full.get_or_init(|| {
+            let file = self.sources.file.as_deref();
+            let mut certs = rustls_native_certs::load_certs_from_paths(file, None).certs;
+            for dir in &self.sources.dirs {
+                certs.extend(rustls_native_certs::load_certs_from_paths(None, Some(dir)).certs);
+            }
+            // A bundle file inside a directory is read twice.
+            certs.sort_unstable_by(|a, b| a.as_ref().cmp(b.as_ref()));
+            certs.dedup();
+            let store = roots(&self.extra, certs);
+            if store.is_empty() {
+                return Err(rustls::Error::General(NO_ROOTS.into()));
+            }
+            verifier(&self.provider, store)
+        })
+    }
+}
+
+const NO_ROOTS: &str = "No CA certificates were loaded from the system";
+
+/// A root store of `extra` and `system`; certificates that are not usable
+/// as roots are skipped.
+fn roots(extra: &[CertificateDer<'static>], system: Vec<CertificateDer<'static>>) -> RootCertStore {
+    let mut store = RootCertStore::empty();
+    store.add_parsable_certificates(extra.iter().cloned());
+    store.add_parsable_certificates(system);
+    store
+}
+
+fn verifier(
+    provider: &Arc<CryptoProvider>,
+    store: RootCertStore,
+) -> Result<Arc<WebPkiServerVerifier>, rustls::Error> {
+    WebPkiServerVerifier::builder_with_provider(Arc::new(store), Arc::clone(provider))
+        .build()
+        .map_err(|e| rustls::Error::General(e.to_string()))
+}
+
+impl ServerCertVerifier for Trust {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verify = |v: &WebPkiServerVerifier| {
+            v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        };
+        let first = self.first.as_deref().map(verify);
+        match first {
+            Some(Ok(ok)) => Ok(ok),
+            Some(Err(refused)) if self.sources.dirs.is_empty() => Err(refused),
+            _ => match self.full() {
+                Ok(v) => verify(v),
+                Err(e) => Err(e.clone()),
+            },
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+
+    /// A CA (its PEM) and a certificate for `localhost` it signed.
+    fn ca_and_leaf(cn: &str) -> (String, CertificateDer<'static>) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let ca = params.self_signed(&key).unwrap();
+        let issuer = Issuer::new(params, key);
+        let leaf = CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&KeyPair::generate().unwrap(), &issuer)
+            .unwrap();
+        (ca.pem(), leaf.der().clone())
+    }
+
+    fn der(pem: &str) -> CertificateDer<'static> {
+        use rustls::pki_types::pem::PemObject;
+        CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
+    }
+
+    fn verify(trust: &Trust, leaf: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        let name = ServerName::try_from("localhost").unwrap();
+        trust
+            .verify_server_cert(leaf, &[], &name, &[], UnixTime::now())
+            .map(|_| ())
+    }
+
+    fn dirs_read(trust: &Trust) -> bool {
+        trust.full.get().is_some()
+    }
+
+    /// A bundle file and a directory of one CA each, in a temporary folder.
+    fn system(bundle_ca: &str, dir_ca: &str) -> (tempfile::TempDir, Sources) {
+        let d = tempfile::tempdir().unwrap();
+        let bundle = d.path().join("bundle.pem");
+        std::fs::write(&bundle, bundle_ca).unwrap();
+        let dir = d.path().join("certs");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("one.pem"), dir_ca).unwrap();
+        let sources = Sources {
+            file: Some(bundle),
+            dirs: vec![dir],
+        };
+        (d, sources)
+    }
+
+    #[test]
+    fn the_directories_are_read_only_when_a_chain_needs_them_and_the_answer_is_the_union() {
+        let (file_ca, file_leaf) = ca_and_leaf("ca_file");
+        let (bundle_ca, bundle_leaf) = ca_and_leaf("bundle");
+        let (dir_ca, dir_leaf) = ca_and_leaf("directory");
+        let (_, stranger) = ca_and_leaf("stranger");
+        let (_d, sources) = system(&bundle_ca, &dir_ca);
+        let trust = Trust::with_sources(vec![der(&file_ca)], sources).unwrap();
+
+        verify(&trust, &file_leaf).unwrap();
+        verify(&trust, &bundle_leaf).unwrap();
+        assert!(!dirs_read(&trust), "ca_file and the bundle sufficed");
+        verify(&trust, &dir_leaf).unwrap();
+        assert!(dirs_read(&trust));
+        // Every root stays trusted once the directories are read.
+        verify(&trust, &file_leaf).unwrap();
+        verify(&trust, &bundle_leaf).unwrap();
+        assert_eq!(
+            verify(&trust, &stranger),
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer
+            ))
+        );
+    }
+
+    #[test]
+    fn a_refusal_reads_the_directories_once_and_is_the_full_sets_refusal() {
+        let (bundle_ca, _) = ca_and_leaf("bundle");
+        let (dir_ca, _) = ca_and_leaf("directory");
+        let (_, stranger) = ca_and_leaf("stranger");
+        let (d, sources) = system(&bundle_ca, &dir_ca);
+        let trust = Trust::with_sources(Vec::new(), sources).unwrap();
+        assert!(verify(&trust, &stranger).is_err());
+        assert!(dirs_read(&trust));
+        // Read once per build: a root added later is not seen by this one.
+        let (late_ca, late_leaf) = ca_and_leaf("late");
+        std::fs::write(d.path().join("certs/late.pem"), late_ca).unwrap();
+        assert!(verify(&trust, &late_leaf).is_err());
+    }
+
+    #[test]
+    fn without_directories_the_bundle_and_ca_file_are_all_there_is() {
+        let (bundle_ca, bundle_leaf) = ca_and_leaf("bundle");
+        let (_, stranger) = ca_and_leaf("stranger");
+        let d = tempfile::tempdir().unwrap();
+        let bundle = d.path().join("bundle.pem");
+        std::fs::write(&bundle, &bundle_ca).unwrap();
+        let sources = Sources {
+            file: Some(bundle),
+            dirs: Vec::new(),
+        };
+        let trust = Trust::with_sources(Vec::new(), sources).unwrap();
+        verify(&trust, &bundle_leaf).unwrap();
+        assert!(verify(&trust, &stranger).is_err());
+        assert!(!dirs_read(&trust));
+    }
+
+    #[test]
+    fn no_roots_anywhere_is_a_build_error_and_empty_directories_a_refusal() {
+        let d = tempfile::tempdir().unwrap();
+        let empty = d.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        for file in [None, Some(empty.clone())] {
+            let sources = Sources {
+                file,
+                dirs: Vec::new(),
+            };
+            let e = Trust::with_sources(Vec::new(), sources).unwrap_err();
+            assert!(e.to_string().contains("No CA certificates"), "{e}");
+        }
+        // Directories to read, but nothing in them: every server is refused.
+        let sources = Sources {
+            file: Some(empty),
+            dirs: vec![d.path().to_path_buf()],
+        };
+        let trust = Trust::with_sources(Vec::new(), sources).unwrap();
+        let (_, leaf) = ca_and_leaf("any");
+        let e = verify(&trust, &leaf).unwrap_err();
+        assert!(e.to_string().contains("No CA certificates"), "{e}");
+    }
+}
