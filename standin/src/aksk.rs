@@ -400,7 +400,7 @@ mod tests {
             Err(e) => panic!("vectors: {e}"),
         };
         let vectors = doc["vectors"].as_array().cloned().unwrap_or_default();
-        assert!(vectors.len() >= 5, "too few vectors");
+        assert!(vectors.len() >= 6, "too few vectors");
         let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
         for v in vectors {
             let name = s(&v["name"]);
