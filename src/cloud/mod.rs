@@ -26,6 +26,7 @@ pub mod iam;
 pub mod metadata;
 pub mod profile;
 pub mod scrub;
+pub mod service;
 pub mod signer;
 pub mod trust;
 
@@ -37,6 +38,7 @@ use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 
 pub use api::{ApiError, Link};
+pub use service::Service;
 
 use crate::certcheck::MAX_BODY;
 use crate::config::Cloud;
@@ -190,17 +192,26 @@ impl Client {
         project_id: &str,
         instance_id: &str,
     ) -> Result<Vec<Link>, ApiError> {
-        self.ask_links(project_id, instance_id)
+        self.ask_links(Service::Dds, project_id, instance_id)
             .await
             .map_err(|e| e.scrubbed(&self.credentials.scrubber()))
     }
 
-    async fn ask_links(&self, project_id: &str, instance_id: &str) -> Result<Vec<Link>, ApiError> {
+    /// One service's download-link call, as its row of the service table
+    /// describes it (method, path, answer parser).
+    async fn ask_links(
+        &self,
+        service: Service,
+        project_id: &str,
+        instance_id: &str,
+    ) -> Result<Vec<Link>, ApiError> {
         // The path goes on the wire in the signer's canonical encoding, so
         // that what the gateway recomputes is what was signed.
-        let path = signer::encode_path(&format!(
-            "/v3/{project_id}/instances/{instance_id}/ssl-cert/download-link"
-        ));
+        let path = signer::encode_path(&service.path(project_id, instance_id));
+        let method = match service.method() {
+            service::Method::Get => reqwest::Method::GET,
+            service::Method::Post => reqwest::Method::POST,
+        };
         let url = format!("{}{}", self.endpoint, path.trim_end_matches('/'));
         let mut attempt = 0;
         loop {
@@ -209,7 +220,7 @@ impl Client {
             // signing covers them all (reqwest would add these two later).
             let mut req = self
                 .http
-                .get(&url)
+                .request(method.clone(), &url)
                 .header(reqwest::header::USER_AGENT, USER_AGENT)
                 .header(ACCEPT, "*/*")
                 .header(CONTENT_TYPE, "application/json")
@@ -255,7 +266,7 @@ impl Client {
                     &self.credentials.scrubber(),
                 ));
             }
-            return api::parse_links(&body);
+            return service.parse(&body);
         }
     }
 
