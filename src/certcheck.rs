@@ -57,6 +57,11 @@ pub struct CertInfo {
     pub ca: Option<bool>,
     /// The signature algorithm's OID, e.g. `1.2.156.10197.1.501` for SM2-with-SM3.
     pub signature_oid: String,
+    /// The certificate itself (DER).
+    pub der: Vec<u8>,
+    /// The SHA-256 of [`CertInfo::der`]: the certificate's fingerprint, as
+    /// `openssl x509 -fingerprint -sha256` shows it.
+    pub fingerprint: Sha256Digest,
 }
 
 /// A body that passed every check.
@@ -251,7 +256,19 @@ fn inspect(der: &[u8]) -> Result<CertInfo, String> {
         not_after: cert.validity().not_after.timestamp(),
         ca,
         signature_oid: cert.signature_algorithm.algorithm.to_id_string(),
+        der: der.to_vec(),
+        fingerprint: sha256(der),
     })
+}
+
+/// The canonical PEM of some certificates (DER), in the order given: what
+/// [`verify`] produces for a body holding exactly them.
+pub fn pem_of<'a>(ders: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut pem = String::new();
+    for der in ders {
+        write_pem(&mut pem, der);
+    }
+    pem.into_bytes()
 }
 
 /// Formats Unix seconds as RFC 3339 UTC.

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod once;
 pub mod output;
 pub mod outputs;
+pub mod overlap;
 pub mod plan;
 pub mod probe;
 pub mod readfile;
