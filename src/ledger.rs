@@ -208,6 +208,21 @@ pub fn disk_state(inst: &Instance, path: &Path) -> Observation {
     outputs::observe(path, format)
 }
 
+/// An instance ID as part of a file name in `state_dir`: itself when it is
+/// letters, digits, `-` and `_` (as the config requires), else `x` and its
+/// hex encoding, so that an ID can never name a path outside the directory.
+pub fn file_stem(instance_id: &str) -> String {
+    let safe = !instance_id.is_empty()
+        && instance_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if safe {
+        instance_id.to_string()
+    } else {
+        format!("x{}", hex::encode(instance_id))
+    }
+}
+
 /// The records of one state directory. Blocking I/O.
 #[derive(Debug, Clone)]
 pub struct Ledger {
@@ -223,16 +238,13 @@ impl Ledger {
     /// config (letters, digits, `-`, `_`); anything else is hex-encoded so
     /// that an ID can never name a path outside the directory.
     pub fn path(&self, instance_id: &str) -> PathBuf {
-        let safe = !instance_id.is_empty()
-            && instance_id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        let name = if safe {
-            instance_id.to_string()
-        } else {
-            format!("x{}", hex::encode(instance_id))
-        };
-        self.dir.join(format!("{PREFIX}{name}{SUFFIX}"))
+        self.dir
+            .join(format!("{PREFIX}{}{SUFFIX}", file_stem(instance_id)))
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The record of an instance, if one is on disk.

@@ -1,0 +1,320 @@
+//! Keeping the previous CA for a grace period (`keep_previous`): which
+//! certificates an output's bundle holds, and when a kept one leaves.
+//!
+//! When the certificates a category serves change, those that were current
+//! before and are no longer served stay in the written file, after the served
+//! ones, so that a client can still verify a server that has not switched to
+//! the new CA yet. The rules, all in [`decide`]:
+//!
+//! * a superseded certificate is kept until `keep_previous` has passed since
+//!   it was superseded, or until it expires, whichever comes first
+//!   ([`drop_at`]); an expired certificate is never kept;
+//! * a kept certificate that is served again becomes current again (it moves
+//!   back among the served ones, and its window is forgotten);
+//! * `keep_previous = 0s` keeps nothing: the file is replaced outright;
+//! * the bundle is the served certificates in the order served, then the kept
+//!   ones, the most recently superseded first; its order is stable from round
+//!   to round, so an unchanged upstream with a kept certificate present is no
+//!   change;
+//! * at most [`MAX_KEPT`] certificates are kept per output; beyond that the
+//!   oldest superseded go first (an upstream that changes its answer every
+//!   round must not swell the file).
+//!
+//! What was current and when each kept certificate was superseded comes from
+//! the durable [`State`] ([`store`]), which holds the
+//! certificates themselves: a certificate someone planted in a shared output
+//! file is never adopted while the state is there. Without a state (first
+//! run, state lost or corrupt), the certificates in the file that are not
+//! served are kept with their window starting now: never dropped early.
+//!
+//! Pure: no I/O, no clock. Times are Unix seconds.
+
+use std::time::Duration;
+
+pub mod store;
+
+pub use store::{Store, StoreError};
+
+use crate::certcheck::{CertInfo, Sha256Digest};
+
+/// The most certificates kept per output.
+pub const MAX_KEPT: usize = 16;
+
+/// A certificate kept after it was superseded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    pub cert: CertInfo,
+    /// When it stopped being served (Unix seconds).
+    pub superseded_at: i64,
+}
+
+/// What is known durably about one output (instance + category).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    /// The certificates served when the bundle was last decided, in order.
+    pub current: Vec<CertInfo>,
+    /// The kept certificates, the most recently superseded first.
+    pub kept: Vec<Kept>,
+}
+
+impl State {
+    /// The bundle this state describes: current, then kept.
+    pub fn bundle(&self) -> Vec<&CertInfo> {
+        self.current
+            .iter()
+            .chain(self.kept.iter().map(|k| &k.cert))
+            .collect()
+    }
+
+    /// When the next kept certificate is due to leave, under `keep`.
+    pub fn next_drop(&self, keep: Duration) -> Option<i64> {
+        self.kept
+            .iter()
+            .map(|k| drop_at(k.superseded_at, &k.cert, keep))
+            .min()
+    }
+}
+
+/// Why a kept certificate left, or a superseded one was not kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// `keep_previous` has passed since it was superseded (or is `0s`).
+    WindowPassed,
+    /// It expired.
+    Expired,
+    /// More than [`MAX_KEPT`] were kept: the oldest went.
+    TooMany,
+    /// basicConstraints CA:FALSE, not allowed for the instance (a
+    /// certificate found in the file only).
+    NotCa,
+}
+
+impl Why {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Why::WindowPassed => "keep_previous has passed",
+            Why::Expired => "it expired",
+            Why::TooMany => "too many previous certificates are kept",
+            Why::NotCa => "it is not a CA certificate",
+        }
+    }
+}
+
+/// What [`decide`] did, one event per certificate concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Superseded now, and kept until `drop_at`.
+    Kept { cert: CertInfo, drop_at: i64 },
+    /// Found in the file without a record of when it was superseded (no or
+    /// unreadable state): kept until `drop_at`, its window starting now.
+    KeptWithoutRecord { cert: CertInfo, drop_at: i64 },
+    /// Superseded now and not kept.
+    NotKept { cert: CertInfo, why: Why },
+    /// Kept until now; it leaves the file.
+    Dropped { cert: CertInfo, why: Why },
+    /// Kept, and served again: current again.
+    Restored { cert: CertInfo },
+}
+
+/// What one output's round has to go on.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    /// The durable state; `None` when there is none (or it was unreadable).
+    pub previous: Option<&'a State>,
+    /// The certificates in the file now; consulted only without a state.
+    pub in_file: &'a [CertInfo],
+    /// The certificates served now, verified, in order, without duplicates.
+    pub served: &'a [CertInfo],
+    pub now: i64,
+    pub keep: Duration,
+    /// Whether a certificate with basicConstraints CA:FALSE may be kept.
+    pub allow_non_ca: bool,
+}
+
+/// The decision for one output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The state to store; its [`State::bundle`] is what the file must hold.
+    pub state: State,
+    pub events: Vec<Event>,
+    /// Whether the served certificates differ from the previous state's
+    /// current ones (always true without a previous state).
+    pub served_changed: bool,
+}
+
+impl Decision {
+    /// The certificates the file must hold, in order.
+    pub fn bundle(&self) -> Vec<&CertInfo> {
+        self.state.bundle()
+    }
+
+    /// When the next kept certificate leaves, under `keep`.
+    pub fn next_drop(&self, keep: Duration) -> Option<i64> {
+        self.state.next_drop(keep)
+    }
+
+    /// Whether the only news is kept certificates leaving: the same
+    /// certificates are served as before, and at least one was dropped.
+    pub fn only_drops(&self) -> bool {
+        !self.served_changed
+            && self
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::Dropped { .. }))
+    }
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// When a certificate superseded at `superseded_at` leaves the file under
+/// `keep`: `keep` later, or the second after its notAfter (certificates are
+/// valid through their notAfter second), whichever comes first. Pure.
+pub fn drop_at(superseded_at: i64, cert: &CertInfo, keep: Duration) -> i64 {
+    superseded_at
+        .saturating_add(secs(keep))
+        .min(cert.not_after.saturating_add(1))
+}
+
+/// Why a certificate superseded at `superseded_at` may not stay at `now`,
+/// if it may not.
+fn must_go(superseded_at: i64, cert: &CertInfo, now: i64, keep: Duration) -> Option<Why> {
+    if now < drop_at(superseded_at, cert, keep) {
+        None
+    } else if cert.not_after < now && cert.not_after < superseded_at.saturating_add(secs(keep)) {
+        Some(Why::Expired)
+    } else {
+        Some(Why::WindowPassed)
+    }
+}
+
+fn contains(list: &[CertInfo], fp: &Sha256Digest) -> bool {
+    list.iter().any(|c| &c.fingerprint == fp)
+}
+
+/// Decides what one output holds now. See the module doc for the rules. Pure.
+pub fn decide(input: Input<'_>) -> Decision {
+    let Input {
+        previous,
+        in_file,
+        served,
+        now,
+        keep,
+        allow_non_ca,
+    } = input;
+    let mut events = Vec::new();
+    let mut kept: Vec<Kept> = Vec::new();
+    let is_new = |kept: &[Kept], c: &CertInfo| {
+        !contains(served, &c.fingerprint)
+            && !kept.iter().any(|k| k.cert.fingerprint == c.fingerprint)
+    };
+
+    let served_changed = match previous {
+        Some(prev) => {
+            let fps = |l: &[CertInfo]| l.iter().map(|c| c.fingerprint).collect::<Vec<_>>();
+            fps(&prev.current) != fps(served)
+        }
+        None => true,
+    };
+
+    if let Some(prev) = previous {
+        // Superseded now: current before, not served any more.
+        for c in &prev.current {
+            if !is_new(&kept, c) {
+                continue;
+            }
+            match must_go(now, c, now, keep) {
+                None => {
+                    events.push(Event::Kept {
+                        cert: c.clone(),
+                        drop_at: drop_at(now, c, keep),
+                    });
+                    kept.push(Kept {
+                        cert: c.clone(),
+                        superseded_at: now,
+                    });
+                }
+                Some(why) => events.push(Event::NotKept {
+                    cert: c.clone(),
+                    why,
+                }),
+            }
+        }
+        // Kept before: served again, gone, or still kept.
+        for k in &prev.kept {
+            if contains(served, &k.cert.fingerprint) {
+                events.push(Event::Restored {
+                    cert: k.cert.clone(),
+                });
+            } else if !is_new(&kept, &k.cert) {
+                // Listed twice: once is enough.
+            } else if let Some(why) = must_go(k.superseded_at, &k.cert, now, keep) {
+                events.push(Event::Dropped {
+                    cert: k.cert.clone(),
+                    why,
+                });
+            } else {
+                kept.push(k.clone());
+            }
+        }
+    } else {
+        // No record: what the file holds beyond the served certificates is
+        // kept, its window starting now.
+        for c in in_file {
+            if !is_new(&kept, c) {
+                continue;
+            }
+            let why = if c.ca == Some(false) && !allow_non_ca {
+                Some(Why::NotCa)
+            } else {
+                must_go(now, c, now, keep)
+            };
+            match why {
+                None => {
+                    events.push(Event::KeptWithoutRecord {
+                        cert: c.clone(),
+                        drop_at: drop_at(now, c, keep),
+                    });
+                    kept.push(Kept {
+                        cert: c.clone(),
+                        superseded_at: now,
+                    });
+                }
+                // `0s`: replacing outright is no news.
+                Some(Why::WindowPassed) if keep.is_zero() => {}
+                Some(why) => events.push(Event::NotKept {
+                    cert: c.clone(),
+                    why,
+                }),
+            }
+        }
+    }
+
+    // The oldest superseded go first; ties: the later in the list.
+    while kept.len() > MAX_KEPT {
+        let oldest = kept
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, k)| (k.superseded_at, std::cmp::Reverse(*i)))
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        let k = kept.remove(oldest);
+        events.push(Event::Dropped {
+            cert: k.cert,
+            why: Why::TooMany,
+        });
+    }
+
+    Decision {
+        state: State {
+            current: served.to_vec(),
+            kept,
+        },
+        events,
+        served_changed,
+    }
+}
+
+#[cfg(test)]
+mod tests;
