@@ -46,6 +46,55 @@ pub struct ChangedFile {
     pub new: Sha256Digest,
 }
 
+/// Why a hook runs: its `DDS_CERTSYNC_REASON`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Reason {
+    /// A file changed because what is served changed (or the file had to be
+    /// written anew: it was missing or held something else).
+    #[default]
+    Updated,
+    /// The only change: previous certificates kept for `keep_previous` left
+    /// the file (their window passed, or they expired).
+    PreviousDropped,
+    /// The change was recorded by an earlier run of dds-certsync that ended
+    /// before the hook succeeded (a crash, a kill, a stop while the hook was
+    /// failing); the hook may have run for it once already.
+    RestoredAfterCrash,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Updated => "updated",
+            Reason::PreviousDropped => "previous-dropped",
+            Reason::RestoredAfterCrash => "restored-after-crash",
+        }
+    }
+
+    /// Parses [`Reason::as_str`]'s text.
+    pub fn parse(s: &str) -> Option<Reason> {
+        [
+            Reason::Updated,
+            Reason::PreviousDropped,
+            Reason::RestoredAfterCrash,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+
+    /// The reason of two changes told in one run: an update outweighs a
+    /// drop, and a change from before a crash outweighs both (the hook may
+    /// have run for part of it). Pure.
+    pub fn merge(self, other: Reason) -> Reason {
+        use Reason::*;
+        match (self, other) {
+            (RestoredAfterCrash, _) | (_, RestoredAfterCrash) => RestoredAfterCrash,
+            (Updated, _) | (_, Updated) => Updated,
+            (PreviousDropped, PreviousDropped) => PreviousDropped,
+        }
+    }
+}
+
 /// The prefix of ledger file names.
 const PREFIX: &str = "hook-owed-";
 /// The suffix of ledger file names.
@@ -61,6 +110,9 @@ pub struct Owed {
     pub instance_id: String,
     /// The changed files, in the order they first changed.
     pub files: Vec<ChangedFile>,
+    /// Why: `updated` unless every change merged in only dropped kept
+    /// certificates.
+    pub reason: Reason,
 }
 
 /// A ledger problem, naming the file.
@@ -95,6 +147,9 @@ struct Record {
     version: u32,
     instance_id: String,
     files: Vec<RecordFile>,
+    /// Absent for `updated`, so such records read as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -125,6 +180,7 @@ impl Owed {
                     new_sha256: hex(&f.new),
                 })
                 .collect(),
+            reason: (self.reason != Reason::Updated).then(|| self.reason.as_str().to_string()),
         };
         let mut v = serde_json::to_vec_pretty(&record).unwrap_or_default();
         v.push(b'\n');
@@ -151,9 +207,19 @@ impl Owed {
                 new,
             });
         }
+        let reason = match r.reason.as_deref() {
+            None => Reason::Updated,
+            Some(text) => match Reason::parse(text) {
+                Some(Reason::RestoredAfterCrash) | None => {
+                    return Err(format!("unknown reason {text:?}"));
+                }
+                Some(r) => r,
+            },
+        };
         Ok(Owed {
             instance_id: r.instance_id,
             files,
+            reason,
         })
     }
 }
@@ -163,10 +229,23 @@ impl Owed {
 /// Per path the oldest old hash stays and the newest new hash wins, so a hook
 /// that runs once after several changes hears about all of them at once.
 pub fn merge(instance_id: &str, prev: Option<Owed>, changes: &[ChangedFile]) -> Owed {
+    merge_with(instance_id, prev, changes, Reason::Updated)
+}
+
+/// [`merge`], for changes made for `reason`; the record's reason becomes
+/// both merged ([`Reason::merge`]). Pure.
+pub fn merge_with(
+    instance_id: &str,
+    prev: Option<Owed>,
+    changes: &[ChangedFile],
+    reason: Reason,
+) -> Owed {
     let mut owed = prev.unwrap_or_else(|| Owed {
         instance_id: instance_id.to_string(),
         files: Vec::new(),
+        reason,
     });
+    owed.reason = owed.reason.merge(reason);
     for c in changes {
         match owed.files.iter_mut().find(|f| f.path == c.path) {
             Some(f) => f.new = c.new,
@@ -299,6 +378,7 @@ impl Ledger {
                             _ => None,
                         })
                         .collect(),
+                    reason: Reason::Updated,
                 }))
             }
             other => other,
@@ -389,6 +469,32 @@ mod tests {
         );
         assert_eq!(second.files, vec![cf("/a", Some(1), 3), cf("/b", None, 9)]);
         assert_eq!(second.instance_id, "i1");
+    }
+
+    #[test]
+    fn a_drop_merged_with_an_update_is_an_update_and_both_survive_the_disk() {
+        let dropped = merge_with("i1", None, &[cf("/a", Some(1), 2)], Reason::PreviousDropped);
+        assert_eq!(dropped.reason, Reason::PreviousDropped);
+        assert_eq!(Owed::from_json(&dropped.to_json()).unwrap(), dropped);
+        let both = merge("i1", Some(dropped.clone()), &[cf("/a", Some(2), 3)]);
+        assert_eq!(both.reason, Reason::Updated);
+        assert_eq!(
+            merge_with(
+                "i1",
+                Some(dropped),
+                &[cf("/a", Some(2), 3)],
+                Reason::PreviousDropped
+            )
+            .reason,
+            Reason::PreviousDropped
+        );
+        // An update is written as before, without a reason, so a record
+        // reads the same in an earlier version.
+        let plain = String::from_utf8(both.to_json()).unwrap();
+        assert!(!plain.contains("reason"), "{plain}");
+        // A reason the record cannot hold is refused.
+        let text = "{\"version\":1,\"instance_id\":\"i1\",\"files\":[],\"reason\":\"restored-after-crash\"}";
+        assert!(Owed::from_json(text.as_bytes()).is_err());
     }
 
     #[test]
@@ -549,6 +655,7 @@ mod tests {
                         old: None,
                         new: crate::certcheck::sha256(b"on disk"),
                     }],
+                    reason: Reason::Updated,
                 },
                 "{}",
                 String::from_utf8_lossy(bad)

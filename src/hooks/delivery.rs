@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{HookCall, HookError, hidden_env_names, run_action};
+use super::{HookCall, HookError, Reason, hidden_env_names, run_action};
 use crate::backoff::{Backoff, Jitter};
 use crate::config::{Config, Instance};
 use crate::ledger::{self, Ledger, Owed};
@@ -106,6 +106,9 @@ pub struct Delivery {
     pub(super) locks: Locks,
     pub(super) pending: Mutex<HashMap<String, Pending>>,
     wake: tokio::sync::Notify,
+    /// Instances whose record this process created: any other record is
+    /// from an earlier run ([`Reason::RestoredAfterCrash`]).
+    own: Mutex<std::collections::HashSet<String>>,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -121,6 +124,7 @@ impl Delivery {
             locks: Locks::default(),
             pending: Mutex::default(),
             wake: tokio::sync::Notify::new(),
+            own: Mutex::default(),
         }
     }
 
@@ -164,6 +168,14 @@ impl Delivery {
         }
         *lock(&self.current) = new;
         self.wake.notify_one();
+    }
+
+    /// A change was recorded for the instance; `created`: no record was
+    /// there before, so the record is this process's own.
+    pub fn recorded(&self, instance_id: &str, created: bool) {
+        if created {
+            lock(&self.own).insert(instance_id.to_string());
+        }
     }
 
     /// The instance as the current config has it.
@@ -214,6 +226,7 @@ impl Delivery {
             Ok(Some(o)) => o,
             Ok(None) => {
                 self.forget(&inst.id);
+                lock(&self.own).remove(&inst.id);
                 return None;
             }
             Err(msg) => {
@@ -226,6 +239,11 @@ impl Delivery {
             instance_id: inst.id.clone(),
             instance_name: name.clone(),
             changed: owed.files,
+            reason: if lock(&self.own).contains(&inst.id) {
+                owed.reason
+            } else {
+                Reason::RestoredAfterCrash
+            },
         };
         let hidden = Arc::clone(&lock(&self.current).hidden);
         crate::failpoint::hit("before-hook");
@@ -235,8 +253,13 @@ impl Delivery {
                 let ledger = self.ledger.clone();
                 let id = inst.id.clone();
                 let cleared = tokio::task::spawn_blocking(move || ledger.clear(&id)).await;
-                if let Ok(Err(e)) = cleared {
-                    tracing::error!(instance = %name, instance_id = %inst.id, "hook succeeded but {e}; it will run again");
+                match cleared {
+                    Ok(Err(e)) => {
+                        tracing::error!(instance = %name, instance_id = %inst.id, "hook succeeded but {e}; it will run again");
+                    }
+                    _ => {
+                        lock(&self.own).remove(&inst.id);
+                    }
                 }
                 self.forget(&inst.id);
                 tracing::info!(instance = %name, instance_id = %inst.id, "hook succeeded");

@@ -22,6 +22,7 @@
 //! | `DDS_CERTSYNC_CHANGED` | the changed paths, newline-separated |
 //! | `DDS_CERTSYNC_OLD_SHA256` | their previous SHA-256, same order (empty for a new file) |
 //! | `DDS_CERTSYNC_NEW_SHA256` | their new SHA-256, same order |
+//! | `DDS_CERTSYNC_REASON` | why it runs: `updated`, `previous-dropped` or `restored-after-crash` ([`Reason`]) |
 //!
 //! Removed from that environment: `NOTIFY_SOCKET` (a hook can never speak to
 //! systemd in the daemon's name), every `HUAWEICLOUD_SDK_*` variable, and
@@ -84,7 +85,7 @@ pub use signal::{PIDFILE_LIMIT, check_target, send_signal};
 const SDK_ENV_PREFIX: &str = "HUAWEICLOUD_SDK_";
 
 /// One changed file, for the hook's environment (recorded by the ledger).
-pub use crate::ledger::ChangedFile;
+pub use crate::ledger::{ChangedFile, Reason};
 
 /// What a hook is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +93,7 @@ pub struct HookCall {
     pub instance_id: String,
     pub instance_name: String,
     pub changed: Vec<ChangedFile>,
+    pub reason: Reason,
 }
 
 impl HookCall {
@@ -112,6 +114,7 @@ impl HookCall {
                 join(&|c| c.old.as_ref().map(hex).unwrap_or_default()),
             ),
             ("DDS_CERTSYNC_NEW_SHA256", join(&|c| hex(&c.new))),
+            ("DDS_CERTSYNC_REASON", self.reason.as_str().to_string()),
         ]
     }
 }

@@ -31,6 +31,7 @@ fn call() -> HookCall {
                 new: [0x02; 32],
             },
         ],
+        reason: Reason::PreviousDropped,
     }
 }
 
@@ -50,6 +51,24 @@ fn environment_lists_paths_and_hashes_in_order() {
     assert_eq!(
         get("DDS_CERTSYNC_NEW_SHA256"),
         format!("{}\n{}", "ab".repeat(32), "02".repeat(32))
+    );
+    assert_eq!(get("DDS_CERTSYNC_REASON"), "previous-dropped");
+}
+
+#[test]
+fn reasons_read_back_and_merge_toward_the_weightier() {
+    use Reason::*;
+    for r in [Updated, PreviousDropped, RestoredAfterCrash] {
+        assert_eq!(Reason::parse(r.as_str()), Some(r));
+    }
+    assert_eq!(Reason::parse("updated\n"), None);
+    assert_eq!(PreviousDropped.merge(PreviousDropped), PreviousDropped);
+    assert_eq!(PreviousDropped.merge(Updated), Updated);
+    assert_eq!(Updated.merge(PreviousDropped), Updated);
+    assert_eq!(Updated.merge(RestoredAfterCrash), RestoredAfterCrash);
+    assert_eq!(
+        PreviousDropped.merge(RestoredAfterCrash),
+        RestoredAfterCrash
     );
 }
 
