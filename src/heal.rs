@@ -23,9 +23,10 @@ use crate::sync::{FileOutcome, Report};
 
 /// What a finished round left at each output, for
 /// [`Table::end_round`](crate::outputs::Table::end_round): what it saw or
-/// wrote there, and the fetched canonical PEM of every file it found current
-/// or wrote (unless `keep_bytes` is false: a dry run writes nothing, and
-/// restores nothing). Taken from the round itself, never re-read from the
+/// wrote there, and the canonical PEM of the bundle (served, then kept
+/// certificates) of every file it found current or wrote (unless
+/// `keep_bytes` is false: a dry run writes nothing, and restores nothing),
+/// with the expiry of its current certificates when it keeps others. Taken from the round itself, never re-read from the
 /// disk, so a change made meanwhile is neither adopted nor missed. Pure.
 pub fn round_ends(report: &Report, keep_bytes: bool) -> Vec<RoundEnd> {
     (report.files.iter())
@@ -40,6 +41,9 @@ pub fn round_ends(report: &Report, keep_bytes: bool) -> Vec<RoundEnd> {
                 Some(LastVerified {
                     bytes: bytes.as_slice().into(),
                     sha256: sha,
+                    current_not_after: (report.kept.iter())
+                        .find(|k| k.category == f.category && k.kept > 0)
+                        .map(|k| k.current_not_after),
                 })
             });
             RoundEnd {
@@ -122,6 +126,7 @@ mod tests {
             verified: Some(LastVerified {
                 bytes: bytes.into(),
                 sha256: sha256(bytes),
+                current_not_after: None,
             }),
             owner: None,
             seen: None,
@@ -228,6 +233,32 @@ mod tests {
                 .all(|e| e.verified.is_none()),
             "a dry run holds nothing"
         );
+    }
+
+    #[test]
+    fn a_bundle_that_keeps_a_previous_ca_is_held_with_the_expiry_of_its_current_one() {
+        use crate::sync::{FileReport, KeptReport};
+        let report = |kept| Report {
+            files: vec![FileReport {
+                category: Category::International,
+                path: PathBuf::from("/o/a.crt"),
+                outcome: FileOutcome::Unchanged,
+                pem: Some(b"new+old".to_vec()),
+                seen: None,
+            }],
+            kept: vec![KeptReport {
+                category: Category::International,
+                kept,
+                next_drop: Some(7),
+                current_not_after: 1_900_000_000,
+            }],
+            ..Report::default()
+        };
+        let held = |r: &Report| round_ends(r, true)[0].verified.clone().unwrap();
+        let v = held(&report(1));
+        assert_eq!(&v.bytes[..], b"new+old", "the whole bundle is held");
+        assert_eq!(v.current_not_after, Some(1_900_000_000));
+        assert_eq!(held(&report(0)).current_not_after, None);
     }
 
     #[test]

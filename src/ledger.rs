@@ -48,7 +48,7 @@ pub struct ChangedFile {
 
 /// Why a hook runs: its `DDS_CERTSYNC_REASON`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Reason {
+pub enum HookReason {
     /// A file changed because what is served changed (or the file had to be
     /// written anew: it was missing or held something else).
     #[default]
@@ -62,21 +62,21 @@ pub enum Reason {
     RestoredAfterCrash,
 }
 
-impl Reason {
+impl HookReason {
     pub fn as_str(self) -> &'static str {
         match self {
-            Reason::Updated => "updated",
-            Reason::PreviousDropped => "previous-dropped",
-            Reason::RestoredAfterCrash => "restored-after-crash",
+            HookReason::Updated => "updated",
+            HookReason::PreviousDropped => "previous-dropped",
+            HookReason::RestoredAfterCrash => "restored-after-crash",
         }
     }
 
-    /// Parses [`Reason::as_str`]'s text.
-    pub fn parse(s: &str) -> Option<Reason> {
+    /// Parses [`HookReason::as_str`]'s text.
+    pub fn parse(s: &str) -> Option<HookReason> {
         [
-            Reason::Updated,
-            Reason::PreviousDropped,
-            Reason::RestoredAfterCrash,
+            HookReason::Updated,
+            HookReason::PreviousDropped,
+            HookReason::RestoredAfterCrash,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)
@@ -85,8 +85,8 @@ impl Reason {
     /// The reason of two changes told in one run: an update outweighs a
     /// drop, and a change from before a crash outweighs both (the hook may
     /// have run for part of it). Pure.
-    pub fn merge(self, other: Reason) -> Reason {
-        use Reason::*;
+    pub fn merge(self, other: HookReason) -> HookReason {
+        use HookReason::*;
         match (self, other) {
             (RestoredAfterCrash, _) | (_, RestoredAfterCrash) => RestoredAfterCrash,
             (Updated, _) | (_, Updated) => Updated,
@@ -112,7 +112,7 @@ pub struct Owed {
     pub files: Vec<ChangedFile>,
     /// Why: `updated` unless every change merged in only dropped kept
     /// certificates.
-    pub reason: Reason,
+    pub reason: HookReason,
 }
 
 /// A ledger problem, naming the file.
@@ -180,7 +180,7 @@ impl Owed {
                     new_sha256: hex(&f.new),
                 })
                 .collect(),
-            reason: (self.reason != Reason::Updated).then(|| self.reason.as_str().to_string()),
+            reason: (self.reason != HookReason::Updated).then(|| self.reason.as_str().to_string()),
         };
         let mut v = serde_json::to_vec_pretty(&record).unwrap_or_default();
         v.push(b'\n');
@@ -208,9 +208,9 @@ impl Owed {
             });
         }
         let reason = match r.reason.as_deref() {
-            None => Reason::Updated,
-            Some(text) => match Reason::parse(text) {
-                Some(Reason::RestoredAfterCrash) | None => {
+            None => HookReason::Updated,
+            Some(text) => match HookReason::parse(text) {
+                Some(HookReason::RestoredAfterCrash) | None => {
                     return Err(format!("unknown reason {text:?}"));
                 }
                 Some(r) => r,
@@ -229,16 +229,16 @@ impl Owed {
 /// Per path the oldest old hash stays and the newest new hash wins, so a hook
 /// that runs once after several changes hears about all of them at once.
 pub fn merge(instance_id: &str, prev: Option<Owed>, changes: &[ChangedFile]) -> Owed {
-    merge_with(instance_id, prev, changes, Reason::Updated)
+    merge_with(instance_id, prev, changes, HookReason::Updated)
 }
 
 /// [`merge`], for changes made for `reason`; the record's reason becomes
-/// both merged ([`Reason::merge`]). Pure.
+/// both merged ([`HookReason::merge`]). Pure.
 pub fn merge_with(
     instance_id: &str,
     prev: Option<Owed>,
     changes: &[ChangedFile],
-    reason: Reason,
+    reason: HookReason,
 ) -> Owed {
     let mut owed = prev.unwrap_or_else(|| Owed {
         instance_id: instance_id.to_string(),
@@ -378,7 +378,7 @@ impl Ledger {
                             _ => None,
                         })
                         .collect(),
-                    reason: Reason::Updated,
+                    reason: HookReason::Updated,
                 }))
             }
             other => other,
@@ -473,20 +473,25 @@ mod tests {
 
     #[test]
     fn a_drop_merged_with_an_update_is_an_update_and_both_survive_the_disk() {
-        let dropped = merge_with("i1", None, &[cf("/a", Some(1), 2)], Reason::PreviousDropped);
-        assert_eq!(dropped.reason, Reason::PreviousDropped);
+        let dropped = merge_with(
+            "i1",
+            None,
+            &[cf("/a", Some(1), 2)],
+            HookReason::PreviousDropped,
+        );
+        assert_eq!(dropped.reason, HookReason::PreviousDropped);
         assert_eq!(Owed::from_json(&dropped.to_json()).unwrap(), dropped);
         let both = merge("i1", Some(dropped.clone()), &[cf("/a", Some(2), 3)]);
-        assert_eq!(both.reason, Reason::Updated);
+        assert_eq!(both.reason, HookReason::Updated);
         assert_eq!(
             merge_with(
                 "i1",
                 Some(dropped),
                 &[cf("/a", Some(2), 3)],
-                Reason::PreviousDropped
+                HookReason::PreviousDropped
             )
             .reason,
-            Reason::PreviousDropped
+            HookReason::PreviousDropped
         );
         // An update is written as before, without a reason, so a record
         // reads the same in an earlier version.
@@ -631,6 +636,7 @@ mod tests {
             reload_signal: None,
             allow_non_ca: false,
             probe: None,
+            keep_previous: std::time::Duration::ZERO,
         };
         // No record: nothing owed. A good record: returned as is.
         assert_eq!(l.load_or_rebuild(&inst).unwrap(), None);
@@ -655,7 +661,7 @@ mod tests {
                         old: None,
                         new: crate::certcheck::sha256(b"on disk"),
                     }],
-                    reason: Reason::Updated,
+                    reason: HookReason::Updated,
                 },
                 "{}",
                 String::from_utf8_lossy(bad)

@@ -5,7 +5,7 @@
 //!
 //! | metric | labels | meaning |
 //! |---|---|---|
-//! | `cert_not_after_timestamp_seconds` | instance, category | earliest notAfter of the file on disk |
+//! | `cert_not_after_timestamp_seconds` | instance, category | earliest notAfter of the current certificates in the file on disk (previous ones kept for `keep_previous` left out) |
 //! | `cert_expiring` | instance, category | 1 when that is within `sync.expiry_warning`, or past |
 //! | `last_success_timestamp_seconds` | instance | end of the last fully successful round |
 //! | `sync_errors_total` | instance, reason | failures, by [`crate::reason::Reason`] |
@@ -15,6 +15,8 @@
 //! | `restores_total` | instance, category | outputs restored after being deleted or changed |
 //! | `log_lines_dropped_total` | | log lines dropped because stderr was not being read |
 //! | `probe_ok` | instance, address | 1 when the last probe's chain verified against the file on disk, 0 when it did not or the address could not be reached |
+//! | `kept_certificates` | instance, category | previous certificates the file holds after the current ones (`keep_previous`) |
+//! | `next_drop_timestamp_seconds` | instance, category | when the next of them leaves the file; absent when none is kept |
 //!
 //! Every counter of a configured instance exists from the first scrape, at 0
 //! ([`Metrics::declare_instance`]): `sync_errors_total` for each of
@@ -125,6 +127,8 @@ pub struct Metrics {
     restores: Family<FileLabels, Counter>,
     log_lines_dropped: Counter,
     probe_ok: Family<ProbeLabels, Gauge>,
+    kept: Family<FileLabels, Gauge>,
+    next_drop: Family<FileLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -170,6 +174,8 @@ impl Metrics {
             restores: Family::default(),
             log_lines_dropped: Counter::default(),
             probe_ok: Family::default(),
+            kept: Family::default(),
+            next_drop: Family::default(),
         };
         registry.register(
             "cert_not_after_timestamp_seconds",
@@ -220,6 +226,16 @@ impl Metrics {
             "probe_ok",
             "1 when the last probe of the address found a server chain that verifies against the international file on disk, else 0",
             m.probe_ok.clone(),
+        );
+        registry.register(
+            "kept_certificates",
+            "Previous certificates the output file holds after the current ones, until keep_previous passes or they expire",
+            m.kept.clone(),
+        );
+        registry.register(
+            "next_drop_timestamp_seconds",
+            "When the next previous certificate kept in the output file leaves it (Unix seconds); absent when none is kept",
+            m.next_drop.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -294,6 +310,30 @@ impl Metrics {
             .inc();
     }
 
+    /// Sets what an output keeps after a round: how many previous
+    /// certificates, and when the next of them leaves (`None`: none kept,
+    /// so that series is dropped).
+    pub fn set_kept(
+        &self,
+        instance: &str,
+        category: Category,
+        kept: usize,
+        next_drop: Option<i64>,
+    ) {
+        let labels = file(instance, category);
+        self.kept
+            .get_or_create(&labels)
+            .set(i64::try_from(kept).unwrap_or(i64::MAX));
+        match next_drop {
+            Some(t) => {
+                self.next_drop.get_or_create(&labels).set(t);
+            }
+            None => {
+                self.next_drop.remove(&labels);
+            }
+        }
+    }
+
     /// Sets what is known of a file on disk: its earliest notAfter (`None`:
     /// missing or unreadable, so the series is dropped) and whether it expires
     /// soon.
@@ -350,6 +390,8 @@ impl Metrics {
     pub fn forget_instance(&self, instance: &str) {
         for c in Category::ALL {
             self.set_file(instance, c, None, false);
+            self.kept.remove(&file(instance, c));
+            self.next_drop.remove(&file(instance, c));
         }
         self.last_success.remove(&InstanceLabels {
             instance: instance.to_string(),
@@ -395,6 +437,44 @@ mod tests {
         ] {
             assert!(SYNC_ERROR_REASONS.contains(&e.reason().as_str()), "{e:?}");
         }
+    }
+
+    #[test]
+    fn kept_certificates_and_the_next_drop_are_exported_and_cleared() {
+        let m = Metrics::new();
+        m.set_kept("i-1", Category::International, 2, Some(1_900_000_000));
+        let t = m.encode();
+        assert!(
+            line(
+                &t,
+                "dds_certsync_kept_certificates{instance=\"i-1\",category=\"international\"} 2"
+            )
+            .is_some(),
+            "{t}"
+        );
+        assert!(line(&t, "dds_certsync_next_drop_timestamp_seconds{instance=\"i-1\",category=\"international\"} 1900000000").is_some(), "{t}");
+        assert!(
+            t.contains("# TYPE dds_certsync_kept_certificates gauge"),
+            "{t}"
+        );
+        // The last one dropped: none kept, no next drop.
+        m.set_kept("i-1", Category::International, 0, None);
+        let t = m.encode();
+        assert!(
+            line(
+                &t,
+                "dds_certsync_kept_certificates{instance=\"i-1\",category=\"international\"} 0"
+            )
+            .is_some(),
+            "{t}"
+        );
+        assert!(
+            !t.contains("dds_certsync_next_drop_timestamp_seconds{"),
+            "{t}"
+        );
+        m.set_kept("i-1", Category::International, 1, Some(7));
+        m.forget_instance("i-1");
+        assert!(!m.encode().contains("instance=\"i-1\""));
     }
 
     #[test]

@@ -112,6 +112,7 @@ async fn with_retries(
         let result = RoundResult {
             ok: false,
             retry_after: report.retry_after,
+            ..RoundResult::default()
         };
         let delay = scheduler::next_delay(result, attempt, &timing, fastrand::f64());
         if Instant::now() + delay >= end {

@@ -16,7 +16,10 @@
 //!
 //! What the daemon decides from the disk is a pure judge over observations,
 //! unit-tested here without I/O:
-//! * [`readiness`]: `/readyz`, `READY=1`, the expiry warning and gauges;
+//! * [`readiness`]: `/readyz`, `READY=1`, the expiry warning and gauges
+//!   (a bundle that keeps a previous CA is judged by its current
+//!   certificates, known from the round that verified it:
+//!   [`LastVerified::current_not_after`]);
 //! * [`drift`]: whether self-healing writes a file back;
 //! * [`Observation::digest`]: what the planner and the hook ledger compare.
 //!
@@ -330,10 +333,21 @@ impl Readiness {
     }
 }
 
+/// When the file seen (its digest `seen`) is the bundle a round verified
+/// and that bundle keeps previous certificates (`keep_previous`): the
+/// earliest notAfter of its current ones. A kept certificate leaves the file
+/// before it expires, so one about to go raises no alarm; any other file is
+/// judged by all of its certificates. Pure.
+fn current_not_after(row: &Row, seen: &Sha256Digest) -> Option<i64> {
+    let v = row.verified.as_ref().filter(|v| &v.sha256 == seen)?;
+    v.current_not_after
+}
+
 /// Judges the outputs, each with what was seen at its path, at Unix time
 /// `now`: every file must be there, hold only what its format holds, and not
-/// have expired; those expiring within `warning` (or expired) are listed.
-/// Pure.
+/// have expired (a bundle that keeps previous certificates: its current
+/// ones, see [`current_not_after`]); those expiring within `warning` (or
+/// expired) are listed. Pure.
 pub fn readiness<'a>(
     files: impl IntoIterator<Item = (&'a Row, &'a Observation)>,
     now: i64,
@@ -368,8 +382,9 @@ pub fn readiness<'a>(
             }
             Observation::File(FileSeen {
                 content: Content::Certs { not_after },
+                sha256,
                 ..
-            }) => *not_after,
+            }) => current_not_after(row, sha256).unwrap_or(*not_after),
         };
         if not_after <= now {
             v.problems.push(format!(

@@ -1,5 +1,5 @@
 //! What a round produced: per output, what happened to its file
-//! ([`FileReport`]); the failures, each with its [`Reason`]; the hook's
+//! ([`FileReport`]) and what it keeps ([`KeptReport`]); the failures, each with its [`Reason`]; the hook's
 //! result; whether a retry soon may help. [`crate::sync::Syncer::sync`]
 //! returns one; `--once` prints its [`Report::summary`], the daemon turns it
 //! into `STATUS=`, metrics and the self-healing's held bytes.
@@ -37,11 +37,25 @@ pub struct FileReport {
     pub outcome: FileOutcome,
     /// The bytes for the file, in its format, when the download passed the
     /// checks: what the file holds after `Unchanged` or `Replaced` (kept by
-    /// the self-healing). For a PEM bundle, the canonical PEM fetched.
+    /// the self-healing). For a PEM bundle, the canonical PEM of the bundle:
+    /// the served certificates, then those kept (`keep_previous`).
     pub pem: Option<Vec<u8>>,
     /// What is at the path after the round: what the round read there, or
     /// what it wrote. `None`: it did not look (or cannot say).
     pub seen: Option<Observation>,
+}
+
+/// What an output keeps after a round (`keep_previous`), for the metrics,
+/// the scheduler and readiness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptReport {
+    pub category: Category,
+    /// How many superseded certificates the file holds after the served ones.
+    pub kept: usize,
+    /// When the next of them is due to leave (Unix seconds).
+    pub next_drop: Option<i64>,
+    /// The earliest notAfter of the served (current) certificates.
+    pub current_not_after: i64,
 }
 
 /// Why a round failed, for the log and for the metrics' `reason` label.
@@ -62,9 +76,17 @@ pub struct Report {
     pub transient: bool,
     /// The delay the server asked for.
     pub retry_after: Option<Duration>,
+    /// Per output whose bundle was decided: what it keeps.
+    pub kept: Vec<KeptReport>,
 }
 
 impl Report {
+    /// When the next kept certificate of the instance is due to leave its
+    /// file (Unix seconds): the next round must come by then.
+    pub fn next_drop(&self) -> Option<i64> {
+        self.kept.iter().filter_map(|k| k.next_drop).min()
+    }
+
     /// Whether every configured file is in place and current and any hook
     /// succeeded.
     pub fn ok(&self) -> bool {

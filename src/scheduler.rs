@@ -7,7 +7,9 @@
 //! instance's failure only moves its own due time.
 //!
 //! The timing rules are the pure function [`next_delay`]:
-//! * after a success: `interval` plus a uniformly random share of `jitter`;
+//! * after a success: `interval` plus a uniformly random share of `jitter`,
+//!   or sooner when the round says so (`due_within`: a kept certificate
+//!   is due to leave its file);
 //! * after a failure: exponential backoff with full jitter (a random delay
 //!   between zero and `min(max_backoff, 2s × 2^(failures-1))`, at least one
 //!   second: [`backoff`], a [`crate::backoff::Backoff`]), and never sooner
@@ -56,6 +58,9 @@ impl From<&crate::config::SyncSettings> for Timing {
 pub struct RoundResult {
     pub ok: bool,
     pub retry_after: Option<Duration>,
+    /// After a success, the next round comes within this at the latest (a
+    /// kept certificate is due to leave its file).
+    pub due_within: Option<Duration>,
 }
 
 /// The scheduler's backoff after failed rounds: from [`BACKOFF_BASE`],
@@ -79,7 +84,8 @@ pub fn backoff_cap(failures: u32, max_backoff: Duration) -> Duration {
 pub fn next_delay(result: RoundResult, failures: u32, t: &Timing, r: f64) -> Duration {
     let r = if r.is_nan() { 0.0 } else { r.clamp(0.0, 1.0) };
     if result.ok {
-        return t.interval + t.jitter.mul_f64(r);
+        let regular = t.interval + t.jitter.mul_f64(r);
+        return result.due_within.map_or(regular, |d| d.min(regular));
     }
     let backoff = backoff(t.max_backoff).delay(failures, r);
     match result.retry_after {
@@ -233,7 +239,7 @@ pub async fn run(
                         // A bug (debug builds unwind): a failed round, retried
                         // on the backoff like any other failure.
                         tracing::error!("a sync round ended abnormally: {e}");
-                        (e.id(), RoundResult { ok: false, retry_after: None })
+                        (e.id(), RoundResult { ok: false, ..RoundResult::default() })
                     }
                 };
                 let Some(key) = running.remove(&id) else { continue };
@@ -332,13 +338,14 @@ mod tests {
     fn ok() -> RoundResult {
         RoundResult {
             ok: true,
-            retry_after: None,
+            ..RoundResult::default()
         }
     }
     fn fail(retry_after: Option<u64>) -> RoundResult {
         RoundResult {
             ok: false,
             retry_after: retry_after.map(Duration::from_secs),
+            ..RoundResult::default()
         }
     }
 
@@ -346,6 +353,26 @@ mod tests {
     fn success_waits_interval_plus_jitter_share() {
         assert_eq!(next_delay(ok(), 0, &T, 0.0), Duration::from_secs(3600));
         assert_eq!(next_delay(ok(), 0, &T, 0.5), Duration::from_secs(3750));
+    }
+
+    #[test]
+    fn a_due_drop_brings_the_next_round_forward_after_a_success_only() {
+        let due = |s| RoundResult {
+            due_within: Some(Duration::from_secs(s)),
+            ..ok()
+        };
+        assert_eq!(next_delay(due(60), 0, &T, 0.5), Duration::from_secs(60));
+        // Never later than the regular interval.
+        assert_eq!(
+            next_delay(due(99_999), 0, &T, 0.0),
+            Duration::from_secs(3600)
+        );
+        // A failure keeps its backoff (and a server's Retry-After).
+        let failed = RoundResult {
+            due_within: Some(Duration::ZERO),
+            ..fail(Some(120))
+        };
+        assert_eq!(next_delay(failed, 1, &T, 0.5), Duration::from_secs(120));
     }
 
     #[test]

@@ -21,20 +21,21 @@ use std::borrow::Cow;
 use std::fs::Metadata;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::certcheck::{self, Sha256Digest, Verified, hex};
 use crate::cloud::{self, Client, DownloadError};
 use crate::config::{Category, Config, Instance, Output, Perms};
-use crate::hooks::{ChangedFile, Delivery};
+use crate::hooks::{ChangedFile, Delivery, HookReason};
 use crate::ledger::{self, LedgerError};
 use crate::output::{self, WriteError};
 use crate::outputs::{self, Format, Observation};
+use crate::overlap::{self, round::Planned};
 use crate::plan::{self, Slot};
 use crate::reason::Reason;
 
 // What a round returns, re-exported: `sync` is where a report comes from.
-pub use crate::report::{Failure, FileOutcome, FileReport, Report};
+pub use crate::report::{Failure, FileOutcome, FileReport, KeptReport, Report};
 
 /// One output's way through a round: its download, the file at its path,
 /// the plan's decision and the write. A round keeps one per configured
@@ -54,6 +55,11 @@ struct OutputRound {
     /// What a successful replacement left at the path (`None` if its
     /// `fstat` failed).
     wrote: Option<Observation>,
+    /// The bundle to hold (served, then kept certificates), when the
+    /// download was verified.
+    bundle: Option<Planned>,
+    /// Why the bundle's record could not be stored.
+    state_error: Option<String>,
 }
 
 /// What the plan decided for one output.
@@ -80,6 +86,8 @@ impl OutputRound {
             found: None,
             decision: Decision::LeftAlone,
             wrote: None,
+            bundle: None,
+            state_error: None,
         }
     }
 
@@ -95,7 +103,7 @@ impl OutputRound {
             on_disk,
             // A file we cannot read is never overwritten blindly.
             verified: if readable {
-                self.fetched.as_ref().ok().map(|v| self.format.digest(v))
+                self.bundle.as_ref().map(|b| self.format.digest(&b.bundle))
             } else {
                 None
             },
@@ -113,9 +121,16 @@ impl OutputRound {
         }
     }
 
-    /// The bytes to write, in the output's format, if the download passed.
+    /// The bytes to write, in the output's format: its bundle, if the
+    /// download passed.
     fn bytes(&self) -> Option<Cow<'_, [u8]>> {
-        Some(self.format.render(self.fetched.as_ref().ok()?))
+        Some(self.format.render(&self.bundle.as_ref()?.bundle))
+    }
+
+    /// Whether the disk step could read what is at the path (a file, or
+    /// nothing): only then is the output written, and its record stored.
+    fn readable(&self) -> bool {
+        matches!(self.found.as_ref().map(Observation::digest), Some(Ok(_)))
     }
 
     /// What is at the path after the round.
@@ -240,6 +255,7 @@ impl Syncer {
 
         for (out, round) in inst.outputs.iter().zip(rounds) {
             let outcome = self.conclude(inst, out, &round, &mut report);
+            self.conclude_bundle(inst, out, &round, &outcome, &mut report);
             report.files.push(FileReport {
                 category: out.category,
                 path: out.path.clone(),
@@ -298,6 +314,37 @@ impl Syncer {
                 FileOutcome::Failed(e.clone())
             }
             None => FileOutcome::Failed("not written".into()),
+        }
+    }
+
+    /// What became of one output's bundle: each keep and drop logged, what
+    /// it keeps reported, and a record that could not be stored failed.
+    fn conclude_bundle(
+        &self,
+        inst: &Instance,
+        out: &Output,
+        round: &OutputRound,
+        outcome: &FileOutcome,
+        report: &mut Report,
+    ) {
+        let Some(b) = &round.bundle else { return };
+        if round.readable() {
+            overlap::round::log_events(inst, b, self.dry_run);
+            if !matches!(outcome, FileOutcome::Failed(_)) {
+                report.kept.push(KeptReport {
+                    category: out.category,
+                    kept: b.decision.state.kept.len(),
+                    next_drop: b.next_drop(inst),
+                    current_not_after: (b.decision.state.current.iter())
+                        .map(|c| c.not_after)
+                        .min()
+                        .unwrap_or(0),
+                });
+            }
+        }
+        if let Some(e) = &round.state_error {
+            tracing::warn!(instance = %inst.label(), instance_id = %inst.id, category = %out.category, reason = %Reason::Disk, "failed: {e}; the file holds the new bundle, but the windows of its previous certificates start again at the next round");
+            report.fail(Reason::Disk, format!("{}: {e}", out.category), false);
         }
     }
 
@@ -371,13 +418,22 @@ impl Syncer {
         Ok(verified)
     }
 
-    /// Reads the disk, plans, and (unless dry-running) writes: fills in each
-    /// output's `found` and `decision`. Also says whether the plan had
-    /// writes. Blocking.
+    /// Reads the disk and the records of kept certificates, decides each
+    /// output's bundle, plans, and (unless dry-running) stores the records
+    /// that changed and writes: fills in each output's `found`, `bundle`
+    /// and `decision`. Also says whether the plan had writes. Blocking.
     fn apply(&self, inst: &Instance, mut rounds: Vec<OutputRound>) -> (Vec<OutputRound>, bool) {
+        let store = overlap::Store::new(self.delivery.ledger().dir());
+        let now = unix_now();
         // The round's one read of each output.
         for (out, round) in inst.outputs.iter().zip(&mut rounds) {
-            round.found = Some(outputs::observe(&out.path, Format::of(out)));
+            let seen = outputs::observe(&out.path, Format::of(out));
+            round.bundle = round
+                .fetched
+                .as_ref()
+                .ok()
+                .map(|v| overlap::round::plan_output(&store, inst, out, v, now, &seen));
+            round.found = Some(seen);
         }
         let slots: Vec<Slot> = inst
             .outputs
@@ -400,9 +456,26 @@ impl Syncer {
         if self.dry_run {
             return (rounds, planned_writes);
         }
-        // The hook is owed from before the first rename on.
+        // The windows are on disk before the files change.
+        for round in rounds.iter_mut().filter(|r| r.readable()) {
+            if let Some(b) = &round.bundle
+                && let Err(e) = overlap::round::store_state(&store, inst, b)
+            {
+                round.state_error = Some(e.to_string());
+            }
+        }
+        // The hook is owed from before the first rename on; it is told why.
+        let reason = if plan
+            .writes
+            .iter()
+            .all(|w| (rounds[w.slot].bundle.as_ref()).is_some_and(|b| b.decision.only_drops()))
+        {
+            HookReason::PreviousDropped
+        } else {
+            HookReason::Updated
+        };
         if plan.run_hook
-            && let Err(e) = self.record_owed(inst, &plan)
+            && let Err(e) = self.record_owed(inst, &plan, reason)
         {
             let msg = format!("not replaced: {e}");
             for w in &plan.writes {
@@ -435,9 +508,15 @@ impl Syncer {
 
     /// Adds the plan's changes to the instance's hook record, durably.
     /// Blocking.
-    fn record_owed(&self, inst: &Instance, plan: &plan::Plan) -> Result<(), LedgerError> {
+    fn record_owed(
+        &self,
+        inst: &Instance,
+        plan: &plan::Plan,
+        reason: HookReason,
+    ) -> Result<(), LedgerError> {
         let ledger = self.delivery.ledger();
         let prev = ledger.load_or_rebuild(inst)?;
+        let created = prev.is_none();
         let changes: Vec<ChangedFile> = plan
             .writes
             .iter()
@@ -447,6 +526,25 @@ impl Syncer {
                 new: w.new,
             })
             .collect();
-        ledger.store(&ledger::merge(&inst.id, prev, &changes))
+        ledger.store(&ledger::merge_with(&inst.id, prev, &changes, reason))?;
+        self.delivery.recorded(&inst.id, created);
+        Ok(())
     }
+}
+
+/// How soon after `report`'s round the next must come, for a kept
+/// certificate due to leave its file: a second after its drop time (the
+/// time is kept to the second), at once if that has passed.
+pub fn due_within(report: &Report) -> Option<Duration> {
+    let at = report.next_drop()?;
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(at).unwrap_or(0));
+    Some(at.duration_since(SystemTime::now()).unwrap_or_default() + Duration::from_secs(1))
+}
+
+/// Now, in Unix seconds.
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }

@@ -4,14 +4,17 @@
 
 use std::path::Path;
 
-use super::types::{Category, DEFAULT_HOOK_TIMEOUT, Instance, Output, Perms, ReloadSignal};
-use super::validate::{check_path, check_project_id, normalize};
+use super::types::{
+    Category, DEFAULT_HOOK_TIMEOUT, Instance, Output, Perms, ReloadSignal, SyncSettings,
+};
+use super::validate::{check_path, check_project_id, keep_previous, normalize};
 use super::{ConfigError, Dur, NameOrId, RawInstance, err};
 
 pub(super) fn validate_instance(
     key: &str,
     raw: &RawInstance,
     default_project: Option<&str>,
+    sync: &SyncSettings,
     base_dir: &Path,
 ) -> Result<Instance, ConfigError> {
     if raw.id.is_empty()
@@ -128,6 +131,8 @@ pub(super) fn validate_instance(
         allow_non_ca: raw.allow_non_ca.unwrap_or(false),
         // Needs `[sync]`'s default interval: filled in by `validate`.
         probe: None,
+        keep_previous: keep_previous(&format!("{key}.keep_previous"), raw.keep_previous)?
+            .unwrap_or(sync.keep_previous),
     })
 }
 

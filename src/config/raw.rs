@@ -50,6 +50,7 @@ pub struct RawSync {
     pub state_dir: Option<PathBuf>,
     pub expiry_warning: Option<Dur>,
     pub probe_interval: Option<Dur>,
+    pub keep_previous: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,6 +69,7 @@ pub struct RawInstance {
     pub reload_signal: Option<String>,
     pub pidfile: Option<PathBuf>,
     pub allow_non_ca: Option<bool>,
+    pub keep_previous: Option<Dur>,
     pub reload_signal_any_owner: Option<bool>,
     pub probe: Option<Vec<String>>,
     pub probe_interval: Option<Dur>,

@@ -201,6 +201,38 @@ fn expiry_warning_is_a_duration() {
 }
 
 #[test]
+fn keep_previous_defaults_to_30_days_and_an_instance_may_set_its_own() {
+    let day = Duration::from_secs(86400);
+    let c = check(MINIMAL).unwrap();
+    assert_eq!(c.sync.keep_previous, 30 * day);
+    assert_eq!(c.instances[0].keep_previous, 30 * day);
+    let text = MINIMAL.replace(
+        "[[instances]]",
+        "[sync]\nkeep_previous = \"7d\"\n[[instances]]",
+    );
+    let c = check(&format!(
+        "{text}\n[[instances]]\nid = \"i2\"\nnational = \"/tmp/x/b.crt\"\nkeep_previous = \"0s\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.sync.keep_previous, 7 * day);
+    assert_eq!(c.instances[0].keep_previous, 7 * day);
+    assert_eq!(c.instances[1].keep_previous, Duration::ZERO);
+}
+
+#[test]
+fn a_keep_previous_that_is_no_duration_or_not_whole_seconds_is_refused_naming_the_key() {
+    let text = MINIMAL.replace(
+        "[[instances]]",
+        "[sync]\nkeep_previous = \"a month\"\n[[instances]]",
+    );
+    let e = check(&text).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("sync.keep_previous"), "{e}");
+    let e = check(&format!("{MINIMAL}keep_previous = \"1500ms\"\n")).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("instances[0].keep_previous"), "{e}");
+    assert!(e.message.contains("whole number of seconds"), "{e}");
+}
+
+#[test]
 fn reload_signal_needs_a_pidfile_and_excludes_on_change() {
     let c = check(&format!(
         "{MINIMAL}reload_signal = \"hup\"\npidfile = \"run/app.pid\"\n"

@@ -47,6 +47,9 @@ pub struct SyncSettings {
     /// How often an instance's `probe` addresses are checked, unless the
     /// instance sets its own.
     pub probe_interval: Duration,
+    /// How long a superseded certificate stays in the file (the default of
+    /// every instance's [`Instance::keep_previous`]).
+    pub keep_previous: Duration,
 }
 
 /// The two certificate categories DDS offers.
@@ -94,6 +97,10 @@ pub struct Instance {
     /// `probe`: the nodes whose server certificate is checked against the
     /// `international` file on disk; `None` when not set.
     pub probe: Option<Probe>,
+    /// How long a superseded certificate stays in the file, after the
+    /// served ones (`sync.keep_previous` unless the instance sets its own);
+    /// zero replaces the file outright. See [`crate::overlap`].
+    pub keep_previous: Duration,
 }
 
 impl Instance {
@@ -174,3 +181,4 @@ pub(super) const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 pub(super) const DEFAULT_STATE_DIR: &str = "/var/lib/dds-certsync";
 pub(super) const DEFAULT_EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
 pub(super) const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5 * 60);
+pub(super) const DEFAULT_KEEP_PREVIOUS: Duration = Duration::from_secs(30 * 24 * 3600);

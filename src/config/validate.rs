@@ -51,7 +51,7 @@ pub fn validate_with_env(
     let mut paths: HashMap<PathBuf, String> = HashMap::new();
     for (i, ri) in raw.instances.iter().enumerate() {
         let key = format!("instances[{i}]");
-        let mut inst = validate_instance(&key, ri, default_project.as_deref(), base_dir)?;
+        let mut inst = validate_instance(&key, ri, default_project.as_deref(), &sync, base_dir)?;
         inst.probe = probe::validate_probe(&key, ri, &inst.outputs, sync.probe_interval)?;
         if let Some(first) = ids.insert(&ri.id, i) {
             return Err(err(
@@ -215,7 +215,24 @@ fn validate_sync(raw: &RawSync, base_dir: &Path) -> Result<SyncSettings, ConfigE
             "sync.probe_interval",
             raw.probe_interval.map_or(DEFAULT_PROBE_INTERVAL, |d| d.0),
         )?,
+        keep_previous: keep_previous("sync.keep_previous", raw.keep_previous)?
+            .unwrap_or(DEFAULT_KEEP_PREVIOUS),
     })
+}
+
+/// A `keep_previous`: whole seconds (its windows are kept to the second),
+/// zero allowed (replace outright).
+pub(super) fn keep_previous(key: &str, v: Option<Dur>) -> Result<Option<Duration>, ConfigError> {
+    match v {
+        Some(Dur(d)) if d.subsec_nanos() != 0 => Err(err(
+            key,
+            format!(
+                "{} is not a whole number of seconds; write for example \"30d\", \"12h\", or \"0s\" to replace the file outright",
+                humantime::format_duration(d)
+            ),
+        )),
+        other => Ok(other.map(|d| d.0)),
+    }
 }
 
 /// A path holding a NUL byte can be written in TOML (`"\u0000"`) but no

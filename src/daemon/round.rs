@@ -31,7 +31,7 @@ pub(super) fn round_fn(daemon: Arc<Daemon>) -> RoundFn {
             let Some(inst) = inst else {
                 return RoundResult {
                     ok: true,
-                    retry_after: None,
+                    ..RoundResult::default()
                 };
             };
             let files = daemon.file_lock(&inst.id).lock_owned().await;
@@ -50,6 +50,7 @@ pub(super) fn round_fn(daemon: Arc<Daemon>) -> RoundFn {
             RoundResult {
                 ok,
                 retry_after: report.retry_after,
+                due_within: crate::sync::due_within(&report),
             }
         })
     })

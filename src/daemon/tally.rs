@@ -1,6 +1,7 @@
 //! What a round's report means for the metrics: the one place that knows
 //! both a [`Report`] and the [`Metrics`]. The metrics take plain values; this
-//! is where a round's failures, replaced files and hook run become them.
+//! is where a round's failures, replaced files, kept certificates and hook
+//! run become them.
 
 use crate::hooks::HookError;
 use crate::metrics::{HookResult, Metrics};
@@ -20,6 +21,9 @@ pub(crate) fn record_round(m: &Metrics, instance: &str, report: &Report, now: i6
         if matches!(f.outcome, FileOutcome::Replaced { .. }) {
             m.cert_changed(instance, f.category);
         }
+    }
+    for k in &report.kept {
+        m.set_kept(instance, k.category, k.kept, k.next_drop);
     }
     if let Some(hook) = &report.hook {
         let result = match hook {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{HookCall, HookError, Reason, hidden_env_names, run_action};
+use super::{HookCall, HookError, HookReason, hidden_env_names, run_action};
 use crate::backoff::{Backoff, Jitter};
 use crate::config::{Config, Instance};
 use crate::ledger::{self, Ledger, Owed};
@@ -107,7 +107,7 @@ pub struct Delivery {
     pub(super) pending: Mutex<HashMap<String, Pending>>,
     wake: tokio::sync::Notify,
     /// Instances whose record this process created: any other record is
-    /// from an earlier run ([`Reason::RestoredAfterCrash`]).
+    /// from an earlier run ([`HookReason::RestoredAfterCrash`]).
     own: Mutex<std::collections::HashSet<String>>,
 }
 
@@ -242,7 +242,7 @@ impl Delivery {
             reason: if lock(&self.own).contains(&inst.id) {
                 owed.reason
             } else {
-                Reason::RestoredAfterCrash
+                HookReason::RestoredAfterCrash
             },
         };
         let hidden = Arc::clone(&lock(&self.current).hidden);

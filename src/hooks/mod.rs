@@ -22,7 +22,7 @@
 //! | `DDS_CERTSYNC_CHANGED` | the changed paths, newline-separated |
 //! | `DDS_CERTSYNC_OLD_SHA256` | their previous SHA-256, same order (empty for a new file) |
 //! | `DDS_CERTSYNC_NEW_SHA256` | their new SHA-256, same order |
-//! | `DDS_CERTSYNC_REASON` | why it runs: `updated`, `previous-dropped` or `restored-after-crash` ([`Reason`]) |
+//! | `DDS_CERTSYNC_REASON` | why it runs: `updated`, `previous-dropped` or `restored-after-crash` ([`HookReason`]) |
 //!
 //! Removed from that environment: `NOTIFY_SOCKET` (a hook can never speak to
 //! systemd in the daemon's name), every `HUAWEICLOUD_SDK_*` variable, and
@@ -85,7 +85,7 @@ pub use signal::{PIDFILE_LIMIT, check_target, send_signal};
 const SDK_ENV_PREFIX: &str = "HUAWEICLOUD_SDK_";
 
 /// One changed file, for the hook's environment (recorded by the ledger).
-pub use crate::ledger::{ChangedFile, Reason};
+pub use crate::ledger::{ChangedFile, HookReason};
 
 /// What a hook is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +93,7 @@ pub struct HookCall {
     pub instance_id: String,
     pub instance_name: String,
     pub changed: Vec<ChangedFile>,
-    pub reason: Reason,
+    pub reason: HookReason,
 }
 
 impl HookCall {

@@ -31,7 +31,7 @@ fn call() -> HookCall {
                 new: [0x02; 32],
             },
         ],
-        reason: Reason::PreviousDropped,
+        reason: HookReason::PreviousDropped,
     }
 }
 
@@ -57,11 +57,11 @@ fn environment_lists_paths_and_hashes_in_order() {
 
 #[test]
 fn reasons_read_back_and_merge_toward_the_weightier() {
-    use Reason::*;
+    use HookReason::*;
     for r in [Updated, PreviousDropped, RestoredAfterCrash] {
-        assert_eq!(Reason::parse(r.as_str()), Some(r));
+        assert_eq!(HookReason::parse(r.as_str()), Some(r));
     }
-    assert_eq!(Reason::parse("updated\n"), None);
+    assert_eq!(HookReason::parse("updated\n"), None);
     assert_eq!(PreviousDropped.merge(PreviousDropped), PreviousDropped);
     assert_eq!(PreviousDropped.merge(Updated), Updated);
     assert_eq!(Updated.merge(PreviousDropped), Updated);
@@ -465,6 +465,7 @@ fn owe(d: &Delivery, dir: &Path, old: &[u8]) {
                 old: Some(crate::certcheck::sha256(old)),
                 new: crate::certcheck::sha256(&now),
             }],
+            reason: HookReason::Updated,
         })
         .unwrap();
 }

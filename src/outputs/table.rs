@@ -24,6 +24,11 @@ use super::{Format, Observation, Owner, Readiness, look, readiness};
 pub struct LastVerified {
     pub bytes: Arc<[u8]>,
     pub sha256: Sha256Digest,
+    /// When the bundle keeps previous certificates (`keep_previous`): the
+    /// earliest notAfter of its current ones, by which readiness and the
+    /// expiry gauge judge a file holding these bytes. `None`: every
+    /// certificate in it is current.
+    pub current_not_after: Option<i64>,
 }
 
 /// One configured output, and what is known of it.

@@ -76,6 +76,7 @@ fn verified(bytes: &[u8]) -> LastVerified {
     LastVerified {
         bytes: bytes.into(),
         sha256: sha256(bytes),
+        current_not_after: None,
     }
 }
 
@@ -197,6 +198,39 @@ fn an_expired_certificate_is_also_expiring() {
             .len(),
         2
     );
+}
+
+#[test]
+fn a_bundle_keeping_a_previous_ca_is_judged_by_its_current_certificates() {
+    let now = 1_000_000;
+    let warning = Duration::from_secs(30 * 86400);
+    // The file's earliest notAfter is the kept CA's, two days off (or
+    // already past); its current CA is good for 90 days.
+    let keeping = |not_after_current| {
+        let mut r = row("/kept");
+        r.verified = Some(LastVerified {
+            current_not_after: Some(not_after_current),
+            ..verified(b"certs")
+        });
+        r
+    };
+    for kept_not_after in [now + 2 * DAY, now - 1] {
+        let rows = [keeping(now + 90 * DAY)];
+        let seen = [certs(kept_not_after)];
+        let v = readiness(rows.iter().zip(&seen), now, warning);
+        assert!(v.ready() && v.expiring.is_empty(), "{v:?}");
+    }
+    // The current CA itself expiring still counts.
+    let rows = [keeping(now + 10 * DAY)];
+    let seen = [certs(now + 2 * DAY)];
+    let v = readiness(rows.iter().zip(&seen), now, warning);
+    assert_eq!(v.expiring.len(), 1);
+    assert_eq!(v.expiring[0].not_after, now + 10 * DAY);
+    // A file that is not the verified bundle is judged by all it holds.
+    let seen = [file(b"other", Content::Certs { not_after: now - 1 })];
+    let v = readiness(rows.iter().zip(&seen), now, warning);
+    assert!(!v.ready(), "{v:?}");
+    assert_eq!(v.expiring[0].not_after, now - 1);
 }
 
 #[test]

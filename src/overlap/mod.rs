@@ -31,6 +31,7 @@
 
 use std::time::Duration;
 
+pub mod round;
 pub mod store;
 
 pub use store::{Store, StoreError};
@@ -110,8 +111,12 @@ pub enum Event {
     KeptWithoutRecord { cert: CertInfo, drop_at: i64 },
     /// Superseded now and not kept.
     NotKept { cert: CertInfo, why: Why },
-    /// Kept until now; it leaves the file.
-    Dropped { cert: CertInfo, why: Why },
+    /// Kept until now; it leaves the file. `drop_at`: when it was due to.
+    Dropped {
+        cert: CertInfo,
+        why: Why,
+        drop_at: i64,
+    },
     /// Kept, and served again: current again.
     Restored { cert: CertInfo },
 }
@@ -253,6 +258,7 @@ pub fn decide(input: Input<'_>) -> Decision {
                 events.push(Event::Dropped {
                     cert: k.cert.clone(),
                     why,
+                    drop_at: drop_at(k.superseded_at, &k.cert, keep),
                 });
             } else {
                 kept.push(k.clone());
@@ -303,6 +309,7 @@ pub fn decide(input: Input<'_>) -> Decision {
         events.push(Event::Dropped {
             cert: k.cert,
             why: Why::TooMany,
+            drop_at: now,
         });
     }
 

@@ -54,6 +54,12 @@ pub enum StoreError {
     },
     #[error("{path} is not a valid record of kept certificates ({why})")]
     Corrupt { path: PathBuf, why: String },
+    #[error("cannot remove {path} (sync.state_dir): {source}")]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// The on-disk form.
@@ -225,6 +231,17 @@ impl Store {
             .map_err(|source| StoreError::Write { path, source })
     }
 
+    /// Removes the record of an output, durably. No record is fine.
+    pub fn remove(&self, instance_id: &str, category: Category) -> Result<(), StoreError> {
+        let path = self.path(instance_id, category);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(StoreError::Remove { path, source }),
+        }
+        output::fsync_dir(&self.dir).map_err(|source| StoreError::Remove { path, source })
+    }
+
     /// Removes temporary files an interrupted [`Store::store`] left behind.
     pub fn clean_stale_temps(&self) -> usize {
         let Ok(entries) = fs::read_dir(&self.dir) else {
@@ -284,6 +301,9 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        s.remove("i1", cat).unwrap();
+        assert!(s.load("i1", cat).unwrap().is_none());
+        s.remove("i1", cat).unwrap();
     }
 
     #[test]

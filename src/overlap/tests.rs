@@ -91,7 +91,8 @@ fn a_kept_ca_leaves_when_the_window_has_passed_and_not_a_second_before() {
         d.events,
         vec![Event::Dropped {
             cert: c(1),
-            why: Why::WindowPassed
+            why: Why::WindowPassed,
+            drop_at: due
         }]
     );
     assert!(d.only_drops());
@@ -119,7 +120,8 @@ fn a_kept_ca_leaves_when_it_expires_before_the_window_ends() {
         gone.events,
         vec![Event::Dropped {
             cert: short,
-            why: Why::Expired
+            why: Why::Expired,
+            drop_at: NOW + 5 * DAY + 1
         }]
     );
 }
@@ -172,7 +174,8 @@ fn zero_replaces_outright() {
             },
             Event::Dropped {
                 cert: c(3),
-                why: Why::WindowPassed
+                why: Why::WindowPassed,
+                drop_at: NOW - DAY
             }
         ]
     );
@@ -281,7 +284,8 @@ fn at_most_max_kept_stay_and_the_oldest_go_first() {
     let oldest = c(100 + MAX_KEPT as u8 - 1);
     assert!(d.events.contains(&Event::Dropped {
         cert: oldest,
-        why: Why::TooMany
+        why: Why::TooMany,
+        drop_at: NOW
     }));
 }
 

@@ -108,7 +108,7 @@ mv "$dir/$DDS_CERTSYNC_INSTANCE_ID.$n.env.tmp" "$dir/$DDS_CERTSYNC_INSTANCE_ID.$
 
     pub fn config_text(&self) -> String {
         format!(
-            "[cloud]\nendpoint = \"{api}\"\nproject_id = \"{PROJECT}\"\nca_file = \"{ca}\"\n{cloud}\n[auth]\n{auth}\n[sync]\n{timeout}{state}{sync}\n{inst}",
+            "[cloud]\nendpoint = \"{api}\"\nproject_id = \"{PROJECT}\"\nca_file = \"{ca}\"\n{cloud}\n[auth]\n{auth}\n[sync]\n{timeout}{state}{keep}{sync}\n{inst}",
             api = self.standin.api_url(),
             ca = self.ca.display(),
             cloud = self.cloud,
@@ -120,6 +120,13 @@ mv "$dir/$DDS_CERTSYNC_INSTANCE_ID.$n.env.tmp" "$dir/$DDS_CERTSYNC_INSTANCE_ID.$
                 "timeout = \"5s\"\n"
             },
             inst = self.instances.concat(),
+            // A file holds exactly what is served unless a test asks for
+            // kept certificates (`keep_previous`, tests/it/overlap.rs).
+            keep = if self.sync.contains("keep_previous") {
+                ""
+            } else {
+                "keep_previous = \"0s\"\n"
+            },
             state = if self.sync.contains("state_dir") {
                 String::new()
             } else {
