@@ -318,6 +318,20 @@ pub fn expired_cert_pem() -> String {
         .unwrap_or_else(|e| panic!("dds-standin: cannot generate expired certificate: {e}"))
 }
 
+/// A current self-signed CA certificate that expires `valid_for` from now
+/// (valid since an hour ago): for a certificate that expires while a test
+/// runs.
+///
+/// # Panics
+/// Only if the system RNG or the `ring` signer fails.
+pub fn short_lived_cert_pem(cn: &str, valid_for: std::time::Duration) -> String {
+    let now = OffsetDateTime::now_utc();
+    KeyPair::generate()
+        .and_then(|key| ca_params(cn, now - Duration::hours(1), now + valid_for).self_signed(&key))
+        .map(|cert| cert.pem())
+        .unwrap_or_else(|e| panic!("dds-standin: cannot generate certificate: {e}"))
+}
+
 /// A syntactically valid X.509 CA certificate whose `notBefore` lies
 /// `starts_in` in the future (valid for two years from then).
 ///

@@ -73,7 +73,7 @@ use tokio::sync::oneshot;
 
 pub use certs::{
     CertError, INTERNATIONAL, NATIONAL, ca_and_server_pem, expired_cert_pem, non_ca_cert_pem,
-    not_yet_valid_cert_pem, private_key_pem, sm2_cert_pem, v1_cert_pem,
+    not_yet_valid_cert_pem, private_key_pem, short_lived_cert_pem, sm2_cert_pem, v1_cert_pem,
 };
 pub use creds::Metadata;
 pub use fault::{Fault, FaultRule};

@@ -23,6 +23,7 @@ mod hostile_hooks;
 mod hostile_review;
 mod hostile_service;
 mod once;
+mod overlap;
 mod packaging;
 mod probe;
 mod readers;
