@@ -377,3 +377,27 @@ fn a_kept_ca_served_again_becomes_current_again() {
     assert_eq!(r["kept"].as_array().unwrap().len(), 1);
     assert_eq!(var(&env.hook_runs(ID)[2], "REASON"), "updated");
 }
+
+#[test]
+fn a_hook_run_again_after_a_crash_says_so() {
+    let env = setup("1h");
+    env.once(&[]).assert_code(0);
+    env.standin.rotate(ID, CAT);
+    // The hook exits 0, then the process dies before clearing its record.
+    env.write_config();
+    let run = Run::from(
+        env.command(&["--once"])
+            .env("DDS_CERTSYNC_CRASH_AT", "after-hook")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(run.code, -1, "expected a crash\n{}", run.all());
+    let runs = env.hook_runs(ID);
+    assert_eq!(var(&runs[1], "REASON"), "updated");
+    // The restart runs it again, and tells it why.
+    env.once(&[]).assert_code(0);
+    let runs = env.hook_runs(ID);
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    assert_eq!(var(&runs[2], "REASON"), "restored-after-crash");
+    assert_eq!(var(&runs[2], "CHANGED"), var(&runs[1], "CHANGED"));
+}
