@@ -102,7 +102,7 @@ fn a_kept_ca_leaves_when_the_window_has_passed_and_not_a_second_before() {
 #[test]
 fn a_kept_ca_leaves_when_it_expires_before_the_window_ends() {
     let short = cert(1, NOW + 5 * DAY);
-    let prev = state(&[short.clone()], &[]);
+    let prev = state(std::slice::from_ref(&short), &[]);
     let d = decide(input(Some(&prev), &[c(2)], NOW));
     assert_eq!(
         d.events,
@@ -129,7 +129,7 @@ fn a_kept_ca_leaves_when_it_expires_before_the_window_ends() {
 #[test]
 fn an_expired_ca_is_never_kept() {
     let old = cert(1, NOW - 1);
-    let prev = state(&[old.clone()], &[]);
+    let prev = state(std::slice::from_ref(&old), &[]);
     let d = decide(input(Some(&prev), &[c(2)], NOW));
     assert_eq!(names(&d.bundle()), vec![2]);
     assert_eq!(
@@ -141,7 +141,7 @@ fn an_expired_ca_is_never_kept() {
     );
     // Nor one found in the file without a record.
     let d = decide(Input {
-        in_file: &[old.clone()],
+        in_file: std::slice::from_ref(&old),
         ..input(None, &[c(2)], NOW)
     });
     assert_eq!(names(&d.bundle()), vec![2]);
