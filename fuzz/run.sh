@@ -16,7 +16,7 @@ cd "$(dirname "$0")"
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ "${#targets[@]}" -gt 0 ] || targets=(api_response cert_verify config_load hook_record)
+[ "${#targets[@]}" -gt 0 ] || targets=(api_response cert_verify config_load hook_record kept_record)
 export RUSTC_BOOTSTRAP=1
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 cargo fuzz build

@@ -143,3 +143,33 @@ pub fn hook_record(data: &[u8]) -> String {
         }
     }
 }
+
+/// The record of an output's kept certificates (`kept-*.json` in the state
+/// directory, which a crash, a full disk or a person may have mangled): no
+/// panic; a record it accepts round-trips, and every certificate in it
+/// matches its fingerprint.
+pub fn kept_record(data: &[u8]) -> String {
+    use crate::config::Category;
+    use crate::overlap::store;
+    let cat = Category::International;
+    match store::from_json(data, "i1", cat) {
+        Ok(state) => {
+            let json = store::to_json("i1", cat, &state);
+            let again = store::from_json(&json, "i1", cat).expect("a serialized record parses");
+            assert_eq!(again, state, "a record round-trips");
+            assert_eq!(store::to_json("i1", cat, &again), json, "serializing is stable");
+            for c in state.bundle() {
+                assert_eq!(certcheck::sha256(&c.der), c.fingerprint);
+            }
+            format!(
+                "record: current={} kept={}\n",
+                state.current.len(),
+                state.kept.len()
+            )
+        }
+        Err(e) => {
+            assert!(!e.is_empty());
+            format!("refused: {e}\n")
+        }
+    }
+}

@@ -66,3 +66,8 @@ fn config_load_seeds() {
 fn hook_record_seeds() {
     replay("hook_record", fuzzcheck::hook_record);
 }
+
+#[test]
+fn kept_record_seeds() {
+    replay("kept_record", fuzzcheck::kept_record);
+}

@@ -191,12 +191,20 @@ fn a_sigkill_during_the_grace_period_keeps_the_drop_time() {
     assert!(now() < due, "the machine is too slow for a 20 s window");
     d.signal(Signal::SIGKILL);
     drop(d);
-    assert_eq!(fs::read(&out).unwrap(), [b.clone(), a].concat());
+    let bundle = [b.clone(), a].concat();
+    assert_eq!(fs::read(&out).unwrap(), bundle);
 
     // The restart neither extends nor shortens the window.
     let d = env.daemon(&[]);
     d.wait_log("unchanged", 1, WAIT);
     assert_eq!(record(&env), kept, "the record is untouched by the restart");
+    // Self-healing holds the whole bundle, kept CA included.
+    fs::remove_file(&out).unwrap();
+    assert!(
+        wait_until(WAIT, || fs::read(&out).is_ok_and(|f| f == bundle)),
+        "not restored with the kept CA\n{}",
+        d.log()
+    );
     env.wait_hook_runs(&d, ID, 3);
     let runs = env.hook_runs(ID);
     assert_eq!(var(&runs[2], "REASON"), "previous-dropped");
