@@ -157,7 +157,11 @@ pub fn kept_record(data: &[u8]) -> String {
             let json = store::to_json("i1", cat, &state);
             let again = store::from_json(&json, "i1", cat).expect("a serialized record parses");
             assert_eq!(again, state, "a record round-trips");
-            assert_eq!(store::to_json("i1", cat, &again), json, "serializing is stable");
+            assert_eq!(
+                store::to_json("i1", cat, &again),
+                json,
+                "serializing is stable"
+            );
             for c in state.bundle() {
                 assert_eq!(certcheck::sha256(&c.der), c.fingerprint);
             }
