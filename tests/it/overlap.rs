@@ -187,6 +187,9 @@ fn a_sigkill_during_the_grace_period_keeps_the_drop_time() {
         "drop_at",
     ));
     env.wait_hook_runs(&d, ID, 2);
+    // Its record cleared: a kill before that would owe the hook again
+    // (`restored-after-crash`, tested on its own below).
+    d.wait_log("hook succeeded", 1, WAIT);
     let kept = record(&env);
     assert!(now() < due, "the machine is too slow for a 20 s window");
     d.signal(Signal::SIGKILL);
