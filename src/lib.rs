@@ -117,7 +117,8 @@ async fn clean_stale_temps(config: &config::Config, syncer: &Syncer) {
         .map(|o| o.path.clone())
         .collect();
     let cleaned = tokio::task::spawn_blocking(move || {
-        let in_state_dir = ledger.clean_stale_temps();
+        let kept = overlap::Store::new(ledger.dir());
+        let in_state_dir = ledger.clean_stale_temps() + kept.clean_stale_temps();
         let refs: Vec<&std::path::Path> = outputs.iter().map(|p| p.as_path()).collect();
         let removed = output::clean_stale_temps_all(&refs);
         let per_output: Vec<_> = outputs
