@@ -190,10 +190,17 @@ async fn timeout_kills_the_whole_group() {
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("grandchild.pid");
     let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
+    let started = std::time::Instant::now();
     let e = run(&sh(&script), Duration::from_millis(500), &call(), &[])
         .await
         .unwrap_err();
     assert!(matches!(e, HookError::TimedOut { .. }), "{e}");
+    // Killed at the timeout, not waited for until the grandchild ends.
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the hook outlived its timeout: {:?}",
+        started.elapsed()
+    );
     let pid: i32 = std::fs::read_to_string(&pidfile)
         .unwrap()
         .trim()
