@@ -29,6 +29,7 @@ mod probe;
 mod readers;
 mod reads;
 mod reload;
+mod rotation;
 mod secrets;
 mod service;
 mod torture;
