@@ -1,9 +1,13 @@
 //! `dds-demo`: dds-certsync end to end, with no cloud account.
 //!
 //! Starts the stand-in, writes a config for two instances into `demo-out/`,
-//! runs `dds-certsync --once`, then starts the daemon, rotates one
-//! certificate, shows the reload hook firing for that instance only, and stops
-//! the daemon with SIGTERM. Exits 0 when everything happened as it should,
+//! runs `dds-certsync --once`, then starts the daemon and plays a CA rotation
+//! of one instance ("link first": the download link serves the new CA before
+//! the instance's nodes present it) under a client that reconnects to the
+//! instance's TLS listener every 20 ms, reading the CA file for each
+//! connection as a MongoDB driver does. It shows the reload hook firing for
+//! that instance only, prints "N connections, 0 failed", and stops the
+//! daemon with SIGTERM. Exits 0 when everything happened as it should,
 //! within a minute.
 //!
 //! Run it with `./demo.sh` from the repository root (which builds both
@@ -12,9 +16,16 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 
 use dds_standin::StandIn;
 
@@ -103,7 +114,18 @@ fn run() -> Result<(), String> {
         "the daemon's first round",
     )?;
 
-    step("rotating the international certificate of 'orders' upstream");
+    let ca_file = out.join("tls/orders-ca.crt");
+    step("a client connects to the nodes of 'orders' every 20 ms, reading orders-ca.crt each time");
+    let client = ClientLoop::start(standin.instance_addr(ORDERS), ca_file.clone());
+    wait_for(
+        || client.connections() >= 10,
+        "the client's first connections",
+    )?;
+    println!("    node: {}", standin.instance_addr(ORDERS));
+
+    step(
+        "CA rotation, link first: the link serves a new CA for 'orders'; its nodes keep the old one",
+    );
     standin.rotate(ORDERS, "international");
     wait_for(
         || {
@@ -127,12 +149,103 @@ fn run() -> Result<(), String> {
             && new_lines[0].contains("orders-ca.crt"),
         "exactly one hook run, for 'orders', naming the changed file",
     )?;
+    list(&out.join("tls"))?;
+    println!("    orders-ca.crt holds the new CA, then the previous one (keep_previous, 30 days)");
+    std::thread::sleep(Duration::from_secs(1));
+
+    step("the nodes of 'orders' switch to the new CA");
+    standin.server_follow_link(ORDERS);
+    std::thread::sleep(Duration::from_secs(1));
+    let (connections, failed) = client.stop();
+    println!("    {connections} connections, {} failed", failed.len());
+    for f in failed.iter().take(3) {
+        println!("      {f}");
+    }
+    expect(
+        failed.is_empty() && connections > 50,
+        "no connection failed through the rotation",
+    )?;
 
     step("stopping the daemon with SIGTERM");
     let code = daemon.terminate()?;
     expect(code == Some(0), "the daemon exits 0 on SIGTERM")?;
     list(&out.join("tls"))?;
     println!("\n    Files, config and logs are in {}", out.display());
+    Ok(())
+}
+
+/// A client like a MongoDB driver: a new TLS connection every 20 ms, the
+/// CA file read for each one (rustls, verifying the chain to the file's
+/// certificates).
+struct ClientLoop {
+    stop: Arc<AtomicBool>,
+    count: Arc<AtomicUsize>,
+    thread: JoinHandle<Vec<String>>,
+}
+
+impl ClientLoop {
+    fn start(addr: SocketAddr, ca_file: PathBuf) -> ClientLoop {
+        let stop = Arc::new(AtomicBool::new(false));
+        let count = Arc::new(AtomicUsize::new(0));
+        let (flag, n) = (Arc::clone(&stop), Arc::clone(&count));
+        let thread = std::thread::spawn(move || {
+            let mut failed = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                if let Err(e) = handshake(addr, &ca_file) {
+                    failed.push(e);
+                }
+                n.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            failed
+        });
+        ClientLoop {
+            stop,
+            count,
+            thread,
+        }
+    }
+
+    fn connections(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Connections made, and the failures.
+    fn stop(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let failed = self
+            .thread
+            .join()
+            .unwrap_or_else(|_| vec!["the client thread panicked".into()]);
+        (self.count.load(Ordering::Relaxed), failed)
+    }
+}
+
+/// One TLS handshake to `addr`, trusting exactly the certificates in the file.
+fn handshake(addr: SocketAddr, ca_file: &Path) -> Result<(), String> {
+    let pem = fs::read(ca_file).map_err(|e| format!("{}: {e}", ca_file.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem).flatten() {
+        let _ = roots.add(cert);
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::IpAddress(addr.ip().into());
+    let mut conn =
+        rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
+    let mut tcp =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).map_err(|e| e.to_string())?;
+    }
+    conn.send_close_notify();
+    let _ = conn.complete_io(&mut tcp);
     Ok(())
 }
 
@@ -158,6 +271,7 @@ token = "{token}"
 interval = "2s"
 jitter = "0s"
 state_dir = "{out}/state"
+probe_interval = "2s"         # how often the nodes' certificates are checked against the files
 
 [[instances]]
 id = "{ORDERS}"
@@ -165,6 +279,7 @@ name = "orders"
 international = "{out}/tls/orders-ca.crt"
 national = "{out}/tls/orders-ca-sm2.crt"
 on_change = {orders_hook}
+probe = ["{orders_node}"]     # the instance's nodes (here the stand-in's listener)
 
 [[instances]]
 id = "{BILLING}"
@@ -176,6 +291,7 @@ on_change = {billing_hook}
         token = standin.token(),
         out = out.display(),
         orders_hook = hook("orders"),
+        orders_node = standin.instance_addr(ORDERS),
         billing_hook = hook("billing"),
     )
 }
