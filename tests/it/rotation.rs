@@ -130,8 +130,9 @@ struct Clients {
 }
 
 impl Clients {
-    /// Starts both, and returns once each has had a successful handshake.
-    fn start(env: &Env, addr: SocketAddr, cafile: &Path) -> Option<Clients> {
+    /// Starts both, and returns once each has had a successful handshake;
+    /// `None` when `test` had to skip (no python3).
+    fn start(test: &str, env: &Env, addr: SocketAddr, cafile: &Path) -> Option<Clients> {
         let script = env.path("tls-client.py");
         std::fs::write(&script, PY_CLIENT).expect("write client");
         let (stop_file, py_out) = (env.path("clients.stop"), env.path("python.json"));
@@ -146,7 +147,7 @@ impl Clients {
             .spawn();
         let Ok(python) = python else {
             skip(
-                "rotation",
+                test,
                 "python3 is not installed (its ssl module is the OpenSSL client)",
             );
             return None;
@@ -291,7 +292,12 @@ fn link_first_with_the_default_keep_previous_no_client_fails() {
     let d = env.daemon(&[]);
     wait_reasons(&env, &d, 1);
     let addr = env.standin.instance_addr(id);
-    let Some(clients) = Clients::start(&env, addr, &env.out(id, INTL)) else {
+    let Some(clients) = Clients::start(
+        "rotation::link_first_with_the_default_keep_previous_no_client_fails",
+        &env,
+        addr,
+        &env.out(id, INTL),
+    ) else {
         return;
     };
     let (new, old) = link_first(&env, &d, id, Duration::from_millis(700));
@@ -319,7 +325,12 @@ fn link_first_through_the_grace_period_the_old_ca_is_dropped_and_no_client_fails
     let d = env.daemon(&[]);
     wait_reasons(&env, &d, 1);
     let addr = env.standin.instance_addr(id);
-    let Some(clients) = Clients::start(&env, addr, &env.out(id, INTL)) else {
+    let Some(clients) = Clients::start(
+        "rotation::link_first_through_the_grace_period_the_old_ca_is_dropped_and_no_client_fails",
+        &env,
+        addr,
+        &env.out(id, INTL),
+    ) else {
         return;
     };
     let started = Instant::now();
@@ -358,7 +369,12 @@ fn link_first_without_keep_previous_clients_fail_until_the_server_switches() {
     let d = env.daemon(&[]);
     wait_reasons(&env, &d, 1);
     let addr = env.standin.instance_addr(id);
-    let Some(clients) = Clients::start(&env, addr, &env.out(id, INTL)) else {
+    let Some(clients) = Clients::start(
+        "rotation::link_first_without_keep_previous_clients_fail_until_the_server_switches",
+        &env,
+        addr,
+        &env.out(id, INTL),
+    ) else {
         return;
     };
     let (_new, old) = link_first(&env, &d, id, Duration::from_millis(700));
@@ -395,7 +411,12 @@ fn server_first_with_probe_the_failures_end_within_probe_interval_and_a_round() 
         .push_str(&format!("probe = [\"{addr}\"]\n"));
     let d = env.daemon(&[]);
     wait_reasons(&env, &d, 1);
-    let Some(clients) = Clients::start(&env, addr, &env.out(id, INTL)) else {
+    let Some(clients) = Clients::start(
+        "rotation::server_first_with_probe_the_failures_end_within_probe_interval_and_a_round",
+        &env,
+        addr,
+        &env.out(id, INTL),
+    ) else {
         return;
     };
     // The nodes switch first; the link serves the new CA at once, but the
