@@ -5,7 +5,7 @@
 //! into `STATUS=`, metrics and the self-healing's held bytes.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::certcheck::Sha256Digest;
 use crate::config::Category;
@@ -85,6 +85,15 @@ impl Report {
     /// file (Unix seconds): the next round must come by then.
     pub fn next_drop(&self) -> Option<i64> {
         self.kept.iter().filter_map(|k| k.next_drop).min()
+    }
+
+    /// How soon after this round the next must come, for a kept
+    /// certificate due to leave its file: a second after its drop time (the
+    /// time is kept to the second), at once if that has passed.
+    pub fn due_within(&self) -> Option<Duration> {
+        let at = self.next_drop()?;
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(at).unwrap_or(0));
+        Some(at.duration_since(SystemTime::now()).unwrap_or_default() + Duration::from_secs(1))
     }
 
     /// Whether every configured file is in place and current and any hook

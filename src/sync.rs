@@ -16,12 +16,21 @@
 //! ledger says is owed (a change of this round, or one a failed hook or a
 //! crash left), unless a failed hook is waiting for its retry time and this
 //! round changed nothing.
+//!
+//! Bundles (`keep_previous`): each verified download becomes the output's
+//! bundle ([`crate::overlap::round`]: the served certificates, then the
+//! previous ones kept), which the planner compares and the output's format
+//! renders. The bundles' records are stored before the hook record and the
+//! renames; the hook is told `previous-dropped` when every write only
+//! dropped kept certificates. (Slightly over 500 lines: one round's steps
+//! in order; the report types are in [`crate::report`], the bundle's rules
+//! and records in [`crate::overlap`].)
 
 use std::borrow::Cow;
 use std::fs::Metadata;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use crate::certcheck::{self, Sha256Digest, Verified, hex};
 use crate::cloud::{self, Client, DownloadError};
@@ -331,15 +340,7 @@ impl Syncer {
         if round.readable() {
             overlap::round::log_events(inst, b, self.dry_run);
             if !matches!(outcome, FileOutcome::Failed(_)) {
-                report.kept.push(KeptReport {
-                    category: out.category,
-                    kept: b.decision.state.kept.len(),
-                    next_drop: b.next_drop(inst),
-                    current_not_after: (b.decision.state.current.iter())
-                        .map(|c| c.not_after)
-                        .min()
-                        .unwrap_or(0),
-                });
+                report.kept.push(b.kept_report(inst));
             }
         }
         if let Some(e) = &round.state_error {
@@ -424,7 +425,7 @@ impl Syncer {
     /// and `decision`. Also says whether the plan had writes. Blocking.
     fn apply(&self, inst: &Instance, mut rounds: Vec<OutputRound>) -> (Vec<OutputRound>, bool) {
         let store = overlap::Store::new(self.delivery.ledger().dir());
-        let now = unix_now();
+        let now = crate::health::unix_now();
         // The round's one read of each output.
         for (out, round) in inst.outputs.iter().zip(&mut rounds) {
             let seen = outputs::observe(&out.path, Format::of(out));
@@ -530,21 +531,4 @@ impl Syncer {
         self.delivery.recorded(&inst.id, created);
         Ok(())
     }
-}
-
-/// How soon after `report`'s round the next must come, for a kept
-/// certificate due to leave its file: a second after its drop time (the
-/// time is kept to the second), at once if that has passed.
-pub fn due_within(report: &Report) -> Option<Duration> {
-    let at = report.next_drop()?;
-    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(at).unwrap_or(0));
-    Some(at.duration_since(SystemTime::now()).unwrap_or_default() + Duration::from_secs(1))
-}
-
-/// Now, in Unix seconds.
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

@@ -50,7 +50,7 @@ pub(super) fn round_fn(daemon: Arc<Daemon>) -> RoundFn {
             RoundResult {
                 ok,
                 retry_after: report.retry_after,
-                due_within: crate::sync::due_within(&report),
+                due_within: report.due_within(),
             }
         })
     })

@@ -27,7 +27,8 @@
 //! run, state lost or corrupt), the certificates in the file that are not
 //! served are kept with their window starting now: never dropped early.
 //!
-//! Pure: no I/O, no clock. Times are Unix seconds.
+//! This file is pure: no I/O, no clock; times are Unix seconds. The I/O is
+//! in [`store`] (the records) and [`round`] (one output in a round).
 
 use std::time::Duration;
 

@@ -1,5 +1,7 @@
-//! One output's bundle in a round: the durable state read (or, without one,
-//! the file), [`decide`] asked, and what it did logged.
+//! One output's bundle in a round: the durable state read (or, only without
+//! one and with a `keep_previous`, the file the round's look found holding
+//! certificates: the one case an output is read twice in a round),
+//! [`decide`] asked, and what it did logged.
 //!
 //! Blocking (reads `state_dir` and the output); the sync step calls
 //! [`plan_output`] on the blocking pool, stores the states that changed
@@ -13,6 +15,7 @@ use crate::certcheck::{self, CertInfo, Verified, format_time, hex};
 use crate::config::{Category, Instance, Output};
 use crate::outputs::{self, Content, FileSeen, Observation};
 use crate::readfile::{self, Links};
+use crate::report::KeptReport;
 
 /// What becomes of an output's stored state after a round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +49,17 @@ impl Planned {
     /// When the next kept certificate leaves, under `inst`'s keep_previous.
     pub fn next_drop(&self, inst: &Instance) -> Option<i64> {
         self.decision.next_drop(inst.keep_previous)
+    }
+
+    /// What the output keeps, for the round's report.
+    pub fn kept_report(&self, inst: &Instance) -> KeptReport {
+        let state = &self.decision.state;
+        KeptReport {
+            category: self.category,
+            kept: state.kept.len(),
+            next_drop: self.next_drop(inst),
+            current_not_after: state.current.iter().map(|c| c.not_after).min().unwrap_or(0),
+        }
     }
 }
 
