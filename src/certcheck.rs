@@ -196,6 +196,12 @@ pub fn inspect_pem(body: &[u8]) -> Option<Vec<CertInfo>> {
         .collect()
 }
 
+/// Reads DER certificates (a truststore's entries), like [`inspect_pem`]:
+/// `None` if one is not X.509.
+pub fn inspect_ders<'a>(ders: impl IntoIterator<Item = &'a [u8]>) -> Option<Vec<CertInfo>> {
+    ders.into_iter().map(|der| inspect(der).ok()).collect()
+}
+
 /// The DER of every certificate in a body, in order: the one PEM model of
 /// [`verify`] and [`inspect_pem`]. A body passes only if it is at most
 /// [`MAX_BODY`], not blank, not an error page, every PEM block it holds is

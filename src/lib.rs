@@ -32,6 +32,7 @@ pub mod secret;
 pub mod server;
 pub mod service;
 pub mod sync;
+pub mod truststore;
 pub mod watch;
 
 use std::sync::Arc;

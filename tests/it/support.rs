@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 pub use dds_standin::{Fault, FaultRule, Listener, StandIn};
 
+pub mod jdk;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_dds-certsync");
 pub const PROJECT: &str = "0a1b2c3d4e5f";
 /// The categories [`Env::instance`] writes, in the order of [`Env::outputs`].
