@@ -1,14 +1,19 @@
-//! Step 2 for one `[[instances]]` entry: its ID and project, its outputs,
-//! permissions and owner, and its reload action (`on_change`, or
-//! `reload_signal` with `pidfile`). Pure, like the rest of validation.
+//! Step 2 for one `[[instances]]` entry: its ID and project, its outputs
+//! (and its Java truststore), permissions and owner, and its reload action
+//! (`on_change`, or `reload_signal` with `pidfile`). Pure, like the rest of
+//! validation.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use super::auth::secret_at;
 use super::types::{
     Category, DEFAULT_HOOK_TIMEOUT, Instance, Output, Perms, ReloadSignal, SyncSettings,
+    Truststore,
 };
 use super::validate::{check_path, check_project_id, keep_previous, normalize};
-use super::{ConfigError, Dur, NameOrId, RawInstance, err};
+use super::{ConfigError, Dur, NameOrId, RawInstance, SecretSource, err};
+use crate::secret::Secret;
+use crate::truststore::{self, Profile};
 
 pub(super) fn validate_instance(
     key: &str,
@@ -58,24 +63,15 @@ pub(super) fn validate_instance(
         (Category::National, &raw.national),
     ] {
         if let Some(p) = path {
-            let k = format!("{key}.{category}");
-            if p.as_os_str().is_empty() {
-                return Err(err(k, "must not be empty"));
-            }
-            check_path(&k, p)?;
-            if p.file_name().is_none() || p.to_string_lossy().ends_with('/') {
-                return Err(err(k, format!("{} is not a file path", p.display())));
-            }
-            outputs.push(Output {
-                category,
-                path: normalize(&base_dir.join(p)),
-            });
+            let path = output_path(&format!("{key}.{category}"), p, base_dir)?;
+            outputs.push(Output::pem(category, path));
         }
     }
+    outputs.extend(validate_truststore(key, raw, base_dir)?);
     if outputs.is_empty() {
         return Err(err(
             key,
-            "no output; set international, national, or both, to the file path to write",
+            "no output; set international, national, or both, to the file path to write (or truststore, for Java clients)",
         ));
     }
     let mode = match &raw.mode {
@@ -134,6 +130,81 @@ pub(super) fn validate_instance(
         keep_previous: keep_previous(&format!("{key}.keep_previous"), raw.keep_previous)?
             .unwrap_or(sync.keep_previous),
     })
+}
+
+/// An output's path: not empty, no NUL, a file (not a directory), anchored
+/// at the config file's directory.
+fn output_path(key: &str, p: &Path, base_dir: &Path) -> Result<PathBuf, ConfigError> {
+    if p.as_os_str().is_empty() {
+        return Err(err(key, "must not be empty"));
+    }
+    check_path(key, p)?;
+    if p.file_name().is_none() || p.to_string_lossy().ends_with('/') {
+        return Err(err(key, format!("{} is not a file path", p.display())));
+    }
+    Ok(normalize(&base_dir.join(p)))
+}
+
+/// `truststore` and the keys that only apply with it: its password (one of
+/// `truststore_password`, `_file`, `_env`; `changeit`, Java's convention
+/// for truststores, when none is set) and `truststore_profile`.
+fn validate_truststore(
+    key: &str,
+    raw: &RawInstance,
+    base_dir: &Path,
+) -> Result<Option<Output>, ConfigError> {
+    let Some(path) = &raw.truststore else {
+        let stray = [
+            ("truststore_password", raw.truststore_password.is_some()),
+            (
+                "truststore_password_file",
+                raw.truststore_password_file.is_some(),
+            ),
+            (
+                "truststore_password_env",
+                raw.truststore_password_env.is_some(),
+            ),
+            ("truststore_profile", raw.truststore_profile.is_some()),
+        ];
+        if let Some((name, _)) = stray.iter().find(|(_, set)| *set) {
+            return Err(err(
+                format!("{key}.{name}"),
+                "only applies with truststore, the path of the Java truststore to write",
+            ));
+        }
+        return Ok(None);
+    };
+    let tkey = format!("{key}.truststore");
+    let path = output_path(&tkey, path, base_dir)?;
+    let pkey = format!("{key}.truststore_password");
+    let password = secret_at(
+        &pkey,
+        "truststore_password",
+        raw.truststore_password.clone(),
+        raw.truststore_password_file.clone(),
+        raw.truststore_password_env.clone(),
+        base_dir,
+    )?
+    .unwrap_or_else(|| SecretSource::Inline(Secret::new(truststore::DEFAULT_PASSWORD)));
+    if let SecretSource::Inline(s) = &password {
+        truststore::check_password(s).map_err(|why| err(&pkey, why))?;
+    }
+    let profile = match &raw.truststore_profile {
+        None => Profile::default(),
+        Some(p) => Profile::parse(p).ok_or_else(|| {
+            err(
+                format!("{key}.truststore_profile"),
+                format!(
+                    "{p:?} is not a truststore profile; use \"modern\" (the default) or \"legacy\""
+                ),
+            )
+        })?,
+    };
+    Ok(Some(Output {
+        category: Category::International,
+        path,
+        truststore: Some(Truststore { password, profile }),
+    }))
 }
 
 /// `reload_signal` and `pidfile` go together, and replace `on_change` (one

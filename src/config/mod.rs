@@ -44,6 +44,8 @@ mod raw;
 mod resolve;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod truststore_tests;
 mod types;
 mod validate;
 
@@ -56,7 +58,7 @@ pub use raw::{Dur, NameOrId, RawCloud, RawConfig, RawInstance, RawServer, RawSyn
 pub use resolve::resolve;
 pub use types::{
     Category, Cloud, Config, Instance, Output, Perms, Probe, ProbeAddr, ReloadSignal, Server,
-    SyncSettings,
+    SyncSettings, Truststore,
 };
 pub use validate::{validate, validate_with_env};
 

@@ -97,7 +97,7 @@ pub(super) fn validate_probe(
     }
     if !outputs
         .iter()
-        .any(|o| o.category == Category::International)
+        .any(|o| o.category == Category::International && o.truststore.is_none())
     {
         return Err(err(
             format!("{key}.probe"),
@@ -302,6 +302,10 @@ international = "/tmp/x/a.crt"
         let (k, m) = key_of(&format!("{text}probe = [\"h:1\"]\n"));
         assert_eq!(k.as_deref(), Some("instances[0].probe"));
         assert!(m.contains("SM2") && m.contains("international"), "{m}");
+        // A truststore of the international certificates is not a PEM file.
+        let text = BASE.replace("international = ", "truststore = ");
+        let (k, _) = key_of(&format!("{text}probe = [\"h:1\"]\n"));
+        assert_eq!(k.as_deref(), Some("instances[0].probe"));
     }
 
     #[test]

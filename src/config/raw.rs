@@ -73,6 +73,11 @@ pub struct RawInstance {
     pub reload_signal_any_owner: Option<bool>,
     pub probe: Option<Vec<String>>,
     pub probe_interval: Option<Dur>,
+    pub truststore: Option<PathBuf>,
+    pub truststore_password: Option<crate::secret::Secret>,
+    pub truststore_password_file: Option<PathBuf>,
+    pub truststore_password_env: Option<String>,
+    pub truststore_profile: Option<String>,
 }
 
 /// A user or group, by name or by number.

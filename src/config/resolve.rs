@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::load::read_problem;
-use super::{Config, ConfigError, NameOrId, auth, err};
+use super::{Config, ConfigError, NameOrId, SecretSource, Truststore, auth, err};
 use crate::readfile::{self, Links, SMALL_FILE_LIMIT};
+use crate::secret::Secret;
 
 /// Resolves owner and group names, checks that secret files hold a secret
 /// and secret variables a value, and that no two outputs are one file
@@ -16,6 +17,11 @@ use crate::readfile::{self, Links, SMALL_FILE_LIMIT};
 pub fn resolve(mut config: Config) -> Result<Config, ConfigError> {
     auth::resolve(&config.auth)?;
     check_outputs_distinct(&config)?;
+    for (i, inst) in config.instances.iter().enumerate() {
+        for t in inst.outputs.iter().filter_map(|o| o.truststore.as_ref()) {
+            resolve_truststore_password(&format!("instances[{i}].truststore_password"), t)?;
+        }
+    }
     for (i, inst) in config.instances.iter_mut().enumerate() {
         if let Some(o) = &inst.perms.owner {
             inst.perms.uid = Some(match o {
@@ -41,6 +47,20 @@ pub fn resolve(mut config: Config) -> Result<Config, ConfigError> {
         }
     }
     Ok(config)
+}
+
+/// A truststore password from a file or a variable is there, and is one
+/// every JDK reads ([`crate::truststore::check_password`]). Never shows it.
+fn resolve_truststore_password(key: &str, t: &Truststore) -> Result<(), ConfigError> {
+    auth::resolve_source(key, "truststore_password", &t.password)?;
+    let value = match &t.password {
+        SecretSource::Inline(_) => return Ok(()),
+        SecretSource::File(p) => {
+            crate::cloud::credential::read_secret_file(p).map_err(|e| err(key, e.to_string()))?
+        }
+        SecretSource::Env(var) => Secret::new(std::env::var(var).unwrap_or_default().trim()),
+    };
+    crate::truststore::check_password(&value).map_err(|why| err(key, why))
 }
 
 /// Reads a secret file named by `key` the way the config file is read, and
@@ -99,16 +119,16 @@ fn output_location(path: &Path) -> (u64, u64, PathBuf) {
 fn check_outputs_distinct(config: &Config) -> Result<(), ConfigError> {
     let mut seen: HashMap<(u64, u64, PathBuf), (String, &Path)> = HashMap::new();
     for (i, inst) in config.instances.iter().enumerate() {
-        for out in &inst.outputs {
-            let key = format!("instances[{i}].{}", out.category);
+        for (name, path) in inst.outputs.iter().map(|o| (o.name(), o.path.as_path())) {
+            let key = format!("instances[{i}].{name}");
             if let Some((other, other_path)) =
-                seen.insert(output_location(&out.path), (key.clone(), &out.path))
+                seen.insert(output_location(path), (key.clone(), path))
             {
                 return Err(err(
                     key,
                     format!(
                         "{} is the same file as {} ({other}), through a symbolic link or a mount; every output needs its own file",
-                        out.path.display(),
+                        path.display(),
                         other_path.display()
                     ),
                 ));

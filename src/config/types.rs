@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Auth, NameOrId};
+use super::{Auth, NameOrId, SecretSource};
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -154,10 +154,43 @@ impl fmt::Display for ProbeAddr {
     }
 }
 
+/// How a `truststore` output is protected and encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Truststore {
+    /// `truststore_password` / `_file` / `_env`; `changeit` when none is set.
+    pub password: SecretSource,
+    pub profile: crate::truststore::Profile,
+}
+
+/// One file an instance writes: the certificates of `category`, as PEM, or
+/// as a Java truststore (the `truststore` key, always of `international`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
     pub category: Category,
     pub path: PathBuf,
+    /// `Some`: a PKCS#12 truststore rather than a PEM file.
+    pub truststore: Option<Truststore>,
+}
+
+impl Output {
+    /// A PEM output.
+    pub fn pem(category: Category, path: PathBuf) -> Output {
+        Output {
+            category,
+            path,
+            truststore: None,
+        }
+    }
+
+    /// The key that configures it (`international`, `national`,
+    /// `truststore`): its name in logs, errors and metrics.
+    pub fn name(&self) -> &'static str {
+        if self.truststore.is_some() {
+            "truststore"
+        } else {
+            self.category.as_str()
+        }
+    }
 }
 
 /// Ownership and mode of written files. `None` keeps what the existing file

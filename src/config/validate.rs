@@ -62,14 +62,14 @@ pub fn validate_with_env(
                 ),
             ));
         }
-        for out in &inst.outputs {
-            let this = format!("{key}.{}", out.category);
-            if let Some(other) = paths.insert(out.path.clone(), this.clone()) {
+        for (name, path) in inst.outputs.iter().map(|o| (o.name(), o.path.as_path())) {
+            let this = format!("{key}.{name}");
+            if let Some(other) = paths.insert(path.to_path_buf(), this.clone()) {
                 return Err(err(
                     this,
                     format!(
                         "path {} is also written by {other}; every output needs its own path",
-                        out.path.display()
+                        path.display()
                     ),
                 ));
             }

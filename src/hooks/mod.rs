@@ -165,6 +165,11 @@ pub fn hidden_env_names(config: &Config) -> Vec<String> {
     };
     sources
         .into_iter()
+        .chain(
+            (config.instances.iter())
+                .flat_map(|i| &i.outputs)
+                .filter_map(|o| o.truststore.as_ref().map(|t| &t.password)),
+        )
         .filter_map(|s| match s {
             SecretSource::Env(var) => Some(var.clone()),
             SecretSource::Inline(_) | SecretSource::File(_) => None,

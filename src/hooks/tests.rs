@@ -262,6 +262,11 @@ fn every_env_key_of_the_auth_section_is_hidden() {
     assert_eq!(hidden_env_names(&c), ["PW"]);
     let c = config("method = \"token\"\ntoken = \"inline\"");
     assert!(hidden_env_names(&c).is_empty());
+    // A truststore's password variable too.
+    let c = config(
+        "method = \"token\"\ntoken_env = \"TOK\"\n[[instances]]\nid = \"i2\"\ntruststore = \"/tmp/x/t.p12\"\ntruststore_password_env = \"TS\"",
+    );
+    assert_eq!(hidden_env_names(&c), ["TOK", "TS"]);
 }
 
 #[test]

@@ -136,7 +136,7 @@ pub struct MetadataAuth {
 }
 
 /// Where a secret comes from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {
     Inline(Secret),
     /// Re-read when the file changes; a trailing newline is trimmed.
@@ -339,7 +339,20 @@ fn secret(
     env: Option<String>,
     base_dir: &Path,
 ) -> Result<Option<SecretSource>, ConfigError> {
-    let key = format!("auth.{name}");
+    secret_at(&format!("auth.{name}"), name, inline, file, env, base_dir)
+}
+
+/// [`secret`] for the key `key` (`auth.token`, `instances[0].truststore_password`),
+/// whose last part is `name`.
+pub(in crate::config) fn secret_at(
+    key: &str,
+    name: &str,
+    inline: Option<Secret>,
+    file: Option<PathBuf>,
+    env: Option<String>,
+    base_dir: &Path,
+) -> Result<Option<SecretSource>, ConfigError> {
+    let key = key.to_string();
     let given =
         usize::from(inline.is_some()) + usize::from(file.is_some()) + usize::from(env.is_some());
     if given > 1 {
@@ -389,35 +402,37 @@ pub(super) fn resolve(auth: &Auth) -> Result<(), ConfigError> {
         Auth::EcsMetadata(_) => {}
     }
     for (name, source) in sources {
-        match source {
-            SecretSource::Inline(_) => {}
-            SecretSource::File(p) => {
-                super::resolve::check_secret_file(&format!("auth.{name}_file"), p)?
-            }
-            SecretSource::Env(var) => match std::env::var(var) {
-                Ok(v) if !v.trim().is_empty() => {}
-                Ok(v) if !v.is_empty() => {
-                    return Err(err(
-                        format!("auth.{name}"),
-                        format!("the environment variable {var} holds only whitespace"),
-                    ));
-                }
-                Err(std::env::VarError::NotUnicode(_)) => {
-                    return Err(err(
-                        format!("auth.{name}"),
-                        format!("the environment variable {var} is not UTF-8 text"),
-                    ));
-                }
-                _ => {
-                    return Err(err(
-                        format!("auth.{name}"),
-                        format!(
-                            "the environment variable {var} is not set; set {name}, {name}_file or {name}_env"
-                        ),
-                    ));
-                }
-            },
-        }
+        resolve_source(&format!("auth.{name}"), name, source)?;
     }
     Ok(())
+}
+
+/// Checks that the secret of `key` (whose last part is `name`) is there:
+/// its file holds one, its variable is set to one.
+pub(in crate::config) fn resolve_source(
+    key: &str,
+    name: &str,
+    source: &SecretSource,
+) -> Result<(), ConfigError> {
+    match source {
+        SecretSource::Inline(_) => Ok(()),
+        SecretSource::File(p) => super::resolve::check_secret_file(&format!("{key}_file"), p),
+        SecretSource::Env(var) => match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => Ok(()),
+            Ok(v) if !v.is_empty() => Err(err(
+                key,
+                format!("the environment variable {var} holds only whitespace"),
+            )),
+            Err(std::env::VarError::NotUnicode(_)) => Err(err(
+                key,
+                format!("the environment variable {var} is not UTF-8 text"),
+            )),
+            _ => Err(err(
+                key,
+                format!(
+                    "the environment variable {var} is not set; set {name}, {name}_file or {name}_env"
+                ),
+            )),
+        },
+    }
 }
