@@ -2,7 +2,10 @@
 //!
 //! After each round, the canonical bytes it verified and left in place
 //! become the output's [`LastVerified`] in the outputs table ([`round_ends`];
-//! certificate bundles are a few KB). When a watched directory changes, when
+//! certificate bundles are a few KB), with the digest of the file the
+//! output's format makes of them; a restore renders them in that format (a
+//! truststore anew: a new store of the same certificates). When a watched
+//! directory changes, when
 //! a round ends, and at the periodic sweep, each such output is looked at
 //! ([`check_and_restore`]); one that was deleted, whose content differs, or
 //! that a symlink replaced (never followed) is rewritten with those bytes by
@@ -16,7 +19,6 @@
 //! the table ([`Table::begin_round`](crate::outputs::Table::begin_round),
 //! [`Table::end_round`](crate::outputs::Table::end_round)).
 
-use crate::certcheck::sha256;
 use crate::output::{self, WriteError};
 use crate::outputs::{self, Drift, LastVerified, Observation, RoundEnd, Row, drift};
 use crate::sync::{FileOutcome, Report};
@@ -31,21 +33,24 @@ use crate::sync::{FileOutcome, Report};
 pub fn round_ends(report: &Report, keep_bytes: bool) -> Vec<RoundEnd> {
     (report.files.iter())
         .map(|f| {
-            let verified = f.pem.as_ref().filter(|_| keep_bytes).and_then(|bytes| {
-                let sha = sha256(bytes);
-                match &f.outcome {
-                    FileOutcome::Replaced { new, .. } if *new == sha => {}
-                    FileOutcome::Unchanged => {}
-                    _ => return None,
-                }
-                Some(LastVerified {
-                    bytes: bytes.as_slice().into(),
-                    sha256: sha,
-                    current_not_after: (report.kept.iter())
-                        .find(|k| k.category == f.category && k.kept > 0)
-                        .map(|k| k.current_not_after),
-                })
-            });
+            let verified = f
+                .pem
+                .as_ref()
+                .filter(|_| keep_bytes)
+                .and_then(|(pem, sha)| {
+                    match &f.outcome {
+                        FileOutcome::Replaced { new, .. } if new == sha => {}
+                        FileOutcome::Unchanged => {}
+                        _ => return None,
+                    }
+                    Some(LastVerified {
+                        bytes: pem.as_slice().into(),
+                        sha256: *sha,
+                        current_not_after: (report.kept.iter())
+                            .find(|k| k.category == f.category && k.kept > 0)
+                            .map(|k| k.current_not_after),
+                    })
+                });
             RoundEnd {
                 path: f.path.clone(),
                 verified,
@@ -73,9 +78,9 @@ pub struct Checked {
 /// `still_current` is asked just before writing. Blocking.
 pub fn check_and_restore(row: &Row, full: bool, still_current: impl Fn() -> bool) -> Checked {
     let seen = if full {
-        outputs::observe(&row.path, row.format)
+        outputs::observe(&row.path, &row.format)
     } else {
-        outputs::look(&row.path, row.format, row.seen.as_ref())
+        outputs::look(&row.path, &row.format, row.seen.as_ref())
     };
     let Some(good) = &row.verified else {
         return Checked {
@@ -87,10 +92,20 @@ pub fn check_and_restore(row: &Row, full: bool, still_current: impl Fn() -> bool
     let verdict = drift(&seen, &good.sha256);
     match verdict {
         Drift::Deleted | Drift::Modified | Drift::Link if still_current() => {
-            match output::replace_file(&row.path, &good.bytes, &row.restore_perms()) {
-                Ok(meta) => Checked {
+            // The held PEM, in the output's format (a truststore anew).
+            let written = row.format.render(&good.bytes).map_err(|e| WriteError {
+                path: row.path.clone(),
+                step: "make the file's bytes",
+                source: std::io::Error::other(e),
+                hint: "",
+            });
+            match written.and_then(|bytes| {
+                output::replace_file(&row.path, &bytes, &row.restore_perms())
+                    .map(|meta| meta.map(|m| Observation::of_file(&row.format, &bytes, &m)))
+            }) {
+                Ok(wrote) => Checked {
                     drift: verdict,
-                    seen: meta.map(|m| Observation::of_file(row.format, &good.bytes, &m)),
+                    seen: wrote,
                     restored: Some(Ok(())),
                 },
                 Err(e) => Checked {
@@ -113,6 +128,7 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     use super::*;
+    use crate::certcheck::sha256;
     use crate::config::{Category, Perms};
     use crate::outputs::Format;
 
@@ -136,7 +152,7 @@ mod tests {
     /// The row as a round that left `path` as it is now would leave it.
     fn after_a_round(path: &Path, bytes: &[u8]) -> Row {
         let mut r = row(path, bytes);
-        let seen = outputs::observe(path, Format::PemBundle);
+        let seen = outputs::observe(path, &Format::PemBundle);
         r.owner = seen.owner();
         r.seen = Some(seen);
         r
@@ -188,9 +204,10 @@ mod tests {
         use crate::sync::FileReport;
         let file = |outcome, pem: Option<&[u8]>| FileReport {
             category: Category::International,
+            output: "international",
             path: PathBuf::from("/o/a.crt"),
             outcome,
-            pem: pem.map(<[u8]>::to_vec),
+            pem: pem.map(|p| (p.to_vec(), sha256(p))),
             seen: None,
         };
         let report = Report {
@@ -241,9 +258,10 @@ mod tests {
         let report = |kept| Report {
             files: vec![FileReport {
                 category: Category::International,
+                output: "international",
                 path: PathBuf::from("/o/a.crt"),
                 outcome: FileOutcome::Unchanged,
-                pem: Some(b"new+old".to_vec()),
+                pem: Some((b"new+old".to_vec(), sha256(b"new+old"))),
                 seen: None,
             }],
             kept: vec![KeptReport {

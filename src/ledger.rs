@@ -284,7 +284,7 @@ pub fn disk_state(inst: &Instance, path: &Path) -> Observation {
         .find(|o| o.path == path)
         .map(Format::of)
         .unwrap_or_default();
-    outputs::observe(path, format)
+    outputs::observe(path, &format)
 }
 
 /// An instance ID as part of a file name in `state_dir`: itself when it is
@@ -621,14 +621,8 @@ mod tests {
             name: Some("orders".into()),
             project_id: "p".into(),
             outputs: vec![
-                Output {
-                    category: Category::International,
-                    path: present.clone(),
-                },
-                Output {
-                    category: Category::National,
-                    path: missing,
-                },
+                Output::pem(Category::International, present.clone()),
+                Output::pem(Category::National, missing),
             ],
             perms: Perms::default(),
             on_change: Some(vec!["/bin/true".into()]),

@@ -13,6 +13,10 @@
 //! | `hook_runs_total` | instance, result | `on_change` runs: ok, failed, timeout |
 //! | `api_requests_total` | code | DDS API answers by HTTP status (`error`: no answer) |
 //! | `restores_total` | instance, category | outputs restored after being deleted or changed |
+//!
+//! The four series of an output (`cert_*`, `restores_total`) carry a third
+//! label, `output="truststore"`, for a Java truststore; a PEM file's series
+//! have only `instance` and `category`, as they always had.
 //! | `log_lines_dropped_total` | | log lines dropped because stderr was not being read |
 //! | `probe_ok` | instance, address | 1 when the last probe's chain verified against the file on disk, 0 when it did not or the address could not be reached |
 //! | `kept_certificates` | instance, category | previous certificates the file holds after the current ones (`keep_previous`) |
@@ -84,10 +88,28 @@ struct InstanceLabels {
     instance: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+/// An output's labels: `instance` and `category`, and `output` for an
+/// output that is not the category's PEM file (`output="truststore"`), so
+/// that the PEM files' series keep the labels they always had.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
 struct FileLabels {
     instance: String,
     category: String,
+    output: Option<&'static str>,
+}
+
+impl EncodeLabelSet for FileLabels {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelSetEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        let mut labels = vec![
+            ("instance", self.instance.as_str()),
+            ("category", self.category.as_str()),
+        ];
+        labels.extend(self.output.map(|o| ("output", o)));
+        labels.as_slice().encode(encoder)
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -137,10 +159,13 @@ impl Default for Metrics {
     }
 }
 
-fn file(instance: &str, category: Category) -> FileLabels {
+/// The labels of the output `output` (its config key: `international`,
+/// `national`, `truststore`) of `category`.
+fn file(instance: &str, category: Category, output: &'static str) -> FileLabels {
     FileLabels {
         instance: instance.to_string(),
         category: category.as_str().to_string(),
+        output: (output != category.as_str()).then_some(output),
     }
 }
 
@@ -262,10 +287,9 @@ impl Metrics {
                 .get_or_create_owned(&reason_labels(&inst.id, reason.as_str()));
         }
         for out in &inst.outputs {
-            self.cert_changes
-                .get_or_create_owned(&file(&inst.id, out.category));
-            self.restores
-                .get_or_create_owned(&file(&inst.id, out.category));
+            let labels = file(&inst.id, out.category, out.name());
+            self.cert_changes.get_or_create_owned(&labels);
+            self.restores.get_or_create_owned(&labels);
         }
         if inst.has_hook() {
             for result in HookResult::ALL {
@@ -294,9 +318,9 @@ impl Metrics {
     }
 
     /// Counts an output replaced with a new certificate.
-    pub fn cert_changed(&self, instance: &str, category: Category) {
+    pub fn cert_changed(&self, instance: &str, category: Category, output: &'static str) {
         self.cert_changes
-            .get_or_create(&file(instance, category))
+            .get_or_create(&file(instance, category, output))
             .inc();
     }
 
@@ -320,7 +344,7 @@ impl Metrics {
         kept: usize,
         next_drop: Option<i64>,
     ) {
-        let labels = file(instance, category);
+        let labels = file(instance, category, category.as_str());
         self.kept
             .get_or_create(&labels)
             .set(i64::try_from(kept).unwrap_or(i64::MAX));
@@ -340,11 +364,11 @@ impl Metrics {
     pub fn set_file(
         &self,
         instance: &str,
-        category: Category,
+        (category, output): (Category, &'static str),
         not_after: Option<i64>,
         expiring: bool,
     ) {
-        let labels = file(instance, category);
+        let labels = file(instance, category, output);
         match not_after {
             Some(t) => {
                 self.not_after.get_or_create(&labels).set(t);
@@ -381,18 +405,26 @@ impl Metrics {
         self.probe_ok.remove(&probe_labels(instance, address));
     }
 
-    pub fn restored(&self, instance: &str, category: Category) {
-        self.restores.get_or_create(&file(instance, category)).inc();
+    pub fn restored(&self, instance: &str, category: Category, output: &'static str) {
+        self.restores
+            .get_or_create(&file(instance, category, output))
+            .inc();
     }
 
     /// Drops the gauges of an instance that is no longer configured. Counters
     /// stay: they only ever grow, and Prometheus handles their staleness.
     pub fn forget_instance(&self, instance: &str) {
         for c in Category::ALL {
-            self.set_file(instance, c, None, false);
-            self.kept.remove(&file(instance, c));
-            self.next_drop.remove(&file(instance, c));
+            self.set_file(instance, (c, c.as_str()), None, false);
+            self.kept.remove(&file(instance, c, c.as_str()));
+            self.next_drop.remove(&file(instance, c, c.as_str()));
         }
+        self.set_file(
+            instance,
+            (Category::International, "truststore"),
+            None,
+            false,
+        );
         self.last_success.remove(&InstanceLabels {
             instance: instance.to_string(),
         });
@@ -480,7 +512,12 @@ mod tests {
     #[test]
     fn forgetting_an_instance_drops_its_gauges() {
         let m = Metrics::new();
-        m.set_file("gone", Category::International, Some(10), false);
+        m.set_file(
+            "gone",
+            (Category::International, "international"),
+            Some(10),
+            false,
+        );
         m.round_succeeded("gone", 7);
         m.forget_instance("gone");
         let t = m.encode();
@@ -488,9 +525,36 @@ mod tests {
     }
 
     #[test]
+    fn a_truststore_is_told_apart_by_its_output_label_and_pem_files_keep_theirs() {
+        let m = Metrics::new();
+        let intl = Category::International;
+        m.set_file("i", (intl, "international"), Some(5), false);
+        m.set_file("i", (intl, "truststore"), Some(6), true);
+        m.cert_changed("i", intl, "truststore");
+        m.restored("i", intl, "truststore");
+        let t = m.encode();
+        for l in [
+            "dds_certsync_cert_not_after_timestamp_seconds{instance=\"i\",category=\"international\"} 5",
+            "dds_certsync_cert_not_after_timestamp_seconds{instance=\"i\",category=\"international\",output=\"truststore\"} 6",
+            "dds_certsync_cert_expiring{instance=\"i\",category=\"international\",output=\"truststore\"} 1",
+            "dds_certsync_cert_changes_total{instance=\"i\",category=\"international\",output=\"truststore\"} 1",
+            "dds_certsync_restores_total{instance=\"i\",category=\"international\",output=\"truststore\"} 1",
+        ] {
+            assert!(line(&t, l).is_some(), "{l}\n{t}");
+        }
+        m.forget_instance("i");
+        assert!(!m.encode().contains("cert_expiring{instance=\"i\""));
+    }
+
+    #[test]
     fn label_values_are_escaped() {
         let m = Metrics::new();
-        m.set_file("a\"b\\c\nd", Category::International, Some(1), false);
+        m.set_file(
+            "a\"b\\c\nd",
+            (Category::International, "international"),
+            Some(1),
+            false,
+        );
         let t = m.encode();
         assert!(t.contains(r#"instance="a\"b\\c\nd""#), "{t}");
     }

@@ -23,11 +23,13 @@
 //! * [`drift`]: whether self-healing writes a file back;
 //! * [`Observation::digest`]: what the planner and the hook ledger compare.
 //!
-//! A new kind of output (a PKCS#12 truststore, a bundle that keeps a previous
-//! CA) is a new [`Format`]: what a round writes for a verified download
-//! ([`Format::render`], [`Format::digest`]), how the bytes on disk parse
-//! ([`Format::parse`]) and what a file that does not parse is said not to
-//! hold ([`Format::invalid`]).
+//! A kind of output is a [`Format`]: how its bytes read ([`Format::read`]:
+//! what they hold, and the digest that stands for them), what is written for
+//! a verified PEM bundle ([`Format::render`]) and its digest
+//! ([`Format::expected`]), and what a file that does not read is said not to
+//! hold ([`Format::invalid`]). There are two: PEM files, and Java
+//! truststores (PKCS#12), whose digest is of their content because their
+//! bytes differ at every write.
 //!
 //! The table itself ([`Table`]) lives in [`table`]; this file holds the
 //! model, the two ways to look, and the judges.
@@ -40,64 +42,148 @@ use std::borrow::Cow;
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::certcheck::{self, Sha256Digest, Verified, sha256};
-use crate::config::{Category, Output};
+use crate::certcheck::{self, Sha256Digest, sha256};
+use crate::config::{Category, Output, SecretSource, Truststore};
 use crate::readfile::{self, Links};
+use crate::secret::Secret;
+use crate::truststore;
 
 /// Files larger than this are not ours: never read whole, never an output.
 pub const MAX_EXISTING: u64 = 4 * 1024 * 1024;
 
-/// What an output holds, and so how its bytes are judged.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What an output holds, and so how its bytes are judged, what digest
+/// stands for them, and what is written for a verified PEM bundle.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Format {
-    /// PEM certificates and nothing else ([`certcheck`]'s model).
+    /// PEM certificates and nothing else ([`certcheck`]'s model). Its digest
+    /// is the file's SHA-256, and what is written is the verified PEM itself.
     #[default]
     PemBundle,
+    /// A Java truststore (PKCS#12) of the certificates ([`truststore`]). Its
+    /// digest is the store's identity (profile and entries; the password is
+    /// checked by opening it), since its bytes differ at every write.
+    Truststore(Arc<Truststore>),
 }
 
 impl Format {
-    /// The format of a configured output. (The config offers one today.)
-    pub fn of(_output: &Output) -> Format {
-        Format::PemBundle
-    }
-
-    /// The bytes of this format for a verified download: what a round
-    /// writes. Pure.
-    pub fn render(self, verified: &Verified) -> Cow<'_, [u8]> {
-        match self {
-            Format::PemBundle => Cow::Borrowed(&verified.pem),
+    /// The format of a configured output.
+    pub fn of(output: &Output) -> Format {
+        match &output.truststore {
+            Some(t) => Format::Truststore(Arc::new(t.clone())),
+            None => Format::PemBundle,
         }
     }
 
-    /// The SHA-256 of [`Format::render`]'s bytes: what the planner compares
-    /// with the file on disk. Pure.
-    pub fn digest(self, verified: &Verified) -> Sha256Digest {
+    /// What `bytes` on disk hold, and the digest the planner, the hook
+    /// ledger and self-healing compare. Pure for PEM; for a truststore it
+    /// reads the password (a file or a variable), so: blocking.
+    pub fn read(&self, bytes: &[u8]) -> (Sha256Digest, Content) {
         match self {
-            Format::PemBundle => verified.sha256,
+            Format::PemBundle => (sha256(bytes), pem_content(bytes)),
+            Format::Truststore(t) => {
+                let Ok(password) = truststore_password(&t.password) else {
+                    return (sha256(bytes), Content::Invalid);
+                };
+                let read = truststore::read(bytes, &password, t.profile);
+                let content = read
+                    .entries
+                    .ok()
+                    .and_then(|e| certcheck::inspect_ders(e.iter().map(|e| e.der.as_slice())))
+                    .map_or(Content::Invalid, |certs| certs_content(&certs));
+                (read.digest, content)
+            }
         }
     }
 
-    /// What `bytes` on disk hold. Pure.
-    pub fn parse(self, bytes: &[u8]) -> Content {
+    /// The certificates in `bytes` on disk, in the file's order; `None` when
+    /// they are not (only) what this format holds. For a truststore it reads
+    /// the password: blocking.
+    pub fn certs(&self, bytes: &[u8]) -> Option<Vec<certcheck::CertInfo>> {
         match self {
-            Format::PemBundle => match certcheck::inspect_pem(bytes) {
-                Some(certs) => Content::Certs {
-                    not_after: certs.iter().map(|c| c.not_after).min().unwrap_or(0),
-                },
-                None => Content::Invalid,
-            },
+            Format::PemBundle => certcheck::inspect_pem(bytes),
+            Format::Truststore(t) => {
+                let password = truststore_password(&t.password).ok()?;
+                let entries = truststore::decode(bytes, &password, t.profile).ok()?;
+                certcheck::inspect_ders(entries.iter().map(|e| e.der.as_slice()))
+            }
+        }
+    }
+
+    /// What `bytes` on disk hold ([`Format::read`] without the digest).
+    pub fn parse(&self, bytes: &[u8]) -> Content {
+        self.read(bytes).1
+    }
+
+    /// The digest of a file of this format that holds the verified PEM
+    /// bundle `pem`: what [`Format::read`] will say of [`Format::render`]'s
+    /// bytes, and what the planner compares with the file on disk. Pure.
+    pub fn digest(&self, pem: &[u8]) -> Result<Sha256Digest, String> {
+        match self {
+            Format::PemBundle => Ok(sha256(pem)),
+            Format::Truststore(t) => {
+                truststore::expected(pem, t.profile).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// The bytes to write for the verified PEM bundle `pem`: what a round
+    /// or a restore writes. For a truststore it reads the password:
+    /// blocking. The error never holds the password.
+    pub fn render<'a>(&self, pem: &'a [u8]) -> Result<Cow<'a, [u8]>, String> {
+        match self {
+            Format::PemBundle => Ok(Cow::Borrowed(pem)),
+            Format::Truststore(t) => {
+                let password = truststore_password(&t.password)?;
+                (truststore::render(pem, &password, t.profile).map(Cow::Owned))
+                    .map_err(|e| e.to_string())
+            }
         }
     }
 
     /// What a file of this format that does not parse fails to hold, for
     /// `/readyz`: "{path} {this}".
-    pub fn invalid(self) -> &'static str {
+    pub fn invalid(&self) -> &'static str {
         match self {
             Format::PemBundle => "does not hold only PEM certificates",
+            Format::Truststore(_) => {
+                "is not a truststore of the configured profile that opens with the configured password and holds only trusted certificates"
+            }
         }
     }
+}
+
+fn pem_content(bytes: &[u8]) -> Content {
+    certcheck::inspect_pem(bytes).map_or(Content::Invalid, |certs| certs_content(&certs))
+}
+
+fn certs_content(certs: &[certcheck::CertInfo]) -> Content {
+    Content::Certs {
+        not_after: certs.iter().map(|c| c.not_after).min().unwrap_or(0),
+    }
+}
+
+/// A truststore's password, read now from where the config says, and
+/// checked ([`truststore::check_password`]). Blocking. The error names the
+/// file or variable, never the value.
+fn truststore_password(source: &SecretSource) -> Result<Secret, String> {
+    let password = match source {
+        SecretSource::Inline(s) => s.clone(),
+        SecretSource::File(p) => crate::cloud::credential::read_secret_file(p)
+            .map_err(|e| format!("truststore password: {e}"))?,
+        SecretSource::Env(var) => match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => Secret::new(v.trim()),
+            _ => {
+                return Err(format!(
+                    "truststore password: the environment variable {var} is not set or empty"
+                ));
+            }
+        },
+    };
+    truststore::check_password(&password).map_err(|why| format!("truststore password {why}"))?;
+    Ok(password)
 }
 
 /// What a regular file at an output path holds, as its [`Format`] reads it.
@@ -180,10 +266,11 @@ pub enum Observation {
 impl Observation {
     /// The observation of `bytes` in a file whose `fstat` is `meta`: what
     /// [`observe`] reads, or what a replacement just wrote. Pure.
-    pub fn of_file(format: Format, bytes: &[u8], meta: &Metadata) -> Observation {
+    pub fn of_file(format: &Format, bytes: &[u8], meta: &Metadata) -> Observation {
+        let (sha256, content) = format.read(bytes);
         Observation::File(FileSeen {
-            sha256: sha256(bytes),
-            content: format.parse(bytes),
+            sha256,
+            content,
             owner: Owner::of(meta),
             stamp: Stamp::of(meta),
         })
@@ -249,7 +336,7 @@ fn count_read(path: &Path) {
 /// Looks at an output path: one read, never through a symlink, never
 /// blocking on what is not a regular file, at most [`MAX_EXISTING`] bytes;
 /// hashed and parsed as `format`. Blocking.
-pub fn observe(path: &Path, format: Format) -> Observation {
+pub fn observe(path: &Path, format: &Format) -> Observation {
     #[cfg(test)]
     count_read(path);
     match readfile::read_regular_with_meta(path, MAX_EXISTING, Links::Refuse) {
@@ -272,7 +359,7 @@ pub fn observe(path: &Path, format: Format) -> Observation {
 /// regular file it saw (same [`Stamp`]); reads ([`observe`]) only a file
 /// that changed. Nothing and a symlink are told by the `lstat` alone.
 /// Blocking.
-pub fn look(path: &Path, format: Format, last: Option<&Observation>) -> Observation {
+pub fn look(path: &Path, format: &Format, last: Option<&Observation>) -> Observation {
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Observation::Missing,
         Ok(m) if m.file_type().is_symlink() => Observation::Link,

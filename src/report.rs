@@ -33,13 +33,18 @@ pub enum FileOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileReport {
     pub category: Category,
+    /// The key that configures the output: `international`, `national` or
+    /// `truststore`.
+    pub output: &'static str,
     pub path: PathBuf,
     pub outcome: FileOutcome,
-    /// The bytes for the file, in its format, when the download passed the
-    /// checks: what the file holds after `Unchanged` or `Replaced` (kept by
-    /// the self-healing). For a PEM bundle, the canonical PEM of the bundle:
-    /// the served certificates, then those kept (`keep_previous`).
-    pub pem: Option<Vec<u8>>,
+    /// The canonical PEM of the bundle (the served certificates, then those
+    /// kept: `keep_previous`), when the download passed the checks, and the
+    /// digest of the file the output's format makes of it
+    /// ([`Format::digest`](crate::outputs::Format::digest)): what the file
+    /// holds after `Unchanged` or `Replaced` (kept by the self-healing,
+    /// which renders it again in the output's format).
+    pub pem: Option<(Vec<u8>, Sha256Digest)>,
     /// What is at the path after the round: what the round read there, or
     /// what it wrote. `None`: it did not look (or cannot say).
     pub seen: Option<Observation>,
@@ -116,7 +121,7 @@ impl Report {
                     FileOutcome::WouldReplace { .. } => "would be replaced".to_string(),
                     FileOutcome::Failed(why) => format!("FAILED ({why})"),
                 };
-                format!("{} {what}", f.category)
+                format!("{} {what}", f.output)
             })
             .collect();
         if parts.is_empty() {
@@ -145,6 +150,7 @@ mod tests {
     fn file(category: Category, outcome: FileOutcome) -> FileReport {
         FileReport {
             category,
+            output: category.as_str(),
             path: PathBuf::from("/x"),
             outcome,
             pem: None,
@@ -180,13 +186,17 @@ mod tests {
                     },
                 ),
                 file(Category::National, FileOutcome::Failed("HTTP 404".into())),
+                FileReport {
+                    output: "truststore",
+                    ..file(Category::International, FileOutcome::Unchanged)
+                },
             ],
             hook: Some(Ok(())),
             ..Report::default()
         };
         assert_eq!(
             r.summary(),
-            "international created; national FAILED (HTTP 404); hook ok"
+            "international created; national FAILED (HTTP 404); truststore unchanged; hook ok"
         );
         // No file reached: the failures say why.
         let mut r = Report::default();

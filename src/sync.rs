@@ -46,6 +46,9 @@ use crate::reason::Reason;
 // What a round returns, re-exported: `sync` is where a report comes from.
 pub use crate::report::{Failure, FileOutcome, FileReport, KeptReport, Report};
 
+/// A category's download, checked: or why not, whether a retry soon may help.
+type Fetched = Result<Verified, (Reason, String, bool)>;
+
 /// One output's way through a round: its download, the file at its path,
 /// the plan's decision and the write. A round keeps one per configured
 /// output, in the config's order.
@@ -69,6 +72,11 @@ struct OutputRound {
     bundle: Option<Planned>,
     /// Why the bundle's record could not be stored.
     state_error: Option<String>,
+    /// The digest of the file the output's format makes of the bundle
+    /// ([`Format::digest`]): what the planner compares with the disk.
+    digest: Option<Sha256Digest>,
+    /// Why the output's format could make no file of the bundle.
+    unmade: Option<String>,
 }
 
 /// What the plan decided for one output.
@@ -97,6 +105,8 @@ impl OutputRound {
             wrote: None,
             bundle: None,
             state_error: None,
+            digest: None,
+            unmade: None,
         }
     }
 
@@ -111,29 +121,32 @@ impl OutputRound {
             path: out.path.clone(),
             on_disk,
             // A file we cannot read is never overwritten blindly.
-            verified: if readable {
-                self.bundle.as_ref().map(|b| self.format.digest(&b.bundle))
-            } else {
-                None
-            },
+            verified: if readable { self.digest } else { None },
         }
     }
 
     /// Records how the replacement went; `Ok` carries the new file's
     /// `fstat`, from which (and the bytes written) what is there now is known.
-    fn written(&mut self, result: Result<Option<Metadata>, String>) {
-        if let (Ok(Some(meta)), Some(bytes)) = (&result, self.bytes()) {
-            self.wrote = Some(Observation::of_file(self.format, &bytes, meta));
+    /// Records how the replacement of the file with `bytes` went; `Ok`
+    /// carries the new file's `fstat`, from which (and the bytes) what is
+    /// there now is known.
+    fn written(&mut self, result: Result<Option<Metadata>, String>, bytes: &[u8]) {
+        if let Ok(Some(meta)) = &result {
+            self.wrote = Some(Observation::of_file(&self.format, bytes, meta));
         }
         if let Decision::Replace { written, .. } = &mut self.decision {
             *written = Some(result.map(drop));
         }
     }
 
-    /// The bytes to write, in the output's format: its bundle, if the
-    /// download passed.
-    fn bytes(&self) -> Option<Cow<'_, [u8]>> {
-        Some(self.format.render(&self.bundle.as_ref()?.bundle))
+    /// The bytes to write, in the output's format: its bundle, rendered
+    /// anew at each call (a truststore's salts are fresh each time).
+    /// Blocking: a truststore reads its password.
+    fn render(&self) -> Result<Cow<'_, [u8]>, String> {
+        match &self.bundle {
+            Some(b) => self.format.render(&b.bundle.pem),
+            None => Err("nothing verified to write".into()),
+        }
     }
 
     /// Whether the disk step could read what is at the path (a file, or
@@ -228,27 +241,7 @@ impl Syncer {
             }
         };
 
-        // Download and check every configured category.
-        let mut rounds = Vec::with_capacity(inst.outputs.len());
-        for out in &inst.outputs {
-            let fetched = self.fetch(inst, out.category, &links).await;
-            let format = Format::of(out);
-            rounds.push(OutputRound::new(
-                fetched.map_err(|(reason, msg, transient)| {
-                    tracing::warn!(
-                        instance = %name,
-                        instance_id = %id,
-                        category = %out.category,
-                        reason = %reason,
-                        "failed: {msg}; keeping {}",
-                        out.path.display()
-                    );
-                    report.fail(reason, format!("{}: {msg}", out.category), transient);
-                    msg
-                }),
-                format,
-            ));
-        }
+        let rounds = self.fetch_all(inst, &links, &mut report).await;
 
         // Compare with the disk and write, on the blocking pool.
         let this = Arc::clone(self);
@@ -267,14 +260,54 @@ impl Syncer {
             self.conclude_bundle(inst, out, &round, &outcome, &mut report);
             report.files.push(FileReport {
                 category: out.category,
+                output: out.name(),
                 path: out.path.clone(),
                 outcome,
                 seen: round.after(),
-                pem: round.bytes().map(|b| b.into_owned()),
+                pem: (round.bundle.zip(round.digest)).map(|(b, digest)| (b.bundle.pem, digest)),
             });
         }
 
         (report, planned_writes)
+    }
+
+    /// Downloads and checks every configured category, once each whatever
+    /// the outputs made of it, and starts each output's round with it.
+    /// Failures are logged and reported.
+    async fn fetch_all(
+        &self,
+        inst: &Instance,
+        links: &[cloud::Link],
+        report: &mut Report,
+    ) -> Vec<OutputRound> {
+        let mut rounds = Vec::with_capacity(inst.outputs.len());
+        let mut downloads: Vec<(Category, Fetched)> = Vec::new();
+        for out in &inst.outputs {
+            let fetched = match downloads.iter().find(|(c, _)| *c == out.category) {
+                Some((_, f)) => f.clone(),
+                None => {
+                    let f = self.fetch(inst, out.category, links).await;
+                    downloads.push((out.category, f.clone()));
+                    f
+                }
+            };
+            let format = Format::of(out);
+            let fetched = fetched.map_err(|(reason, msg, transient)| {
+                tracing::warn!(
+                    instance = %inst.label(),
+                    instance_id = %inst.id,
+                    category = %out.category,
+                    output = out.name(),
+                    reason = %reason,
+                    "failed: {msg}; keeping {}",
+                    out.path.display()
+                );
+                report.fail(reason, format!("{}: {msg}", out.name()), transient);
+                msg
+            });
+            rounds.push(OutputRound::new(fetched, format));
+        }
+        rounds
     }
 
     /// What became of one output, logged once (and reported, when it failed
@@ -292,14 +325,19 @@ impl Syncer {
         }
         if let Some(Observation::Unreadable(e)) = &round.found {
             let e = format!("cannot read {path}: {e}");
-            tracing::warn!(instance = %name, instance_id = %id, category = %category, reason = %Reason::Disk, "failed: {e}");
-            report.fail(Reason::Disk, format!("{category}: {e}"), false);
+            tracing::warn!(instance = %name, instance_id = %id, category = %category, output = out.name(), reason = %Reason::Disk, "failed: {e}");
+            report.fail(Reason::Disk, format!("{}: {e}", out.name()), false);
+            return FileOutcome::Failed(e.clone());
+        }
+        if let Some(e) = &round.unmade {
+            tracing::warn!(instance = %name, instance_id = %id, category = %category, output = out.name(), reason = %Reason::Verify, "failed: {e}; keeping {path}");
+            report.fail(Reason::Verify, format!("{}: {e}", out.name()), false);
             return FileOutcome::Failed(e.clone());
         }
         let (old, new, written) = match &round.decision {
             Decision::LeftAlone => return FileOutcome::Failed("not fetched".into()),
             Decision::Unchanged => {
-                tracing::info!(instance = %name, instance_id = %id, category = %category, path = %path, "unchanged");
+                tracing::info!(instance = %name, instance_id = %id, category = %category, output = out.name(), path = %path, "unchanged");
                 return FileOutcome::Unchanged;
             }
             Decision::Replace { old, new, written } => (*old, *new, written),
@@ -307,19 +345,19 @@ impl Syncer {
         let (old_hex, new_hex) = (old.as_ref().map(hex).unwrap_or_default(), hex(&new));
         match written {
             None if self.dry_run => {
-                tracing::info!(instance = %name, instance_id = %id, category = %category, path = %path, old_sha256 = %old_hex, new_sha256 = %new_hex, "would replace (dry run)");
+                tracing::info!(instance = %name, instance_id = %id, category = %category, output = out.name(), path = %path, old_sha256 = %old_hex, new_sha256 = %new_hex, "would replace (dry run)");
                 FileOutcome::WouldReplace { old, new }
             }
             Some(Ok(())) => {
                 if matches!(round.found, Some(Observation::Link)) {
-                    tracing::warn!(instance = %name, instance_id = %id, category = %category, path = %path, "was a symbolic link; replaced by a regular file");
+                    tracing::warn!(instance = %name, instance_id = %id, category = %category, output = out.name(), path = %path, "was a symbolic link; replaced by a regular file");
                 }
-                tracing::info!(instance = %name, instance_id = %id, category = %category, path = %path, old_sha256 = %old_hex, new_sha256 = %new_hex, "replaced");
+                tracing::info!(instance = %name, instance_id = %id, category = %category, output = out.name(), path = %path, old_sha256 = %old_hex, new_sha256 = %new_hex, "replaced");
                 FileOutcome::Replaced { old, new }
             }
             Some(Err(e)) => {
-                tracing::warn!(instance = %name, instance_id = %id, category = %category, reason = %Reason::Write, "failed: {e}");
-                report.fail(Reason::Write, format!("{category}: {e}"), false);
+                tracing::warn!(instance = %name, instance_id = %id, category = %category, output = out.name(), reason = %Reason::Write, "failed: {e}");
+                report.fail(Reason::Write, format!("{}: {e}", out.name()), false);
                 FileOutcome::Failed(e.clone())
             }
             None => FileOutcome::Failed("not written".into()),
@@ -350,12 +388,7 @@ impl Syncer {
     }
 
     /// Downloads and checks one category.
-    async fn fetch(
-        &self,
-        inst: &Instance,
-        category: Category,
-        links: &[cloud::Link],
-    ) -> Result<Verified, (Reason, String, bool)> {
+    async fn fetch(&self, inst: &Instance, category: Category, links: &[cloud::Link]) -> Fetched {
         let Some(link) = links.iter().find(|l| l.category == category.as_str()) else {
             let listed: Vec<&str> = links.iter().map(|l| l.category.as_str()).collect();
             return Err((
@@ -428,12 +461,18 @@ impl Syncer {
         let now = crate::health::unix_now();
         // The round's one read of each output.
         for (out, round) in inst.outputs.iter().zip(&mut rounds) {
-            let seen = outputs::observe(&out.path, Format::of(out));
+            let seen = outputs::observe(&out.path, &round.format);
             round.bundle = round
                 .fetched
                 .as_ref()
                 .ok()
                 .map(|v| overlap::round::plan_output(&store, inst, out, v, now, &seen));
+            if let Some(b) = &round.bundle {
+                match round.format.digest(&b.bundle.pem) {
+                    Ok(d) => round.digest = Some(d),
+                    Err(e) => round.unmade = Some(format!("cannot make a {}: {e}", out.name())),
+                }
+            }
             round.found = Some(seen);
         }
         let slots: Vec<Slot> = inst
@@ -465,62 +504,57 @@ impl Syncer {
                 round.state_error = Some(e.to_string());
             }
         }
+        // The bytes of every file to replace, made before anything is
+        // recorded or renamed: a file whose bytes cannot be made (a
+        // truststore whose password cannot be read) is not replaced and owes
+        // no hook.
+        let mut todo: Vec<(&plan::Change, Vec<u8>)> = Vec::with_capacity(plan.writes.len());
+        for w in &plan.writes {
+            match rounds[w.slot].render() {
+                Ok(bytes) => todo.push((w, bytes.into_owned())),
+                Err(e) => rounds[w.slot].written(Err(format!("not replaced: {e}")), &[]),
+            }
+        }
         // The hook is owed from before the first rename on; it is told why.
-        let reason = if plan
-            .writes
-            .iter()
-            .all(|w| (rounds[w.slot].bundle.as_ref()).is_some_and(|b| b.decision.only_drops()))
+        let reason = if (todo.iter())
+            .all(|(w, _)| (rounds[w.slot].bundle.as_ref()).is_some_and(|b| b.decision.only_drops()))
         {
             HookReason::PreviousDropped
         } else {
             HookReason::Updated
         };
         if plan.run_hook
-            && let Err(e) = self.record_owed(inst, &plan, reason)
+            && !todo.is_empty()
+            && let Err(e) = self.record_owed(inst, todo.iter().map(|(w, _)| *w), reason)
         {
             let msg = format!("not replaced: {e}");
-            for w in &plan.writes {
-                rounds[w.slot].written(Err(msg.clone()));
+            for (w, _) in &todo {
+                rounds[w.slot].written(Err(msg.clone()), &[]);
             }
             return (rounds, planned_writes);
         }
-        let todo: Vec<(usize, &Path, Cow<'_, [u8]>, &Perms)> = plan
-            .writes
-            .iter()
-            .filter_map(|w| {
-                let bytes = rounds[w.slot].bytes()?;
-                Some((w.slot, w.path.as_path(), bytes, &inst.perms))
-            })
+        let files: Vec<(&Path, &[u8], &Perms)> = (todo.iter())
+            .map(|(w, bytes)| (w.path.as_path(), bytes.as_slice(), &inst.perms))
             .collect();
-        let files: Vec<_> = todo
-            .iter()
-            .map(|(_, p, b, m)| (*p, b.as_ref(), *m))
-            .collect();
-        let results: Vec<(usize, Result<Option<Metadata>, String>)> = todo
-            .iter()
-            .zip(output::replace_all(&files))
-            .map(|((slot, ..), r)| (*slot, r.map_err(|e: WriteError| e.to_string())))
-            .collect();
-        for (slot, result) in results {
-            rounds[slot].written(result);
+        let results = output::replace_all(&files);
+        for ((w, bytes), result) in todo.iter().zip(results) {
+            rounds[w.slot].written(result.map_err(|e: WriteError| e.to_string()), bytes);
         }
         (rounds, planned_writes)
     }
 
-    /// Adds the plan's changes to the instance's hook record, durably.
+    /// Adds these changes of the plan to the instance's hook record, durably.
     /// Blocking.
-    fn record_owed(
+    fn record_owed<'a>(
         &self,
         inst: &Instance,
-        plan: &plan::Plan,
+        writes: impl Iterator<Item = &'a plan::Change>,
         reason: HookReason,
     ) -> Result<(), LedgerError> {
         let ledger = self.delivery.ledger();
         let prev = ledger.load_or_rebuild(inst)?;
         let created = prev.is_none();
-        let changes: Vec<ChangedFile> = plan
-            .writes
-            .iter()
+        let changes: Vec<ChangedFile> = writes
             .map(|w| ChangedFile {
                 path: w.path.clone(),
                 old: w.old,

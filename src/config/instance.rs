@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::auth::secret_at;
 use super::types::{
-    Category, DEFAULT_HOOK_TIMEOUT, Instance, Output, Perms, ReloadSignal, SyncSettings,
-    Truststore,
+    Category, DEFAULT_HOOK_TIMEOUT, Instance, Output, Perms, ReloadSignal, SyncSettings, Truststore,
 };
 use super::validate::{check_path, check_project_id, keep_previous, normalize};
 use super::{ConfigError, Dur, NameOrId, RawInstance, SecretSource, err};

@@ -81,7 +81,7 @@ fn report(
     };
     match restored {
         Some(Ok(())) => {
-            metrics::global().restored(&row.instance_id, row.category);
+            metrics::global().restored(&row.instance_id, row.category, row.output());
             tracing::warn!(
                 instance_id = %row.instance_id,
                 category = %row.category,

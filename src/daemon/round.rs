@@ -86,7 +86,7 @@ async fn after_round(daemon: &Arc<Daemon>, inst: &Instance, report: &Report) {
         let mut rows = outputs.lock().rows_of(&inst_c.id);
         for row in rows.iter_mut().filter(|r| !looked.contains(&r.path)) {
             // The round did not get to its disk step (its API call failed).
-            let seen = outputs::look(&row.path, row.format, row.seen.as_ref());
+            let seen = outputs::look(&row.path, &row.format, row.seen.as_ref());
             outputs
                 .lock()
                 .saw(&row.path, row.seen.as_ref(), seen.clone());

@@ -19,7 +19,7 @@ pub(crate) fn record_round(m: &Metrics, instance: &str, report: &Report, now: i6
     }
     for f in &report.files {
         if matches!(f.outcome, FileOutcome::Replaced { .. }) {
-            m.cert_changed(instance, f.category);
+            m.cert_changed(instance, f.category, f.output);
         }
     }
     for k in &report.kept {
@@ -56,6 +56,7 @@ mod tests {
         let report = Report {
             files: vec![FileReport {
                 category: Category::National,
+                output: "national",
                 path: PathBuf::from("/x"),
                 outcome: FileOutcome::Replaced {
                     old: None,
@@ -70,7 +71,12 @@ mod tests {
         record_round(&m, "i-1", &report, 1_700_000_000);
         m.api_request(Some(200));
         m.api_request(None);
-        m.set_file("i-1", Category::National, Some(2_000_000_000), true);
+        m.set_file(
+            "i-1",
+            (Category::National, "national"),
+            Some(2_000_000_000),
+            true,
+        );
         let t = m.encode();
         assert!(
             line(

@@ -100,12 +100,13 @@ fn stand_in(script: Arc<Script>, rounds: mpsc::UnboundedSender<Round>) -> SyncFn
                         std::fs::write(&path, &b).unwrap();
                         FileReport {
                             category,
+                            output: category.as_str(),
                             path,
                             outcome: FileOutcome::Replaced {
                                 old: None,
                                 new: sha256(&b),
                             },
-                            pem: Some(b.clone()),
+                            pem: Some((b.clone(), sha256(&b))),
                             seen: None,
                         }
                     })

@@ -70,6 +70,15 @@ impl Row {
         }
     }
 
+    /// The key that configures the output (`international`, `national`,
+    /// `truststore`), as [`crate::config::Output::name`].
+    pub fn output(&self) -> &'static str {
+        match self.format {
+            Format::Truststore(_) => "truststore",
+            Format::PemBundle => self.category.as_str(),
+        }
+    }
+
     /// The permissions a restore writes with: the configured ones, else the
     /// mode (minus special bits and others' write access) and owner the
     /// file had when its last round ended.
@@ -122,8 +131,8 @@ impl Table {
             for o in &inst.outputs {
                 let mut row = Row::new(&inst.id, o.category, &o.path, Format::of(o), &inst.perms);
                 if let Some(prev) = old.remove(&o.path).filter(|p| {
-                    (p.instance_id.as_str(), p.category, p.format)
-                        == (inst.id.as_str(), o.category, row.format)
+                    (p.instance_id.as_str(), p.category, &p.format)
+                        == (inst.id.as_str(), o.category, &row.format)
                 }) {
                     row.verified = prev.verified;
                     row.owner = prev.owner;
@@ -261,7 +270,7 @@ impl Outputs {
             (t.rows().to_vec(), t.warning())
         };
         for row in &mut rows {
-            let seen = look(&row.path, row.format, row.seen.as_ref());
+            let seen = look(&row.path, &row.format, row.seen.as_ref());
             self.lock().saw(&row.path, row.seen.as_ref(), seen.clone());
             row.seen = Some(seen);
         }

@@ -8,7 +8,8 @@ use std::time::Duration;
 use super::table::RoundEnd;
 use super::*;
 use crate::certcheck::sha256;
-use crate::config::{Config, Perms};
+use crate::config::{Config, Perms, SecretSource, Truststore};
+use std::sync::Arc;
 
 const CERT_A: &str = include_str!("../../tests/data/cert-a.pem");
 const KEY: &str = include_str!("../../tests/data/key.pem");
@@ -252,10 +253,11 @@ fn what_a_format_writes_is_what_it_reads_and_compares() {
     let now = std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
     let v = crate::certcheck::verify(CERT_A.as_bytes(), now).unwrap();
     let f = Format::PemBundle;
-    assert_eq!(f.render(&v).as_ref(), v.pem.as_slice());
-    assert_eq!(f.digest(&v), sha256(&f.render(&v)));
+    let bytes = f.render(&v.pem).unwrap();
+    assert_eq!(bytes.as_ref(), v.pem.as_slice());
+    assert_eq!(f.digest(&v.pem), Ok(sha256(&bytes)));
     assert_eq!(
-        f.parse(&f.render(&v)),
+        f.parse(&bytes),
         Content::Certs {
             not_after: v.not_after()
         }
@@ -269,10 +271,10 @@ fn an_observation_reads_once_and_says_what_is_there() {
     use std::os::unix::fs::PermissionsExt;
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("a.crt");
-    assert_eq!(observe(&p, Format::PemBundle), Observation::Missing);
+    assert_eq!(observe(&p, &Format::PemBundle), Observation::Missing);
     std::fs::write(&p, CERT_A).unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
-    let Observation::File(f) = observe(&p, Format::PemBundle) else {
+    let Observation::File(f) = observe(&p, &Format::PemBundle) else {
         panic!("a file")
     };
     assert_eq!(f.sha256, sha256(CERT_A.as_bytes()));
@@ -282,10 +284,10 @@ fn an_observation_reads_once_and_says_what_is_there() {
 
     let link = d.path().join("link.crt");
     std::os::unix::fs::symlink(&p, &link).unwrap();
-    assert_eq!(observe(&link, Format::PemBundle), Observation::Link);
+    assert_eq!(observe(&link, &Format::PemBundle), Observation::Link);
     let fifo = d.path().join("fifo.crt");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    let Observation::Unreadable(e) = observe(&fifo, Format::PemBundle) else {
+    let Observation::Unreadable(e) = observe(&fifo, &Format::PemBundle) else {
         panic!("a FIFO is unreadable")
     };
     assert!(e.contains("is a FIFO, not a regular file"), "{e}");
@@ -294,7 +296,7 @@ fn an_observation_reads_once_and_says_what_is_there() {
     let f = std::fs::File::create(&big).unwrap();
     f.set_len(MAX_EXISTING + 1).unwrap();
     assert!(matches!(
-        observe(&big, Format::PemBundle),
+        observe(&big, &Format::PemBundle),
         Observation::Oversized { .. }
     ));
 }
@@ -305,7 +307,7 @@ fn at_most_4_mib_of_what_is_on_disk_is_read_and_a_larger_file_is_not_ours() {
     let p = d.path().join("big.crt");
     std::fs::write(&p, vec![b'x'; MAX_EXISTING as usize]).unwrap();
     assert_eq!(MAX_EXISTING, 4 * 1024 * 1024);
-    let Observation::File(f) = observe(&p, Format::PemBundle) else {
+    let Observation::File(f) = observe(&p, &Format::PemBundle) else {
         panic!("4 MiB is read whole")
     };
     assert_eq!(f.content, Content::Invalid);
@@ -315,7 +317,7 @@ fn at_most_4_mib_of_what_is_on_disk_is_read_and_a_larger_file_is_not_ours() {
         .unwrap()
         .write_all(b"x")
         .unwrap();
-    let seen = observe(&p, Format::PemBundle);
+    let seen = observe(&p, &Format::PemBundle);
     assert!(matches!(seen, Observation::Oversized { .. }), "{seen:?}");
     // Not ours: replaced by a round, written back by a restore.
     assert_eq!(seen.digest(), Ok(None));
@@ -326,7 +328,7 @@ fn at_most_4_mib_of_what_is_on_disk_is_read_and_a_larger_file_is_not_ours() {
 fn a_look_reads_only_a_file_that_changed() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("a.crt");
-    let fmt = Format::PemBundle;
+    let fmt = &Format::PemBundle;
     assert_eq!(look(&p, fmt, None), Observation::Missing);
     assert_eq!(reads_of(&p), 0, "nothing there is seen without a read");
 
@@ -363,11 +365,11 @@ fn what_a_replacement_wrote_is_recognised_without_a_read() {
     let meta = crate::output::replace_file(&p, CERT_A.as_bytes(), &Perms::default())
         .unwrap()
         .unwrap();
-    let wrote = Observation::of_file(Format::PemBundle, CERT_A.as_bytes(), &meta);
-    assert_eq!(look(&p, Format::PemBundle, Some(&wrote)), wrote);
+    let wrote = Observation::of_file(&Format::PemBundle, CERT_A.as_bytes(), &meta);
+    assert_eq!(look(&p, &Format::PemBundle, Some(&wrote)), wrote);
     assert_eq!(reads_of(&p), 0);
     assert_eq!(
-        observe(&p, Format::PemBundle),
+        observe(&p, &Format::PemBundle),
         wrote,
         "what a read would see"
     );
@@ -381,7 +383,7 @@ fn a_fifo_at_an_output_path_is_an_error_at_once_naming_the_path() {
     // A blocking open would wait for a writer forever.
     let (tx, rx) = std::sync::mpsc::channel();
     let q = p.clone();
-    std::thread::spawn(move || tx.send(observe(&q, Format::PemBundle)));
+    std::thread::spawn(move || tx.send(observe(&q, &Format::PemBundle)));
     let r = rx
         .recv_timeout(std::time::Duration::from_secs(10))
         .expect("reading a FIFO at an output path blocked");
@@ -396,7 +398,7 @@ fn a_fifo_at_an_output_path_is_an_error_at_once_naming_the_path() {
 #[test]
 fn digest_of_missing_file_is_none() {
     let d = tempfile::tempdir().unwrap();
-    let fmt = Format::PemBundle;
+    let fmt = &Format::PemBundle;
     assert_eq!(observe(&d.path().join("nope"), fmt).digest(), Ok(None));
     let p = d.path().join("x");
     std::fs::write(&p, b"abc").unwrap();
@@ -416,9 +418,9 @@ fn a_symlink_at_the_path_is_seen_as_a_link_never_followed() {
         let p = d.path().join(name);
         std::os::unix::fs::symlink(&target, &p).unwrap();
         let _ = std::os::unix::fs::lchown(&p, Some(65534), Some(65534));
-        assert_eq!(observe(&p, Format::PemBundle), Observation::Link, "{name}");
+        assert_eq!(observe(&p, &Format::PemBundle), Observation::Link, "{name}");
         assert_eq!(
-            look(&p, Format::PemBundle, None),
+            look(&p, &Format::PemBundle, None),
             Observation::Link,
             "{name}"
         );
@@ -444,8 +446,8 @@ fn a_fifo_socket_or_directory_at_the_path_is_named_and_never_opened_for_reading(
     ] {
         // No writer on the FIFO: a blocking open would never return.
         for seen in [
-            observe(p, Format::PemBundle),
-            look(p, Format::PemBundle, None),
+            observe(p, &Format::PemBundle),
+            look(p, &Format::PemBundle, None),
         ] {
             let Observation::Unreadable(e) = seen else {
                 panic!("{what}: {seen:?}")
@@ -550,4 +552,74 @@ fn an_assessment_reads_only_the_files_that_changed() {
     let (_, v) = outputs.assess(1_795_000_000);
     assert!(v.ready(), "{:?}", v.problems);
     assert_eq!((reads_of(&a), reads_of(&b)), (1, 1));
+}
+
+fn store_format(password: SecretSource) -> Format {
+    Format::Truststore(Arc::new(Truststore {
+        password,
+        profile: crate::truststore::Profile::Modern,
+    }))
+}
+
+#[test]
+fn a_truststore_reads_as_its_expected_digest_and_its_earliest_expiry() {
+    let f = store_format(SecretSource::Inline(crate::secret::Secret::new("changeit")));
+    let pem = CERT_A.as_bytes();
+    let bytes = f.render(pem).unwrap().into_owned();
+    assert_ne!(bytes, pem);
+    let not_after = certcheck::inspect_pem(pem).unwrap()[0].not_after;
+    assert_eq!(
+        f.read(&bytes),
+        (f.digest(pem).unwrap(), Content::Certs { not_after })
+    );
+    // Another write of the same: other bytes, the same reading.
+    assert_eq!(f.read(&f.render(pem).unwrap()), f.read(&bytes));
+    // The PEM format is the file itself.
+    let p = Format::PemBundle;
+    assert_eq!(p.render(pem).unwrap(), pem);
+    assert_eq!(p.read(pem).0, p.digest(pem).unwrap());
+    assert_eq!(p.digest(pem).unwrap(), sha256(pem));
+}
+
+#[test]
+fn a_truststore_that_does_not_open_or_was_altered_is_invalid_and_differs() {
+    let f = store_format(SecretSource::Inline(crate::secret::Secret::new("changeit")));
+    let other = store_format(SecretSource::Inline(crate::secret::Secret::new(
+        "other-pass",
+    )));
+    let pem = CERT_A.as_bytes();
+    let expected = f.digest(pem).unwrap();
+    let bytes = f.render(pem).unwrap().into_owned();
+    let mut altered = bytes.clone();
+    let last = altered.len() - 1;
+    altered[last] ^= 1;
+    for (what, format, b) in [
+        ("another password", &other, &bytes),
+        ("a flipped byte", &f, &altered),
+        ("a PEM file", &f, &pem.to_vec()),
+    ] {
+        let (digest, content) = format.read(b);
+        assert_ne!(digest, expected, "{what}");
+        assert_eq!(content, Content::Invalid, "{what}");
+    }
+    assert!(f.invalid().contains("password"), "{}", f.invalid());
+}
+
+#[test]
+fn a_truststore_password_file_is_read_when_used_and_never_shown() {
+    let d = tempfile::tempdir().unwrap();
+    let pw = d.path().join("pass");
+    let f = store_format(SecretSource::File(pw.clone()));
+    let pem = CERT_A.as_bytes();
+    let e = f.render(pem).unwrap_err();
+    assert!(e.contains(&pw.display().to_string()), "{e}");
+    std::fs::write(&pw, "first-Pass\n").unwrap();
+    let bytes = f.render(pem).unwrap().into_owned();
+    assert!(matches!(f.read(&bytes).1, Content::Certs { .. }));
+    // A new password in the file: the store no longer opens with it.
+    std::fs::write(&pw, "second-Pass\n").unwrap();
+    assert_eq!(f.read(&bytes).1, Content::Invalid);
+    std::fs::write(&pw, "pässwörd\n").unwrap();
+    let e = f.render(pem).unwrap_err();
+    assert!(e.contains("ASCII") && !e.contains("pässwörd"), "{e}");
 }

@@ -13,7 +13,7 @@ use std::path::Path;
 use super::{Decision, Event, Input, Store, StoreError, Why, decide};
 use crate::certcheck::{self, CertInfo, Verified, format_time, hex};
 use crate::config::{Category, Instance, Output};
-use crate::outputs::{self, Content, FileSeen, Observation};
+use crate::outputs::{self, Content, FileSeen, Format, Observation};
 use crate::readfile::{self, Links};
 use crate::report::KeptReport;
 
@@ -63,11 +63,12 @@ impl Planned {
     }
 }
 
-/// The certificates in the file at `path`, for an output without a record:
+/// The certificates in the file at `path` (as its `format` reads them: a
+/// truststore's entries too), for an output without a record:
 /// none when it is missing, a link (never followed), unreadable, or holds
 /// anything but certificates. Read only when the round's look (`seen`)
 /// found a file of certificates, so an output without one is read once.
-fn in_file(path: &Path, seen: &Observation) -> Vec<CertInfo> {
+fn in_file(path: &Path, format: &Format, seen: &Observation) -> Vec<CertInfo> {
     let Observation::File(FileSeen {
         content: Content::Certs { .. },
         ..
@@ -76,7 +77,7 @@ fn in_file(path: &Path, seen: &Observation) -> Vec<CertInfo> {
         return Vec::new();
     };
     match readfile::read_regular(path, outputs::MAX_EXISTING, Links::Refuse) {
-        Ok(Some(bytes)) => certcheck::inspect_pem(&bytes).unwrap_or_default(),
+        Ok(Some(bytes)) => format.certs(&bytes).unwrap_or_default(),
         _ => Vec::new(),
     }
 }
@@ -99,7 +100,7 @@ pub fn plan_output(
         Err(e) => (None, Some(e)),
     };
     let file = if previous.is_none() && !inst.keep_previous.is_zero() {
-        in_file(&out.path, seen)
+        in_file(&out.path, &Format::of(out), seen)
     } else {
         Vec::new()
     };

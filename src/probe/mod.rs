@@ -86,7 +86,7 @@ impl Plan {
                 let file = i
                     .outputs
                     .iter()
-                    .find(|o| o.category == Category::International)?;
+                    .find(|o| o.category == Category::International && o.truststore.is_none())?;
                 Some(Target {
                     id: i.id.clone(),
                     label: i.label().to_string(),

@@ -60,7 +60,7 @@ pub fn parsed_runs(env: &Env, id: &str) -> Vec<HookRun> {
 
 /// The hex SHA-256 of a file, or "" when it is missing.
 pub fn file_hash(p: &Path) -> String {
-    match dds_certsync::outputs::observe(p, Default::default())
+    match dds_certsync::outputs::observe(p, &Default::default())
         .digest()
         .unwrap()
     {

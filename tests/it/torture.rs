@@ -83,7 +83,7 @@ fn reachable(edges: &HashSet<(String, String)>, target: &str) -> bool {
 }
 
 fn hash(p: &Path) -> String {
-    match dds_certsync::outputs::observe(p, Default::default())
+    match dds_certsync::outputs::observe(p, &Default::default())
         .digest()
         .unwrap()
     {
