@@ -34,3 +34,4 @@ mod secrets;
 mod service;
 mod torture;
 mod trust;
+mod truststore;
