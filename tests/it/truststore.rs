@@ -115,7 +115,7 @@ fn once_keeps_a_truststore_that_keytool_lists_and_a_jvm_trusts() {
     java_instance(
         &mut env,
         "ts-a",
-        &format!("truststore_password = \"{PASSWORD}\"\n"),
+        &format!("truststore_password = \"{PASSWORD}\"\ninternational = \"out/ts-a.crt\"\n"),
     );
     env.standin.add_instance(PROJECT, "other");
     // A grace period: after a rotation the store holds the previous CA too.
@@ -176,6 +176,20 @@ fn once_keeps_a_truststore_that_keytool_lists_and_a_jvm_trusts() {
         Ok(expected_entries(&[rotated.clone(), pem.clone()]))
     );
     assert_eq!(env.hook_runs("ts-a").len(), 2);
+    // The same certificates as the international file.
+    let in_pem: Vec<String> =
+        dds_certsync::certcheck::inspect_pem(&fs::read(env.path("out/ts-a.crt")).unwrap())
+            .unwrap()
+            .iter()
+            .map(|c| fingerprint(&c.der))
+            .collect();
+    let mut in_store: Vec<String> = (jdk.keytool_list(&p, PASSWORD).unwrap().into_iter())
+        .map(|e| e.sha256)
+        .collect();
+    in_store.sort();
+    let mut sorted = in_pem.clone();
+    sorted.sort();
+    assert_eq!((in_store, in_pem.len()), (sorted, 2));
     assert!(jdk.handshakes(&p, PASSWORD, &[node])[0].is_ok(), "old CA");
     env.standin.server_follow_link("ts-a");
     assert!(jdk.handshakes(&p, PASSWORD, &[node])[0].is_ok(), "new CA");
