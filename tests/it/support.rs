@@ -38,8 +38,24 @@ pub struct Env {
     pub instances: Vec<String>,
 }
 
+/// Puts SIGHUP back to its default action in the test process, once, so that
+/// every process a test starts (the apps that trap or die of a reload signal)
+/// inherits the default. A runner started under `nohup` ignores SIGHUP, an
+/// ignored signal stays ignored across `exec`, and `sh` cannot trap a signal
+/// that was ignored on entry: the reload-signal tests would then fail for a
+/// reason that has nothing to do with the daemon.
+fn default_hangup() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use nix::sys::signal::{SigHandler, Signal, signal};
+        // SAFETY: installs the default action, no handler code runs.
+        unsafe { signal(Signal::SIGHUP, SigHandler::SigDfl) }.expect("reset SIGHUP");
+    });
+}
+
 impl Env {
     pub fn new() -> Env {
+        default_hangup();
         let standin = StandIn::start();
         let dir = tempfile::tempdir().expect("tempdir");
         let ca = dir.path().join("standin-ca.pem");
