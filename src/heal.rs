@@ -37,7 +37,7 @@ pub fn round_ends(report: &Report, keep_bytes: bool) -> Vec<RoundEnd> {
                 .pem
                 .as_ref()
                 .filter(|_| keep_bytes)
-                .and_then(|(pem, sha)| {
+                .and_then(|(pem, sha, format)| {
                     match &f.outcome {
                         FileOutcome::Replaced { new, .. } if new == sha => {}
                         FileOutcome::Unchanged => {}
@@ -49,6 +49,7 @@ pub fn round_ends(report: &Report, keep_bytes: bool) -> Vec<RoundEnd> {
                         current_not_after: (report.kept.iter())
                             .find(|k| k.category == f.category && k.kept > 0)
                             .map(|k| k.current_not_after),
+                        format: format.clone(),
                     })
                 });
             RoundEnd {
@@ -77,10 +78,12 @@ pub struct Checked {
 /// with the stamp last seen is taken as last seen ([`outputs::look`]).
 /// `still_current` is asked just before writing. Blocking.
 pub fn check_and_restore(row: &Row, full: bool, still_current: impl Fn() -> bool) -> Checked {
+    // What the round left is judged and written back as the round made it.
+    let format = row.verified.as_ref().map_or(&row.format, |v| &v.format);
     let seen = if full {
-        outputs::observe(&row.path, &row.format)
+        outputs::observe(&row.path, format)
     } else {
-        outputs::look(&row.path, &row.format, row.seen.as_ref())
+        outputs::look(&row.path, format, row.seen.as_ref())
     };
     let Some(good) = &row.verified else {
         return Checked {
@@ -93,7 +96,7 @@ pub fn check_and_restore(row: &Row, full: bool, still_current: impl Fn() -> bool
     match verdict {
         Drift::Deleted | Drift::Modified | Drift::Link if still_current() => {
             // The held PEM, in the output's format (a truststore anew).
-            let written = row.format.render(&good.bytes).map_err(|e| WriteError {
+            let written = format.render(&good.bytes).map_err(|e| WriteError {
                 path: row.path.clone(),
                 step: "make the file's bytes",
                 source: std::io::Error::other(e),
@@ -101,7 +104,7 @@ pub fn check_and_restore(row: &Row, full: bool, still_current: impl Fn() -> bool
             });
             match written.and_then(|bytes| {
                 output::replace_file(&row.path, &bytes, &row.restore_perms())
-                    .map(|meta| meta.map(|m| Observation::of_file(&row.format, &bytes, &m)))
+                    .map(|meta| meta.map(|m| Observation::of_file(format, &bytes, &m)))
             }) {
                 Ok(wrote) => Checked {
                     drift: verdict,
@@ -143,6 +146,7 @@ mod tests {
                 bytes: bytes.into(),
                 sha256: sha256(bytes),
                 current_not_after: None,
+                format: Format::PemBundle,
             }),
             owner: None,
             seen: None,
@@ -207,7 +211,7 @@ mod tests {
             output: "international",
             path: PathBuf::from("/o/a.crt"),
             outcome,
-            pem: pem.map(|p| (p.to_vec(), sha256(p))),
+            pem: pem.map(|p| (p.to_vec(), sha256(p), Format::PemBundle)),
             seen: None,
         };
         let report = Report {
@@ -261,7 +265,11 @@ mod tests {
                 output: "international",
                 path: PathBuf::from("/o/a.crt"),
                 outcome: FileOutcome::Unchanged,
-                pem: Some((b"new+old".to_vec(), sha256(b"new+old"))),
+                pem: Some((
+                    b"new+old".to_vec(),
+                    sha256(b"new+old"),
+                    crate::outputs::Format::PemBundle,
+                )),
                 seen: None,
             }],
             kept: vec![KeptReport {
@@ -322,5 +330,43 @@ mod tests {
         assert!(c.restored.unwrap().is_ok());
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o640);
+    }
+
+    #[test]
+    fn a_truststore_is_judged_and_restored_with_the_password_its_round_used() {
+        use crate::config::{SecretSource, Truststore};
+        use crate::secret::Secret;
+        let store = |pw: &str| {
+            Format::Truststore(std::sync::Arc::new(Truststore {
+                password: SecretSource::Inline(Secret::new(pw)),
+                profile: crate::truststore::Profile::Modern,
+            }))
+        };
+        let pem = include_bytes!("../tests/data/cert-a.pem");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ts.p12");
+        let (old, new) = (store("old-pass"), store("new-pass"));
+        std::fs::write(&p, old.render(pem).unwrap()).unwrap();
+        // The config says new-pass now; the round that wrote the store used
+        // old-pass. The store is intact: the new password is the next
+        // round's change (with its hook), not a restore.
+        let mut r = row(&p, pem);
+        r.format = new.clone();
+        r.verified = Some(LastVerified {
+            bytes: pem.as_slice().into(),
+            sha256: old.digest(pem).unwrap(),
+            current_not_after: None,
+            format: old.clone(),
+        });
+        let c = check_and_restore(&r, true, || true);
+        assert_eq!((c.drift, c.restored.is_none()), (Drift::Intact, true));
+        // Altered, it is put back as that round made it: with old-pass.
+        std::fs::write(&p, b"garbage").unwrap();
+        let c = check_and_restore(&r, true, || true);
+        assert_eq!(c.drift, Drift::Modified);
+        assert!(c.restored.unwrap().is_ok());
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!(old.read(&bytes).0, old.digest(pem).unwrap());
+        assert_eq!(new.parse(&bytes), crate::outputs::Content::Invalid);
     }
 }

@@ -77,6 +77,20 @@ impl Format {
         }
     }
 
+    /// This format with its password read now (a truststore's file or
+    /// variable), so that every use in a round, and the restores of what it
+    /// left, see the one password the round used. Blocking for a
+    /// truststore. The error names the file or variable, never the value.
+    pub fn resolved(&self) -> Result<Format, String> {
+        match self {
+            Format::PemBundle => Ok(Format::PemBundle),
+            Format::Truststore(t) => Ok(Format::Truststore(Arc::new(Truststore {
+                password: SecretSource::Inline(truststore_password(&t.password)?),
+                profile: t.profile,
+            }))),
+        }
+    }
+
     /// What `bytes` on disk hold, and the digest the planner, the hook
     /// ledger and self-healing compare. Pure for PEM; for a truststore it
     /// reads the password (a file or a variable), so: blocking.

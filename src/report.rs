@@ -44,7 +44,9 @@ pub struct FileReport {
     /// ([`Format::digest`](crate::outputs::Format::digest)): what the file
     /// holds after `Unchanged` or `Replaced` (kept by the self-healing,
     /// which renders it again in the output's format).
-    pub pem: Option<(Vec<u8>, Sha256Digest)>,
+    /// The last part is the format as the round used it
+    /// ([`Format::resolved`](crate::outputs::Format::resolved)).
+    pub pem: Option<(Vec<u8>, Sha256Digest, crate::outputs::Format)>,
     /// What is at the path after the round: what the round read there, or
     /// what it wrote. `None`: it did not look (or cannot say).
     pub seen: Option<Observation>,

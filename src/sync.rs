@@ -264,7 +264,8 @@ impl Syncer {
                 path: out.path.clone(),
                 outcome,
                 seen: round.after(),
-                pem: (round.bundle.zip(round.digest)).map(|(b, digest)| (b.bundle.pem, digest)),
+                pem: (round.bundle.zip(round.digest))
+                    .map(|(b, digest)| (b.bundle.pem, digest, round.format)),
             });
         }
 
@@ -461,6 +462,10 @@ impl Syncer {
         let now = crate::health::unix_now();
         // The round's one read of each output.
         for (out, round) in inst.outputs.iter().zip(&mut rounds) {
+            match round.format.resolved() {
+                Ok(f) => round.format = f,
+                Err(e) => round.unmade = Some(format!("cannot make a {}: {e}", out.name())),
+            }
             let seen = outputs::observe(&out.path, &round.format);
             round.bundle = round
                 .fetched
@@ -470,7 +475,11 @@ impl Syncer {
             if let Some(b) = &round.bundle {
                 match round.format.digest(&b.bundle.pem) {
                     Ok(d) => round.digest = Some(d),
-                    Err(e) => round.unmade = Some(format!("cannot make a {}: {e}", out.name())),
+                    Err(e) => {
+                        round
+                            .unmade
+                            .get_or_insert(format!("cannot make a {}: {e}", out.name()));
+                    }
                 }
             }
             round.found = Some(seen);

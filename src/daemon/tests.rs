@@ -106,7 +106,7 @@ fn stand_in(script: Arc<Script>, rounds: mpsc::UnboundedSender<Round>) -> SyncFn
                                 old: None,
                                 new: sha256(&b),
                             },
-                            pem: Some((b.clone(), sha256(&b))),
+                            pem: Some((b.clone(), sha256(&b), Default::default())),
                             seen: None,
                         }
                     })

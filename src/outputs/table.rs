@@ -29,6 +29,11 @@ pub struct LastVerified {
     /// expiry gauge judge a file holding these bytes. `None`: every
     /// certificate in it is current.
     pub current_not_after: Option<i64>,
+    /// The format as the round used it ([`Format::resolved`]: a
+    /// truststore's password as it was then), which a restore writes and
+    /// judges with: a password changed since is the next round's change,
+    /// with its hook, never a restore's.
+    pub format: Format,
 }
 
 /// One configured output, and what is known of it.

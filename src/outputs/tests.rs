@@ -78,6 +78,7 @@ fn verified(bytes: &[u8]) -> LastVerified {
         bytes: bytes.into(),
         sha256: sha256(bytes),
         current_not_after: None,
+        format: Format::PemBundle,
     }
 }
 
