@@ -84,15 +84,7 @@ impl Control {
         if self.watch.affects_config(&touched).await {
             self.config_maybe_changed().await;
         }
-        let mut seen = HashSet::new();
-        let candidates: Vec<_> = {
-            let table = self.daemon.outputs.lock();
-            touched
-                .iter()
-                .flat_map(|p| table.candidates(p))
-                .filter(|row| seen.insert(row.path.clone()))
-                .collect()
-        };
+        let candidates = self.daemon.outputs.lock().candidates_for(&touched);
         if self.heal(candidates, Look::Stamp).await {
             // A restore may have re-created a deleted directory: watch the new one.
             self.rewatch(true).await;
@@ -103,9 +95,7 @@ impl Control {
     /// the round held them.
     async fn round_ended(&mut self, id: &str) {
         self.rewatch(false).await;
-        let candidates: Vec<_> = (self.daemon.outputs.lock().all().into_iter())
-            .filter(|row| row.instance_id == id)
-            .collect();
+        let candidates = self.daemon.outputs.lock().candidates_of(id);
         if self.heal(candidates, Look::Stamp).await {
             self.rewatch(true).await;
         }

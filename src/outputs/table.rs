@@ -113,6 +113,9 @@ pub struct RoundEnd {
 pub struct Table {
     rows: Vec<Row>,
     index: HashMap<PathBuf, usize>,
+    /// Instance ID → its rows: a round's work with the table does not
+    /// grow with the number of instances.
+    by_instance: HashMap<String, Vec<usize>>,
     busy: HashSet<String>,
     warning: Duration,
 }
@@ -149,6 +152,12 @@ impl Table {
         self.index = (self.rows.iter().enumerate())
             .map(|(i, r)| (r.path.clone(), i))
             .collect();
+        self.by_instance.clear();
+        for (i, r) in self.rows.iter().enumerate() {
+            (self.by_instance.entry(r.instance_id.clone()))
+                .or_default()
+                .push(i);
+        }
         self.warning = config.sync.expiry_warning;
     }
 
@@ -166,11 +175,15 @@ impl Table {
         self.index.get(path).map(|&i| &self.rows[i])
     }
 
+    /// The indices of one instance's rows, in config order.
+    fn indices_of(&self, instance_id: &str) -> &[usize] {
+        self.by_instance.get(instance_id).map_or(&[], Vec::as_slice)
+    }
+
     /// The outputs of one instance.
     pub fn rows_of(&self, instance_id: &str) -> Vec<Row> {
-        (self.rows.iter())
-            .filter(|r| r.instance_id == instance_id)
-            .cloned()
+        (self.indices_of(instance_id).iter())
+            .map(|&i| self.rows[i].clone())
             .collect()
     }
 
@@ -186,11 +199,12 @@ impl Table {
         self.busy.remove(instance_id);
         let mut ends: HashMap<PathBuf, RoundEnd> =
             ends.into_iter().map(|e| (e.path.clone(), e)).collect();
-        for row in self
-            .rows
-            .iter_mut()
-            .filter(|r| r.instance_id == instance_id)
+        for &i in self
+            .by_instance
+            .get(instance_id)
+            .map_or(&[][..], Vec::as_slice)
         {
+            let row = &mut self.rows[i];
             let end = ends.remove(&row.path);
             let (verified, seen) = end.map(|e| (e.verified, e.seen)).unwrap_or_default();
             row.verified = verified;
@@ -219,6 +233,39 @@ impl Table {
     /// Every output with bytes to restore, not in a round.
     pub fn all(&self) -> Vec<Row> {
         self.candidates(Path::new(""))
+    }
+
+    /// [`Table::candidates`] for a set of events, in one pass over the
+    /// table, each row at most once: a burst of events in a directory of
+    /// many outputs costs one pass, not one per event.
+    pub fn candidates_for(&self, events: &HashSet<PathBuf>) -> Vec<Row> {
+        if events.iter().any(|e| e.as_os_str().is_empty()) {
+            return self.all();
+        }
+        // `watch::may_affect`, turned around: an event at the file or at its
+        // directory, or at anything in that directory.
+        let parents: HashSet<&Path> = events.iter().filter_map(|e| e.parent()).collect();
+        (self.rows.iter())
+            .filter(|r| r.verified.is_some() && !self.busy.contains(&r.instance_id))
+            .filter(|r| {
+                let dir = crate::output::parent_dir(&r.path);
+                events.contains(&r.path) || events.contains(&dir) || parents.contains(dir.as_path())
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// The outputs of one instance with bytes to restore, unless it is in a
+    /// round: what [`Table::all`] holds of it.
+    pub fn candidates_of(&self, instance_id: &str) -> Vec<Row> {
+        if self.busy.contains(instance_id) {
+            return Vec::new();
+        }
+        (self.indices_of(instance_id).iter())
+            .map(|&i| &self.rows[i])
+            .filter(|r| r.verified.is_some())
+            .cloned()
+            .collect()
     }
 
     /// Whether the output is still to hold the bytes with this digest and

@@ -478,6 +478,68 @@ fn outputs_of_an_instance_in_a_round_are_left_alone() {
 }
 
 #[test]
+fn the_candidates_of_many_events_or_one_instance_are_those_one_at_a_time_would_give() {
+    let mut t = Table::new(&config(
+        "[[instances]]\nid = \"a\"\ninternational = \"/o/a.crt\"\nnational = \"/p/a.crt\"\n\
+         [[instances]]\nid = \"b\"\ninternational = \"/o/b.crt\"\n\
+         [[instances]]\nid = \"c\"\ninternational = \"/q/s/c.crt\"\n\
+         [[instances]]\nid = \"d\"\ninternational = \"/o/d.crt\"\n",
+    ));
+    t.end_round("a", vec![end("/o/a.crt", b"A"), end("/p/a.crt", b"A2")]);
+    t.end_round("b", vec![end("/o/b.crt", b"B")]);
+    t.end_round("c", vec![end("/q/s/c.crt", b"C")]);
+    // d never verified anything; b is in a round.
+    t.begin_round("b");
+    let paths = |rows: Vec<Row>| {
+        let mut p: Vec<PathBuf> = rows.into_iter().map(|r| r.path).collect();
+        p.sort();
+        p
+    };
+    let one_at_a_time = |events: &[&str]| {
+        let mut p: Vec<PathBuf> = (events.iter())
+            .flat_map(|e| t.candidates(Path::new(e)))
+            .map(|r| r.path)
+            .collect();
+        p.sort();
+        p.dedup();
+        p
+    };
+    for events in [
+        &["/o/a.crt"][..],
+        &["/o/.a.crt.dds-certsync-x.tmp", "/p"],
+        &["/q/s", "/elsewhere/x"],
+        &["/q/s/..data", "/o/d.crt"],
+        &["/q"],
+        &[""],
+        &[],
+    ] {
+        let set: std::collections::HashSet<PathBuf> = events.iter().map(PathBuf::from).collect();
+        assert_eq!(
+            paths(t.candidates_for(&set)),
+            one_at_a_time(events),
+            "{events:?}"
+        );
+    }
+    for id in ["a", "b", "c", "d", "gone"] {
+        let by_hand: Vec<Row> = (t.all().into_iter())
+            .filter(|r| r.instance_id == id)
+            .collect();
+        assert_eq!(t.candidates_of(id), by_hand, "{id}");
+        assert_eq!(
+            paths(t.rows_of(id)),
+            paths(
+                t.rows()
+                    .iter()
+                    .filter(|r| r.instance_id == id)
+                    .cloned()
+                    .collect()
+            ),
+            "{id}"
+        );
+    }
+}
+
+#[test]
 fn a_round_that_verified_nothing_releases_the_instance() {
     let mut t = Table::new(&two());
     t.end_round("a", vec![end("/o/a.crt", b"A")]);
