@@ -94,7 +94,12 @@ impl Control {
     /// A round ended: its instance's outputs may have been changed while
     /// the round held them.
     async fn round_ended(&mut self, id: &str) {
-        self.rewatch(false).await;
+        let generation = self.daemon.current();
+        let dirs = (generation.instances.get(id).into_iter())
+            .flat_map(|i| &i.outputs)
+            .map(|o| crate::output::parent_dir(&o.path))
+            .collect();
+        self.watch.round_ended(&generation.config, dirs).await;
         let candidates = self.daemon.outputs.lock().candidates_of(id);
         if self.heal(candidates, Look::Stamp).await {
             self.rewatch(true).await;

@@ -49,10 +49,37 @@ impl WatchSet {
         .await;
         match done {
             Ok(w) => self.watcher = Some(w),
-            Err(e) => tracing::warn!(
-                "file watching stopped ({e}); config changes need SIGHUP, and outputs are checked every {}",
-                humantime::format_duration(super::SWEEP)
-            ),
+            Err(e) => stopped(&e),
+        }
+    }
+
+    /// After a round: watches those of `dirs` (its outputs' directories)
+    /// not watched yet, as the round may have created one; if the config's
+    /// real directory is not watched (its symlink moved), everything is
+    /// brought up to date as [`WatchSet::refresh`] does. A round's end costs
+    /// what its instance has, not what the whole config has.
+    pub(super) async fn round_ended(&mut self, config: &Config, dirs: Vec<PathBuf>) {
+        let Some(mut w) = self.watcher.take() else {
+            return;
+        };
+        let path = self.config_path.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let moved = config_dirs(&path).iter().any(|d| !w.dirs().contains(d));
+            let new: HashSet<PathBuf> = (dirs.into_iter())
+                .filter(|d| !w.dirs().contains(d))
+                .collect();
+            rewatch_only(&mut w, &new);
+            (w, moved)
+        })
+        .await;
+        match done {
+            Ok((w, moved)) => {
+                self.watcher = Some(w);
+                if moved {
+                    self.refresh(config, false).await;
+                }
+            }
+            Err(e) => stopped(&e),
         }
     }
 
@@ -84,16 +111,30 @@ fn config_dirs(p: &Path) -> Vec<PathBuf> {
     v
 }
 
+fn stopped(e: &tokio::task::JoinError) {
+    tracing::warn!(
+        "file watching stopped ({e}); config changes need SIGHUP, and outputs are checked every {}",
+        humantime::format_duration(super::SWEEP)
+    );
+}
+
 /// Makes `w` watch exactly `wanted`. Blocking.
 fn rewatch(w: &mut Watcher, wanted: &HashSet<PathBuf>, force: bool) {
     let stale: Vec<PathBuf> = w.dirs().difference(wanted).cloned().collect();
     for d in stale {
         w.unwatch_dir(&d);
     }
-    for d in wanted {
-        if (force || !w.dirs().contains(d))
-            && let Err(e) = w.watch_dir(d)
-        {
+    let todo: HashSet<PathBuf> = (wanted.iter())
+        .filter(|d| force || !w.dirs().contains(*d))
+        .cloned()
+        .collect();
+    rewatch_only(w, &todo);
+}
+
+/// Watches each of `dirs`, leaving the others as they are. Blocking.
+fn rewatch_only(w: &mut Watcher, dirs: &HashSet<PathBuf>) {
+    for d in dirs {
+        if let Err(e) = w.watch_dir(d) {
             // A directory that does not exist yet is watched once a round created it.
             tracing::debug!(dir = %d.display(), "cannot watch: {e}");
         }
