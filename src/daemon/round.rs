@@ -60,13 +60,12 @@ pub(super) fn round_fn(daemon: Arc<Daemon>) -> RoundFn {
 /// table, systemd status and readiness.
 async fn after_round(daemon: &Arc<Daemon>, inst: &Instance, report: &Report) {
     super::tally::record_round(metrics::global(), &inst.id, report, health::unix_now());
-    let keys = daemon.current().keys();
     // READY=1 is considered once every instance has had a round; from then
     // on until it is sent, each round checks every file.
     let check_ready = {
         let mut progress = lock(&daemon.progress);
         progress.record(&inst.id, inst.label(), report);
-        !progress.ready_sent && progress.all_synced(&keys)
+        !progress.ready_sent && progress.all_synced()
     };
 
     // What the round saw and wrote goes into the table: it is what the
@@ -103,7 +102,7 @@ async fn after_round(daemon: &Arc<Daemon>, inst: &Instance, report: &Report) {
     .unwrap_or_default();
 
     let mut progress = lock(&daemon.progress);
-    let line = progress.status_line(&keys);
+    let line = progress.status_line();
     if files_ready && !progress.ready_sent {
         progress.ready_sent = true;
         tracing::info!("first round done and every file in place: ready");

@@ -112,13 +112,14 @@ pub(super) struct Start {
 
 impl Daemon {
     pub(super) fn new(s: Start) -> Daemon {
+        let progress = Progress::with_keys(&s.generation.keys());
         Daemon {
             config_path: s.config_path,
             dry_run: s.generation.syncer.dry_run,
             generation: RwLock::new(Arc::new(s.generation)),
             outputs: Arc::clone(s.health.outputs()),
             file_locks: Mutex::new(HashMap::new()),
-            progress: Mutex::new(Progress::default()),
+            progress: Mutex::new(progress),
             health: s.health,
             notifier: s.notifier,
             sync: s.sync,

@@ -109,8 +109,7 @@ impl Control {
         self.reload_inner(forced, bytes).await;
         self.rewatch(false).await;
         if ready {
-            let keys = self.daemon.current().keys();
-            let line = lock(&self.daemon.progress).status_line(&keys);
+            let line = lock(&self.daemon.progress).status_line();
             self.daemon.notifier.ready(&line);
         }
     }
@@ -202,7 +201,7 @@ impl Control {
         // Hook retries take their instance from the current config.
         g.syncer.delivery.set_config(&g.config);
         self.daemon.outputs.lock().set_config(&g.config);
-        lock(&self.daemon.progress).retain(&g.keys());
+        lock(&self.daemon.progress).set_keys(&g.keys());
         // Counters of removed instances stay (they only grow); new or
         // changed instances get theirs at 0.
         for id in &changes.removed {
