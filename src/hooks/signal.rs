@@ -16,7 +16,6 @@ pub const PIDFILE_LIMIT: u64 = 64;
 /// read now, not cached. Blocking (reads files): call it off the runtime
 /// thread, as [`super::run_action`] does.
 pub fn send_signal(r: &ReloadSignal) -> Result<(), HookError> {
-    use std::io::Read;
     use std::os::unix::fs::MetadataExt;
     let fail = |reason: String| HookError::Signal {
         signal: r.signal.as_str().to_string(),
@@ -26,22 +25,17 @@ pub fn send_signal(r: &ReloadSignal) -> Result<(), HookError> {
     // Owner and content from one open file: no race with a replacement. A
     // symlink at the path is refused: its target's owner would pass the
     // owner rule for whoever planted the link.
-    let file = readfile::open_regular(&r.pidfile, Links::Refuse)
+    let (bytes, meta) = readfile::read_regular_with_meta(&r.pidfile, PIDFILE_LIMIT, Links::Refuse)
         .and_then(|f| f.ok_or_else(|| std::io::Error::other("it does not exist")))
-        .map_err(|e| fail(format!("cannot read the pidfile: {e}")))?;
-    let mut bytes = Vec::new();
-    let owner = file
-        .metadata()
-        .and_then(|m| {
-            file.take(PIDFILE_LIMIT + 1).read_to_end(&mut bytes)?;
-            Ok(m.uid())
-        })
-        .map_err(|e| fail(format!("cannot read the pidfile: {e}")))?;
-    if bytes.len() as u64 > PIDFILE_LIMIT {
-        return Err(fail(format!(
-            "cannot read the pidfile: it is larger than {PIDFILE_LIMIT} bytes"
-        )));
-    }
+        .map_err(|e| {
+            let e = if readfile::is_too_large(&e) {
+                format!("it {e}")
+            } else {
+                e.to_string()
+            };
+            fail(format!("cannot read the pidfile: {e}"))
+        })?;
+    let owner = meta.uid();
     let text = String::from_utf8_lossy(&bytes);
     let pid = parse_pid(&text).map_err(fail)?;
     // Hold the process first: while a pidfd is held, its PID cannot pass to
