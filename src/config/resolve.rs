@@ -51,22 +51,30 @@ pub fn resolve(mut config: Config) -> Result<Config, ConfigError> {
 
 /// A truststore password from a file or a variable is there, and is one
 /// every JDK reads ([`crate::truststore::check_password`]). Never shows it.
+/// A file is read once: the secret it is checked to hold is the one judged.
 fn resolve_truststore_password(key: &str, t: &Truststore) -> Result<(), ConfigError> {
-    auth::resolve_source(key, "truststore_password", &t.password)?;
     let value = match &t.password {
         SecretSource::Inline(_) => return Ok(()),
-        SecretSource::File(p) => {
-            crate::cloud::credential::read_secret_file(p).map_err(|e| err(key, e.to_string()))?
+        SecretSource::File(p) => read_secret_file(&format!("{key}_file"), p)?,
+        SecretSource::Env(var) => {
+            auth::resolve_source(key, "truststore_password", &t.password)?;
+            Secret::new(std::env::var(var).unwrap_or_default().trim())
         }
-        SecretSource::Env(var) => Secret::new(std::env::var(var).unwrap_or_default().trim()),
     };
     crate::truststore::check_password(&value).map_err(|why| err(key, why))
 }
 
+/// Checks that the secret file named by `key` holds a secret
+/// ([`read_secret_file`]).
+pub(super) fn check_secret_file(key: &str, p: &Path) -> Result<(), ConfigError> {
+    read_secret_file(key, p).map(drop)
+}
+
 /// Reads a secret file named by `key` the way the config file is read, and
 /// checks that it holds a secret: UTF-8, and not empty or only whitespace
-/// (what would be sent after trimming). The content is never put in an error.
-pub(super) fn check_secret_file(key: &str, p: &Path) -> Result<(), ConfigError> {
+/// (what would be sent after trimming). The secret is trimmed; the content
+/// is never put in an error.
+fn read_secret_file(key: &str, p: &Path) -> Result<Secret, ConfigError> {
     let bytes = match readfile::read_regular(p, SMALL_FILE_LIMIT, Links::Follow) {
         Ok(Some(b)) => b,
         Ok(None) => {
@@ -91,7 +99,7 @@ pub(super) fn check_secret_file(key: &str, p: &Path) -> Result<(), ConfigError> 
                 p.display()
             ),
         )),
-        Ok(_) => Ok(()),
+        Ok(t) => Ok(Secret::new(t.trim())),
     }
 }
 
