@@ -158,10 +158,6 @@ pub fn store_state(store: &Store, inst: &Instance, planned: &Planned) -> Result<
     }
 }
 
-fn drop_time(t: i64) -> String {
-    format_time(t)
-}
-
 /// Logs what the decision did for one output: one line per certificate
 /// kept, dropped, not kept or current again, with its subject, SHA-256
 /// fingerprint and drop time. `dry_run`: nothing was written.
@@ -175,17 +171,17 @@ pub fn log_events(inst: &Instance, planned: &Planned, dry_run: bool) {
         match event {
             Event::Kept { cert, drop_at } => tracing::info!(
                 instance = %name, instance_id = %id, %category, subject = %cert.subject,
-                sha256 = %hex(&cert.fingerprint), drop_at = %drop_time(*drop_at),
-                "keeping the previous certificate after the new one until {}{would}", drop_time(*drop_at)
+                sha256 = %hex(&cert.fingerprint), drop_at = %format_time(*drop_at),
+                "keeping the previous certificate after the new one until {}{would}", format_time(*drop_at)
             ),
             Event::KeptWithoutRecord { cert, drop_at } => tracing::warn!(
                 instance = %name, instance_id = %id, %category, subject = %cert.subject,
-                sha256 = %hex(&cert.fingerprint), drop_at = %drop_time(*drop_at),
-                "no record of when this certificate in the file was superseded (sync.state_dir lost, unreadable or new); keeping it until {}{would}", drop_time(*drop_at)
+                sha256 = %hex(&cert.fingerprint), drop_at = %format_time(*drop_at),
+                "no record of when this certificate in the file was superseded (sync.state_dir lost, unreadable or new); keeping it until {}{would}", format_time(*drop_at)
             ),
             Event::Dropped { cert, why, drop_at } => tracing::info!(
                 instance = %name, instance_id = %id, %category, subject = %cert.subject,
-                sha256 = %hex(&cert.fingerprint), drop_at = %drop_time(*drop_at),
+                sha256 = %hex(&cert.fingerprint), drop_at = %format_time(*drop_at),
                 "dropping the previous certificate: {}{would}", why.as_str()
             ),
             Event::NotKept {
