@@ -19,7 +19,7 @@
 //!   that content as new.
 //!
 //! A record is read like any file someone else may have planted
-//! ([`readfile::read_regular`]): never through a symlink, never blocking on a
+//! ([`readfile::read_record`]): never through a symlink, never blocking on a
 //! FIFO, at most [`RECORD_LIMIT`] bytes. Anything else at its path is treated
 //! like a corrupt record: a warning naming the path, and every output on disk
 //! counts as changed. Writing a record over it fails and names it (outputs
@@ -36,7 +36,7 @@ use crate::certcheck::{Sha256Digest, hex};
 use crate::config::{Instance, Perms};
 use crate::output;
 use crate::outputs::{self, Format, Observation};
-use crate::readfile::{self, Links};
+use crate::readfile::{self, RecordError};
 
 /// One changed file: what the ledger records and the hook is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -331,21 +331,11 @@ impl Ledger {
         let path = self.path(instance_id);
         // Without blocking on a FIFO, following a symlink, or swallowing a
         // device: what is not a small regular file is not a record.
-        let bytes = match readfile::read_regular(&path, RECORD_LIMIT, Links::Refuse) {
+        let bytes = match readfile::read_record(&path, RECORD_LIMIT) {
             Ok(Some(b)) => b,
             Ok(None) => return Ok(None),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData
-                ) =>
-            {
-                return Err(LedgerError::Corrupt {
-                    path,
-                    why: format!("it {e}"),
-                });
-            }
-            Err(source) => return Err(LedgerError::Read { path, source }),
+            Err(RecordError::NotARecord(why)) => return Err(LedgerError::Corrupt { path, why }),
+            Err(RecordError::Io(source)) => return Err(LedgerError::Read { path, source }),
         };
         match Owed::from_json(&bytes) {
             Ok(o) if o.instance_id == instance_id => Ok(Some(o)),

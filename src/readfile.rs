@@ -79,6 +79,31 @@ pub fn read_regular_with_meta(
     Ok(Some((buf, meta)))
 }
 
+/// Why a record file could not be read by [`read_record`].
+#[derive(Debug)]
+pub enum RecordError {
+    /// What is at the path is not a record: a symlink, anything that is not
+    /// a regular file, or a file over the limit. The text says what was
+    /// found ("it is a FIFO, not a regular file").
+    NotARecord(String),
+    /// Reading failed.
+    Io(io::Error),
+}
+
+/// The content of a record file the daemon keeps in its state directory, or
+/// `None` if there is none: [`read_regular`] without following a symlink,
+/// with what it refuses (something other than a small regular file) told
+/// apart from an I/O failure, since a refused record is corrupt, not
+/// unreadable.
+pub fn read_record(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, RecordError> {
+    read_regular(path, limit, Links::Refuse).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData => {
+            RecordError::NotARecord(format!("it {e}"))
+        }
+        _ => RecordError::Io(e),
+    })
+}
+
 /// Whether an error of [`read_regular`] says the file is over its limit.
 pub fn is_too_large(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<TooLarge>())
@@ -255,6 +280,25 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_record_that_is_not_a_small_regular_file_is_not_a_record() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("rec");
+        assert!(read_record(&p, 10).unwrap().is_none());
+        fs::write(&p, b"123456").unwrap();
+        assert_eq!(read_record(&p, 10).unwrap().unwrap(), b"123456");
+        match read_record(&p, 5) {
+            Err(RecordError::NotARecord(why)) => assert_eq!(why, "it is larger than 5 bytes"),
+            other => panic!("{other:?}"),
+        }
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&p, &link).unwrap();
+        match read_record(&link, 10) {
+            Err(RecordError::NotARecord(why)) => assert!(why.contains("symbolic link"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     /// The thread `tid` of this process is inside `open`/`openat`.

@@ -26,7 +26,7 @@ use super::{Kept, State};
 use crate::certcheck::{self, CertInfo, hex};
 use crate::config::{Category, Perms};
 use crate::output;
-use crate::readfile::{self, Links};
+use crate::readfile::{self, RecordError};
 
 /// The prefix of record file names.
 const PREFIX: &str = "kept-";
@@ -194,21 +194,11 @@ impl Store {
     /// The record of an output; `None` when there is none.
     pub fn load(&self, instance_id: &str, category: Category) -> Result<Option<State>, StoreError> {
         let path = self.path(instance_id, category);
-        let bytes = match readfile::read_regular(&path, RECORD_LIMIT, Links::Refuse) {
+        let bytes = match readfile::read_record(&path, RECORD_LIMIT) {
             Ok(Some(b)) => b,
             Ok(None) => return Ok(None),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData
-                ) =>
-            {
-                return Err(StoreError::Corrupt {
-                    path,
-                    why: format!("it {e}"),
-                });
-            }
-            Err(source) => return Err(StoreError::Read { path, source }),
+            Err(RecordError::NotARecord(why)) => return Err(StoreError::Corrupt { path, why }),
+            Err(RecordError::Io(source)) => return Err(StoreError::Read { path, source }),
         };
         from_json(&bytes, instance_id, category)
             .map(Some)
