@@ -401,25 +401,6 @@ fn an_expired_certificate_on_disk_keeps_cert_expiring_at_one() {
     assert!(body.contains("expired at"), "{body}");
 }
 
-/// Every reason the daemon counts in `sync_errors_total`.
-const REASONS: &[&str] = &[
-    "api_auth",
-    "api_throttled",
-    "api_server_error",
-    "api_client_error",
-    "api_bad_response",
-    "api_timeout",
-    "api_network",
-    "credentials",
-    "api_missing_category",
-    "download",
-    "verify",
-    "disk",
-    "write",
-    "internal",
-    "hook",
-];
-
 #[test]
 fn every_configured_counter_is_exported_at_zero_before_the_first_round_ends() {
     let mut env = Env::new();
@@ -432,7 +413,9 @@ fn every_configured_counter_is_exported_at_zero_before_the_first_round_ends() {
     let _d = env.daemon(&[]);
     let m = get(port, "/metrics").1;
     for id in ["inst-a", "inst-b"] {
-        for reason in REASONS {
+        // Every reason the daemon counts, as the unit test of `reason`
+        // pins them.
+        for reason in dds_certsync::reason::LABELS {
             let series =
                 format!("dds_certsync_sync_errors_total{{instance=\"{id}\",reason=\"{reason}\"}}");
             assert_eq!(metric(&m, &series), Some(0.0), "{series}\n{m}");
