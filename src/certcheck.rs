@@ -131,7 +131,6 @@ pub fn verify_with(body: &[u8], now: SystemTime, policy: Policy) -> Result<Verif
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
 
-    let mut pem = String::new();
     let mut certs = Vec::new();
     let mut seen: Vec<&[u8]> = Vec::new();
     for (i, der) in ders.iter().enumerate() {
@@ -161,10 +160,9 @@ pub fn verify_with(body: &[u8], now: SystemTime, policy: Policy) -> Result<Verif
             continue;
         }
         seen.push(der);
-        write_pem(&mut pem, der);
         certs.push(info);
     }
-    let pem = pem.into_bytes();
+    let pem = pem_of(seen);
     Ok(Verified {
         sha256: sha256(&pem),
         pem,
