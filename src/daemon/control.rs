@@ -7,7 +7,8 @@
 //!   may concern are checked and restored (see [`super::restore`]);
 //! * the end of a round checks that instance's outputs: a change made while
 //!   its round held them is seen now;
-//! * the sweep checks the config and every output, and re-arms the watches.
+//! * the sweep (every [`super::SWEEP`], and at [`Event::Sweep`]) checks the
+//!   config and every output, and re-arms the watches.
 //!
 //! The loop owns what only it changes: the config file's change tracker, the
 //! running endpoints ([`Endpoints`]), the watched directories ([`WatchSet`]),
@@ -16,6 +17,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -46,8 +48,19 @@ pub(super) struct Control {
     pub(super) probes: mpsc::UnboundedSender<crate::probe::Event>,
 }
 
-/// Runs the loop until the event stream ends.
-pub(super) async fn control(mut ctl: Control, mut events: mpsc::UnboundedReceiver<Event>) {
+/// Runs the loop until the event stream ends, sweeping every `sweep` (if
+/// set) besides each [`Event::Sweep`]. Ticks missed while the loop was busy
+/// are one sweep, not one each.
+pub(super) async fn control(
+    mut ctl: Control,
+    mut events: mpsc::UnboundedReceiver<Event>,
+    sweep: Option<Duration>,
+) {
+    let mut sweeps = sweep.map(|period| {
+        let mut t = tokio::time::interval_at(Instant::now() + period, period);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
     ctl.rewatch(false).await;
     // An edit between the start-up load and the watches is seen now, not at
     // the next edit: the tracker holds what was parsed.
@@ -74,7 +87,18 @@ pub(super) async fn control(mut ctl: Control, mut events: mpsc::UnboundedReceive
                 settle_at = None;
                 ctl.settled(std::mem::take(&mut pending)).await;
             }
+            _ = tick_opt(&mut sweeps), if sweeps.is_some() => ctl.sweep().await,
         }
+    }
+}
+
+/// The next tick of `timer`; never, without one.
+async fn tick_opt(timer: &mut Option<tokio::time::Interval>) {
+    match timer {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

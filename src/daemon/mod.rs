@@ -189,7 +189,7 @@ pub async fn run_with(deps: Deps, shutdown: impl Future<Output = ()>) {
         watch: WatchSet::new(config_path, sources.watcher),
         probes: probe_tx.clone(),
     };
-    let control = control::control(ctl, sources.events);
+    let control = control::control(ctl, sources.events, sources.sweep);
 
     let round = round::round_fn(daemon);
     let mut observer = DaemonObserver {

@@ -6,17 +6,24 @@
 //! make a [`Sources::manual`] and send events themselves. The daemon's own
 //! rounds add [`Event::RoundEnded`] through the same channel.
 //!
+//! The periodic sweep is not sent through the channel: the loop keeps its
+//! own timer ([`Sources::sweep`]), whose missed ticks collapse into one. A
+//! task sending [`Event::Sweep`] every period would queue one per period
+//! while the loop is busy (a reload waiting on a client build, a restore on
+//! a stalled file system), and the loop would then sweep, reading every
+//! output, once for each: without end, and without bound, if it never
+//! comes back.
+//!
 //! Shutdown is not an event of this stream: it goes straight to the scheduler
 //! (see [`super::run_with`]), so that a reload in progress (which may wait up
 //! to 20 s for a client build) never holds up a SIGTERM.
 
 use std::path::PathBuf;
-
-use tokio::sync::mpsc;
-use tokio::time::Instant;
+use std::time::Duration;
 
 use crate::service;
 use crate::watch::Watcher;
+use tokio::sync::mpsc;
 
 use super::SWEEP;
 
@@ -34,13 +41,16 @@ pub enum Event {
     Sweep,
 }
 
-/// The control loop's event channel, and the watcher whose directories it
-/// keeps current (none when file watching is off or not available).
+/// The control loop's event channel, the watcher whose directories it
+/// keeps current (none when file watching is off or not available), and
+/// the period of its sweep.
 #[derive(Debug)]
 pub struct Sources {
     pub sender: mpsc::UnboundedSender<Event>,
     pub events: mpsc::UnboundedReceiver<Event>,
     pub watcher: Option<Watcher>,
+    /// The loop sweeps every this long (none: only on [`Event::Sweep`]).
+    pub sweep: Option<Duration>,
 }
 
 impl Sources {
@@ -52,13 +62,15 @@ impl Sources {
             sender,
             events,
             watcher: None,
+            sweep: None,
         }
     }
 
-    /// The real sources: SIGHUP, the file watcher and the sweep every
-    /// [`SWEEP`], each forwarded by a small task that ends with the channel.
+    /// The real sources: SIGHUP and the file watcher, each forwarded by a
+    /// small task that ends with the channel, and the sweep every [`SWEEP`].
     pub fn system() -> Sources {
         let mut s = Sources::manual();
+        s.sweep = Some(SWEEP);
         if let Some(mut hup) = service::hangups() {
             let tx = s.sender.clone();
             tokio::spawn(async move {
@@ -86,17 +98,6 @@ impl Sources {
                 humantime::format_duration(SWEEP)
             ),
         }
-        let tx = s.sender.clone();
-        tokio::spawn(async move {
-            let mut sweep = tokio::time::interval_at(Instant::now() + SWEEP, SWEEP);
-            sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                sweep.tick().await;
-                if tx.send(Event::Sweep).is_err() {
-                    return;
-                }
-            }
-        });
         s
     }
 }

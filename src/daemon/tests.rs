@@ -4,7 +4,7 @@
 //! checked by what the notifier heard, what the rounds were given and what
 //! is on disk, never by log lines.
 //!
-//! A little over 500 lines: one harness and the scenarios it drives, which
+//! Some 570 lines: one harness and the scenarios it drives, which
 //! read best together.
 
 use std::path::{Path, PathBuf};
@@ -207,6 +207,19 @@ where
     F: FnOnce(Harness) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    with_daemon_sweeping(instances, script, None, body).await;
+}
+
+/// [`with_daemon`], with the loop's own sweep every `sweep`.
+async fn with_daemon_sweeping<F, Fut>(
+    instances: &[(&str, &str)],
+    script: Script,
+    sweep: Option<Duration>,
+    body: F,
+) where
+    F: FnOnce(Harness) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     let config_path = dir.join("config.toml");
@@ -219,7 +232,10 @@ where
     let (notes_tx, notes) = mpsc::unbounded_channel();
     let (rounds_tx, rounds) = mpsc::unbounded_channel();
     let script = Arc::new(script);
-    let sources = Sources::manual();
+    let sources = Sources {
+        sweep,
+        ..Sources::manual()
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let h = Harness {
         dir,
@@ -403,6 +419,28 @@ async fn the_sweep_restores_what_no_event_reported() {
         })
         .await;
     })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_loop_sweeps_on_its_own_timer() {
+    with_daemon_sweeping(
+        &[("a", "a.crt")],
+        Script::default(),
+        Some(SWEEP),
+        |mut h| async move {
+            h.round().await;
+            // What follows the round's end is done; then no event reports the deletion.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let out = h.out("a.crt");
+            std::fs::remove_file(&out).unwrap();
+            tokio::time::sleep(SWEEP).await;
+            eventually("re-created", || {
+                std::fs::read(&out).is_ok_and(|b| b == CERT)
+            })
+            .await;
+        },
+    )
     .await;
 }
 
