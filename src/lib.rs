@@ -107,8 +107,10 @@ pub async fn run(cli: Cli) -> Result<Outcome, Error> {
 }
 
 /// Removes the temporary files an interrupted write left, in `sync.state_dir`
-/// and next to every output, on the blocking pool (each directory is read
-/// once), and says where.
+/// and next to every output, on the blocking pool, and says where. Each
+/// output directory is read once however many outputs it holds; the state
+/// directory once by the ledger's cleanup and once by the kept-certificate
+/// store's.
 async fn clean_stale_temps(config: &config::Config, syncer: &Syncer) {
     let ledger = syncer.delivery.ledger().clone();
     let outputs: Vec<std::path::PathBuf> = config
