@@ -412,19 +412,11 @@ impl Ledger {
     }
 
     /// Removes temporary files an interrupted [`Ledger::store`] left behind.
+    /// One read of the directory, however many records it holds.
     pub fn clean_stale_temps(&self) -> usize {
-        let Ok(entries) = fs::read_dir(&self.dir) else {
-            return 0;
-        };
-        entries
-            .flatten()
-            .filter_map(|e| {
-                let n = e.file_name().to_string_lossy().into_owned();
-                let base = n.strip_prefix('.')?.split(".dds-certsync-").next()?;
-                (base.starts_with(PREFIX) && base.ends_with(SUFFIX)).then(|| self.dir.join(base))
-            })
-            .map(|target| output::clean_stale_temps(&target))
-            .sum()
+        output::clean_stale_temps_in(&self.dir, |base| {
+            base.starts_with(PREFIX) && base.ends_with(SUFFIX)
+        })
     }
 }
 

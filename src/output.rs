@@ -268,6 +268,27 @@ pub fn clean_stale_temps_all(paths: &[&Path]) -> Vec<usize> {
     removed
 }
 
+/// Removes, in one read of `dir`, the temporary files an interrupted
+/// [`replace`] left for any file of `dir` whose name `ours` accepts (a
+/// store's records, whatever their instance). Returns how many were removed.
+pub fn clean_stale_temps_in(dir: &Path, ours: impl Fn(&str) -> bool) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            (name.strip_prefix('.'))
+                .filter(|rest| rest.ends_with(".tmp"))
+                .and_then(|rest| rest.split_once(TEMP_MARK))
+                .is_some_and(|(base, _)| ours(base))
+        })
+        .filter(|e| fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
 /// Whose temporary file `entry` is: the output named `N` among `names` when
 /// `entry` is `.N.dds-certsync-….tmp`. Pure.
 fn stale_temp_of(entry: &str, names: &HashMap<String, usize>) -> Option<usize> {
@@ -393,6 +414,34 @@ mod tests {
             entries(d.path()),
             vec![".other.dds-certsync-abc123.tmp", "ca.crt"]
         );
+    }
+
+    #[test]
+    fn stale_temps_of_a_store_go_in_one_pass() {
+        let d = tempfile::tempdir().unwrap();
+        for name in [
+            ".rec-a.json.dds-certsync-1.tmp",
+            ".rec-a.json.dds-certsync-2.tmp",
+            ".rec-b.json.dds-certsync-1.tmp",
+            ".rec-c.json.dds-certsync-1",
+            ".other.json.dds-certsync-1.tmp",
+            "rec-a.json",
+        ] {
+            fs::write(d.path().join(name), b"x").unwrap();
+        }
+        fs::create_dir(d.path().join(".rec-d.json.dds-certsync-1.tmp")).unwrap();
+        let ours = |base: &str| base.starts_with("rec-");
+        assert_eq!(clean_stale_temps_in(d.path(), ours), 3);
+        assert_eq!(
+            entries(d.path()),
+            [
+                ".other.json.dds-certsync-1.tmp",
+                ".rec-c.json.dds-certsync-1",
+                ".rec-d.json.dds-certsync-1.tmp",
+                "rec-a.json",
+            ]
+        );
+        assert_eq!(clean_stale_temps_in(&d.path().join("none"), ours), 0);
     }
 
     #[test]
