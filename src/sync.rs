@@ -460,30 +460,7 @@ impl Syncer {
     fn apply(&self, inst: &Instance, mut rounds: Vec<OutputRound>) -> (Vec<OutputRound>, bool) {
         let store = overlap::Store::new(self.delivery.ledger().dir());
         let now = crate::health::unix_now();
-        // The round's one read of each output.
-        for (out, round) in inst.outputs.iter().zip(&mut rounds) {
-            match round.format.resolved() {
-                Ok(f) => round.format = f,
-                Err(e) => round.unmade = Some(format!("cannot make a {}: {e}", out.name())),
-            }
-            let seen = outputs::observe(&out.path, &round.format);
-            round.bundle = round
-                .fetched
-                .as_ref()
-                .ok()
-                .map(|v| overlap::round::plan_output(&store, inst, out, v, now, &seen));
-            if let Some(b) = &round.bundle {
-                match round.format.digest(&b.bundle.pem) {
-                    Ok(d) => round.digest = Some(d),
-                    Err(e) => {
-                        round
-                            .unmade
-                            .get_or_insert(format!("cannot make a {}: {e}", out.name()));
-                    }
-                }
-            }
-            round.found = Some(seen);
-        }
+        read_outputs(&store, inst, &mut rounds, now);
         let slots: Vec<Slot> = inst
             .outputs
             .iter()
@@ -573,5 +550,36 @@ impl Syncer {
         ledger.store(&ledger::merge_with(&inst.id, prev, &changes, reason))?;
         self.delivery.recorded(&inst.id, created);
         Ok(())
+    }
+}
+
+/// The round's one read of each output, with the bundle it is to hold (its
+/// record of kept certificates read: [`overlap::round::plan_output`]) and
+/// the digest of the file its format makes of that bundle; fills in each
+/// output's `found`, `bundle` and `digest`, or says why its file cannot be
+/// made. Blocking.
+fn read_outputs(store: &overlap::Store, inst: &Instance, rounds: &mut [OutputRound], now: i64) {
+    for (out, round) in inst.outputs.iter().zip(rounds.iter_mut()) {
+        match round.format.resolved() {
+            Ok(f) => round.format = f,
+            Err(e) => round.unmade = Some(format!("cannot make a {}: {e}", out.name())),
+        }
+        let seen = outputs::observe(&out.path, &round.format);
+        round.bundle = round
+            .fetched
+            .as_ref()
+            .ok()
+            .map(|v| overlap::round::plan_output(store, inst, out, v, now, &seen));
+        if let Some(b) = &round.bundle {
+            match round.format.digest(&b.bundle.pem) {
+                Ok(d) => round.digest = Some(d),
+                Err(e) => {
+                    round
+                        .unmade
+                        .get_or_insert(format!("cannot make a {}: {e}", out.name()));
+                }
+            }
+        }
+        round.found = Some(seen);
     }
 }
