@@ -52,6 +52,7 @@ pub mod aksk;
 mod auth;
 mod body;
 mod certs;
+mod client;
 mod creds;
 mod der;
 mod fault;
@@ -75,6 +76,7 @@ pub use certs::{
     CertError, INTERNATIONAL, NATIONAL, ca_and_server_pem, expired_cert_pem, non_ca_cert_pem,
     not_yet_valid_cert_pem, private_key_pem, short_lived_cert_pem, sm2_cert_pem, v1_cert_pem,
 };
+pub use client::{client_config, tls_handshake};
 pub use creds::Metadata;
 pub use fault::{Fault, FaultRule};
 pub use node::Handshakes;

@@ -18,17 +18,13 @@
 //!
 //! Each test prints its figures (`cargo test rotation -- --nocapture`).
 
-use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
 
 use crate::support::*;
 
@@ -94,30 +90,7 @@ impl Tally {
 /// One rustls handshake trusting exactly the certificates in the file now.
 fn rustls_handshake(addr: SocketAddr, cafile: &Path) -> Result<(), String> {
     let pem = std::fs::read(cafile).map_err(|e| format!("read {}: {e}", cafile.display()))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let _ = roots.add(cert.map_err(|e| e.to_string())?);
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = ServerName::IpAddress(addr.ip().into());
-    let mut conn =
-        rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
-    let mut tcp =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    tcp.set_read_timeout(Some(Duration::from_secs(2)))
-        .map_err(|e| e.to_string())?;
-    while conn.is_handshaking() {
-        conn.complete_io(&mut tcp).map_err(|e| e.to_string())?;
-    }
-    conn.send_close_notify();
-    let _ = conn.complete_io(&mut tcp);
-    let _ = tcp.flush();
-    Ok(())
+    dds_standin::tls_handshake(addr, &pem, b"", Duration::from_secs(2))
 }
 
 /// The two clients, running.

@@ -16,16 +16,13 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
 
 use dds_standin::StandIn;
 
@@ -224,29 +221,7 @@ impl ClientLoop {
 /// One TLS handshake to `addr`, trusting exactly the certificates in the file.
 fn handshake(addr: SocketAddr, ca_file: &Path) -> Result<(), String> {
     let pem = fs::read(ca_file).map_err(|e| format!("{}: {e}", ca_file.display()))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem).flatten() {
-        let _ = roots.add(cert);
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = ServerName::IpAddress(addr.ip().into());
-    let mut conn =
-        rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
-    let mut tcp =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    tcp.set_read_timeout(Some(Duration::from_secs(2)))
-        .map_err(|e| e.to_string())?;
-    while conn.is_handshaking() {
-        conn.complete_io(&mut tcp).map_err(|e| e.to_string())?;
-    }
-    conn.send_close_notify();
-    let _ = conn.complete_io(&mut tcp);
-    Ok(())
+    dds_standin::tls_handshake(addr, &pem, b"", Duration::from_secs(2))
 }
 
 fn config_text(standin: &StandIn, out: &Path, hook_log: &Path) -> String {

@@ -1,49 +1,19 @@
 //! The instance's TLS listener: what it presents, how its switch is
 //! scripted in both orders apart from the download link, and what it counts.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dds_standin::{Handshakes, INTERNATIONAL, StandIn};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use dds_standin::{Handshakes, INTERNATIONAL, StandIn, client_config, tls_handshake};
+use rustls::pki_types::ServerName;
 
 use crate::{INSTANCE, setup};
 
-/// One TLS handshake to `addr` trusting exactly the certificates in `ca_pem`
-/// (hostname checked: the listener's certificate names 127.0.0.1); then
-/// `send` is written and the connection closed. `Err` says why it failed.
+/// One handshake with the tests' 5 s bound; see [`tls_handshake`].
 fn handshake(addr: SocketAddr, ca_pem: &str, send: &[u8]) -> Result<(), String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots
-            .add(cert.map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = ServerName::IpAddress(addr.ip().into());
-    let mut conn =
-        rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
-    let mut tcp =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
-    tcp.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    while conn.is_handshaking() {
-        conn.complete_io(&mut tcp).map_err(|e| e.to_string())?;
-    }
-    let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
-    tls.write_all(send).map_err(|e| e.to_string())?;
-    tls.flush().map_err(|e| e.to_string())?;
-    conn.send_close_notify();
-    let _ = conn.complete_io(&mut tcp);
-    Ok(())
+    tls_handshake(addr, ca_pem.as_bytes(), send, Duration::from_secs(5))
 }
 
 /// Polls `f` until it holds, for at most 5 s.
@@ -147,16 +117,7 @@ async fn the_listener_sends_nothing_after_the_handshake() {
     let addr = standin.instance_addr(INSTANCE);
     let ca = standin.cert_pem(INSTANCE, INTERNATIONAL);
     // Done by hand: after the handshake, a read sees only the close.
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
-        roots.add(cert.expect("pem")).expect("root");
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = client_config(ca.as_bytes()).expect("client config");
     let name = ServerName::IpAddress(addr.ip().into());
     let mut conn = rustls::ClientConnection::new(Arc::new(config), name).expect("conn");
     let mut tcp = TcpStream::connect(addr).expect("connect");
