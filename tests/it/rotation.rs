@@ -191,6 +191,31 @@ impl Clients {
     }
 }
 
+/// Starts the daemon for `env`, waits for its first write of instance
+/// `id`, then starts both clients against the instance's listener; `None`
+/// when `test` had to skip.
+fn connected(test: &str, env: &Env, id: &str) -> Option<(Daemon, Clients)> {
+    let d = env.daemon(&[]);
+    wait_reasons(env, &d, 1);
+    let addr = env.standin.instance_addr(id);
+    let clients = Clients::start(test, env, addr, &env.out(id, INTL))?;
+    Some((d, clients))
+}
+
+/// Each client made at least `min_ok` connections and none failed.
+fn assert_none_failed(d: &Daemon, python: &Tally, rust: &Tally, min_ok: usize) {
+    for (name, t) in [("python", python), ("rustls", rust)] {
+        assert!(t.ok >= min_ok, "{name}: only {} connections", t.ok);
+        assert!(
+            t.failures.is_empty(),
+            "{name}: {} failed: {:?}\n{}",
+            t.failures.len(),
+            t.first_reasons(),
+            d.log()
+        );
+    }
+}
+
 /// Whether the file holds this certificate now.
 fn file_has(env: &Env, id: &str, pem: &str) -> bool {
     let want = canonical(pem.as_bytes());
@@ -262,14 +287,10 @@ fn link_first_with_the_default_keep_previous_no_client_fails() {
     let id = "rot-default";
     // The key is left out: its default (30 days) applies.
     let env = env_with(id, "interval = \"1s\"\n# keep_previous: the default\n");
-    let d = env.daemon(&[]);
-    wait_reasons(&env, &d, 1);
-    let addr = env.standin.instance_addr(id);
-    let Some(clients) = Clients::start(
+    let Some((d, clients)) = connected(
         "rotation::link_first_with_the_default_keep_previous_no_client_fails",
         &env,
-        addr,
-        &env.out(id, INTL),
+        id,
     ) else {
         return;
     };
@@ -277,16 +298,7 @@ fn link_first_with_the_default_keep_previous_no_client_fails() {
     std::thread::sleep(Duration::from_millis(700));
     let (python, rust) = clients.stop();
     print("link first, default keep_previous", &python, &rust, "");
-    for (name, t) in [("python", &python), ("rustls", &rust)] {
-        assert!(t.ok >= 20, "{name}: only {} connections", t.ok);
-        assert!(
-            t.failures.is_empty(),
-            "{name}: {} failed: {:?}\n{}",
-            t.failures.len(),
-            t.first_reasons(),
-            d.log()
-        );
-    }
+    assert_none_failed(&d, &python, &rust, 20);
     // Both CAs are in the file: the old one is kept for 30 days.
     assert!(file_has(&env, id, &new) && file_has(&env, id, &old));
 }
@@ -295,14 +307,10 @@ fn link_first_with_the_default_keep_previous_no_client_fails() {
 fn link_first_through_the_grace_period_the_old_ca_is_dropped_and_no_client_fails() {
     let id = "rot-grace";
     let env = env_with(id, "interval = \"1s\"\nkeep_previous = \"4s\"\n");
-    let d = env.daemon(&[]);
-    wait_reasons(&env, &d, 1);
-    let addr = env.standin.instance_addr(id);
-    let Some(clients) = Clients::start(
+    let Some((d, clients)) = connected(
         "rotation::link_first_through_the_grace_period_the_old_ca_is_dropped_and_no_client_fails",
         &env,
-        addr,
-        &env.out(id, INTL),
+        id,
     ) else {
         return;
     };
@@ -321,16 +329,7 @@ fn link_first_through_the_grace_period_the_old_ca_is_dropped_and_no_client_fails
         &rust,
         &format!("; rotation to drop in {took:.1?}"),
     );
-    for (name, t) in [("python", &python), ("rustls", &rust)] {
-        assert!(t.ok >= 50, "{name}: only {} connections", t.ok);
-        assert!(
-            t.failures.is_empty(),
-            "{name}: {} failed: {:?}\n{}",
-            t.failures.len(),
-            t.first_reasons(),
-            d.log()
-        );
-    }
+    assert_none_failed(&d, &python, &rust, 50);
     assert!(file_has(&env, id, &new));
     assert_eq!(reasons(&env), ["updated", "updated", "previous-dropped"]);
 }
@@ -339,14 +338,10 @@ fn link_first_through_the_grace_period_the_old_ca_is_dropped_and_no_client_fails
 fn link_first_without_keep_previous_clients_fail_until_the_server_switches() {
     let id = "rot-none";
     let env = env_with(id, "interval = \"1s\"\nkeep_previous = \"0s\"\n");
-    let d = env.daemon(&[]);
-    wait_reasons(&env, &d, 1);
-    let addr = env.standin.instance_addr(id);
-    let Some(clients) = Clients::start(
+    let Some((d, clients)) = connected(
         "rotation::link_first_without_keep_previous_clients_fail_until_the_server_switches",
         &env,
-        addr,
-        &env.out(id, INTL),
+        id,
     ) else {
         return;
     };
@@ -382,13 +377,10 @@ fn server_first_with_probe_the_failures_end_within_probe_interval_and_a_round() 
         .last_mut()
         .expect("instance")
         .push_str(&format!("probe = [\"{addr}\"]\n"));
-    let d = env.daemon(&[]);
-    wait_reasons(&env, &d, 1);
-    let Some(clients) = Clients::start(
+    let Some((d, clients)) = connected(
         "rotation::server_first_with_probe_the_failures_end_within_probe_interval_and_a_round",
         &env,
-        addr,
-        &env.out(id, INTL),
+        id,
     ) else {
         return;
     };
