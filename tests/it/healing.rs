@@ -6,11 +6,11 @@
 //! a path that became a directory or a FIFO is named, not followed, and does
 //! not stall the daemon.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -148,10 +148,8 @@ fn without_file_watching_the_sweep_restores_a_deleted_output() {
     let mut env = Env::new();
     env.instance("inst-a");
     env.sync.push_str("interval = \"1h\"\n");
-    env.write_config();
-    let log = env.path("daemon.log");
-    let child = Command::new("strace")
-        .args([
+    let d = env.daemon_under_strace(
+        &[
             "-f",
             "-qq",
             "-o",
@@ -160,19 +158,9 @@ fn without_file_watching_the_sweep_restores_a_deleted_output() {
             "trace=inotify_init,inotify_init1",
             "-e",
             "inject=inotify_init,inotify_init1:error=EMFILE",
-        ])
-        .arg(BIN)
-        .arg("--config")
-        .arg(env.path("config.toml"))
-        .env_remove("RUST_LOG")
-        .current_dir(env.dir.path())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).unwrap())
-        // Its own group, so that dropping the Daemon kills the traced daemon too.
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let d = Daemon { child, log };
+        ]
+        .map(OsStr::new),
+    );
     assert!(
         wait_until(LIMIT, || env.hook_runs("inst-a").len() == 1),
         "{}",

@@ -10,8 +10,7 @@
 //! `CI=true` and is skipped with a message elsewhere.
 
 use std::fs;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -81,21 +80,15 @@ fn a_daemon_round_reads_each_output_once() {
     let mut env = Env::new();
     env.instance("inst-a");
     env.sync.push_str("interval = \"1h\"\n");
-    env.write_config();
     let trace = env.path("daemon.trace");
-    let log = env.path("daemon.log");
-    let child = strace(&trace)
-        .arg("--config")
-        .arg(env.path("config.toml"))
-        .env_remove("RUST_LOG")
-        .current_dir(env.dir.path())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).unwrap())
-        // Its own group, so that dropping the Daemon kills the traced daemon too.
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let d = Daemon { child, log };
+    let d = env.daemon_under_strace(&[
+        "-f".as_ref(),
+        "-qq".as_ref(),
+        "-e".as_ref(),
+        "trace=openat,open".as_ref(),
+        "-o".as_ref(),
+        trace.as_os_str(),
+    ]);
     // Signals go to the daemon, strace's child, not to strace.
     let tracer = d.child.id();
     let mut daemon = None;

@@ -6,8 +6,10 @@
 
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -275,6 +277,22 @@ mv "$dir/$DDS_CERTSYNC_INSTANCE_ID.$n.env.tmp" "$dir/$DDS_CERTSYNC_INSTANCE_ID.$
     pub fn daemon(&self, extra: &[&str]) -> Daemon {
         self.write_config();
         self.spawn(self.command(extra))
+    }
+
+    /// Writes the config and starts the daemon under `strace` with
+    /// `strace_args` before the binary, in a process group of its own so
+    /// that dropping the [`Daemon`] kills the traced daemon too (strace
+    /// detaches rather than kills its tracee when killed).
+    pub fn daemon_under_strace(&self, strace_args: &[&OsStr]) -> Daemon {
+        self.write_config();
+        let mut c = Command::new("strace");
+        c.args(strace_args)
+            .arg(BIN)
+            .arg("--config")
+            .arg(self.path("config.toml"));
+        self.sanitize(&mut c);
+        c.process_group(0);
+        self.spawn(c)
     }
 
     /// The expected file content for what the stand-in serves now.
