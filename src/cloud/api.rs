@@ -135,13 +135,30 @@ struct CertEntry {
     download_link: String,
 }
 
+/// serde's text for a shape error, unless it quotes a value of the answer
+/// (its "invalid type: string \"…\"" and "invalid value" errors do, and a
+/// link may be pre-signed): then only where the error is. A missing field
+/// is named, which quotes nothing of the answer.
+fn shape_detail(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    if text.starts_with("invalid type") || text.starts_with("invalid value") {
+        format!(
+            "a value of the wrong type at line {} column {}",
+            e.line(),
+            e.column()
+        )
+    } else {
+        text
+    }
+}
+
 /// Parses a 200 answer. A category listed more than once is an error.
 pub fn parse_links(body: &[u8]) -> Result<Vec<Link>, ApiError> {
     let parsed: LinksBody = serde_json::from_slice(body).map_err(|e| {
         ApiError::BadResponse(if e.is_syntax() || e.is_eof() {
             format!("not JSON ({e})")
         } else {
-            format!("unexpected JSON shape ({e})")
+            format!("unexpected JSON shape ({})", shape_detail(&e))
         })
     })?;
     let links: Vec<Link> = parsed
@@ -471,6 +488,18 @@ mod tests {
         assert_eq!(e.to_string(), "the API answered HTTP 400: DBS.280001: bad");
         let e = status_error(400, br#"{"error_code":"DBS.1"}"#, None, None);
         assert_eq!(e.to_string(), "the API answered HTTP 400: DBS.1");
+    }
+
+    #[test]
+    fn a_shape_error_quotes_no_value_of_the_answer() {
+        for body in [
+            &br#"{"certs":"https://obs/x.crt?Signature=SECRET"}"#[..],
+            br#"{"certs":["https://obs/x.crt?Signature=SECRET"]}"#,
+        ] {
+            let e = parse_links(body).unwrap_err().to_string();
+            assert!(e.contains("unexpected JSON shape"), "{e}");
+            assert!(!e.contains("SECRET"), "{e}");
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The answer parser of each service: bytes of a 200 answer in, links or an
 //! [`ApiError::BadResponse`] out. Pure.
 //!
-//! DDS keeps the parser it has always had ([`api::parse_links`]). The others
+//! DDS keeps the parser it has always had ([`api::parse_links`], whose
+//! shape errors drop serde's text where it would quote a value). The others
 //! walk a `serde_json::Value` by hand so that no error can quote a value of
 //! the answer (serde's type errors quote the offending string, and a DCS
 //! link is a pre-signed URL): errors name the service, the field and what
