@@ -600,6 +600,7 @@ mod tests {
         fs::write(&present, b"on disk").unwrap();
         let inst = Instance {
             id: "i1".into(),
+            service: crate::cloud::Service::Dds,
             name: Some("orders".into()),
             project_id: "p".into(),
             outputs: vec![

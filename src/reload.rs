@@ -5,8 +5,9 @@
 //! * instances **removed** stop, and their gauges go;
 //! * instances **changed** (any of their settings) sync at once, the others
 //!   keep their schedule;
-//! * a change of `[cloud]`, `[auth]` or `sync.timeout` means a new API client,
-//!   after which every instance syncs at once;
+//! * a change of `[cloud]` (an endpoint of any service included), `[auth]`
+//!   or `sync.timeout`, or of an instance's `service`, means a new API
+//!   client, after which every instance syncs at once;
 //! * timing (`interval`, `jitter`, `max_backoff`, `concurrency`) applies from
 //!   each instance's next round;
 //! * a new `server.listen` rebinds the endpoints;
@@ -24,7 +25,8 @@ pub struct Changes {
     pub removed: Vec<String>,
     /// Instance IDs whose settings differ, in the new config's order.
     pub changed: Vec<String>,
-    /// `[cloud]`, `[auth]` or `sync.timeout` differ: the client is rebuilt.
+    /// `[cloud]`, `[auth]`, `sync.timeout` or an instance's `service`
+    /// differ: the client is rebuilt.
     pub client: bool,
     /// `interval`, `jitter`, `max_backoff` or `concurrency` differ.
     pub timing: bool,
@@ -107,6 +109,9 @@ pub fn diff(old: &Config, new: &Config) -> Changes {
             continue;
         };
         let was = &old.instances[i];
+        if was.service != inst.service {
+            ch.client = true;
+        }
         if was.probe != inst.probe {
             ch.probe = true;
         }
@@ -216,6 +221,21 @@ national = "/o/c.crt"
             &cfg(&BASE.replace("interval = \"1h\"", "interval = \"1h\"\ntimeout = \"9s\"")),
         );
         assert!(d.client && !d.timing);
+    }
+
+    #[test]
+    fn a_service_or_service_endpoint_change_rebuilds_the_client() {
+        let new = BASE.replace("id = \"b\"\n", "id = \"b\"\nservice = \"rds\"\n");
+        let d = diff(&cfg(BASE), &cfg(&new));
+        assert!(d.client, "{d:?}");
+        assert_eq!(d.changed, vec!["b"]);
+        assert_eq!(d.sync_now(false), SyncNow::All);
+        let moved = new.replace(
+            "project_id = \"p1\"\n",
+            "project_id = \"p1\"\n[cloud.endpoints]\nrds = \"https://127.0.0.1:9\"\n",
+        );
+        let d = diff(&cfg(&new), &cfg(&moved));
+        assert!(d.client && d.changed.is_empty(), "{d:?}");
     }
 
     #[test]

@@ -226,7 +226,11 @@ impl Syncer {
         let id = inst.id.as_str();
         let name = inst.label();
 
-        let links = match self.client.download_links(&inst.project_id, id).await {
+        let links = match self
+            .client
+            .download_links(inst.service, &inst.project_id, id)
+            .await
+        {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(

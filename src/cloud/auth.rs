@@ -317,7 +317,7 @@ mod tests {
     fn test_cloud() -> Cloud {
         Cloud {
             region: None,
-            endpoint: "https://example.invalid".into(),
+            endpoints: [(crate::cloud::Service::Dds, "https://example.invalid".into())].into(),
             iam_endpoint: None,
             ca_file: None,
         }

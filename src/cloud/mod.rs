@@ -1,4 +1,5 @@
-//! The cloud client: the DDS download-link API and the certificate download.
+//! The cloud client: each service's download-link API and the certificate
+//! download.
 //!
 //! One [`Client`] holds one HTTP connection pool (rustls, connections reused)
 //! for the API and the download host. The two kinds of request are kept apart:
@@ -121,7 +122,8 @@ impl std::fmt::Debug for ApiObserver {
 #[derive(Debug)]
 pub struct Client {
     http: reqwest::Client,
-    endpoint: String,
+    /// One endpoint per service the config uses.
+    endpoints: std::collections::BTreeMap<Service, String>,
     credentials: auth::Credentials,
     observer: ApiObserver,
 }
@@ -164,7 +166,7 @@ impl Client {
             .map_err(|e| BuildError::Tls(e.without_url().to_string()))?;
         Ok(Client {
             http,
-            endpoint: cloud.endpoint.clone(),
+            endpoints: cloud.endpoints.clone(),
             credentials,
             observer: ApiObserver::default(),
         })
@@ -185,14 +187,16 @@ impl Client {
         &self.credentials
     }
 
-    /// Asks DDS for the download links of an instance's certificates. Any
-    /// text of the answer in the error is scrubbed of the live secrets.
+    /// Asks `service` for the download links of an instance's
+    /// certificates. Any text of the answer in the error is scrubbed of the
+    /// live secrets.
     pub async fn download_links(
         &self,
+        service: Service,
         project_id: &str,
         instance_id: &str,
     ) -> Result<Vec<Link>, ApiError> {
-        self.ask_links(Service::Dds, project_id, instance_id)
+        self.ask_links(service, project_id, instance_id)
             .await
             .map_err(|e| e.scrubbed(&self.credentials.scrubber()))
     }
@@ -212,7 +216,11 @@ impl Client {
             service::Method::Get => reqwest::Method::GET,
             service::Method::Post => reqwest::Method::POST,
         };
-        let url = format!("{}{}", self.endpoint, path.trim_end_matches('/'));
+        // The config gives an endpoint to every service an instance uses.
+        let endpoint = self.endpoints.get(&service).ok_or_else(|| {
+            ApiError::BadResponse(format!("no endpoint is configured for {service}"))
+        })?;
+        let url = format!("{endpoint}{}", path.trim_end_matches('/'));
         let mut attempt = 0;
         loop {
             attempt += 1;

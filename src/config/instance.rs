@@ -11,6 +11,7 @@ use super::types::{
 };
 use super::validate::{check_path, check_project_id, keep_previous, normalize};
 use super::{ConfigError, Dur, NameOrId, RawInstance, SecretSource, err};
+use crate::cloud::Service;
 use crate::secret::Secret;
 use crate::truststore::{self, Profile};
 
@@ -21,6 +22,7 @@ pub(super) fn validate_instance(
     sync: &SyncSettings,
     base_dir: &Path,
 ) -> Result<Instance, ConfigError> {
+    let service = validate_service(key, raw)?;
     if raw.id.is_empty()
         || !raw
             .id
@@ -30,8 +32,9 @@ pub(super) fn validate_instance(
         return Err(err(
             format!("{key}.id"),
             format!(
-                "{:?} is not a DDS instance ID (letters, digits, '-' and '_' only)",
-                raw.id
+                "{:?} is not a {} instance ID (letters, digits, '-' and '_' only)",
+                raw.id,
+                service.spec().display
             ),
         ));
     }
@@ -110,6 +113,7 @@ pub(super) fn validate_instance(
     let reload_signal = validate_reload_signal(key, raw, on_change.is_some(), base_dir)?;
     Ok(Instance {
         id: raw.id.clone(),
+        service,
         name: raw.name.clone().filter(|n| !n.is_empty()),
         project_id,
         outputs,
@@ -129,6 +133,33 @@ pub(super) fn validate_instance(
         keep_previous: keep_previous(&format!("{key}.keep_previous"), raw.keep_previous)?
             .unwrap_or(sync.keep_previous),
     })
+}
+
+/// `service`: a name of the service table (`dds` when not set), and no
+/// `national` output for a service that serves no national certificate.
+fn validate_service(key: &str, raw: &RawInstance) -> Result<Service, ConfigError> {
+    let service = match &raw.service {
+        None => Service::Dds,
+        Some(name) => Service::from_name(name).ok_or_else(|| {
+            err(
+                format!("{key}.service"),
+                format!(
+                    "{name:?} is not a service this daemon knows; use one of: {}",
+                    Service::names()
+                ),
+            )
+        })?,
+    };
+    if raw.national.is_some() && !service.serves(Category::National) {
+        return Err(err(
+            format!("{key}.national"),
+            format!(
+                "{} ({service}) serves no national (SM-series) certificate; write its standard certificate with international (or truststore)",
+                service.spec().display
+            ),
+        ));
+    }
+    Ok(service)
 }
 
 /// An output's path: not empty, no NUL, a file (not a directory), anchored

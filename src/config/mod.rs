@@ -43,6 +43,8 @@ mod probe;
 mod raw;
 mod resolve;
 #[cfg(test)]
+mod service_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod truststore_tests;
@@ -54,7 +56,9 @@ pub use auth::{
 };
 pub use load::{Loaded, load, load_async, load_from, read, read_async};
 pub use probe::parse_probe_addr;
-pub use raw::{Dur, NameOrId, RawCloud, RawConfig, RawInstance, RawServer, RawSync, parse};
+pub use raw::{
+    Dur, NameOrId, RawCloud, RawConfig, RawEndpoints, RawInstance, RawServer, RawSync, parse,
+};
 pub use resolve::resolve;
 pub use types::{
     Category, Cloud, Config, Instance, Output, Perms, Probe, ProbeAddr, ReloadSignal, Server,

@@ -37,6 +37,33 @@ pub struct RawCloud {
     pub endpoint: Option<String>,
     pub iam_endpoint: Option<String>,
     pub ca_file: Option<PathBuf>,
+    pub endpoints: Option<RawEndpoints>,
+}
+
+/// `[cloud.endpoints]`: one service's endpoint each, keyed by the name the
+/// `service` key uses (see [`crate::cloud::Service`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEndpoints {
+    pub dds: Option<String>,
+    pub rds: Option<String>,
+    pub geminidb: Option<String>,
+    pub opengauss: Option<String>,
+    pub dcs: Option<String>,
+}
+
+impl RawEndpoints {
+    /// The endpoint written for `service`, if any.
+    pub fn get(&self, service: crate::cloud::Service) -> Option<&String> {
+        use crate::cloud::Service;
+        match service {
+            Service::Dds => self.dds.as_ref(),
+            Service::Rds => self.rds.as_ref(),
+            Service::GeminiDb => self.geminidb.as_ref(),
+            Service::OpenGauss => self.opengauss.as_ref(),
+            Service::Dcs => self.dcs.as_ref(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -57,6 +84,7 @@ pub struct RawSync {
 #[serde(deny_unknown_fields)]
 pub struct RawInstance {
     pub id: String,
+    pub service: Option<String>,
     pub name: Option<String>,
     pub project_id: Option<String>,
     pub international: Option<PathBuf>,

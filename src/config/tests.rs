@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::instance::parse_mode;
 use super::*;
+use crate::cloud::Service;
 
 const MINIMAL: &str = r#"
 [cloud]
@@ -25,7 +26,10 @@ fn check(text: &str) -> Result<Config, ConfigError> {
 #[test]
 fn minimal_config_gets_defaults() {
     let c = check(MINIMAL).unwrap();
-    assert_eq!(c.cloud.endpoint, "https://dds.cn-north-4.myhuaweicloud.com");
+    assert_eq!(
+        c.cloud.endpoint(Service::Dds),
+        Some("https://dds.cn-north-4.myhuaweicloud.com")
+    );
     assert_eq!(
         c.cloud.iam_endpoint.as_deref(),
         Some("https://iam.cn-north-4.myhuaweicloud.com")
@@ -130,7 +134,10 @@ fn unknown_region_without_endpoint_is_named() {
         "region = \"cn-north-4\"",
         "region = \"mars-1\"\nendpoint = \"https://127.0.0.1:8443/\"",
     );
-    assert_eq!(check(&ok).unwrap().cloud.endpoint, "https://127.0.0.1:8443");
+    assert_eq!(
+        check(&ok).unwrap().cloud.endpoint(Service::Dds),
+        Some("https://127.0.0.1:8443")
+    );
 }
 
 #[test]

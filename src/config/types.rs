@@ -5,7 +5,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use super::{Auth, NameOrId, SecretSource};
+use crate::cloud::Service;
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,11 +30,21 @@ pub struct Server {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cloud {
     pub region: Option<String>,
-    /// The DDS endpoint, `https://host[:port]`, without a trailing slash.
-    pub endpoint: String,
+    /// The endpoint of every service the instances use, `https://host[:port]`
+    /// without a trailing slash: `cloud.endpoint` (DDS) or
+    /// `cloud.endpoints.<service>` when set, else the SDK's endpoint of
+    /// `cloud.region`. Services no instance uses have none.
+    pub endpoints: BTreeMap<Service, String>,
     /// The IAM endpoint, when derivable or given.
     pub iam_endpoint: Option<String>,
     pub ca_file: Option<PathBuf>,
+}
+
+impl Cloud {
+    /// The endpoint of `service`, if an instance uses it.
+    pub fn endpoint(&self, service: Service) -> Option<&str> {
+        self.endpoints.get(&service).map(String::as_str)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -52,7 +65,8 @@ pub struct SyncSettings {
     pub keep_previous: Duration,
 }
 
-/// The two certificate categories DDS offers.
+/// The two certificate categories (DDS and RDS serve both; the other
+/// services only `international`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Category {
     /// The standard certificate, used by ordinary MongoDB drivers.
@@ -79,10 +93,13 @@ impl fmt::Display for Category {
     }
 }
 
-/// One configured DDS instance.
+/// One configured database instance.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Instance {
     pub id: String,
+    /// The service the instance belongs to (`service`, `dds` by default):
+    /// which API its round asks.
+    pub service: Service,
     pub name: Option<String>,
     pub project_id: String,
     /// Where each requested category goes, in category order.

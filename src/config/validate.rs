@@ -4,14 +4,14 @@
 //! and paths) and the checks shared by every section; one `[[instances]]`
 //! entry is checked in [`super::instance`], `[auth]` in [`super::auth`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::instance::validate_instance;
 use super::types::*;
 use super::{ConfigError, Dur, RawCloud, RawConfig, RawServer, RawSync, SdkEnv, auth, err, probe};
-use crate::cloud::endpoint;
+use crate::cloud::{Service, endpoint};
 
 /// Checks the raw config and builds the validated form. `base_dir` anchors
 /// relative output paths (the directory of the config file).
@@ -76,6 +76,13 @@ pub fn validate_with_env(
         }
         instances.push(inst);
     }
+    let mut used: Vec<(Service, String)> = Vec::new();
+    for (i, inst) in instances.iter().enumerate() {
+        if !used.iter().any(|(s, _)| *s == inst.service) {
+            used.push((inst.service, format!("instances[{i}].service")));
+        }
+    }
+    cloud.endpoints = service_endpoints(&raw.cloud, &used)?;
     let server = validate_server(raw.server.as_ref())?;
     Ok(Config {
         cloud,
@@ -107,23 +114,22 @@ fn validate_cloud(raw: &RawCloud) -> Result<Cloud, ConfigError> {
     {
         return Err(err("cloud.region", "must not be empty"));
     }
-    let endpoint = match (&raw.endpoint, &raw.region) {
-        (Some(e), _) => https_url("cloud.endpoint", e)?,
-        (None, Some(region)) => endpoint::dds(region).ok_or_else(|| {
-            err(
-                "cloud.region",
-                format!(
-                    "unknown region {region:?}; use a region the official SDK knows, or set cloud.endpoint"
-                ),
-            )
-        })?,
-        (None, None) => {
+    if let Some(e) = &raw.endpoint {
+        https_url("cloud.endpoint", e)?;
+    }
+    if let Some(endpoints) = &raw.endpoints {
+        for service in Service::ALL {
+            if let Some(e) = endpoints.get(service) {
+                https_url(&format!("cloud.endpoints.{service}"), e)?;
+            }
+        }
+        if raw.endpoint.is_some() && endpoints.dds.is_some() {
             return Err(err(
-                "cloud.region",
-                "set cloud.region (for example \"cn-north-4\") or cloud.endpoint",
+                "cloud.endpoints.dds",
+                "cloud.endpoint already sets the DDS endpoint; set one of the two",
             ));
         }
-    };
+    }
     let iam_endpoint = match (&raw.iam_endpoint, &raw.region) {
         (Some(e), _) => Some(https_url("cloud.iam_endpoint", e)?),
         (None, Some(region)) => endpoint::iam(region),
@@ -137,9 +143,76 @@ fn validate_cloud(raw: &RawCloud) -> Result<Cloud, ConfigError> {
     }
     Ok(Cloud {
         region: raw.region.clone(),
-        endpoint,
+        // Filled in once the instances say which services they use.
+        endpoints: BTreeMap::new(),
         iam_endpoint,
         ca_file: raw.ca_file.clone(),
+    })
+}
+
+/// The endpoint of every service the instances use (`used`: each service
+/// with the key of the first instance using it): the one written
+/// (`cloud.endpoint` for DDS, `cloud.endpoints.<service>`), else the SDK's
+/// for `cloud.region`. Only the services in use are derived, so a region a
+/// service does not serve matters only to a config that uses it.
+fn service_endpoints(
+    raw: &RawCloud,
+    used: &[(Service, String)],
+) -> Result<BTreeMap<Service, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (service, key) in used {
+        let written = match service {
+            Service::Dds => raw
+                .endpoint
+                .as_ref()
+                .map(|e| ("cloud.endpoint".to_string(), e)),
+            _ => None,
+        }
+        .or_else(|| {
+            (raw.endpoints.as_ref())
+                .and_then(|e| e.get(*service))
+                .map(|e| (format!("cloud.endpoints.{service}"), e))
+        });
+        let endpoint = match (written, &raw.region) {
+            (Some((k, e)), _) => https_url(&k, e)?,
+            (None, Some(region)) => derived_endpoint(*service, region, key)?,
+            (None, None) => {
+                let set = match service {
+                    Service::Dds => "cloud.endpoint".to_string(),
+                    s => format!("cloud.endpoints.{s}"),
+                };
+                return Err(err(
+                    "cloud.region",
+                    format!("set cloud.region (for example \"cn-north-4\") or {set}"),
+                ));
+            }
+        };
+        out.insert(*service, endpoint);
+    }
+    Ok(out)
+}
+
+/// The SDK's endpoint of `service` in `region`; `key` is the `service` key
+/// of the first instance that uses it, named when the service has none there.
+fn derived_endpoint(service: Service, region: &str, key: &str) -> Result<String, ConfigError> {
+    if !endpoint::REGIONS.contains(&region) {
+        let set = match service {
+            Service::Dds => "cloud.endpoint".to_string(),
+            s => format!("cloud.endpoints.{s}"),
+        };
+        return Err(err(
+            "cloud.region",
+            format!("unknown region {region:?}; use a region the official SDK knows, or set {set}"),
+        ));
+    }
+    service.endpoint(region).map(str::to_owned).ok_or_else(|| {
+        err(
+            key,
+            format!(
+                "{} ({service}) has no endpoint in region {region:?} (the official SDK lists none); set cloud.endpoints.{service}, or use another region",
+                service.spec().display
+            ),
+        )
     })
 }
 

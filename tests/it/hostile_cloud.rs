@@ -2,6 +2,7 @@
 //! servers that echo credentials back, IAM and metadata outages, a metadata
 //! service behind a private CA.
 
+use dds_certsync::cloud::Service;
 use std::fs;
 use std::time::Duration;
 
@@ -117,7 +118,7 @@ fn library_client(
     standin.write_ca(&ca).unwrap();
     let cloud = dds_certsync::config::Cloud {
         region: None,
-        endpoint: standin.api_url(),
+        endpoints: [(Service::Dds, standin.api_url())].into(),
         iam_endpoint: Some(standin.iam_url()),
         ca_file: Some(ca),
     };
@@ -147,7 +148,10 @@ async fn an_iam_outage_inside_the_refresh_margin_costs_no_request_until_the_toke
         }),
     );
     let iam = || requests_to(&standin, Listener::Iam, "/v3/auth/tokens");
-    client.download_links(PROJECT, "inst-a").await.unwrap();
+    client
+        .download_links(Service::Dds, PROJECT, "inst-a")
+        .await
+        .unwrap();
     assert_eq!(iam(), 1);
 
     standin.push_fault(FaultRule::always(Fault::IamStatus {
@@ -158,25 +162,37 @@ async fn an_iam_outage_inside_the_refresh_margin_costs_no_request_until_the_toke
     // The stand-in's tokens live 24 h: 23 h in, the refresh is due.
     jump(Duration::from_secs(23 * 3600 + 60)).await;
     client
-        .download_links(PROJECT, "inst-a")
+        .download_links(Service::Dds, PROJECT, "inst-a")
         .await
         .expect("the still-valid token is used while IAM is down");
     assert_eq!(iam(), 2, "the refresh was tried");
-    client.download_links(PROJECT, "inst-a").await.unwrap();
+    client
+        .download_links(Service::Dds, PROJECT, "inst-a")
+        .await
+        .unwrap();
     assert_eq!(iam(), 2, "and is not retried before its backoff");
     jump(Duration::from_secs(6)).await;
-    client.download_links(PROJECT, "inst-a").await.unwrap();
+    client
+        .download_links(Service::Dds, PROJECT, "inst-a")
+        .await
+        .unwrap();
     assert_eq!(iam(), 3, "but after it");
 
     // Past the token's expiry, the outage shows.
     jump(Duration::from_secs(3600)).await;
-    let e = client.download_links(PROJECT, "inst-a").await.unwrap_err();
+    let e = client
+        .download_links(Service::Dds, PROJECT, "inst-a")
+        .await
+        .unwrap_err();
     assert!(e.is_transient(), "{e}");
     assert!(e.to_string().contains("IAM is down"), "{e}");
 
     standin.clear_faults();
     jump(Duration::from_secs(6)).await;
-    client.download_links(PROJECT, "inst-a").await.unwrap();
+    client
+        .download_links(Service::Dds, PROJECT, "inst-a")
+        .await
+        .unwrap();
 }
 
 /// The same for the metadata service's keys, refreshed 40 minutes before
@@ -201,7 +217,10 @@ async fn a_metadata_outage_inside_the_refresh_margin_costs_no_request_until_the_
             "/openstack/latest/securitykey",
         )
     };
-    client.download_links(PROJECT, "inst-a").await.unwrap();
+    client
+        .download_links(Service::Dds, PROJECT, "inst-a")
+        .await
+        .unwrap();
     assert_eq!(keys(), 1);
 
     standin.push_fault(FaultRule::always(Fault::MetadataStatus {
@@ -211,15 +230,21 @@ async fn a_metadata_outage_inside_the_refresh_margin_costs_no_request_until_the_
     // The keys live an hour: 21 minutes in, the refresh is due.
     jump(Duration::from_secs(21 * 60)).await;
     client
-        .download_links(PROJECT, "inst-a")
+        .download_links(Service::Dds, PROJECT, "inst-a")
         .await
         .expect("the still-valid keys are used while the service is down");
     assert_eq!(keys(), 2, "the refresh was tried");
-    client.download_links(PROJECT, "inst-a").await.unwrap();
+    client
+        .download_links(Service::Dds, PROJECT, "inst-a")
+        .await
+        .unwrap();
     assert_eq!(keys(), 2, "and is not retried before its backoff");
 
     jump(Duration::from_secs(40 * 60)).await;
-    let e = client.download_links(PROJECT, "inst-a").await.unwrap_err();
+    let e = client
+        .download_links(Service::Dds, PROJECT, "inst-a")
+        .await
+        .unwrap_err();
     assert!(e.is_transient(), "{e}");
     assert!(e.to_string().contains("HTTP 503"), "{e}");
 }

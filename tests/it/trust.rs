@@ -25,7 +25,7 @@ fn api_on_a_downloads_on_b(env: &mut Env) -> (StandIn, std::path::PathBuf) {
     // B's links are signed by B's API: ask it, trusting its CA.
     let cloud = dds_certsync::config::Cloud {
         region: None,
-        endpoint: b.api_url(),
+        endpoints: [(dds_certsync::cloud::Service::Dds, b.api_url())].into(),
         iam_endpoint: None,
         ca_file: Some(b_ca.clone()),
     };
@@ -39,7 +39,7 @@ fn api_on_a_downloads_on_b(env: &mut Env) -> (StandIn, std::path::PathBuf) {
         .enable_all()
         .build()
         .unwrap()
-        .block_on(client.download_links(PROJECT, "inst-a"))
+        .block_on(client.download_links(dds_certsync::cloud::Service::Dds, PROJECT, "inst-a"))
         .expect("B's links");
     let certs: Vec<String> = links
         .iter()

@@ -238,7 +238,7 @@ fn table_header(body: &str) -> Option<&str> {
         .strip_prefix('[')
         .and_then(|s| s.strip_suffix(']'))
         .unwrap_or(inner);
-    is_key(inner).then_some(inner)
+    inner.split('.').all(is_key).then_some(inner)
 }
 
 /// `name = rest`, where name is a bare TOML key in lower case.
