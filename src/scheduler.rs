@@ -18,7 +18,7 @@
 //! The first round of every instance starts at once. A round that panics
 //! (debug builds; release builds abort) counts as a failure of its instance.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -141,6 +141,9 @@ pub struct Setup {
 #[derive(Debug)]
 struct Entry {
     due: Instant,
+    /// Where the entry came in, so that entries due at the same instant
+    /// start in the order the config lists them.
+    seq: u64,
     failures: u32,
     running: bool,
     /// Removed while running: drop it when the round finishes.
@@ -151,15 +154,9 @@ struct Entry {
 }
 
 impl Entry {
-    /// A new entry, due at `due`.
-    fn new(due: Instant) -> Entry {
-        Entry {
-            due,
-            failures: 0,
-            running: false,
-            removed: false,
-            again: false,
-        }
+    /// Waiting for its due time: neither running nor removed.
+    fn idle(&self) -> bool {
+        !self.running && !self.removed
     }
 
     /// Due now, or right after the round in progress.
@@ -180,6 +177,209 @@ impl Entry {
     }
 }
 
+/// Every instance's timer. An idle entry also sits in `queue` under its due
+/// time, so the next one due is found without looking at the others: with
+/// thousands of instances, each start and each finished round costs a
+/// logarithm, not a pass over the table.
+///
+/// Invariant: `queue` holds `(due, seq, key)` exactly for the idle entries.
+/// Every change of an entry goes through [`Table::update`], which keeps it.
+#[derive(Debug, Default)]
+struct Table {
+    entries: HashMap<String, Entry>,
+    queue: BTreeSet<(Instant, u64, String)>,
+    next_seq: u64,
+}
+
+impl Table {
+    fn new(keys: Vec<String>, now: Instant) -> Table {
+        let mut table = Table::default();
+        for key in keys {
+            table.insert(key, now);
+        }
+        table
+    }
+
+    /// A new entry, due at `due` (an existing one is left as it is).
+    fn insert(&mut self, key: String, due: Instant) {
+        if self.entries.contains_key(&key) {
+            return;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.queue.insert((due, seq, key.clone()));
+        let entry = Entry {
+            due,
+            seq,
+            failures: 0,
+            running: false,
+            removed: false,
+            again: false,
+        };
+        self.entries.insert(key, entry);
+    }
+
+    /// Applies `change` to the entry of `key`, if there is one, keeping the
+    /// queue in step; an entry that ends up removed and not running leaves
+    /// the table.
+    fn update<R>(&mut self, key: &str, change: impl FnOnce(&mut Entry) -> R) -> Option<R> {
+        let entry = self.entries.get_mut(key)?;
+        if entry.idle() {
+            self.queue.remove(&(entry.due, entry.seq, key.to_string()));
+        }
+        let out = change(entry);
+        if entry.idle() {
+            self.queue.insert((entry.due, entry.seq, key.to_string()));
+        } else if entry.removed && !entry.running {
+            self.entries.remove(key);
+        }
+        Some(out)
+    }
+
+    /// The earliest idle entry due by `now`, marked running.
+    fn start_next(&mut self, now: Instant) -> Option<String> {
+        let (due, _, key) = self.queue.first()?;
+        if *due > now {
+            return None;
+        }
+        let key = key.clone();
+        self.update(&key, |e| e.running = true);
+        Some(key)
+    }
+
+    /// When the earliest idle entry is due.
+    fn next_due(&self) -> Option<Instant> {
+        self.queue.first().map(|(due, _, _)| *due)
+    }
+
+    /// The set of instances is now `keys`: new ones are due at `now`, gone
+    /// ones stop (a running one when its round ends), the others keep their
+    /// timers.
+    fn set_instances(&mut self, keys: Vec<String>, now: Instant) {
+        let keep: HashSet<&str> = keys.iter().map(String::as_str).collect();
+        let gone: Vec<String> = self
+            .entries
+            .keys()
+            .filter(|k| !keep.contains(k.as_str()))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.update(&key, |e| e.removed = true);
+        }
+        for key in keys {
+            if self.update(&key, |e| e.removed = false).is_none() {
+                self.insert(key, now);
+            }
+        }
+    }
+}
+
+/// The loop's state between two turns: the timers, the rounds in flight and
+/// the settings commands change.
+struct Loop {
+    table: Table,
+    tasks: JoinSet<RoundResult>,
+    /// Which instance each running task belongs to, so that a round that
+    /// panicked is still accounted to its instance.
+    running: HashMap<tokio::task::Id, String>,
+    round: RoundFn,
+    timing: Timing,
+    concurrency: usize,
+}
+
+impl Loop {
+    /// Starts what is due, earliest first, up to the concurrency limit.
+    fn start_due(&mut self) {
+        let now = Instant::now();
+        while self.tasks.len() < self.concurrency {
+            let Some(key) = self.table.start_next(now) else {
+                break;
+            };
+            let handle = self.tasks.spawn((self.round)(key.clone()));
+            self.running.insert(handle.id(), key);
+        }
+    }
+
+    /// When the loop must wake up to start a round: never while it is at
+    /// the concurrency limit (a finished round wakes it then).
+    fn wake_at(&self) -> Option<Instant> {
+        if self.tasks.len() < self.concurrency {
+            self.table.next_due()
+        } else {
+            None
+        }
+    }
+
+    /// A round ended: its instance's next due time, and the observer told.
+    fn finished(
+        &mut self,
+        joined: Result<(tokio::task::Id, RoundResult), tokio::task::JoinError>,
+        observer: &mut dyn Observer,
+    ) {
+        let (id, result) = match joined {
+            Ok((id, result)) => (id, result),
+            Err(e) => {
+                // A bug (debug builds unwind): a failed round, retried on
+                // the backoff like any other failure.
+                tracing::error!("a sync round ended abnormally: {e}");
+                (
+                    e.id(),
+                    RoundResult {
+                        ok: false,
+                        ..RoundResult::default()
+                    },
+                )
+            }
+        };
+        let Some(key) = self.running.remove(&id) else {
+            return;
+        };
+        let timing = self.timing;
+        self.table.update(&key, |e| {
+            e.running = false;
+            e.failures = if result.ok {
+                0
+            } else {
+                e.failures.saturating_add(1)
+            };
+            let delay = next_delay(result, e.failures.max(1), &timing, fastrand::f64());
+            e.due = Instant::now() + delay;
+            if std::mem::take(&mut e.again) && result.ok {
+                e.due = Instant::now();
+            }
+            if !e.removed {
+                observer.round_done(&key, &result, delay);
+            }
+        });
+    }
+
+    /// Applies one command of the service.
+    fn apply(&mut self, command: Command) {
+        let now = Instant::now();
+        match command {
+            Command::SyncAllNow => {
+                let keys: Vec<String> = self.table.entries.keys().cloned().collect();
+                self.each(&keys, |e| e.sync_now(now));
+            }
+            Command::SetInstances(keys) => self.table.set_instances(keys, now),
+            Command::SetTiming(t, c) => {
+                self.timing = t;
+                self.concurrency = c.max(1);
+            }
+            Command::SyncNow(keys) => self.each(&keys, |e| e.sync_now(now)),
+            Command::SyncSoon(keys) => self.each(&keys, |e| e.sync_soon(now)),
+            Command::Ping => {}
+        }
+    }
+
+    /// Applies `change` to each known key of `keys`; unknown keys are ignored.
+    fn each(&mut self, keys: &[String], change: impl Fn(&mut Entry)) {
+        for key in keys {
+            self.table.update(key, &change);
+        }
+    }
+}
+
 /// Runs rounds forever, until `shutdown` resolves. Rounds in progress at
 /// shutdown get `grace` to finish, then are dropped.
 pub async fn run(
@@ -189,130 +389,42 @@ pub async fn run(
     observer: &mut dyn Observer,
     shutdown: impl Future<Output = ()>,
 ) {
-    let Setup {
-        keys,
-        mut timing,
-        mut concurrency,
-        grace,
-    } = setup;
-    let now = Instant::now();
-    let mut table: HashMap<String, Entry> =
-        keys.into_iter().map(|k| (k, Entry::new(now))).collect();
-    let mut tasks: JoinSet<RoundResult> = JoinSet::new();
-    // Which instance each running task belongs to, so that a round that
-    // panicked is still accounted to its instance.
-    let mut running: HashMap<tokio::task::Id, String> = HashMap::new();
+    let mut state = Loop {
+        table: Table::new(setup.keys, Instant::now()),
+        tasks: JoinSet::new(),
+        running: HashMap::new(),
+        round,
+        timing: setup.timing,
+        concurrency: setup.concurrency,
+    };
     let mut commands_open = true;
     tokio::pin!(shutdown);
 
     loop {
         observer.tick();
-        // Start what is due, earliest first, up to the concurrency limit.
-        let now = Instant::now();
-        while tasks.len() < concurrency {
-            let next = table
-                .iter()
-                .filter(|(_, e)| !e.running && !e.removed && e.due <= now)
-                .min_by_key(|(_, e)| e.due)
-                .map(|(k, _)| k.clone());
-            let Some(key) = next else { break };
-            if let Some(e) = table.get_mut(&key) {
-                e.running = true;
-            }
-            let handle = tasks.spawn(round(key.clone()));
-            running.insert(handle.id(), key);
-        }
-        let next_due = table
-            .values()
-            .filter(|e| !e.running && !e.removed)
-            .map(|e| e.due)
-            .min();
-        let can_start = tasks.len() < concurrency;
-
+        state.start_due();
+        let wake_at = state.wake_at();
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
-            Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                let (id, result) = match joined {
-                    Ok((id, result)) => (id, result),
-                    Err(e) => {
-                        // A bug (debug builds unwind): a failed round, retried
-                        // on the backoff like any other failure.
-                        tracing::error!("a sync round ended abnormally: {e}");
-                        (e.id(), RoundResult { ok: false, ..RoundResult::default() })
-                    }
-                };
-                let Some(key) = running.remove(&id) else { continue };
-                let remove = match table.get_mut(&key) {
-                    Some(e) => {
-                        e.running = false;
-                        e.failures = if result.ok { 0 } else { e.failures.saturating_add(1) };
-                        let delay = next_delay(result, e.failures.max(1), &timing, fastrand::f64());
-                        e.due = Instant::now() + delay;
-                        if std::mem::take(&mut e.again) && result.ok {
-                            e.due = Instant::now();
-                        }
-                        if !e.removed {
-                            observer.round_done(&key, &result, delay);
-                        }
-                        e.removed
-                    }
-                    None => false,
-                };
-                if remove {
-                    table.remove(&key);
-                }
+            Some(joined) = state.tasks.join_next_with_id(), if !state.tasks.is_empty() => {
+                state.finished(joined, observer);
             }
             cmd = commands.recv(), if commands_open => match cmd {
                 None => commands_open = false,
-                Some(Command::SyncAllNow) => {
-                    let now = Instant::now();
-                    for e in table.values_mut() {
-                        e.sync_now(now);
-                    }
-                }
-                Some(Command::SetInstances(keys)) => {
-                    let now = Instant::now();
-                    for e in table.values_mut() {
-                        e.removed = true;
-                    }
-                    for k in keys {
-                        table
-                            .entry(k)
-                            .and_modify(|e| e.removed = false)
-                            .or_insert(Entry::new(now));
-                    }
-                    table.retain(|_, e| e.running || !e.removed);
-                }
-                Some(Command::SetTiming(t, c)) => {
-                    timing = t;
-                    concurrency = c.max(1);
-                }
-                Some(Command::SyncNow(keys)) => {
-                    let now = Instant::now();
-                    for k in keys {
-                        if let Some(e) = table.get_mut(&k) {
-                            e.sync_now(now);
-                        }
-                    }
-                }
-                Some(Command::SyncSoon(keys)) => {
-                    let now = Instant::now();
-                    for k in keys {
-                        if let Some(e) = table.get_mut(&k) {
-                            e.sync_soon(now);
-                        }
-                    }
-                }
-                Some(Command::Ping) => {}
+                Some(command) => state.apply(command),
             },
-            _ = sleep_until_opt(next_due), if can_start && next_due.is_some() => {}
+            _ = sleep_until_opt(wake_at), if wake_at.is_some() => {}
         }
     }
 
     // Let rounds in progress finish (a replacement under way completes in
     // any case: it runs on the blocking pool), then drop the rest.
-    let _ = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    let tasks = &mut state.tasks;
+    let _ = tokio::time::timeout(setup.grace, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
     tasks.abort_all();
 }
 
@@ -347,6 +459,58 @@ mod tests {
             retry_after: retry_after.map(Duration::from_secs),
             ..RoundResult::default()
         }
+    }
+
+    /// The queue holds exactly the idle entries, each under its due time.
+    fn assert_queue_matches(t: &Table) {
+        let idle: BTreeSet<(Instant, u64, String)> = t
+            .entries
+            .iter()
+            .filter(|(_, e)| e.idle())
+            .map(|(k, e)| (e.due, e.seq, k.clone()))
+            .collect();
+        assert_eq!(t.queue, idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_queue_follows_every_change_of_the_table() {
+        let now = Instant::now();
+        let keys = |ks: &[&str]| ks.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        let mut t = Table::new(keys(&["c", "a", "b"]), now);
+        assert_queue_matches(&t);
+        // Due at the same instant: config order, not name order.
+        assert_eq!(t.start_next(now).as_deref(), Some("c"));
+        assert_queue_matches(&t);
+        t.update("a", |e| e.due = now + Duration::from_secs(5));
+        assert_queue_matches(&t);
+        assert_eq!(t.start_next(now).as_deref(), Some("b"));
+        assert_eq!(t.start_next(now), None, "a is not due yet");
+        assert_eq!(t.next_due(), Some(now + Duration::from_secs(5)));
+        // "c" and "b" run; "c" is dropped from the config, "d" comes in.
+        t.set_instances(keys(&["a", "b", "d"]), now);
+        assert_queue_matches(&t);
+        assert!(
+            t.entries["c"].removed,
+            "a running entry stays until its round ends"
+        );
+        assert_eq!(t.start_next(now).as_deref(), Some("d"));
+        // "c"'s round ends: it leaves the table; "b"'s ends: it waits again.
+        t.update("c", |e| e.running = false);
+        assert!(!t.entries.contains_key("c"));
+        t.update("b", |e| {
+            e.running = false;
+            e.due = now + Duration::from_secs(1);
+        });
+        assert_queue_matches(&t);
+        assert_eq!(t.next_due(), Some(now + Duration::from_secs(1)));
+        // An idle entry removed leaves at once; brought back, it starts now.
+        t.set_instances(keys(&["b", "d"]), now);
+        assert!(!t.entries.contains_key("a"));
+        t.set_instances(keys(&["a", "b", "d"]), now);
+        assert_queue_matches(&t);
+        assert_eq!(t.start_next(now).as_deref(), Some("a"));
+        assert_eq!(t.update("nobody", |e| e.due = now), None);
+        assert_queue_matches(&t);
     }
 
     #[test]
