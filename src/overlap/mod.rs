@@ -201,126 +201,151 @@ fn contains(list: &[CertInfo], fp: &Sha256Digest) -> bool {
 
 /// Decides what one output holds now. See the module doc for the rules. Pure.
 pub fn decide(input: Input<'_>) -> Decision {
-    let Input {
-        previous,
-        in_file,
-        served,
-        now,
-        keep,
-        allow_non_ca,
-    } = input;
-    let mut events = Vec::new();
-    let mut kept: Vec<Kept> = Vec::new();
-    let is_new = |kept: &[Kept], c: &CertInfo| {
-        !contains(served, &c.fingerprint)
-            && !kept.iter().any(|k| k.cert.fingerprint == c.fingerprint)
-    };
-
-    let served_changed = match previous {
+    let served_changed = match input.previous {
         Some(prev) => {
             let fps = |l: &[CertInfo]| l.iter().map(|c| c.fingerprint).collect::<Vec<_>>();
-            fps(&prev.current) != fps(served)
+            fps(&prev.current) != fps(input.served)
         }
         None => true,
     };
+    let mut sorting = Sorting {
+        input: &input,
+        kept: Vec::new(),
+        events: Vec::new(),
+    };
+    match input.previous {
+        Some(prev) => {
+            sorting.supersede(&prev.current);
+            sorting.carry(&prev.kept);
+        }
+        None => sorting.adopt(input.in_file),
+    }
+    sorting.cap();
+    Decision {
+        state: State {
+            current: input.served.to_vec(),
+            kept: sorting.kept,
+        },
+        events: sorting.events,
+        served_changed,
+    }
+}
 
-    if let Some(prev) = previous {
-        // Superseded now: current before, not served any more.
-        for c in &prev.current {
-            if !is_new(&kept, c) {
-                continue;
-            }
-            match must_go(now, c, now, keep) {
-                None => {
-                    events.push(Event::Kept {
+/// [`decide`]'s work in progress: what is kept so far, and what was said.
+struct Sorting<'a> {
+    input: &'a Input<'a>,
+    kept: Vec<Kept>,
+    events: Vec<Event>,
+}
+
+impl Sorting<'_> {
+    /// Neither served nor already kept: a certificate to sort.
+    fn is_new(&self, c: &CertInfo) -> bool {
+        !contains(self.input.served, &c.fingerprint)
+            && !self
+                .kept
+                .iter()
+                .any(|k| k.cert.fingerprint == c.fingerprint)
+    }
+
+    /// Keeps `c` from now on, or says why not.
+    fn keep_from_now(&mut self, c: &CertInfo, why_not: Option<Why>, without_record: bool) {
+        let (now, keep) = (self.input.now, self.input.keep);
+        match why_not {
+            None => {
+                let drop_at = drop_at(now, c, keep);
+                self.events.push(if without_record {
+                    Event::KeptWithoutRecord {
                         cert: c.clone(),
-                        drop_at: drop_at(now, c, keep),
-                    });
-                    kept.push(Kept {
+                        drop_at,
+                    }
+                } else {
+                    Event::Kept {
                         cert: c.clone(),
-                        superseded_at: now,
-                    });
-                }
-                Some(why) => events.push(Event::NotKept {
+                        drop_at,
+                    }
+                });
+                self.kept.push(Kept {
                     cert: c.clone(),
-                    why,
-                }),
+                    superseded_at: now,
+                });
+            }
+            // `0s` without a record: replacing outright is no news.
+            Some(Why::WindowPassed) if without_record && keep.is_zero() => {}
+            Some(why) => self.events.push(Event::NotKept {
+                cert: c.clone(),
+                why,
+            }),
+        }
+    }
+
+    /// Superseded now: current before, not served any more.
+    fn supersede(&mut self, current_before: &[CertInfo]) {
+        let (now, keep) = (self.input.now, self.input.keep);
+        for c in current_before {
+            if self.is_new(c) {
+                self.keep_from_now(c, must_go(now, c, now, keep), false);
             }
         }
-        // Kept before: served again, gone, or still kept.
-        for k in &prev.kept {
-            if contains(served, &k.cert.fingerprint) {
-                events.push(Event::Restored {
+    }
+
+    /// Kept before: served again, gone, or still kept.
+    fn carry(&mut self, kept_before: &[Kept]) {
+        let (now, keep) = (self.input.now, self.input.keep);
+        for k in kept_before {
+            if contains(self.input.served, &k.cert.fingerprint) {
+                self.events.push(Event::Restored {
                     cert: k.cert.clone(),
                 });
-            } else if !is_new(&kept, &k.cert) {
+            } else if !self.is_new(&k.cert) {
                 // Listed twice: once is enough.
             } else if let Some(why) = must_go(k.superseded_at, &k.cert, now, keep) {
-                events.push(Event::Dropped {
+                self.events.push(Event::Dropped {
                     cert: k.cert.clone(),
                     why,
                     drop_at: drop_at(k.superseded_at, &k.cert, keep),
                 });
             } else {
-                kept.push(k.clone());
+                self.kept.push(k.clone());
             }
         }
-    } else {
-        // No record: what the file holds beyond the served certificates is
-        // kept, its window starting now.
+    }
+
+    /// No record: what the file holds beyond the served certificates is
+    /// kept, its window starting now.
+    fn adopt(&mut self, in_file: &[CertInfo]) {
+        let (now, keep) = (self.input.now, self.input.keep);
         for c in in_file {
-            if !is_new(&kept, c) {
+            if !self.is_new(c) {
                 continue;
             }
-            let why = if c.ca == Some(false) && !allow_non_ca {
+            let why = if c.ca == Some(false) && !self.input.allow_non_ca {
                 Some(Why::NotCa)
             } else {
                 must_go(now, c, now, keep)
             };
-            match why {
-                None => {
-                    events.push(Event::KeptWithoutRecord {
-                        cert: c.clone(),
-                        drop_at: drop_at(now, c, keep),
-                    });
-                    kept.push(Kept {
-                        cert: c.clone(),
-                        superseded_at: now,
-                    });
-                }
-                // `0s`: replacing outright is no news.
-                Some(Why::WindowPassed) if keep.is_zero() => {}
-                Some(why) => events.push(Event::NotKept {
-                    cert: c.clone(),
-                    why,
-                }),
-            }
+            self.keep_from_now(c, why, true);
         }
     }
 
-    // The oldest superseded go first; ties: the later in the list.
-    while kept.len() > MAX_KEPT {
-        let oldest = kept
-            .iter()
-            .enumerate()
-            .min_by_key(|(i, k)| (k.superseded_at, std::cmp::Reverse(*i)))
-            .map(|(i, _)| i)
-            .unwrap_or(0);
-        let k = kept.remove(oldest);
-        events.push(Event::Dropped {
-            cert: k.cert,
-            why: Why::TooMany,
-            drop_at: now,
-        });
-    }
-
-    Decision {
-        state: State {
-            current: served.to_vec(),
-            kept,
-        },
-        events,
-        served_changed,
+    /// At most [`MAX_KEPT`]: the oldest superseded go first; ties: the later
+    /// in the list.
+    fn cap(&mut self) {
+        while self.kept.len() > MAX_KEPT {
+            let oldest = self
+                .kept
+                .iter()
+                .enumerate()
+                .min_by_key(|(i, k)| (k.superseded_at, std::cmp::Reverse(*i)))
+                .map(|(i, _)| i)
+                .unwrap_or(0);
+            let k = self.kept.remove(oldest);
+            self.events.push(Event::Dropped {
+                cert: k.cert,
+                why: Why::TooMany,
+                drop_at: self.input.now,
+            });
+        }
     }
 }
 
