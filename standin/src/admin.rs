@@ -7,6 +7,7 @@
 //! | POST | `/__standin/instances` | `project`, `instance` | add (or reset) an instance |
 //! | POST | `/__standin/rotate` | `instance`, `category` | new certificate; answers its PEM |
 //! | GET | `/__standin/cert` | `instance`, `category` | the PEM served now |
+//! | POST | `/__standin/form` | `instance`, `category`, `form` = `pem`, `der`, `zip` or `der-zip` | how the download host serves the slot (kept across rotations) |
 //! | GET | `/__standin/server` | `instance` | the instance's TLS listener: address, CA PEM, handshake counts (JSON) |
 //! | POST | `/__standin/server` | `instance`, `to` = `link` or `new` | the listener switches to the link's CA, or to a new one the link does not serve yet |
 //! | POST | `/__standin/link` | `instance`, `to` = `server` | the link serves the listener's CA |
@@ -20,7 +21,10 @@
 //! (`body`), `api-delay` (`ms`), `api-reset`, `download-status` (`status`,
 //! `body`, `content_type`), `download-body` (`body`), `download-truncate`,
 //! `download-reset`, `download-delay` (`ms`), `download-huge` (`bytes`),
-//! `download-huge-chunked` (`bytes`).
+//! `download-huge-chunked` (`bytes`), `download-zip` (`zip` = `traversal`,
+//! `absolute`, `bomb`, `encrypted`, `no-certificate`, `key-inside`,
+//! `duplicate`, `symlink`, `nested`, `truncated`, `bad-crc`, `bzip2`,
+//! `too-many` or `empty`: see [`HostileZip`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -32,6 +36,7 @@ use crate::body::Body;
 use crate::fault::{Fault, FaultRule};
 use crate::server::{JSON, query_map, response};
 use crate::state::Shared;
+use crate::zips::{Form, HostileZip};
 
 const TEXT: &str = "text/plain;charset=UTF-8";
 
@@ -41,6 +46,7 @@ GET    /__standin/                                    this help\n\
 POST   /__standin/instances?project=P&instance=I      add or reset an instance\n\
 POST   /__standin/rotate?instance=I&category=C        rotate a certificate (answers its PEM)\n\
 GET    /__standin/cert?instance=I&category=C          the PEM served now\n\
+POST   /__standin/form?instance=I&category=C&form=F   serve as pem, der, zip or der-zip\n\
 GET    /__standin/server?instance=I                   the instance's TLS listener (JSON)\n\
 POST   /__standin/server?instance=I&to=link|new       listener: the link's CA, or a new unpublished one\n\
 POST   /__standin/link?instance=I&to=server           link: the listener's CA\n\
@@ -50,6 +56,8 @@ POST   /__standin/faults?kind=K[&instance=I][&category=C][&times=N][...]\n\
                 download-status(status,body,content_type) download-body(body)\n\
                 download-truncate download-reset download-delay(ms)\n\
                 download-huge(bytes) download-huge-chunked(bytes)\n\
+                download-zip(zip: traversal absolute bomb encrypted no-certificate\n\
+                  key-inside duplicate symlink nested truncated bad-crc bzip2 too-many empty)\n\
 DELETE /__standin/faults                              clear fault rules\n\
 GET    /__standin/requests                            recorded requests (JSON)\n\
 DELETE /__standin/requests                            clear recorded requests\n";
@@ -116,6 +124,12 @@ fn fault_from_query(q: &HashMap<String, String>) -> Result<FaultRule, BadRequest
         "download-delay" => Fault::DownloadDelay(Duration::from_millis(number(q, "ms")?)),
         "download-huge" => Fault::DownloadHuge(number(q, "bytes")?),
         "download-huge-chunked" => Fault::DownloadHugeChunked(number(q, "bytes")?),
+        "download-zip" => {
+            let kind = required(q, "zip")?;
+            Fault::DownloadZip(
+                HostileZip::from_name(kind).ok_or_else(|| format!("unknown zip kind {kind:?}"))?,
+            )
+        }
         other => return Err(format!("unknown fault kind {other:?}")),
     };
     let mut rule = FaultRule::always(fault);
@@ -153,6 +167,13 @@ fn route(parts: &Parts, shared: &Shared) -> Result<Response<Body>, BadRequest> {
                 String::from_utf8_lossy(&shared.cert_body(instance, category).map_err(op_err)?)
                     .into_owned(),
             )
+        }
+        (&Method::POST, "/__standin/form") => {
+            let (instance, category) = (required(&q, "instance")?, required(&q, "category")?);
+            let name = required(&q, "form")?;
+            let form = Form::from_name(name).ok_or_else(|| format!("unknown form {name:?}"))?;
+            shared.set_form(instance, category, form).map_err(op_err)?;
+            ok_text(format!("{instance}/{category}: served as {name}\n"))
         }
         (&Method::GET, "/__standin/server") => {
             let instance = required(&q, "instance")?;

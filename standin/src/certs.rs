@@ -281,6 +281,22 @@ fn to_pem(label: &str, der_bytes: &[u8]) -> String {
     out
 }
 
+/// The DER of the first PEM block of `pem` (any label), if it has one whose
+/// base64 decodes: what a download host serving DER sends.
+pub fn pem_to_der(pem: &[u8]) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let text = std::str::from_utf8(pem).ok()?;
+    let body = text.split("-----BEGIN ").nth(1)?;
+    let body = body.split_once('\n')?.1;
+    let b64: String = body
+        .split("-----END ")
+        .next()?
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    base64::engine::general_purpose::STANDARD.decode(b64).ok()
+}
+
 fn base64_encode(input: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(input)
@@ -426,6 +442,16 @@ mod tests {
         ] {
             assert_eq!(base64_encode(input.as_bytes()), expected, "input {input:?}");
         }
+    }
+
+    #[test]
+    fn pem_to_der_undoes_to_pem() {
+        let der = (0u8..=200).collect::<Vec<u8>>();
+        assert_eq!(
+            pem_to_der(to_pem("CERTIFICATE", &der).as_bytes()),
+            Some(der)
+        );
+        assert_eq!(pem_to_der(b"no pem here"), None);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 use std::time::Duration;
 
 use crate::record::Listener;
+use crate::zips::HostileZip;
 
 /// One way of misbehaving.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +77,9 @@ pub enum Fault {
     /// Like [`Fault::DownloadHuge`] but with chunked transfer encoding and no
     /// `Content-Length`, so only a streaming size limit can catch it.
     DownloadHugeChunked(usize),
+    /// The download host answers 200 with this hostile or broken zip, built
+    /// around the slot's certificate.
+    DownloadZip(HostileZip),
 }
 
 impl Fault {
@@ -95,7 +99,8 @@ impl Fault {
             | Fault::DownloadReset
             | Fault::DownloadDelay(_)
             | Fault::DownloadHuge(_)
-            | Fault::DownloadHugeChunked(_) => Listener::Download,
+            | Fault::DownloadHugeChunked(_)
+            | Fault::DownloadZip(_) => Listener::Download,
         }
     }
 }

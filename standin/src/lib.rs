@@ -62,6 +62,7 @@ mod node;
 mod record;
 mod server;
 mod state;
+pub mod zips;
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener as StdTcpListener};
@@ -72,6 +73,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+pub use certs::pem_to_der;
 pub use certs::{
     CertError, INTERNATIONAL, NATIONAL, ca_and_server_pem, expired_cert_pem, non_ca_cert_pem,
     not_yet_valid_cert_pem, private_key_pem, short_lived_cert_pem, sm2_cert_pem, v1_cert_pem,
@@ -82,6 +84,7 @@ pub use fault::{Fault, FaultRule};
 pub use node::Handshakes;
 pub use record::{Listener, Recorded};
 pub use state::OpError;
+pub use zips::{Form, HostileZip, ZipMember, certificate_zip, zip_of};
 
 use auth::{AkSkAuth, AuthCheck, TokenAuth};
 use creds::Credentials;
@@ -475,6 +478,17 @@ impl StandIn {
         self.shared
             .set_cert(instance_id, category, body)
             .unwrap_or_else(|e| panic!("dds-standin: set_cert_pem: {e}"));
+    }
+
+    /// Sets how the download host serves a slot: PEM (the default), DER or
+    /// zipped ([`Form`]). Rotations keep it.
+    ///
+    /// # Panics
+    /// If the instance or the slot does not exist.
+    pub fn set_form(&self, instance_id: &str, category: &str, form: Form) {
+        self.shared
+            .set_form(instance_id, category, form)
+            .unwrap_or_else(|e| panic!("dds-standin: set_form: {e}"));
     }
 
     /// Adds a fault rule after the existing ones.

@@ -458,6 +458,14 @@ async fn download(parts: &Parts, shared: &Shared) -> Result<Response<Body>, Drop
             let half = full.slice(..full.len() / 2);
             return Ok(cert_response(Body::truncated(half), Some(full.len())));
         }
+        Some(Fault::DownloadZip(kind)) => {
+            let pem = route
+                .and_then(|(i, c)| shared.cert_body(i, c).ok())
+                .unwrap_or_default();
+            let zip = kind.build(&pem);
+            let len = zip.len();
+            return Ok(cert_response(Body::full(zip), Some(len)));
+        }
         Some(Fault::DownloadHuge(n)) => return Ok(cert_response(Body::filler(n, true), Some(n))),
         Some(Fault::DownloadHugeChunked(n)) => {
             return Ok(cert_response(Body::filler(n, false), None));
@@ -487,7 +495,7 @@ async fn download(parts: &Parts, shared: &Shared) -> Result<Response<Body>, Drop
             "Request has expired or the signature does not match.",
         ));
     }
-    Ok(match shared.cert_body(instance, category) {
+    Ok(match shared.served_body(instance, category) {
         Ok(bytes) => {
             let len = bytes.len();
             cert_response(Body::full(bytes), Some(len))

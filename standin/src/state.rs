@@ -26,6 +26,7 @@ use crate::creds::Credentials;
 use crate::fault::{self, Fault, FaultRule};
 use crate::node::{Handshakes, MintedCa, Node, NodeCell};
 use crate::record::{Listener, Recorded};
+use crate::zips::Form;
 
 /// Why an operation on the stand-in's state failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +88,8 @@ pub(crate) enum LinkLookup {
 struct Slot {
     body: Bytes,
     generation: u32,
+    /// How the download host serves `body`.
+    form: Form,
 }
 
 struct Instance {
@@ -192,6 +195,7 @@ impl Shared {
             Slot {
                 body: ca.pem.clone(),
                 generation: 1,
+                form: Form::Pem,
             },
         );
         slots.insert(
@@ -199,6 +203,7 @@ impl Shared {
             Slot {
                 body: generate(instance, NATIONAL, 1)?,
                 generation: 1,
+                form: Form::Pem,
             },
         );
         let existing = self
@@ -256,11 +261,13 @@ impl Shared {
         let ca = MintedCa::new(generation, certs::international_ca(instance, generation)?)?;
         let pem = String::from_utf8_lossy(&ca.pem).into_owned();
         self.with_instance(instance, |e| {
+            let form = e.slots.get(INTERNATIONAL).map_or(Form::Pem, |s| s.form);
             e.slots.insert(
                 INTERNATIONAL.to_owned(),
                 Slot {
                     body: ca.pem.clone(),
                     generation,
+                    form,
                 },
             );
             e.cas.push(ca);
@@ -323,6 +330,7 @@ impl Shared {
             let slot = Slot {
                 body: ca.pem.clone(),
                 generation: ca.generation,
+                form: e.slots.get(INTERNATIONAL).map_or(Form::Pem, |s| s.form),
             };
             e.slots.insert(INTERNATIONAL.to_owned(), slot);
             Ok(())
@@ -374,10 +382,57 @@ impl Shared {
             .instances
             .get_mut(instance)
             .ok_or_else(|| OpError::UnknownInstance(instance.to_owned()))?;
-        entry
-            .slots
-            .insert(category.to_owned(), Slot { body, generation });
+        let form = entry.slots.get(category).map_or(Form::Pem, |s| s.form);
+        entry.slots.insert(
+            category.to_owned(),
+            Slot {
+                body,
+                generation,
+                form,
+            },
+        );
         Ok(())
+    }
+
+    /// Sets how the download host serves a slot (kept across rotations).
+    pub(crate) fn set_form(
+        &self,
+        instance: &str,
+        category: &str,
+        form: Form,
+    ) -> Result<(), OpError> {
+        let mut state = self.lock();
+        let entry = state
+            .instances
+            .get_mut(instance)
+            .ok_or_else(|| OpError::UnknownInstance(instance.to_owned()))?;
+        let slot = entry
+            .slots
+            .get_mut(category)
+            .ok_or_else(|| OpError::UnknownCategory {
+                instance: instance.to_owned(),
+                category: category.to_owned(),
+            })?;
+        slot.form = form;
+        Ok(())
+    }
+
+    /// What the download host sends for a slot: its certificate in the
+    /// slot's [`Form`].
+    pub(crate) fn served_body(&self, instance: &str, category: &str) -> Result<Bytes, OpError> {
+        let form = {
+            let state = self.lock();
+            state
+                .instances
+                .get(instance)
+                .and_then(|e| e.slots.get(category))
+                .map_or(Form::Pem, |s| s.form)
+        };
+        let pem = self.cert_body(instance, category)?;
+        Ok(match form {
+            Form::Pem => pem,
+            other => Bytes::from(other.render(&pem)),
+        })
     }
 
     /// The bytes currently served for a slot.
