@@ -1,6 +1,15 @@
 //! Certificate checks: what a downloaded body must be before it may reach disk.
 //!
-//! A body passes only if it is PEM holding nothing but `CERTIFICATE` blocks,
+//! A body is told apart by its content, never by its name: a zip (a local
+//! file header `PK\x03\x04`, or the end record `PK\x05\x06` of an empty
+//! archive), a DER certificate (an ASN.1 SEQUENCE whose length is binary or
+//! spans the body exactly), or else PEM. A zip's certificate files are read
+//! in memory under the bounds of [`archive`] (which members, what refuses
+//! the archive); each of them, like a whole body, is DER or PEM. Whatever the
+//! form, the certificates then meet the same rules, and a failure in a zip
+//! member names it.
+//!
+//! PEM passes only if it holds nothing but `CERTIFICATE` blocks,
 //! at least one, each a parseable X.509 certificate whose `notAfter` has not
 //! passed and whose `notBefore` is at most [`CLOCK_SKEW`] ahead of now (a CA
 //! file whose certificate is not yet valid breaks OpenSSL clients). A
@@ -9,18 +18,23 @@
 //! all, such as an old X.509 v1 root, passes. Every line that mentions
 //! `-----BEGIN` must be exactly a CERTIFICATE boundary. The PEM model
 //! ([`certificate_blocks`]) is one, shared with [`inspect_pem`], which reads
-//! files already on disk: what `verify` refuses for its form is not a
-//! certificate file there either. SM2/SM3 ("national") certificates are parsed like any other; their
+//! files already on disk (always PEM: what a round wrote): what `verify`
+//! refuses for its form is not a certificate file there either. SM2/SM3
+//! ("national") certificates are parsed like any other; their
 //! signatures are not verified (no Rust TLS stack can), only their structure and
 //! dates. Everything else (private keys, other block types, HTML or XML error
 //! pages, empty or truncated bodies, garbage base64) is refused with a reason.
 //!
-//! What passes is re-encoded canonically: one PEM block per distinct
-//! certificate, in the order received, 64-column base64, LF line ends. The file
-//! written is therefore exactly the certificates and nothing else, and its
-//! SHA-256 is stable across cosmetic changes of the download.
+//! What passes is re-encoded canonically, whatever the form it came in: one
+//! PEM block per distinct certificate, in the order received (a zip's
+//! members in the order of its central directory), 64-column base64, LF line
+//! ends. The file written is therefore exactly the certificates and nothing
+//! else, and its SHA-256 is stable across cosmetic changes of the download: a
+//! certificate served as PEM, as DER or zipped is the same file.
 //!
 //! Pure: no I/O. The caller supplies "now".
+
+pub mod archive;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -115,6 +129,83 @@ pub enum VerifyError {
         "certificate #{index} ({subject}) is not a CA certificate (basicConstraints CA:FALSE); set allow_non_ca = true for this instance to accept it"
     )]
     NotCa { index: usize, subject: String },
+    /// A zip download refused as an archive (see [`archive`]).
+    #[error(transparent)]
+    Archive(#[from] archive::ArchiveError),
+    /// A zip member's content refused; `index` in the inner error counts
+    /// within the member.
+    #[error("zip member \"{member}\": {error}")]
+    InMember {
+        /// The member's name, escaped and capped ([`archive::shown_name`]).
+        member: String,
+        error: Box<VerifyError>,
+    },
+}
+
+/// Certificates (DER) and where they came from: the body itself, or a zip
+/// member (its shown name).
+struct Source {
+    member: Option<String>,
+    ders: Vec<Vec<u8>>,
+}
+
+impl Source {
+    /// An error about this source's certificates, naming the member if any.
+    fn blame(&self, error: VerifyError) -> VerifyError {
+        match &self.member {
+            None => error,
+            Some(member) => VerifyError::InMember {
+                member: member.clone(),
+                error: Box::new(error),
+            },
+        }
+    }
+}
+
+/// The certificates of a body, told apart by content: a zip's certificate
+/// members, or the body itself as DER or PEM.
+fn sources(body: &[u8]) -> Result<Vec<Source>, VerifyError> {
+    if body.len() > MAX_BODY {
+        return Err(VerifyError::TooLarge);
+    }
+    if !archive::is_zip(body) {
+        return Ok(vec![Source {
+            member: None,
+            ders: der_or_pem(body)?,
+        }]);
+    }
+    archive::certificate_members(body)?
+        .into_iter()
+        .map(|m| {
+            let mut source = Source {
+                member: Some(m.name),
+                ders: Vec::new(),
+            };
+            source.ders = der_or_pem(&m.bytes).map_err(|e| source.blame(e))?;
+            Ok(source)
+        })
+        .collect()
+}
+
+/// A DER certificate (as is; [`inspect`] judges it), or else PEM
+/// ([`certificate_blocks`]).
+fn der_or_pem(bytes: &[u8]) -> Result<Vec<Vec<u8>>, VerifyError> {
+    if is_der(bytes) {
+        Ok(vec![bytes.to_vec()])
+    } else {
+        certificate_blocks(bytes)
+    }
+}
+
+/// Does a body look like DER: an ASN.1 SEQUENCE whose length is in the long
+/// (binary) form, which no text has, or in the short form spanning exactly
+/// the body. PEM text never starts so. Pure.
+pub fn is_der(body: &[u8]) -> bool {
+    match body {
+        [0x30, len, ..] if *len >= 0x80 => true,
+        [0x30, len, rest @ ..] => rest.len() == usize::from(*len),
+        _ => false,
+    }
 }
 
 /// Checks a downloaded body under the default [`Policy`]. See the module
@@ -125,7 +216,7 @@ pub fn verify(body: &[u8], now: SystemTime) -> Result<Verified, VerifyError> {
 
 /// Checks a downloaded body under an instance's [`Policy`].
 pub fn verify_with(body: &[u8], now: SystemTime, policy: Policy) -> Result<Verified, VerifyError> {
-    let ders = certificate_blocks(body)?;
+    let sources = sources(body)?;
     let now = now
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -133,34 +224,15 @@ pub fn verify_with(body: &[u8], now: SystemTime, policy: Policy) -> Result<Verif
 
     let mut certs = Vec::new();
     let mut seen: Vec<&[u8]> = Vec::new();
-    for (i, der) in ders.iter().enumerate() {
-        let index = i + 1;
-        let info = inspect(der).map_err(|reason| VerifyError::BadCertificate { index, reason })?;
-        if info.not_after < now {
-            return Err(VerifyError::Expired {
-                index,
-                subject: info.subject,
-                not_after: format_time(info.not_after),
-            });
+    for source in &sources {
+        for (i, der) in source.ders.iter().enumerate() {
+            let info = check(der, i + 1, now, policy).map_err(|e| source.blame(e))?;
+            if seen.contains(&der.as_slice()) {
+                continue;
+            }
+            seen.push(der);
+            certs.push(info);
         }
-        if info.not_before > now.saturating_add(CLOCK_SKEW) {
-            return Err(VerifyError::NotYetValid {
-                index,
-                subject: info.subject,
-                not_before: format_time(info.not_before),
-            });
-        }
-        if info.ca == Some(false) && !policy.allow_non_ca {
-            return Err(VerifyError::NotCa {
-                index,
-                subject: info.subject,
-            });
-        }
-        if seen.contains(&der.as_slice()) {
-            continue;
-        }
-        seen.push(der);
-        certs.push(info);
     }
     let pem = pem_of(seen);
     Ok(Verified {
@@ -168,6 +240,33 @@ pub fn verify_with(body: &[u8], now: SystemTime, policy: Policy) -> Result<Verif
         pem,
         certs,
     })
+}
+
+/// One certificate against the rules: X.509, dates, CA. `index` counts from 1
+/// within its source.
+fn check(der: &[u8], index: usize, now: i64, policy: Policy) -> Result<CertInfo, VerifyError> {
+    let info = inspect(der).map_err(|reason| VerifyError::BadCertificate { index, reason })?;
+    if info.not_after < now {
+        return Err(VerifyError::Expired {
+            index,
+            subject: info.subject,
+            not_after: format_time(info.not_after),
+        });
+    }
+    if info.not_before > now.saturating_add(CLOCK_SKEW) {
+        return Err(VerifyError::NotYetValid {
+            index,
+            subject: info.subject,
+            not_before: format_time(info.not_before),
+        });
+    }
+    if info.ca == Some(false) && !policy.allow_non_ca {
+        return Err(VerifyError::NotCa {
+            index,
+            subject: info.subject,
+        });
+    }
+    Ok(info)
 }
 
 /// SHA-256 of some bytes.
