@@ -21,7 +21,7 @@
 //! remove any a crash left behind.
 
 use std::collections::HashMap;
-use std::fs::{self, Metadata, Permissions};
+use std::fs::{self, File, Metadata, Permissions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -128,24 +128,7 @@ fn rename_into_place(
         .ok_or_else(|| WriteError::new(path, "path", io::Error::other("no file name")))?;
     fs::create_dir_all(&dir).map_err(|e| WriteError::new(path, "create directory", e))?;
 
-    // Mode and owner are inherited only from a regular file, never from a
-    // symlink (whose lstat says 0777 and the link's owner) or its target.
-    let existing = match fs::symlink_metadata(path) {
-        Ok(m) if m.is_file() => Some(m),
-        Ok(m) if m.file_type().is_symlink() => None,
-        Ok(m) => {
-            let what = readfile::describe(m.file_type());
-            return Err(WriteError::new(
-                path,
-                "check the target",
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("is {what}, not a regular file; left alone"),
-                ),
-            ));
-        }
-        Err(_) => None,
-    };
+    let existing = existing_regular(path)?;
     let mode = perms
         .mode
         .or_else(|| existing.as_ref().map(|m| inherited_mode(m.mode())))
@@ -168,25 +151,7 @@ fn rename_into_place(
     tmp.as_file()
         .set_permissions(Permissions::from_mode(mode))
         .map_err(|e| WriteError::new(path, "set mode", e))?;
-    if uid.is_some() || gid.is_some() {
-        let current = tmp.as_file().metadata().ok();
-        let differs = current
-            .as_ref()
-            .is_none_or(|m| uid.is_some_and(|u| u != m.uid()) || gid.is_some_and(|g| g != m.gid()));
-        if differs {
-            std::os::unix::fs::fchown(tmp.as_file(), uid, gid).map_err(|e| {
-                let mut w = WriteError::new(path, "set owner", e);
-                if w.source.raw_os_error() == Some(nix::libc::EPERM) {
-                    w.hint = CHOWN_HINT;
-                }
-                w
-            })?;
-            // chown clears setuid/setgid bits; put the mode back.
-            tmp.as_file()
-                .set_permissions(Permissions::from_mode(mode))
-                .map_err(|e| WriteError::new(path, "set mode", e))?;
-        }
-    }
+    set_owner(tmp.as_file(), path, uid, gid, mode)?;
     crate::failpoint::hit("before-rename");
     let file = tmp.persist(path).map_err(|e| {
         let mut w = WriteError::new(path, "rename over the target", e.error);
@@ -201,6 +166,59 @@ fn rename_into_place(
     crate::failpoint::hit("after-rename");
     // The file is in place: a failed fstat only means nothing is known of it.
     Ok((dir, file.metadata().ok()))
+}
+
+/// The file at `path` when it is a regular file, whose mode and owner a
+/// replacement inherits; `None` when there is none or it is a symlink (whose
+/// lstat says 0777 and the link's owner, and whose target is not ours to
+/// copy); an error, leaving it alone, when it is anything else.
+fn existing_regular(path: &Path) -> Result<Option<Metadata>, WriteError> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() => Ok(Some(m)),
+        Ok(m) if m.file_type().is_symlink() => Ok(None),
+        Ok(m) => {
+            let what = readfile::describe(m.file_type());
+            Err(WriteError::new(
+                path,
+                "check the target",
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("is {what}, not a regular file; left alone"),
+                ),
+            ))
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+/// Gives the temporary file `uid` and `gid` where they differ from its
+/// own, then puts `mode` back (chown clears setuid and setgid).
+fn set_owner(
+    tmp: &File,
+    path: &Path,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    mode: u32,
+) -> Result<(), WriteError> {
+    if uid.is_none() && gid.is_none() {
+        return Ok(());
+    }
+    let current = tmp.metadata().ok();
+    let differs = current
+        .as_ref()
+        .is_none_or(|m| uid.is_some_and(|u| u != m.uid()) || gid.is_some_and(|g| g != m.gid()));
+    if !differs {
+        return Ok(());
+    }
+    std::os::unix::fs::fchown(tmp, uid, gid).map_err(|e| {
+        let mut w = WriteError::new(path, "set owner", e);
+        if w.source.raw_os_error() == Some(nix::libc::EPERM) {
+            w.hint = CHOWN_HINT;
+        }
+        w
+    })?;
+    tmp.set_permissions(Permissions::from_mode(mode))
+        .map_err(|e| WriteError::new(path, "set mode", e))
 }
 
 /// The part of an old file's mode a replacement inherits: never the setuid,
