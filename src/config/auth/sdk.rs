@@ -132,19 +132,39 @@ pub(in crate::config) fn warn_if_readable_by_others(path: &Path, what: &str) {
     }
 }
 
+/// What the chain chose: the auth, and the project id and IAM endpoint its
+/// source names, if it names them.
+type Chosen = (Auth, Option<String>, Option<String>);
+
 /// The SDK chain's first two steps, decided from the snapshot; else the
 /// metadata service, with what was tried.
-pub(super) fn auto_chain(
-    env: &SdkEnv,
-    metadata: String,
-) -> Result<(Auth, Option<String>, Option<String>), ConfigError> {
-    let mut tried = Vec::new();
+pub(super) fn auto_chain(env: &SdkEnv, metadata: String) -> Result<Chosen, ConfigError> {
     if let Some(var) = env.blank.first() {
         return Err(err(
             "auth",
             format!("auto: {var} is set but holds only whitespace; unset it or give it a value"),
         ));
     }
+    let mut tried = Vec::new();
+    if let Some(chosen) = from_environment(env, &mut tried)? {
+        return Ok(chosen);
+    }
+    if let Some(chosen) = from_credentials_file(env, &mut tried)? {
+        return Ok(chosen);
+    }
+    Ok((
+        Auth::EcsMetadata(MetadataAuth {
+            endpoint: metadata,
+            auto_tried: tried,
+        }),
+        None,
+        None,
+    ))
+}
+
+/// The chain's first step: `HUAWEICLOUD_SDK_AK` and `…_SK` (and the
+/// security token, when set), both or neither.
+fn from_environment(env: &SdkEnv, tried: &mut Vec<String>) -> Result<Option<Chosen>, ConfigError> {
     match (env.ak, env.sk) {
         (true, true) => {
             let temporary = env.security_token;
@@ -161,7 +181,7 @@ pub(super) fn auto_chain(
                     }
                 )),
             });
-            return Ok((auth, env.project_id.clone(), None));
+            Ok(Some((auth, env.project_id.clone(), None)))
         }
         (true, false) | (false, true) => {
             let (set, unset) = if env.ak {
@@ -169,13 +189,24 @@ pub(super) fn auto_chain(
             } else {
                 (ENV_SK, ENV_AK)
             };
-            return Err(err(
+            Err(err(
                 "auth",
                 format!("auto: {set} is set but {unset} is not; set both, or neither"),
-            ));
+            ))
         }
-        (false, false) => tried.push(format!("environment: {ENV_AK} and {ENV_SK} not set")),
+        (false, false) => {
+            tried.push(format!("environment: {ENV_AK} and {ENV_SK} not set"));
+            Ok(None)
+        }
     }
+}
+
+/// The chain's second step: the `[basic]` section of the SDK's credentials
+/// file, with both `ak` and `sk` or neither.
+fn from_credentials_file(
+    env: &SdkEnv,
+    tried: &mut Vec<String>,
+) -> Result<Option<Chosen>, ConfigError> {
     match &env.credentials_file {
         CredentialsFile::Unknown => tried.push(format!(
             "credentials file: no path ({} and HOME not set)",
@@ -201,7 +232,11 @@ pub(super) fn auto_chain(
                     security_token: prof.security_token.clone().map(SecretSource::Inline),
                     origin: Some(format!("auto: credentials file {} [basic]", p.display())),
                 });
-                return Ok((auth, prof.project_id.clone(), prof.iam_endpoint.clone()));
+                return Ok(Some((
+                    auth,
+                    prof.project_id.clone(),
+                    prof.iam_endpoint.clone(),
+                )));
             }
             (None, None) => tried.push(format!(
                 "credentials file {}: no ak/sk in a [basic] section",
@@ -218,12 +253,5 @@ pub(super) fn auto_chain(
             }
         },
     }
-    Ok((
-        Auth::EcsMetadata(MetadataAuth {
-            endpoint: metadata,
-            auto_tried: tried,
-        }),
-        None,
-        None,
-    ))
+    Ok(None)
 }
