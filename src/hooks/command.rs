@@ -45,23 +45,12 @@ pub async fn run(
     hidden: &[String],
 ) -> Result<(), HookError> {
     let program = argv.first().cloned().unwrap_or_default();
-    let mut cmd = Command::new(&program);
-    cmd.args(&argv[1.min(argv.len())..]);
-    for (name, _) in std::env::vars_os() {
-        if is_hidden(&name, hidden) {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.envs(call.env())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| HookError::Spawn {
-        program: program.clone(),
-        reason: e.to_string(),
-    })?;
+    let mut child = command(argv, call, hidden)
+        .spawn()
+        .map_err(|e| HookError::Spawn {
+            program: program.clone(),
+            reason: e.to_string(),
+        })?;
     let mut guard = GroupGuard {
         pgid: child.id().map(|p| Pid::from_raw(p as i32)),
     };
@@ -105,19 +94,44 @@ pub async fn run(
     if status.success() {
         Ok(())
     } else {
-        let status = match (
-            status.code(),
-            std::os::unix::process::ExitStatusExt::signal(&status),
-        ) {
-            (Some(c), _) => format!("exited with status {c}"),
-            (None, Some(s)) => format!("was killed by signal {s}"),
-            (None, None) => "failed".to_string(),
-        };
         Err(HookError::Failed {
             program,
-            status,
+            status: describe_exit(status),
             stderr,
         })
+    }
+}
+
+/// The hook's process: `argv` without a shell, stdin closed, stdout and
+/// stderr piped to us, in a process group of its own (so a timeout kills
+/// what it started), with the call's variables and without the daemon's
+/// hidden ones.
+fn command(argv: &[String], call: &HookCall, hidden: &[String]) -> Command {
+    let mut cmd = Command::new(argv.first().map_or("", String::as_str));
+    cmd.args(&argv[1.min(argv.len())..]);
+    for (name, _) in std::env::vars_os() {
+        if is_hidden(&name, hidden) {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.envs(call.env())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    cmd
+}
+
+/// How a process that did not succeed ended, in words.
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    match (
+        status.code(),
+        std::os::unix::process::ExitStatusExt::signal(&status),
+    ) {
+        (Some(c), _) => format!("exited with status {c}"),
+        (None, Some(s)) => format!("was killed by signal {s}"),
+        (None, None) => "failed".to_string(),
     }
 }
 
