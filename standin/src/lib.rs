@@ -8,7 +8,12 @@
 //!
 //! * the **API** (`https://127.0.0.1:{port}`, [`StandIn::api_url`]) answers
 //!   `GET /v3/{project_id}/instances/{instance_id}/ssl-cert/download-link`
-//!   like DDS does: credentials are checked (401 `APIGW.0301`; 403
+//!   like DDS does, and, for an instance registered with another service
+//!   ([`StandIn::set_service`]), that service's request and answer shape:
+//!   RDS, GeminiDB and openGauss on the same `GET`, DCS on
+//!   `POST /v2/{project_id}/instances/{instance_id}/ssl-certs/download`
+//!   (one listener for all, told apart by the instance; see `services.rs`).
+//!   Credentials are checked the same way for every service (401 `APIGW.0301`; 403
 //!   `APIGW.0302` for another project's credentials): the fixed
 //!   [`Options::token`] or an IAM token in `X-Auth-Token`, or an AK/SK
 //!   `SDK-HMAC-SHA256` signature recomputed as the gateway does ([`aksk`]);
@@ -61,6 +66,7 @@ mod metadata;
 mod node;
 mod record;
 mod server;
+mod services;
 mod state;
 pub mod zips;
 
@@ -83,6 +89,7 @@ pub use creds::Metadata;
 pub use fault::{Fault, FaultRule};
 pub use node::Handshakes;
 pub use record::{Listener, Recorded};
+pub use services::SERVICES;
 pub use state::OpError;
 pub use zips::{Form, HostileZip, ZipMember, certificate_zip, zip_of};
 
@@ -362,6 +369,19 @@ impl StandIn {
         self.shared
             .add_instance(project_id, instance_id)
             .unwrap_or_else(|e| panic!("dds-standin: add_instance: {e}"));
+    }
+
+    /// Sets the service an instance belongs to (`dds` until set; see
+    /// [`SERVICES`]): the request that reaches it and its answer's shape
+    /// (the `services` module's table). Kept across [`StandIn::add_instance`]
+    /// of the same instance.
+    ///
+    /// # Panics
+    /// If the instance was never added, or the name is not a service.
+    pub fn set_service(&self, instance_id: &str, service: &str) {
+        self.shared
+            .set_service(instance_id, service)
+            .unwrap_or_else(|e| panic!("dds-standin: set_service: {e}"));
     }
 
     /// Sets which categories the API lists for an instance, in this order.

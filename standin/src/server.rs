@@ -34,7 +34,7 @@ use crate::certs::TlsIdentity;
 use crate::fault::Fault;
 use crate::record::{Listener, Recorded};
 use crate::state::{LinkLookup, Shared, random_hex};
-use crate::{iam, metadata};
+use crate::{iam, metadata, services};
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -279,22 +279,6 @@ fn api_error(status: StatusCode, code: &str, msg: &str, request_id: &str) -> Res
     api_json(status, body.to_string(), request_id, None)
 }
 
-/// `/v3/{project}/instances/{instance}/ssl-cert/download-link` → (project, instance).
-fn parse_api_path(path: &str) -> Option<(&str, &str)> {
-    let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
-    match segments.as_slice() {
-        [
-            "v3",
-            project,
-            "instances",
-            instance,
-            "ssl-cert",
-            "download-link",
-        ] if !project.is_empty() && !instance.is_empty() => Some((project, instance)),
-        _ => None,
-    }
-}
-
 /// `/dds-cert/{instance}/{category}/ca-dds.crt` → (instance, category).
 fn parse_download_path(path: &str) -> Option<(&str, &str)> {
     let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
@@ -318,8 +302,8 @@ async fn api(
         return Ok(admin::handle(parts, shared));
     }
     let request_id = random_hex(16);
-    let route = parse_api_path(path);
-    match shared.take_fault(Listener::Api, route.map(|(_, i)| i), None) {
+    let route = services::parse_route(path);
+    match shared.take_fault(Listener::Api, route.map(|(_, _, i)| i), None) {
         Some(Fault::ApiReset) => return Err(DropConnection),
         Some(Fault::ApiDelay(d)) => tokio::time::sleep(d).await,
         Some(Fault::ApiStatus {
@@ -345,7 +329,9 @@ async fn api(
         }
         Some(_) | None => {}
     }
-    let Some((project, instance)) = route.filter(|_| parts.method == Method::GET) else {
+    let Some((call, project, instance)) =
+        route.filter(|(call, _, _)| parts.method.as_str() == call.method())
+    else {
         return Ok(api_error(
             StatusCode::NOT_FOUND,
             "APIGW.0101",
@@ -378,25 +364,21 @@ async fn api(
             ));
         }
     }
+    // An instance is reached only through its own service's call.
+    if shared
+        .service_of(instance)
+        .is_some_and(|service| !call.serves(&service))
+    {
+        return Ok(not_found(call, &request_id));
+    }
     Ok(match shared.issue_links(project, instance) {
-        LinkLookup::Found(links) => {
-            let certs: Vec<serde_json::Value> = links
-                .into_iter()
-                .map(|(category, link)| serde_json::json!({"category": category, "download_link": link}))
-                .collect();
-            api_json(
-                StatusCode::OK,
-                serde_json::json!({ "certs": certs }).to_string(),
-                &request_id,
-                None,
-            )
-        }
-        LinkLookup::NotFound => api_error(
-            StatusCode::NOT_FOUND,
-            "DBS.200002",
-            "The DB instance does not exist",
+        LinkLookup::Found(service, links) => api_json(
+            StatusCode::OK,
+            services::answer(&service, &links).to_string(),
             &request_id,
+            None,
         ),
+        LinkLookup::NotFound => not_found(call, &request_id),
         LinkLookup::WrongProject => api_error(
             StatusCode::FORBIDDEN,
             "DBS.200010",
@@ -404,6 +386,24 @@ async fn api(
             &request_id,
         ),
     })
+}
+
+/// The answer of a call for an instance its service does not have.
+fn not_found(call: services::Call, request_id: &str) -> Response<Body> {
+    match call {
+        services::Call::Dcs => api_error(
+            StatusCode::NOT_FOUND,
+            "DCS.4019",
+            "The DCS instance does not exist",
+            request_id,
+        ),
+        services::Call::V3 => api_error(
+            StatusCode::NOT_FOUND,
+            "DBS.200002",
+            "The DB instance does not exist",
+            request_id,
+        ),
+    }
 }
 
 /// An OBS-style XML error.
@@ -515,19 +515,23 @@ mod tests {
     #[test]
     fn api_paths_parse_strictly() {
         assert_eq!(
-            parse_api_path("/v3/p1/instances/i1/ssl-cert/download-link"),
+            services::parse_route("/v3/p1/instances/i1/ssl-cert/download-link")
+                .map(|(_, p, i)| (p, i)),
             Some(("p1", "i1"))
         );
         assert_eq!(
-            parse_api_path("/v3/p1/instances//ssl-cert/download-link"),
+            services::parse_route("/v3/p1/instances//ssl-cert/download-link")
+                .map(|(_, p, i)| (p, i)),
             None
         );
         assert_eq!(
-            parse_api_path("/v3/p1/instances/i1/ssl-cert/download-link/"),
+            services::parse_route("/v3/p1/instances/i1/ssl-cert/download-link/")
+                .map(|(_, p, i)| (p, i)),
             None
         );
         assert_eq!(
-            parse_api_path("v3/p1/instances/i1/ssl-cert/download-link"),
+            services::parse_route("v3/p1/instances/i1/ssl-cert/download-link")
+                .map(|(_, p, i)| (p, i)),
             None
         );
     }

@@ -47,6 +47,8 @@ pub enum OpError {
     NotMinted(String),
     /// The instance's TLS listener could not be bound.
     Listen(String),
+    /// Not a service name of [`crate::services::SERVICES`].
+    UnknownService(String),
 }
 
 impl fmt::Display for OpError {
@@ -62,6 +64,11 @@ impl fmt::Display for OpError {
                 "instance {i:?}: the link serves an international certificate the stand-in did not mint, so no server certificate chains to it"
             ),
             OpError::Listen(e) => write!(f, "cannot bind the instance's TLS listener: {e}"),
+            OpError::UnknownService(s) => write!(
+                f,
+                "unknown service {s:?}; use one of {}",
+                crate::services::SERVICES.join(", ")
+            ),
         }
     }
 }
@@ -77,8 +84,9 @@ impl From<CertError> for OpError {
 /// Result of looking an instance up for an API request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum LinkLookup {
-    /// `(category, link)` pairs, in listing order.
-    Found(Vec<(String, String)>),
+    /// The instance's service and its `(category, link)` pairs, in listing
+    /// order.
+    Found(String, Vec<(String, String)>),
     /// No such instance.
     NotFound,
     /// The instance exists under another project.
@@ -94,6 +102,8 @@ struct Slot {
 
 struct Instance {
     project: String,
+    /// The service it belongs to ([`crate::services`]); `dds` unless set.
+    service: String,
     categories: Vec<String>,
     slots: BTreeMap<String, Slot>,
     /// Every `international` CA minted for the instance, oldest first.
@@ -219,8 +229,14 @@ impl Shared {
             }
         };
         node.present(&ca);
+        let service = self
+            .lock()
+            .instances
+            .get(instance)
+            .map_or_else(|| "dds".to_owned(), |e| e.service.clone());
         let entry = Instance {
             project: project.to_owned(),
+            service,
             categories: vec![INTERNATIONAL.to_owned(), NATIONAL.to_owned()],
             slots,
             cas: vec![ca],
@@ -246,6 +262,30 @@ impl Shared {
             .ok_or_else(|| OpError::UnknownInstance(instance.to_owned()))?;
         entry.categories = categories.iter().map(|c| (*c).to_owned()).collect();
         Ok(())
+    }
+
+    /// Sets the service an instance belongs to (a name of
+    /// [`crate::services::SERVICES`]): which request reaches it and the shape
+    /// of its answer.
+    pub(crate) fn set_service(&self, instance: &str, service: &str) -> Result<(), OpError> {
+        if !crate::services::SERVICES.contains(&service) {
+            return Err(OpError::UnknownService(service.to_owned()));
+        }
+        let mut state = self.lock();
+        let entry = state
+            .instances
+            .get_mut(instance)
+            .ok_or_else(|| OpError::UnknownInstance(instance.to_owned()))?;
+        entry.service = service.to_owned();
+        Ok(())
+    }
+
+    /// The service an instance belongs to, if it exists.
+    pub(crate) fn service_of(&self, instance: &str) -> Option<String> {
+        self.lock()
+            .instances
+            .get(instance)
+            .map(|e| e.service.clone())
     }
 
     /// Replaces a slot's certificate with a freshly generated one. The
@@ -489,19 +529,19 @@ impl Shared {
             .map_or(0, |d| d.as_secs())
             .saturating_add(self.link_ttl.as_secs());
         let mut state = self.lock();
-        let categories = match state.instances.get(instance) {
+        let (service, categories) = match state.instances.get(instance) {
             None => return LinkLookup::NotFound,
             Some(entry) if entry.project != project => return LinkLookup::WrongProject,
-            Some(entry) => entry.categories.clone(),
+            Some(entry) => (entry.service.clone(), entry.categories.clone()),
         };
         state.links.retain(|_, link| link.expires > now);
         let mut out = Vec::with_capacity(categories.len());
         for category in categories {
             let signature = random_hex(20);
             let link = format!(
-                "https://localhost:{port}/dds-cert/{instance}/{category}/ca-dds.crt\
-                 ?AccessKeyId=STANDINACCESSKEY&Expires={expires_unix}&Signature={signature}",
+                "https://localhost:{port}/dds-cert/{instance}/{category}/ca-dds.crt?{query}",
                 port = self.download_port,
+                query = crate::services::link_query(&service, expires_unix, &signature),
             );
             state.links.insert(
                 signature,
@@ -513,7 +553,7 @@ impl Shared {
             );
             out.push((category, link));
         }
-        LinkLookup::Found(out)
+        LinkLookup::Found(service, out)
     }
 
     /// Whether `signature` was issued for this instance and category and has

@@ -12,6 +12,7 @@ mod iam;
 mod lifecycle;
 mod metadata;
 mod node;
+mod services;
 mod zips;
 
 use std::time::Duration;
