@@ -353,7 +353,7 @@ impl Ledger {
     pub fn load_or_rebuild(&self, inst: &Instance) -> Result<Option<Owed>, LedgerError> {
         match self.load(&inst.id) {
             Err(e @ LedgerError::Corrupt { .. }) => {
-                tracing::warn!(instance = %inst.label(), instance_id = %inst.id, "{e}");
+                tracing::warn!(instance = %inst.label(), instance_id = %inst.id, service = %inst.service, "{e}");
                 Ok(Some(Owed {
                     instance_id: inst.id.clone(),
                     files: inst

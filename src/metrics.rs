@@ -5,22 +5,22 @@
 //!
 //! | metric | labels | meaning |
 //! |---|---|---|
-//! | `cert_not_after_timestamp_seconds` | instance, category | earliest notAfter of the current certificates in the file on disk (previous ones kept for `keep_previous` left out) |
-//! | `cert_expiring` | instance, category | 1 when that is within `sync.expiry_warning`, or past |
-//! | `last_success_timestamp_seconds` | instance | end of the last fully successful round |
-//! | `sync_errors_total` | instance, reason | failures, by [`crate::reason::Reason`] |
-//! | `cert_changes_total` | instance, category | files replaced with a new certificate |
-//! | `hook_runs_total` | instance, result | `on_change` runs: ok, failed, timeout |
-//! | `api_requests_total` | code | DDS API answers by HTTP status (`error`: no answer) |
-//! | `restores_total` | instance, category | outputs restored after being deleted or changed |
+//! | `cert_not_after_timestamp_seconds` | instance, service, category | earliest notAfter of the current certificates in the file on disk (previous ones kept for `keep_previous` left out) |
+//! | `cert_expiring` | instance, service, category | 1 when that is within `sync.expiry_warning`, or past |
+//! | `last_success_timestamp_seconds` | instance, service | end of the last fully successful round |
+//! | `sync_errors_total` | instance, service, reason | failures, by [`crate::reason::Reason`] |
+//! | `cert_changes_total` | instance, service, category | files replaced with a new certificate |
+//! | `hook_runs_total` | instance, service, result | `on_change` runs: ok, failed, timeout |
+//! | `api_requests_total` | code | API answers of every service by HTTP status (`error`: no answer) |
+//! | `restores_total` | instance, service, category | outputs restored after being deleted or changed |
 //!
-//! The four series of an output (`cert_*`, `restores_total`) carry a third
+//! The four series of an output (`cert_*`, `restores_total`) carry one more
 //! label, `output="truststore"`, for a Java truststore; a PEM file's series
-//! have only `instance` and `category`, as they always had.
+//! have only `instance`, `service` and `category`.
 //! | `log_lines_dropped_total` | | log lines dropped because stderr was not being read |
-//! | `probe_ok` | instance, address | 1 when the last probe's chain verified against the file on disk, 0 when it did not or the address could not be reached |
-//! | `kept_certificates` | instance, category | previous certificates the file holds after the current ones (`keep_previous`) |
-//! | `next_drop_timestamp_seconds` | instance, category | when the next of them leaves the file; absent when none is kept |
+//! | `probe_ok` | instance, service, address | 1 when the last probe's chain verified against the file on disk, 0 when it did not or the address could not be reached |
+//! | `kept_certificates` | instance, service, category | previous certificates the file holds after the current ones (`keep_previous`) |
+//! | `next_drop_timestamp_seconds` | instance, service, category | when the next of them leaves the file; absent when none is kept |
 //!
 //! Every counter of a configured instance exists from the first scrape, at 0
 //! ([`Metrics::declare_instance`]): `sync_errors_total` for each of
@@ -29,7 +29,11 @@
 //! has a hook. So `increase()` sees the first error too. A failed hook counts
 //! in `sync_errors_total` with reason `hook`, as it fails the round.
 //!
-//! `instance` is the DDS instance ID (stable, unlike the optional name). Note
+//! `instance` is the instance ID (stable, unlike the optional name), and
+//! `service` its service (`dds`, `rds`, `geminidb`, `opengauss`, `dcs`): the
+//! one it was last declared with ([`Metrics::declare_instance`], at start
+//! and at every reload), `dds` for one never declared. An instance whose
+//! service changes loses its gauges under the old label. Note
 //! that Prometheus renames a scraped `instance` label to `exported_instance`
 //! unless the scrape job sets `honor_labels: true`.
 //!
@@ -43,7 +47,8 @@
 //! the probes it runs (handed [`global`]);
 //! tests use their own [`Metrics`].
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -51,6 +56,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::cloud::Service;
 use crate::config::{Category, Instance};
 use crate::reason::Reason;
 
@@ -86,6 +92,7 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InstanceLabels {
     instance: String,
+    service: String,
 }
 
 /// An output's labels: `instance` and `category`, and `output` for an
@@ -94,6 +101,7 @@ struct InstanceLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 struct FileLabels {
     instance: String,
+    service: String,
     category: String,
     output: Option<&'static str>,
 }
@@ -105,6 +113,7 @@ impl EncodeLabelSet for FileLabels {
     ) -> Result<(), std::fmt::Error> {
         let mut labels = vec![
             ("instance", self.instance.as_str()),
+            ("service", self.service.as_str()),
             ("category", self.category.as_str()),
         ];
         labels.extend(self.output.map(|o| ("output", o)));
@@ -115,18 +124,21 @@ impl EncodeLabelSet for FileLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     instance: String,
+    service: String,
     reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     instance: String,
+    service: String,
     result: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProbeLabels {
     instance: String,
+    service: String,
     address: String,
 }
 
@@ -151,6 +163,8 @@ pub struct Metrics {
     probe_ok: Family<ProbeLabels, Gauge>,
     kept: Family<FileLabels, Gauge>,
     next_drop: Family<FileLabels, Gauge>,
+    /// The service of each declared instance: its series' `service` label.
+    services: Mutex<HashMap<String, Service>>,
 }
 
 impl Default for Metrics {
@@ -160,26 +174,48 @@ impl Default for Metrics {
 }
 
 /// The labels of the output `output` (its config key: `international`,
-/// `national`, `truststore`) of `category`.
-fn file(instance: &str, category: Category, output: &'static str) -> FileLabels {
+/// `national`, `truststore`) of `category`, of an instance of `service`.
+fn file(
+    (instance, service): (&str, Service),
+    category: Category,
+    output: &'static str,
+) -> FileLabels {
     FileLabels {
         instance: instance.to_string(),
+        service: service.name().to_string(),
         category: category.as_str().to_string(),
         output: (output != category.as_str()).then_some(output),
     }
 }
 
-fn probe_labels(instance: &str, address: &str) -> ProbeLabels {
+fn probe_labels((instance, service): (&str, Service), address: &str) -> ProbeLabels {
     ProbeLabels {
         instance: instance.to_string(),
+        service: service.name().to_string(),
         address: address.to_string(),
     }
 }
 
-fn reason_labels(instance: &str, reason: &str) -> ReasonLabels {
+fn reason_labels((instance, service): (&str, Service), reason: &str) -> ReasonLabels {
     ReasonLabels {
         instance: instance.to_string(),
+        service: service.name().to_string(),
         reason: reason.to_string(),
+    }
+}
+
+fn result_labels((instance, service): (&str, Service), result: HookResult) -> ResultLabels {
+    ResultLabels {
+        instance: instance.to_string(),
+        service: service.name().to_string(),
+        result: result.as_str().to_string(),
+    }
+}
+
+fn instance_labels((instance, service): (&str, Service)) -> InstanceLabels {
+    InstanceLabels {
+        instance: instance.to_string(),
+        service: service.name().to_string(),
     }
 }
 
@@ -201,6 +237,7 @@ impl Metrics {
             probe_ok: Family::default(),
             kept: Family::default(),
             next_drop: Family::default(),
+            services: Mutex::new(HashMap::new()),
         };
         registry.register(
             "cert_not_after_timestamp_seconds",
@@ -234,7 +271,7 @@ impl Metrics {
         );
         registry.register(
             "api_requests",
-            "DDS API requests by HTTP status code (error: no answer)",
+            "API requests (every service) by HTTP status code (error: no answer)",
             m.api_requests.clone(),
         );
         registry.register(
@@ -279,24 +316,40 @@ impl Metrics {
         self.api_requests.get_or_create(&CodeLabels { code }).inc();
     }
 
+    /// An instance with the service it was declared with (`dds`, the
+    /// config's default, for one never declared): its series' labels.
+    fn who<'a>(&self, instance: &'a str) -> (&'a str, Service) {
+        let services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        (
+            instance,
+            services.get(instance).copied().unwrap_or(Service::Dds),
+        )
+    }
+
     /// Exports the counters of a configured instance at 0 (those that exist
-    /// already keep their value).
+    /// already keep their value), and labels its series with its service
+    /// from now on. An instance whose service changed loses the gauges of
+    /// the old one (its counters stay, as for a removed instance).
     pub fn declare_instance(&self, inst: &Instance) {
+        let before = (self.services.lock().unwrap_or_else(|e| e.into_inner()))
+            .insert(inst.id.clone(), inst.service);
+        if let Some(old) = before.filter(|s| *s != inst.service) {
+            self.drop_gauges((&inst.id, old));
+        }
+        let who = (inst.id.as_str(), inst.service);
         for reason in Reason::ALL {
             self.sync_errors
-                .get_or_create_owned(&reason_labels(&inst.id, reason.as_str()));
+                .get_or_create_owned(&reason_labels(who, reason.as_str()));
         }
         for out in &inst.outputs {
-            let labels = file(&inst.id, out.category, out.name());
+            let labels = file(who, out.category, out.name());
             self.cert_changes.get_or_create_owned(&labels);
             self.restores.get_or_create_owned(&labels);
         }
         if inst.has_hook() {
             for result in HookResult::ALL {
-                self.hook_runs.get_or_create_owned(&ResultLabels {
-                    instance: inst.id.clone(),
-                    result: result.as_str().to_string(),
-                });
+                self.hook_runs
+                    .get_or_create_owned(&result_labels(who, result));
             }
         }
     }
@@ -304,33 +357,28 @@ impl Metrics {
     /// Records the end of a fully successful round, at Unix time `now`.
     pub fn round_succeeded(&self, instance: &str, now: i64) {
         self.last_success
-            .get_or_create(&InstanceLabels {
-                instance: instance.to_string(),
-            })
+            .get_or_create(&instance_labels(self.who(instance)))
             .set(now);
     }
 
     /// Counts a failure of a round.
     pub fn sync_error(&self, instance: &str, reason: Reason) {
         self.sync_errors
-            .get_or_create(&reason_labels(instance, reason.as_str()))
+            .get_or_create(&reason_labels(self.who(instance), reason.as_str()))
             .inc();
     }
 
     /// Counts an output replaced with a new certificate.
     pub fn cert_changed(&self, instance: &str, category: Category, output: &'static str) {
         self.cert_changes
-            .get_or_create(&file(instance, category, output))
+            .get_or_create(&file(self.who(instance), category, output))
             .inc();
     }
 
     /// Counts a hook run.
     pub fn hook_run(&self, instance: &str, result: HookResult) {
         self.hook_runs
-            .get_or_create(&ResultLabels {
-                instance: instance.to_string(),
-                result: result.as_str().to_string(),
-            })
+            .get_or_create(&result_labels(self.who(instance), result))
             .inc();
     }
 
@@ -344,7 +392,7 @@ impl Metrics {
         kept: usize,
         next_drop: Option<i64>,
     ) {
-        let labels = file(instance, category, category.as_str());
+        let labels = file(self.who(instance), category, category.as_str());
         self.kept
             .get_or_create(&labels)
             .set(i64::try_from(kept).unwrap_or(i64::MAX));
@@ -368,7 +416,7 @@ impl Metrics {
         not_after: Option<i64>,
         expiring: bool,
     ) {
-        let labels = file(instance, category, output);
+        let labels = file(self.who(instance), category, output);
         match not_after {
             Some(t) => {
                 self.not_after.get_or_create(&labels).set(t);
@@ -396,38 +444,41 @@ impl Metrics {
     /// The result of the last probe of `address` for `instance`.
     pub fn set_probe(&self, instance: &str, address: &str, ok: bool) {
         self.probe_ok
-            .get_or_create(&probe_labels(instance, address))
+            .get_or_create(&probe_labels(self.who(instance), address))
             .set(i64::from(ok));
     }
 
     /// `address` is no longer probed for `instance`.
     pub fn forget_probe(&self, instance: &str, address: &str) {
-        self.probe_ok.remove(&probe_labels(instance, address));
+        self.probe_ok
+            .remove(&probe_labels(self.who(instance), address));
     }
 
     pub fn restored(&self, instance: &str, category: Category, output: &'static str) {
         self.restores
-            .get_or_create(&file(instance, category, output))
+            .get_or_create(&file(self.who(instance), category, output))
             .inc();
     }
 
     /// Drops the gauges of an instance that is no longer configured. Counters
     /// stay: they only ever grow, and Prometheus handles their staleness.
     pub fn forget_instance(&self, instance: &str) {
+        self.drop_gauges(self.who(instance));
+        (self.services.lock().unwrap_or_else(|e| e.into_inner())).remove(instance);
+    }
+
+    /// Drops the gauges of an instance under one service's labels.
+    fn drop_gauges(&self, who: (&str, Service)) {
         for c in Category::ALL {
-            self.set_file(instance, (c, c.as_str()), None, false);
-            self.kept.remove(&file(instance, c, c.as_str()));
-            self.next_drop.remove(&file(instance, c, c.as_str()));
+            for output in [c.as_str(), "truststore"] {
+                let labels = file(who, c, output);
+                self.not_after.remove(&labels);
+                self.expiring.remove(&labels);
+            }
+            self.kept.remove(&file(who, c, c.as_str()));
+            self.next_drop.remove(&file(who, c, c.as_str()));
         }
-        self.set_file(
-            instance,
-            (Category::International, "truststore"),
-            None,
-            false,
-        );
-        self.last_success.remove(&InstanceLabels {
-            instance: instance.to_string(),
-        });
+        self.last_success.remove(&instance_labels(who));
     }
 }
 
@@ -479,12 +530,12 @@ mod tests {
         assert!(
             line(
                 &t,
-                "dds_certsync_kept_certificates{instance=\"i-1\",category=\"international\"} 2"
+                "dds_certsync_kept_certificates{instance=\"i-1\",service=\"dds\",category=\"international\"} 2"
             )
             .is_some(),
             "{t}"
         );
-        assert!(line(&t, "dds_certsync_next_drop_timestamp_seconds{instance=\"i-1\",category=\"international\"} 1900000000").is_some(), "{t}");
+        assert!(line(&t, "dds_certsync_next_drop_timestamp_seconds{instance=\"i-1\",service=\"dds\",category=\"international\"} 1900000000").is_some(), "{t}");
         assert!(
             t.contains("# TYPE dds_certsync_kept_certificates gauge"),
             "{t}"
@@ -495,7 +546,7 @@ mod tests {
         assert!(
             line(
                 &t,
-                "dds_certsync_kept_certificates{instance=\"i-1\",category=\"international\"} 0"
+                "dds_certsync_kept_certificates{instance=\"i-1\",service=\"dds\",category=\"international\"} 0"
             )
             .is_some(),
             "{t}"
@@ -507,6 +558,54 @@ mod tests {
         m.set_kept("i-1", Category::International, 1, Some(7));
         m.forget_instance("i-1");
         assert!(!m.encode().contains("instance=\"i-1\""));
+    }
+
+    #[test]
+    fn series_carry_the_declared_service_and_a_new_service_drops_the_old_gauges() {
+        let text = |service: &str| {
+            format!(
+                "[cloud]\nregion = \"cn-north-4\"\nproject_id = \"p\"\n[auth]\nmethod = \"token\"\ntoken = \"t\"\n[[instances]]\nid = \"r-1\"\nservice = \"{service}\"\ninternational = \"/x/a.crt\"\n"
+            )
+        };
+        let cfg = |service: &str| {
+            crate::config::validate(
+                crate::config::parse(&text(service)).unwrap(),
+                std::path::Path::new("/"),
+            )
+            .unwrap()
+        };
+        let m = Metrics::new();
+        m.declare_instance(&cfg("rds").instances[0]);
+        m.set_file(
+            "r-1",
+            (Category::International, "international"),
+            Some(9),
+            false,
+        );
+        m.round_succeeded("r-1", 5);
+        let t = m.encode();
+        assert!(line(&t, "dds_certsync_cert_not_after_timestamp_seconds{instance=\"r-1\",service=\"rds\",category=\"international\"} 9").is_some(), "{t}");
+        assert!(
+            line(
+                &t,
+                "dds_certsync_last_success_timestamp_seconds{instance=\"r-1\",service=\"rds\"} 5"
+            )
+            .is_some(),
+            "{t}"
+        );
+        assert!(line(&t, "dds_certsync_sync_errors_total{instance=\"r-1\",service=\"rds\",reason=\"verify\"} 0").is_some(), "{t}");
+        // Moved to DCS: the gauges under rds go, the counters stay.
+        m.declare_instance(&cfg("dcs").instances[0]);
+        let t = m.encode();
+        assert!(
+            !t.contains("not_after_timestamp_seconds{instance=\"r-1\",service=\"rds\""),
+            "{t}"
+        );
+        assert!(
+            !t.contains("last_success_timestamp_seconds{instance=\"r-1\""),
+            "{t}"
+        );
+        assert!(line(&t, "dds_certsync_sync_errors_total{instance=\"r-1\",service=\"dcs\",reason=\"verify\"} 0").is_some(), "{t}");
     }
 
     #[test]
@@ -534,11 +633,11 @@ mod tests {
         m.restored("i", intl, "truststore");
         let t = m.encode();
         for l in [
-            "dds_certsync_cert_not_after_timestamp_seconds{instance=\"i\",category=\"international\"} 5",
-            "dds_certsync_cert_not_after_timestamp_seconds{instance=\"i\",category=\"international\",output=\"truststore\"} 6",
-            "dds_certsync_cert_expiring{instance=\"i\",category=\"international\",output=\"truststore\"} 1",
-            "dds_certsync_cert_changes_total{instance=\"i\",category=\"international\",output=\"truststore\"} 1",
-            "dds_certsync_restores_total{instance=\"i\",category=\"international\",output=\"truststore\"} 1",
+            "dds_certsync_cert_not_after_timestamp_seconds{instance=\"i\",service=\"dds\",category=\"international\"} 5",
+            "dds_certsync_cert_not_after_timestamp_seconds{instance=\"i\",service=\"dds\",category=\"international\",output=\"truststore\"} 6",
+            "dds_certsync_cert_expiring{instance=\"i\",service=\"dds\",category=\"international\",output=\"truststore\"} 1",
+            "dds_certsync_cert_changes_total{instance=\"i\",service=\"dds\",category=\"international\",output=\"truststore\"} 1",
+            "dds_certsync_restores_total{instance=\"i\",service=\"dds\",category=\"international\",output=\"truststore\"} 1",
         ] {
             assert!(line(&t, l).is_some(), "{l}\n{t}");
         }

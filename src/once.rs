@@ -118,7 +118,7 @@ async fn with_retries(
         if Instant::now() + delay >= end {
             return report;
         }
-        tracing::info!(instance = %inst.label(), instance_id = %inst.id, attempt, "retrying in {}", humantime::format_duration(Duration::from_millis(delay.as_millis() as u64)));
+        tracing::info!(instance = %inst.label(), instance_id = %inst.id, service = %inst.service, attempt, "retrying in {}", humantime::format_duration(Duration::from_millis(delay.as_millis() as u64)));
         tokio::time::sleep(delay).await;
         attempt += 1;
     }

@@ -235,7 +235,7 @@ impl Syncer {
             Err(e) => {
                 tracing::warn!(
                     instance = %name,
-                    instance_id = %id,
+                    instance_id = %id, service = %inst.service,
                     reason = %e.reason(),
                     "failed: {e}"
                 );
@@ -300,7 +300,7 @@ impl Syncer {
             let fetched = fetched.map_err(|(reason, msg, transient)| {
                 tracing::warn!(
                     instance = %inst.label(),
-                    instance_id = %inst.id,
+                    instance_id = %inst.id, service = %inst.service,
                     category = %out.category,
                     output = out.name(),
                     reason = %reason,
@@ -330,19 +330,19 @@ impl Syncer {
         }
         if let Some(Observation::Unreadable(e)) = &round.found {
             let e = format!("cannot read {path}: {e}");
-            tracing::warn!(instance = %name, instance_id = %id, category = %category, output = out.name(), reason = %Reason::Disk, "failed: {e}");
+            tracing::warn!(instance = %name, instance_id = %id, service = %inst.service, category = %category, output = out.name(), reason = %Reason::Disk, "failed: {e}");
             report.fail(Reason::Disk, format!("{}: {e}", out.name()), false);
             return FileOutcome::Failed(e.clone());
         }
         if let Some(e) = &round.unmade {
-            tracing::warn!(instance = %name, instance_id = %id, category = %category, output = out.name(), reason = %Reason::Verify, "failed: {e}; keeping {path}");
+            tracing::warn!(instance = %name, instance_id = %id, service = %inst.service, category = %category, output = out.name(), reason = %Reason::Verify, "failed: {e}; keeping {path}");
             report.fail(Reason::Verify, format!("{}: {e}", out.name()), false);
             return FileOutcome::Failed(e.clone());
         }
         let (old, new, written) = match &round.decision {
             Decision::LeftAlone => return FileOutcome::Failed("not fetched".into()),
             Decision::Unchanged => {
-                tracing::info!(instance = %name, instance_id = %id, category = %category, output = out.name(), path = %path, "unchanged");
+                tracing::info!(instance = %name, instance_id = %id, service = %inst.service, category = %category, output = out.name(), path = %path, "unchanged");
                 return FileOutcome::Unchanged;
             }
             Decision::Replace { old, new, written } => (*old, *new, written),
@@ -350,18 +350,18 @@ impl Syncer {
         let (old_hex, new_hex) = (old.as_ref().map(hex).unwrap_or_default(), hex(&new));
         match written {
             None if self.dry_run => {
-                tracing::info!(instance = %name, instance_id = %id, category = %category, output = out.name(), path = %path, old_sha256 = %old_hex, new_sha256 = %new_hex, "would replace (dry run)");
+                tracing::info!(instance = %name, instance_id = %id, service = %inst.service, category = %category, output = out.name(), path = %path, old_sha256 = %old_hex, new_sha256 = %new_hex, "would replace (dry run)");
                 FileOutcome::WouldReplace { old, new }
             }
             Some(Ok(())) => {
                 if matches!(round.found, Some(Observation::Link)) {
-                    tracing::warn!(instance = %name, instance_id = %id, category = %category, output = out.name(), path = %path, "was a symbolic link; replaced by a regular file");
+                    tracing::warn!(instance = %name, instance_id = %id, service = %inst.service, category = %category, output = out.name(), path = %path, "was a symbolic link; replaced by a regular file");
                 }
-                tracing::info!(instance = %name, instance_id = %id, category = %category, output = out.name(), path = %path, old_sha256 = %old_hex, new_sha256 = %new_hex, "replaced");
+                tracing::info!(instance = %name, instance_id = %id, service = %inst.service, category = %category, output = out.name(), path = %path, old_sha256 = %old_hex, new_sha256 = %new_hex, "replaced");
                 FileOutcome::Replaced { old, new }
             }
             Some(Err(e)) => {
-                tracing::warn!(instance = %name, instance_id = %id, category = %category, output = out.name(), reason = %Reason::Write, "failed: {e}");
+                tracing::warn!(instance = %name, instance_id = %id, service = %inst.service, category = %category, output = out.name(), reason = %Reason::Write, "failed: {e}");
                 report.fail(Reason::Write, format!("{}: {e}", out.name()), false);
                 FileOutcome::Failed(e.clone())
             }
@@ -387,7 +387,7 @@ impl Syncer {
             }
         }
         if let Some(e) = &round.state_error {
-            tracing::warn!(instance = %inst.label(), instance_id = %inst.id, category = %out.category, reason = %Reason::Disk, "failed: {e}; the file holds the new bundle, but the windows of its previous certificates start again at the next round");
+            tracing::warn!(instance = %inst.label(), instance_id = %inst.id, service = %inst.service, category = %out.category, reason = %Reason::Disk, "failed: {e}; the file holds the new bundle, but the windows of its previous certificates start again at the next round");
             report.fail(Reason::Disk, format!("{}: {e}", out.category), false);
         }
     }
@@ -436,7 +436,7 @@ impl Syncer {
             };
             tracing::info!(
                 instance = %inst.label(),
-                instance_id = %inst.id,
+                instance_id = %inst.id, service = %inst.service,
                 category = %category,
                 subject = %c.subject,
                 ca,
@@ -447,7 +447,7 @@ impl Syncer {
             if c.ca == Some(false) {
                 tracing::warn!(
                     instance = %inst.label(),
-                    instance_id = %inst.id,
+                    instance_id = %inst.id, service = %inst.service,
                     category = %category,
                     subject = %c.subject,
                     "accepted a certificate that is not a CA (basicConstraints CA:FALSE) because allow_non_ca = true"

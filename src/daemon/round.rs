@@ -39,9 +39,9 @@ pub(super) fn round_fn(daemon: Arc<Daemon>) -> RoundFn {
             let report = (daemon.sync)(syncer, inst.clone()).await;
             let ok = report.ok();
             if ok {
-                tracing::debug!(instance = %inst.label(), instance_id = %inst.id, "round ok: {}", report.summary());
+                tracing::debug!(instance = %inst.label(), instance_id = %inst.id, service = %inst.service, "round ok: {}", report.summary());
             } else {
-                tracing::warn!(instance = %inst.label(), instance_id = %inst.id, "round failed: {}", report.summary());
+                tracing::warn!(instance = %inst.label(), instance_id = %inst.id, service = %inst.service, "round failed: {}", report.summary());
             }
             after_round(&daemon, &inst, &report).await;
             drop(files);
@@ -119,7 +119,7 @@ fn log_expiring(inst: &Instance, verdict: &outputs::Readiness, now: i64, warning
         if e.not_after <= now {
             tracing::error!(
                 instance = %inst.label(),
-                instance_id = %inst.id,
+                instance_id = %inst.id, service = %inst.service,
                 category = %e.category,
                 path = %e.path.display(),
                 not_after = %crate::certcheck::format_time(e.not_after),
@@ -129,7 +129,7 @@ fn log_expiring(inst: &Instance, verdict: &outputs::Readiness, now: i64, warning
         }
         tracing::warn!(
             instance = %inst.label(),
-            instance_id = %inst.id,
+            instance_id = %inst.id, service = %inst.service,
             category = %e.category,
             path = %e.path.display(),
             not_after = %crate::certcheck::format_time(e.not_after),

@@ -81,7 +81,7 @@ mod tests {
         assert!(
             line(
                 &t,
-                "dds_certsync_last_success_timestamp_seconds{instance=\"i-1\"} 1700000000"
+                "dds_certsync_last_success_timestamp_seconds{instance=\"i-1\",service=\"dds\"} 1700000000"
             )
             .is_some(),
             "{t}"
@@ -89,7 +89,7 @@ mod tests {
         assert!(
             line(
                 &t,
-                "dds_certsync_cert_changes_total{instance=\"i-1\",category=\"national\"} 1"
+                "dds_certsync_cert_changes_total{instance=\"i-1\",service=\"dds\",category=\"national\"} 1"
             )
             .is_some(),
             "{t}"
@@ -97,7 +97,7 @@ mod tests {
         assert!(
             line(
                 &t,
-                "dds_certsync_hook_runs_total{instance=\"i-1\",result=\"ok\"} 1"
+                "dds_certsync_hook_runs_total{instance=\"i-1\",service=\"dds\",result=\"ok\"} 1"
             )
             .is_some(),
             "{t}"
@@ -110,11 +110,11 @@ mod tests {
             line(&t, "dds_certsync_api_requests_total{code=\"error\"} 1").is_some(),
             "{t}"
         );
-        assert!(line(&t, "dds_certsync_cert_not_after_timestamp_seconds{instance=\"i-1\",category=\"national\"} 2000000000").is_some(), "{t}");
+        assert!(line(&t, "dds_certsync_cert_not_after_timestamp_seconds{instance=\"i-1\",service=\"dds\",category=\"national\"} 2000000000").is_some(), "{t}");
         assert!(
             line(
                 &t,
-                "dds_certsync_cert_expiring{instance=\"i-1\",category=\"national\"} 1"
+                "dds_certsync_cert_expiring{instance=\"i-1\",service=\"dds\",category=\"national\"} 1"
             )
             .is_some(),
             "{t}"
@@ -143,7 +143,7 @@ mod tests {
         assert!(
             line(
                 &t,
-                "dds_certsync_sync_errors_total{instance=\"i-2\",reason=\"api_throttled\"} 2"
+                "dds_certsync_sync_errors_total{instance=\"i-2\",service=\"dds\",reason=\"api_throttled\"} 2"
             )
             .is_some(),
             "{t}"
@@ -151,7 +151,7 @@ mod tests {
         assert!(
             line(
                 &t,
-                "dds_certsync_hook_runs_total{instance=\"i-2\",result=\"timeout\"} 2"
+                "dds_certsync_hook_runs_total{instance=\"i-2\",service=\"dds\",result=\"timeout\"} 2"
             )
             .is_some(),
             "{t}"
@@ -182,20 +182,23 @@ mod tests {
         for id in ["i-1", "i-2"] {
             for reason in SYNC_ERROR_REASONS {
                 let series = format!(
-                    "dds_certsync_sync_errors_total{{instance=\"{id}\",reason=\"{reason}\"}} 0"
+                    "dds_certsync_sync_errors_total{{instance=\"{id}\",service=\"dds\",reason=\"{reason}\"}} 0"
                 );
                 assert!(line(&t, &series).is_some(), "{series}\n{t}");
             }
         }
         for series in [
-            "dds_certsync_cert_changes_total{instance=\"i-1\",category=\"international\"} 0",
-            "dds_certsync_restores_total{instance=\"i-2\",category=\"national\"} 0",
-            "dds_certsync_hook_runs_total{instance=\"i-1\",result=\"timeout\"} 0",
+            "dds_certsync_cert_changes_total{instance=\"i-1\",service=\"dds\",category=\"international\"} 0",
+            "dds_certsync_restores_total{instance=\"i-2\",service=\"dds\",category=\"national\"} 0",
+            "dds_certsync_hook_runs_total{instance=\"i-1\",service=\"dds\",result=\"timeout\"} 0",
         ] {
             assert!(line(&t, series).is_some(), "{series}\n{t}");
         }
         // Only configured categories, and hook results only with a hook.
-        assert!(!t.contains("instance=\"i-1\",category=\"national\""), "{t}");
+        assert!(
+            !t.contains("instance=\"i-1\",service=\"dds\",category=\"national\""),
+            "{t}"
+        );
         assert!(!t.contains("hook_runs_total{instance=\"i-2\""), "{t}");
 
         let report = Report {
@@ -211,7 +214,7 @@ mod tests {
         assert!(
             line(
                 &t,
-                "dds_certsync_sync_errors_total{instance=\"i-1\",reason=\"hook\"} 1"
+                "dds_certsync_sync_errors_total{instance=\"i-1\",service=\"dds\",reason=\"hook\"} 1"
             )
             .is_some(),
             "{t}"
@@ -219,7 +222,7 @@ mod tests {
         assert!(
             line(
                 &t,
-                "dds_certsync_hook_runs_total{instance=\"i-1\",result=\"failed\"} 1"
+                "dds_certsync_hook_runs_total{instance=\"i-1\",service=\"dds\",result=\"failed\"} 1"
             )
             .is_some(),
             "{t}"

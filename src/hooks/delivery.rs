@@ -158,7 +158,7 @@ impl Delivery {
                 }
                 Some(inst) => {
                     if old.instances.get(id).is_none_or(|o| !same_hook(o, inst)) {
-                        tracing::info!(instance = %inst.label(), instance_id = %id, "the instance's hook changed; retrying it now");
+                        tracing::info!(instance = %inst.label(), instance_id = %id, service = %inst.service, "the instance's hook changed; retrying it now");
                         p.attempts = 0;
                         p.next = tokio::time::Instant::now();
                     }
@@ -238,6 +238,7 @@ impl Delivery {
         let call = HookCall {
             instance_id: inst.id.clone(),
             instance_name: name.clone(),
+            service: inst.service.name(),
             changed: owed.files,
             reason: if lock(&self.own).contains(&inst.id) {
                 owed.reason
@@ -255,14 +256,14 @@ impl Delivery {
                 let cleared = tokio::task::spawn_blocking(move || ledger.clear(&id)).await;
                 match cleared {
                     Ok(Err(e)) => {
-                        tracing::error!(instance = %name, instance_id = %inst.id, "hook succeeded but {e}; it will run again");
+                        tracing::error!(instance = %name, instance_id = %inst.id, service = %inst.service, "hook succeeded but {e}; it will run again");
                     }
                     _ => {
                         lock(&self.own).remove(&inst.id);
                     }
                 }
                 self.forget(&inst.id);
-                tracing::info!(instance = %name, instance_id = %inst.id, "hook succeeded");
+                tracing::info!(instance = %name, instance_id = %inst.id, service = %inst.service, "hook succeeded");
                 Some(Ok(()))
             }
             Err(e) => {
@@ -289,7 +290,7 @@ impl Delivery {
             self.forget(&inst.id);
             tracing::warn!(
                 instance = %inst.label(),
-                instance_id = %inst.id,
+                instance_id = %inst.id, service = %inst.service,
                 reason = "hook",
                 "hook failed: {e}; the instance is no longer configured, so it is not retried (its record stays in sync.state_dir)"
             );
@@ -310,7 +311,7 @@ impl Delivery {
         let next = humantime::format_duration(Duration::from_millis(delay.as_millis() as u64));
         tracing::warn!(
             instance = %inst.label(),
-            instance_id = %inst.id,
+            instance_id = %inst.id, service = %inst.service,
             reason = "hook",
             "hook failed: {e}; the hook stays owed, next attempt in {next}"
         );
@@ -326,7 +327,7 @@ fn prepare(
 ) -> Result<Option<Owed>, String> {
     if !inst.has_hook() {
         if ledger.exists(&inst.id) {
-            tracing::info!(instance = %inst.label(), instance_id = %inst.id, "no hook is configured any more; dropping the hook it was owed");
+            tracing::info!(instance = %inst.label(), instance_id = %inst.id, service = %inst.service, "no hook is configured any more; dropping the hook it was owed");
             ledger.clear(&inst.id).map_err(|e| e.to_string())?;
         }
         return Ok(None);
@@ -383,7 +384,7 @@ pub async fn retry_owed(delivery: Arc<Delivery>) {
             delivery.forget(&id);
             continue;
         };
-        tracing::info!(instance = %inst.label(), instance_id = %inst.id, attempt = attempts + 1, "running the owed hook again");
+        tracing::info!(instance = %inst.label(), instance_id = %inst.id, service = %inst.service, attempt = attempts + 1, "running the owed hook again");
         delivery.deliver(&inst, &held, Vec::new()).await;
     }
 }

@@ -19,6 +19,7 @@
 //! |---|---|
 //! | `DDS_CERTSYNC_INSTANCE_ID` | the instance ID |
 //! | `DDS_CERTSYNC_INSTANCE_NAME` | the configured name, else the ID |
+//! | `DDS_CERTSYNC_SERVICE` | the instance's `service`: `dds`, `rds`, `geminidb`, `opengauss` or `dcs` |
 //! | `DDS_CERTSYNC_CHANGED` | the changed paths, newline-separated |
 //! | `DDS_CERTSYNC_OLD_SHA256` | their previous SHA-256, same order (empty for a new file) |
 //! | `DDS_CERTSYNC_NEW_SHA256` | their new SHA-256, same order |
@@ -53,7 +54,8 @@
 //! pidfile, or a process that is gone (a zombie included) counts as a failed
 //! delivery, retried like a failed command.
 //!
-//! Retries ([`retry_owed`]) take the instance from the current config
+//! Retries ([`retry_owed`]) take the instance (its name and service
+//! included) from the current config
 //! ([`Delivery::set_config`], called on every reload), never from a snapshot:
 //! a corrected hook is retried at once with the new settings, and the retries
 //! of a removed instance stop (its record stays in `state_dir`, so the
@@ -92,6 +94,8 @@ pub use crate::ledger::{ChangedFile, HookReason};
 pub struct HookCall {
     pub instance_id: String,
     pub instance_name: String,
+    /// The instance's service, by its config name.
+    pub service: &'static str,
     pub changed: Vec<ChangedFile>,
     pub reason: HookReason,
 }
@@ -105,6 +109,7 @@ impl HookCall {
         vec![
             ("DDS_CERTSYNC_INSTANCE_ID", self.instance_id.clone()),
             ("DDS_CERTSYNC_INSTANCE_NAME", self.instance_name.clone()),
+            ("DDS_CERTSYNC_SERVICE", self.service.to_string()),
             (
                 "DDS_CERTSYNC_CHANGED",
                 join(&|c| c.path.display().to_string()),

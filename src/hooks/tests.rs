@@ -19,6 +19,7 @@ fn call() -> HookCall {
     HookCall {
         instance_id: "i1".into(),
         instance_name: "orders".into(),
+        service: "dcs",
         changed: vec![
             ChangedFile {
                 path: "/a/x.crt".into(),
@@ -53,6 +54,7 @@ fn environment_lists_paths_and_hashes_in_order() {
         format!("{}\n{}", "ab".repeat(32), "02".repeat(32))
     );
     assert_eq!(get("DDS_CERTSYNC_REASON"), "previous-dropped");
+    assert_eq!(get("DDS_CERTSYNC_SERVICE"), "dcs");
 }
 
 #[test]

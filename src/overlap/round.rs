@@ -151,7 +151,7 @@ pub fn store_state(store: &Store, inst: &Instance, planned: &Planned) -> Result<
     };
     match r {
         Err(e) if planned.decision.state.kept.is_empty() => {
-            tracing::debug!(instance = %inst.label(), instance_id = %inst.id, category = %planned.category, "{e}");
+            tracing::debug!(instance = %inst.label(), instance_id = %inst.id, service = %inst.service, category = %planned.category, "{e}");
             Ok(())
         }
         other => other,
@@ -164,23 +164,23 @@ pub fn store_state(store: &Store, inst: &Instance, planned: &Planned) -> Result<
 pub fn log_events(inst: &Instance, planned: &Planned, dry_run: bool) {
     let (name, id, category) = (inst.label(), inst.id.as_str(), planned.category);
     if let Some(e) = &planned.unreadable {
-        tracing::warn!(instance = %name, instance_id = %id, %category, "{e}; the windows of the previous certificates in the file start again from now");
+        tracing::warn!(instance = %name, instance_id = %id, service = %inst.service, %category, "{e}; the windows of the previous certificates in the file start again from now");
     }
     let would = if dry_run { " (dry run)" } else { "" };
     for event in &planned.decision.events {
         match event {
             Event::Kept { cert, drop_at } => tracing::info!(
-                instance = %name, instance_id = %id, %category, subject = %cert.subject,
+                instance = %name, instance_id = %id, service = %inst.service, %category, subject = %cert.subject,
                 sha256 = %hex(&cert.fingerprint), drop_at = %format_time(*drop_at),
                 "keeping the previous certificate after the new one until {}{would}", format_time(*drop_at)
             ),
             Event::KeptWithoutRecord { cert, drop_at } => tracing::warn!(
-                instance = %name, instance_id = %id, %category, subject = %cert.subject,
+                instance = %name, instance_id = %id, service = %inst.service, %category, subject = %cert.subject,
                 sha256 = %hex(&cert.fingerprint), drop_at = %format_time(*drop_at),
                 "no record of when this certificate in the file was superseded (sync.state_dir lost, unreadable or new); keeping it until {}{would}", format_time(*drop_at)
             ),
             Event::Dropped { cert, why, drop_at } => tracing::info!(
-                instance = %name, instance_id = %id, %category, subject = %cert.subject,
+                instance = %name, instance_id = %id, service = %inst.service, %category, subject = %cert.subject,
                 sha256 = %hex(&cert.fingerprint), drop_at = %format_time(*drop_at),
                 "dropping the previous certificate: {}{would}", why.as_str()
             ),
@@ -188,17 +188,17 @@ pub fn log_events(inst: &Instance, planned: &Planned, dry_run: bool) {
                 cert,
                 why: Why::WindowPassed,
             } if inst.keep_previous.is_zero() => tracing::debug!(
-                instance = %name, instance_id = %id, %category, subject = %cert.subject,
+                instance = %name, instance_id = %id, service = %inst.service, %category, subject = %cert.subject,
                 sha256 = %hex(&cert.fingerprint),
                 "not keeping the previous certificate (keep_previous = 0s)"
             ),
             Event::NotKept { cert, why } => tracing::info!(
-                instance = %name, instance_id = %id, %category, subject = %cert.subject,
+                instance = %name, instance_id = %id, service = %inst.service, %category, subject = %cert.subject,
                 sha256 = %hex(&cert.fingerprint),
                 "not keeping the previous certificate: {}", why.as_str()
             ),
             Event::Restored { cert } => tracing::info!(
-                instance = %name, instance_id = %id, %category, subject = %cert.subject,
+                instance = %name, instance_id = %id, service = %inst.service, %category, subject = %cert.subject,
                 sha256 = %hex(&cert.fingerprint),
                 "a kept certificate is served again; it is current again"
             ),

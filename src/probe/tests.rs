@@ -206,10 +206,14 @@ async fn a_refused_chain_asks_for_a_sync_from_a_timer_probe_only() {
     );
     let text = r.metrics.encode();
     assert!(
-        text.contains(r#"dds_certsync_probe_ok{instance="p-refuse",address="10.0.0.1:2"} 0"#),
+        text.contains(
+            r#"dds_certsync_probe_ok{instance="p-refuse",service="dds",address="10.0.0.1:2"} 0"#
+        ),
         "{text}"
     );
-    assert!(text.contains(r#"dds_certsync_probe_ok{instance="p-refuse",address="10.0.0.1:1"} 1"#));
+    assert!(text.contains(
+        r#"dds_certsync_probe_ok{instance="p-refuse",service="dds",address="10.0.0.1:1"} 1"#
+    ));
 
     wait(EVERY).await;
     assert_eq!(
@@ -225,11 +229,9 @@ async fn a_refused_chain_asks_for_a_sync_from_a_timer_probe_only() {
     r.fake.set(2, Outcome::Verified, Some(Duration::ZERO));
     wait(EVERY * 3).await;
     assert!(r.syncs().is_empty());
-    assert!(
-        r.metrics
-            .encode()
-            .contains(r#"dds_certsync_probe_ok{instance="p-refuse",address="10.0.0.1:2"} 1"#)
-    );
+    assert!(r.metrics.encode().contains(
+        r#"dds_certsync_probe_ok{instance="p-refuse",service="dds",address="10.0.0.1:2"} 1"#
+    ));
 }
 
 #[tokio::test(start_paused = true)]
@@ -248,11 +250,9 @@ async fn a_dead_address_is_a_zero_and_a_log_line_never_a_sync_or_a_hot_loop() {
         "once after the round, then once per interval"
     );
     assert!(r.syncs().is_empty());
-    assert!(
-        r.metrics
-            .encode()
-            .contains(r#"dds_certsync_probe_ok{instance="p-dead",address="10.0.0.1:1"} 0"#)
-    );
+    assert!(r.metrics.encode().contains(
+        r#"dds_certsync_probe_ok{instance="p-dead",service="dds",address="10.0.0.1:1"} 0"#
+    ));
 }
 
 #[tokio::test(start_paused = true)]
@@ -262,11 +262,9 @@ async fn a_hanging_address_is_cut_at_the_timeout_and_tried_again_an_interval_lat
     r.round_done("p-hang");
     wait(TIMEOUT + Duration::from_millis(1)).await;
     assert_eq!(*r.fake.in_flight.lock().unwrap().get(&1).unwrap(), 0, "cut");
-    assert!(
-        r.metrics
-            .encode()
-            .contains(r#"dds_certsync_probe_ok{instance="p-hang",address="10.0.0.1:1"} 0"#)
-    );
+    assert!(r.metrics.encode().contains(
+        r#"dds_certsync_probe_ok{instance="p-hang",service="dds",address="10.0.0.1:1"} 0"#
+    ));
     // The interval counts from the end of a probe: at 0, 65 s and 130 s.
     wait(EVERY * 3).await;
     let times: Vec<Instant> = r.fake.calls.lock().unwrap().iter().map(|c| c.0).collect();
@@ -320,7 +318,7 @@ async fn a_reload_adds_and_removes_probes_and_their_series() {
     let r = start(plan(vec![target("p-reload", &[1, 2])], 4));
     r.round_done("p-reload");
     wait(Duration::from_millis(1)).await;
-    let series = r#"dds_certsync_probe_ok{instance="p-reload",address="10.0.0.1:2"}"#;
+    let series = r#"dds_certsync_probe_ok{instance="p-reload",service="dds",address="10.0.0.1:2"}"#;
     assert!(r.metrics.encode().contains(series));
 
     r.events

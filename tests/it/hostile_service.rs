@@ -380,7 +380,7 @@ fn an_expired_certificate_on_disk_keeps_cert_expiring_at_one() {
     let d = env.daemon(&[]);
     d.wait_log("round failed", 1, LIMIT);
     let m = get(port, "/metrics").1;
-    let labels = "{instance=\"inst-a\",category=\"international\"}";
+    let labels = "{instance=\"inst-a\",service=\"dds\",category=\"international\"}";
     assert_eq!(
         metric(&m, &format!("dds_certsync_cert_expiring{labels}")),
         Some(1.0),
@@ -416,19 +416,23 @@ fn every_configured_counter_is_exported_at_zero_before_the_first_round_ends() {
         // Every reason the daemon counts, as the unit test of `reason`
         // pins them.
         for reason in dds_certsync::reason::LABELS {
-            let series =
-                format!("dds_certsync_sync_errors_total{{instance=\"{id}\",reason=\"{reason}\"}}");
+            let series = format!(
+                "dds_certsync_sync_errors_total{{instance=\"{id}\",service=\"dds\",reason=\"{reason}\"}}"
+            );
             assert_eq!(metric(&m, &series), Some(0.0), "{series}\n{m}");
         }
         for cat in ["international", "national"] {
             for name in ["cert_changes_total", "restores_total"] {
-                let series = format!("dds_certsync_{name}{{instance=\"{id}\",category=\"{cat}\"}}");
+                let series = format!(
+                    "dds_certsync_{name}{{instance=\"{id}\",service=\"dds\",category=\"{cat}\"}}"
+                );
                 assert_eq!(metric(&m, &series), Some(0.0), "{series}\n{m}");
             }
         }
         for result in ["ok", "failed", "timeout"] {
-            let series =
-                format!("dds_certsync_hook_runs_total{{instance=\"{id}\",result=\"{result}\"}}");
+            let series = format!(
+                "dds_certsync_hook_runs_total{{instance=\"{id}\",service=\"dds\",result=\"{result}\"}}"
+            );
             assert_eq!(metric(&m, &series), Some(0.0), "{series}\n{m}");
         }
     }
@@ -450,7 +454,8 @@ fn a_failed_hook_counts_as_a_sync_error_with_reason_hook() {
     let port = free_port();
     listen_on(&mut env, &format!("127.0.0.1:{port}"));
     let d = env.daemon(&[]);
-    let failed = "dds_certsync_hook_runs_total{instance=\"inst-h\",result=\"failed\"}";
+    let failed =
+        "dds_certsync_hook_runs_total{instance=\"inst-h\",service=\"dds\",result=\"failed\"}";
     assert!(
         wait_until(LIMIT, || metric(&get(port, "/metrics").1, failed)
             .is_some_and(|v| v >= 1.0)),
@@ -461,14 +466,14 @@ fn a_failed_hook_counts_as_a_sync_error_with_reason_hook() {
     let m = get(port, "/metrics").1;
     let hook_errors = metric(
         &m,
-        "dds_certsync_sync_errors_total{instance=\"inst-h\",reason=\"hook\"}",
+        "dds_certsync_sync_errors_total{instance=\"inst-h\",service=\"dds\",reason=\"hook\"}",
     );
     assert_eq!(hook_errors, metric(&m, failed), "{m}");
     // The files themselves were fine.
     assert_eq!(
         metric(
             &m,
-            "dds_certsync_sync_errors_total{instance=\"inst-h\",reason=\"write\"}"
+            "dds_certsync_sync_errors_total{instance=\"inst-h\",service=\"dds\",reason=\"write\"}"
         )
         .unwrap_or(0.0),
         0.0,

@@ -95,9 +95,8 @@ fn scrape(d: &Daemon) -> String {
         .unwrap_or_default()
 }
 
-const KEPT: &str = "dds_certsync_kept_certificates{instance=\"inst-a\",category=\"international\"}";
-const NEXT_DROP: &str =
-    "dds_certsync_next_drop_timestamp_seconds{instance=\"inst-a\",category=\"international\"}";
+const KEPT: &str = "dds_certsync_kept_certificates{instance=\"inst-a\",service=\"dds\",category=\"international\"}";
+const NEXT_DROP: &str = "dds_certsync_next_drop_timestamp_seconds{instance=\"inst-a\",service=\"dds\",category=\"international\"}";
 
 /// The record of what the output keeps, as JSON.
 fn record(env: &Env) -> serde_json::Value {
@@ -348,7 +347,7 @@ fn an_expired_previous_ca_is_never_kept_and_a_kept_one_leaves_when_it_expires() 
     let text = scrape(&d);
     if now() < due {
         // The kept one expires within expiry_warning: no alarm from it.
-        let expiring = "dds_certsync_cert_expiring{instance=\"inst-a\",category=\"international\"}";
+        let expiring = "dds_certsync_cert_expiring{instance=\"inst-a\",service=\"dds\",category=\"international\"}";
         assert_eq!(metric(&text, expiring), Some(0.0), "{text}");
         assert_eq!(metric(&text, KEPT), Some(2.0), "{text}");
         assert_eq!(metric(&text, NEXT_DROP), Some(due as f64), "{text}");

@@ -116,8 +116,9 @@ fn every_metric_in_the_rules_and_the_dashboard_is_exported_by_a_running_daemon()
     let mut body = String::new();
     let synced = wait_until(LIMIT, || {
         body = scrape(port).unwrap_or_default();
-        body.contains("dds_certsync_last_success_timestamp_seconds{instance=\"inst-m\"}")
-            && body.contains("dds_certsync_hook_runs_total{")
+        body.contains(
+            "dds_certsync_last_success_timestamp_seconds{instance=\"inst-m\",service=\"dds\"}",
+        ) && body.contains("dds_certsync_hook_runs_total{")
             && body.contains("dds_certsync_sync_errors_total{instance=\"inst-f\"")
     });
     assert!(synced, "no full round in /metrics\n{body}\n{}", d.log());

@@ -31,7 +31,7 @@ fn metrics(d: &Daemon) -> String {
 }
 
 fn gauge(id: &str, addr: &str) -> String {
-    format!("dds_certsync_probe_ok{{instance=\"{id}\",address=\"{addr}\"}}")
+    format!("dds_certsync_probe_ok{{instance=\"{id}\",service=\"dds\",address=\"{addr}\"}}")
 }
 
 fn wait_metric(d: &Daemon, line: &str) {

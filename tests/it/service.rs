@@ -233,7 +233,7 @@ fn endpoints_and_every_metric() {
     // (Every counter is there from the start, at 0: wait for the value.)
     assert!(wait_until(LIMIT, || metric(
         &get(port, "/metrics").1,
-        "dds_certsync_hook_runs_total{instance=\"inst-a\",result=\"ok\"}"
+        "dds_certsync_hook_runs_total{instance=\"inst-a\",service=\"dds\",result=\"ok\"}"
     ) == Some(1.0)));
     let (code, m) = get(port, "/metrics");
     assert_eq!(code, 200);
@@ -243,7 +243,7 @@ fn endpoints_and_every_metric() {
             .not_after() as f64
     };
     for cat in ["international", "national"] {
-        let labels = format!("{{instance=\"inst-a\",category=\"{cat}\"}}");
+        let labels = format!("{{instance=\"inst-a\",service=\"dds\",category=\"{cat}\"}}");
         assert_eq!(
             metric(
                 &m,
@@ -270,14 +270,14 @@ fn endpoints_and_every_metric() {
         .as_secs() as f64;
     let last = metric(
         &m,
-        "dds_certsync_last_success_timestamp_seconds{instance=\"inst-a\"}",
+        "dds_certsync_last_success_timestamp_seconds{instance=\"inst-a\",service=\"dds\"}",
     )
     .expect("last success");
     assert!((now - last).abs() < 60.0, "{last} vs {now}");
     assert_eq!(
         metric(
             &m,
-            "dds_certsync_hook_runs_total{instance=\"inst-a\",result=\"ok\"}"
+            "dds_certsync_hook_runs_total{instance=\"inst-a\",service=\"dds\",result=\"ok\"}"
         ),
         Some(1.0),
         "{m}"
@@ -307,7 +307,7 @@ fn endpoints_and_every_metric() {
             metric(&m, "dds_certsync_api_requests_total{code=\"429\"}").is_some()
                 && metric(
                     &m,
-                    "dds_certsync_sync_errors_total{instance=\"inst-a\",reason=\"api_throttled\"}",
+                    "dds_certsync_sync_errors_total{instance=\"inst-a\",service=\"dds\",reason=\"api_throttled\"}",
                 )
                 .is_some_and(|n| n >= 1.0)
         }),
@@ -461,8 +461,9 @@ fn deleted_or_modified_outputs_are_restored_without_an_api_call() {
     assert_eq!(d.log().matches("restored:").count(), 2, "{}", d.log());
     let m = get(port, "/metrics").1;
     for cat in ["international", "national"] {
-        let series =
-            format!("dds_certsync_restores_total{{instance=\"inst-a\",category=\"{cat}\"}}");
+        let series = format!(
+            "dds_certsync_restores_total{{instance=\"inst-a\",service=\"dds\",category=\"{cat}\"}}"
+        );
         assert_eq!(metric(&m, &series), Some(1.0), "{m}");
     }
 }

@@ -265,7 +265,8 @@ fn the_daemon_heals_a_truststore_and_reports_its_expiry() {
         "{}",
         d.log()
     );
-    let labels = "{instance=\"ts-a\",category=\"international\",output=\"truststore\"}";
+    let labels =
+        "{instance=\"ts-a\",service=\"dds\",category=\"international\",output=\"truststore\"}";
     let not_after = dds_certsync::certcheck::verify(pem.as_bytes(), std::time::SystemTime::now())
         .unwrap()
         .not_after() as f64;
