@@ -33,6 +33,7 @@ mod reload;
 mod rotation;
 mod secrets;
 mod service;
+mod services;
 mod torture;
 mod trust;
 mod truststore;
