@@ -175,6 +175,19 @@ fn the_shipped_example_passes_check() {
 }
 
 #[test]
+fn the_mixed_fleet_example_passes_check() {
+    let cfg = concat!(env!("CARGO_MANIFEST_DIR"), "/config/mixed-fleet.toml");
+    let out = std::process::Command::new(BIN)
+        .args(["--check", "--config", cfg])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let run = Run::from(out);
+    run.assert_code(0);
+    assert!(run.all().contains("5 instances"), "{}", run.all());
+}
+
+#[test]
 fn help_and_version_and_usage_errors() {
     let run = Run::from(
         std::process::Command::new(BIN)

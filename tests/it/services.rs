@@ -1,7 +1,8 @@
 //! Every service end to end: RDS, GeminiDB, GaussDB (openGauss) and DCS
 //! beside DDS, each instance registered with its service in the stand-in
 //! (which answers it only through that service's request, in its shape) and
-//! every service's endpoint set in `[cloud.endpoints]`. Covers `--once` and
+//! every service's endpoint set in `[cloud.endpoints]`, and downloads in the
+//! services' forms (zips, DER). Covers `--once` and
 //! the daemon (a DCS rotation), the DCS POST on the wire (AK/SK signed, no
 //! body), the pre-signed DCS link never logged, the `service` in log lines,
 //! metrics and hooks, and the config errors of a wrong `service`.
@@ -9,7 +10,7 @@
 use std::fs;
 use std::time::Duration;
 
-use dds_standin::Recorded;
+use dds_standin::{Form, Recorded};
 
 use crate::support::*;
 
@@ -55,6 +56,14 @@ fn fleet() -> Env {
         ));
     };
     add("dds", "dds-1", "");
+    // Downloads as the services publish them: RDS and openGauss a zip of
+    // ca.pem and ca-bundle.pem, DCS a zip too, GeminiDB a DER certificate.
+    let forms = [
+        ("rds-1", Form::Zip),
+        ("og-1", Form::Zip),
+        ("dcs-1", Form::Zip),
+        ("gem-1", Form::Der),
+    ];
     for (service, id) in OTHERS {
         let extra = if service == "rds" {
             "national = \"out/rds-1-national.crt\"\n"
@@ -62,6 +71,9 @@ fn fleet() -> Env {
             ""
         };
         add(service, id, extra);
+    }
+    for (id, form) in forms {
+        env.standin.set_form(id, "international", form);
     }
     env
 }
