@@ -79,8 +79,9 @@ pub fn api_response(data: &[u8]) -> String {
     out
 }
 
-/// The PEM/X.509 verifier: no panic, and whatever it accepts is canonical
-/// (verifying its own output gives the same bytes and SHA-256).
+/// The certificate verifier (PEM, DER or zip bodies): no panic, and whatever
+/// it accepts is canonical PEM (verifying its own output gives the same bytes
+/// and SHA-256).
 pub fn cert_verify(data: &[u8]) -> String {
     let mut out = match certcheck::verify(data, now()) {
         Ok(v) => {

@@ -1,4 +1,4 @@
-//! Fuzz target: the PEM/X.509 verifier. It must never panic, and whatever
+//! Fuzz target: the certificate verifier (PEM, DER or zip bodies). It must never panic, and whatever
 //! it accepts must be canonical: verifying its own output gives the same
 //! bytes and the same SHA-256.
 //! The check is `dds_certsync::fuzzcheck::cert_verify`, which the seed replay
