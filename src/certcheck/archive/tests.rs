@@ -276,6 +276,31 @@ fn a_name_used_twice_is_refused() {
 }
 
 #[test]
+fn compressed_size_at_the_edge() {
+    // The archive is a download: at most MAX_BODY bytes, whatever it holds.
+    let sized = |len: usize| {
+        let with_pad = |pad: usize| {
+            zip_of(&[
+                ZipMember::deflated("ca.pem", CERT_A),
+                ZipMember::stored("padding.bin", vec![b'x'; pad]),
+            ])
+        };
+        let overhead = with_pad(0).len();
+        let body = with_pad(len - overhead);
+        assert_eq!(body.len(), len);
+        body
+    };
+    assert_eq!(
+        verify(&sized(MAX_BODY), now()).unwrap().pem,
+        CERT_A.as_bytes()
+    );
+    assert_eq!(
+        verify(&sized(MAX_BODY + 1), now()),
+        Err(VerifyError::TooLarge)
+    );
+}
+
+#[test]
 fn member_count_at_the_edge() {
     let members = |n: u64| {
         let mut m = vec![ZipMember::deflated("ca.pem", CERT_A)];
