@@ -12,6 +12,7 @@
 //! | POST | `/__standin/server` | `instance`, `to` = `link` or `new` | the listener switches to the link's CA, or to a new one the link does not serve yet |
 //! | POST | `/__standin/link` | `instance`, `to` = `server` | the link serves the listener's CA |
 //! | POST | `/__standin/categories` | `instance`, `list` (comma-separated, may be empty) | categories the API lists |
+//! | POST | `/__standin/service` | `instance`, `service` = `dds`, `rds`, `geminidb`, `opengauss` or `dcs` | the service whose call reaches the instance, and its answer's shape |
 //! | POST | `/__standin/faults` | `kind`, see below; optional `instance`, `category`, `times` | add a fault rule |
 //! | DELETE | `/__standin/faults` | | remove all fault rules |
 //! | GET | `/__standin/requests` | | recorded requests as JSON |
@@ -51,6 +52,7 @@ GET    /__standin/server?instance=I                   the instance's TLS listene
 POST   /__standin/server?instance=I&to=link|new       listener: the link's CA, or a new unpublished one\n\
 POST   /__standin/link?instance=I&to=server           link: the listener's CA\n\
 POST   /__standin/categories?instance=I&list=a,b      categories the API lists\n\
+POST   /__standin/service?instance=I&service=S        answer as dds, rds, geminidb, opengauss or dcs\n\
 POST   /__standin/faults?kind=K[&instance=I][&category=C][&times=N][...]\n\
          kinds: api-status(status,body,retry_after) api-body(body) api-delay(ms) api-reset\n\
                 download-status(status,body,content_type) download-body(body)\n\
@@ -209,6 +211,11 @@ fn route(parts: &Parts, shared: &Shared) -> Result<Response<Body>, BadRequest> {
             }
             shared.link_follow_server(instance).map_err(op_err)?;
             ok_text(format!("{instance}: the link serves the server's CA\n"))
+        }
+        (&Method::POST, "/__standin/service") => {
+            let (instance, service) = (required(&q, "instance")?, required(&q, "service")?);
+            shared.set_service(instance, service).map_err(op_err)?;
+            ok_text(format!("{instance}: answers as {service}\n"))
         }
         (&Method::POST, "/__standin/categories") => {
             let instance = required(&q, "instance")?;

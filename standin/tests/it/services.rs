@@ -55,8 +55,18 @@ async fn dcs_answers_a_post_with_a_presigned_link_and_nothing_else_does() {
     let client = client(&standin);
     standin.add_instance(PROJECT, INSTANCE);
     standin.add_instance(PROJECT, "redis-1");
-    standin.set_service("redis-1", "dcs");
     let token = standin.token();
+    // Set over the admin API, as by hand with the dds-standin binary.
+    let set = |service: &'static str| {
+        client
+            .post(format!(
+                "{}/__standin/service?instance=redis-1&service={service}",
+                standin.api_url()
+            ))
+            .send()
+    };
+    assert_eq!(set("redis").await.expect("admin").status(), 400);
+    assert_eq!(set("dcs").await.expect("admin").status(), 200);
     // The GET of the v3 path does not reach a DCS instance, nor the POST a
     // DDS one, nor a GET of the DCS path anything.
     let get = client
