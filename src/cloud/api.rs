@@ -488,6 +488,9 @@ mod tests {
         assert_eq!(e.to_string(), "the API answered HTTP 400: DBS.280001: bad");
         let e = status_error(400, br#"{"error_code":"DBS.1"}"#, None, None);
         assert_eq!(e.to_string(), "the API answered HTTP 400: DBS.1");
+        // Some gateways answer with a number.
+        let e = status_error(404, br#"{"code":404,"message":"not found"}"#, None, None);
+        assert_eq!(e.to_string(), "the API answered HTTP 404: 404: not found");
     }
 
     #[test]
