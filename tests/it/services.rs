@@ -319,3 +319,60 @@ fn config_errors_of_a_service_name_the_key() {
     run.assert_code(2);
     assert!(run.stderr.contains("cloud.endpoints.rds"), "{}", run.stderr);
 }
+
+/// A truststore and a grace period work for every service: an instance of
+/// each non-DDS service, downloads in the services' forms, each writing its
+/// `international` file and a truststore with `keep_previous`. After a
+/// rotation of every one, each file holds the new CA then the previous one,
+/// and keytool lists exactly those two in each store.
+#[test]
+fn a_truststore_and_a_grace_period_work_for_every_service() {
+    const TEST: &str = "services::a_truststore_and_a_grace_period_work_for_every_service";
+    let Some(jdk) = crate::support::jdk::Jdk::find(TEST) else {
+        return;
+    };
+    const PASSWORD: &str = "Fleet-Truststore-Pass";
+    let mut env = Env::new();
+    let api = env.standin.api_url();
+    env.cloud = format!(
+        "[cloud.endpoints]\nrds = \"{api}\"\ngeminidb = \"{api}\"\nopengauss = \"{api}\"\ndcs = \"{api}\"\n"
+    );
+    env.sync.push_str("keep_previous = \"30d\"\n");
+    let forms = [Form::Zip, Form::Der, Form::Zip, Form::Zip];
+    for ((service, id), form) in OTHERS.into_iter().zip(forms) {
+        env.standin.add_instance(PROJECT, id);
+        env.standin.set_service(id, service);
+        env.standin.set_form(id, "international", form);
+        env.raw_instance(&format!(
+            "id = \"{id}\"\nservice = \"{service}\"\ninternational = \"out/{id}.crt\"\ntruststore = \"out/{id}.p12\"\ntruststore_password = \"{PASSWORD}\"\n"
+        ));
+    }
+    env.write_config();
+    env.command(&["--once"])
+        .output()
+        .map(Run::from)
+        .unwrap()
+        .assert_code(0);
+    let first: Vec<String> = OTHERS
+        .iter()
+        .map(|(_, id)| env.standin.cert_pem(id, "international"))
+        .collect();
+    for (_, id) in OTHERS {
+        env.standin.rotate(id, "international");
+    }
+    let run = env.command(&["--once"]).output().map(Run::from).unwrap();
+    run.assert_code(0);
+    for ((service, id), previous) in OTHERS.iter().zip(&first) {
+        let now = env.standin.cert_pem(id, "international");
+        let expected = [canonical(now.as_bytes()), canonical(previous.as_bytes())].concat();
+        assert_eq!(file(&env, id), expected, "{service}: {}", run.all());
+        assert_eq!(
+            jdk.keytool_list(&env.path(&format!("out/{id}.p12")), PASSWORD),
+            Ok(crate::truststore::expected_entries(&[
+                now,
+                previous.clone()
+            ])),
+            "{service}"
+        );
+    }
+}

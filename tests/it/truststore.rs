@@ -83,7 +83,7 @@ fn store(env: &Env, id: &str) -> std::path::PathBuf {
 }
 
 /// What keytool must list for a store of these PEM bundles.
-fn expected_entries(pems: &[String]) -> Vec<KeytoolEntry> {
+pub(crate) fn expected_entries(pems: &[String]) -> Vec<KeytoolEntry> {
     let mut v: Vec<KeytoolEntry> = truststore::entries_from_pem(pems.concat().as_bytes())
         .unwrap()
         .into_iter()
