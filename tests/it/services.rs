@@ -225,28 +225,33 @@ fn the_daemon_picks_up_a_dcs_rotation_with_the_service_in_metrics_and_hook() {
         d.log()
     );
 
+    // The round's counts reach the metrics when the round ends, a moment
+    // after the hook's file is written: wait for them.
     let addr = d.listen_addr(1);
-    let metrics = http(addr, "GET", "/metrics", Duration::from_secs(5))
-        .expect("metrics")
-        .1;
+    let scrape = || {
+        http(addr, "GET", "/metrics", Duration::from_secs(5))
+            .map(|r| r.1)
+            .unwrap_or_default()
+    };
+    let counted = [
+        "dds_certsync_cert_changes_total{instance=\"dcs-1\",service=\"dcs\",category=\"international\"} 2",
+        "dds_certsync_hook_runs_total{instance=\"dcs-1\",service=\"dcs\",result=\"ok\"} 2",
+    ];
+    assert!(
+        wait_until(WAIT, || {
+            let m = scrape();
+            counted.iter().all(|c| m.contains(c))
+        }),
+        "{}",
+        scrape()
+    );
+    let metrics = scrape();
     for (service, id) in OTHERS {
         let series = format!(
             "dds_certsync_cert_not_after_timestamp_seconds{{instance=\"{id}\",service=\"{service}\",category=\"international\"}}"
         );
         assert!(metrics.contains(&series), "{series}\n{metrics}");
     }
-    assert!(
-        metrics.contains(
-            "dds_certsync_cert_changes_total{instance=\"dcs-1\",service=\"dcs\",category=\"international\"} 2"
-        ),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains(
-            "dds_certsync_hook_runs_total{instance=\"dcs-1\",service=\"dcs\",result=\"ok\"} 2"
-        ),
-        "{metrics}"
-    );
 }
 
 #[test]
