@@ -115,6 +115,20 @@ struct Instance {
 }
 
 impl Instance {
+    /// Serves `body` for `category` from now on, in the form the slot had
+    /// (PEM for a new slot): a rotation keeps how a slot is served.
+    fn put_slot(&mut self, category: &str, body: Bytes, generation: u32) {
+        let form = self.slots.get(category).map_or(Form::Pem, |s| s.form);
+        self.slots.insert(
+            category.to_owned(),
+            Slot {
+                body,
+                generation,
+                form,
+            },
+        );
+    }
+
     /// The generation after every one minted or served so far.
     fn next_generation(&self, category: &str) -> u32 {
         let served = self.slots.get(category).map_or(0, |s| s.generation);
@@ -255,13 +269,10 @@ impl Shared {
         instance: &str,
         categories: &[&str],
     ) -> Result<(), OpError> {
-        let mut state = self.lock();
-        let entry = state
-            .instances
-            .get_mut(instance)
-            .ok_or_else(|| OpError::UnknownInstance(instance.to_owned()))?;
-        entry.categories = categories.iter().map(|c| (*c).to_owned()).collect();
-        Ok(())
+        self.with_instance(instance, |e| {
+            e.categories = categories.iter().map(|c| (*c).to_owned()).collect();
+            Ok(())
+        })
     }
 
     /// Sets the service an instance belongs to (a name of
@@ -271,13 +282,10 @@ impl Shared {
         if !crate::services::SERVICES.contains(&service) {
             return Err(OpError::UnknownService(service.to_owned()));
         }
-        let mut state = self.lock();
-        let entry = state
-            .instances
-            .get_mut(instance)
-            .ok_or_else(|| OpError::UnknownInstance(instance.to_owned()))?;
-        entry.service = service.to_owned();
-        Ok(())
+        self.with_instance(instance, |e| {
+            e.service = service.to_owned();
+            Ok(())
+        })
     }
 
     /// The service an instance belongs to, if it exists.
@@ -301,15 +309,7 @@ impl Shared {
         let ca = MintedCa::new(generation, certs::international_ca(instance, generation)?)?;
         let pem = String::from_utf8_lossy(&ca.pem).into_owned();
         self.with_instance(instance, |e| {
-            let form = e.slots.get(INTERNATIONAL).map_or(Form::Pem, |s| s.form);
-            e.slots.insert(
-                INTERNATIONAL.to_owned(),
-                Slot {
-                    body: ca.pem.clone(),
-                    generation,
-                    form,
-                },
-            );
+            e.put_slot(INTERNATIONAL, ca.pem.clone(), generation);
             e.cas.push(ca);
             Ok(())
         })?;
@@ -417,21 +417,10 @@ impl Shared {
         body: Bytes,
         generation: u32,
     ) -> Result<(), OpError> {
-        let mut state = self.lock();
-        let entry = state
-            .instances
-            .get_mut(instance)
-            .ok_or_else(|| OpError::UnknownInstance(instance.to_owned()))?;
-        let form = entry.slots.get(category).map_or(Form::Pem, |s| s.form);
-        entry.slots.insert(
-            category.to_owned(),
-            Slot {
-                body,
-                generation,
-                form,
-            },
-        );
-        Ok(())
+        self.with_instance(instance, |e| {
+            e.put_slot(category, body, generation);
+            Ok(())
+        })
     }
 
     /// Sets how the download host serves a slot (kept across rotations).
@@ -441,20 +430,17 @@ impl Shared {
         category: &str,
         form: Form,
     ) -> Result<(), OpError> {
-        let mut state = self.lock();
-        let entry = state
-            .instances
-            .get_mut(instance)
-            .ok_or_else(|| OpError::UnknownInstance(instance.to_owned()))?;
-        let slot = entry
-            .slots
-            .get_mut(category)
-            .ok_or_else(|| OpError::UnknownCategory {
-                instance: instance.to_owned(),
-                category: category.to_owned(),
-            })?;
-        slot.form = form;
-        Ok(())
+        self.with_instance(instance, |e| {
+            let slot = e
+                .slots
+                .get_mut(category)
+                .ok_or_else(|| OpError::UnknownCategory {
+                    instance: instance.to_owned(),
+                    category: category.to_owned(),
+                })?;
+            slot.form = form;
+            Ok(())
+        })
     }
 
     /// What the download host sends for a slot: its certificate in the
