@@ -158,8 +158,13 @@ fn a_rotation_keeps_the_previous_ca_after_the_new_one_and_the_daemon_drops_it_wh
         due
     );
     assert!(log.contains("keep_previous has passed"), "{log}");
+    // The round's gauges are set when it ends, a moment after its hook ran.
+    assert!(
+        wait_until(WAIT, || metric(&scrape(&d), KEPT) == Some(0.0)),
+        "{}",
+        scrape(&d)
+    );
     let text = scrape(&d);
-    assert_eq!(metric(&text, KEPT), Some(0.0), "{text}");
     assert_eq!(metric(&text, NEXT_DROP), None, "{text}");
     // Two rounds: the first at start, the second for the drop; then the
     // hourly interval again, and the hook ran once for the drop.
