@@ -25,6 +25,15 @@ const OTHERS: [(&str, &str); 4] = [
     ("dcs", "dcs-1"),
 ];
 
+/// Sets every non-DDS service's endpoint to the stand-in (DDS's is the
+/// env's own `cloud.endpoint`).
+fn every_endpoint_at_the_standin(env: &mut Env) {
+    let api = env.standin.api_url();
+    env.cloud = format!(
+        "[cloud.endpoints]\nrds = \"{api}\"\ngeminidb = \"{api}\"\nopengauss = \"{api}\"\ndcs = \"{api}\"\n"
+    );
+}
+
 /// An env signing with AK/SK, every service's endpoint the stand-in, a DDS
 /// instance and one instance of each other service; each writes its
 /// `international` certificate to `out/{id}.crt` (RDS its `national` too),
@@ -33,10 +42,7 @@ fn fleet() -> Env {
     let mut env = Env::new();
     env.standin.add_aksk(AK, SK);
     env.auth = format!("method = \"aksk\"\naccess_key = \"{AK}\"\nsecret_key = \"{SK}\"\n");
-    let api = env.standin.api_url();
-    env.cloud = format!(
-        "[cloud.endpoints]\nrds = \"{api}\"\ngeminidb = \"{api}\"\nopengauss = \"{api}\"\ndcs = \"{api}\"\n"
-    );
+    every_endpoint_at_the_standin(&mut env);
     let hook = env.path("service-hook.sh");
     fs::create_dir_all(env.path("hook")).unwrap();
     fs::write(
@@ -338,10 +344,7 @@ fn a_truststore_and_a_grace_period_work_for_every_service() {
     };
     const PASSWORD: &str = "Fleet-Truststore-Pass";
     let mut env = Env::new();
-    let api = env.standin.api_url();
-    env.cloud = format!(
-        "[cloud.endpoints]\nrds = \"{api}\"\ngeminidb = \"{api}\"\nopengauss = \"{api}\"\ndcs = \"{api}\"\n"
-    );
+    every_endpoint_at_the_standin(&mut env);
     env.sync.push_str("keep_previous = \"30d\"\n");
     let forms = [Form::Zip, Form::Der, Form::Zip, Form::Zip];
     for ((service, id), form) in OTHERS.into_iter().zip(forms) {
