@@ -138,6 +138,7 @@ mod tests {
     fn row(path: &Path, bytes: &[u8]) -> Row {
         Row {
             instance_id: "a".into(),
+            service: crate::cloud::Service::Dds,
             category: Category::International,
             path: path.to_path_buf(),
             format: Format::PemBundle,

@@ -30,10 +30,11 @@
 //! in `sync_errors_total` with reason `hook`, as it fails the round.
 //!
 //! `instance` is the instance ID (stable, unlike the optional name), and
-//! `service` its service (`dds`, `rds`, `geminidb`, `opengauss`, `dcs`): the
-//! one it was last declared with ([`Metrics::declare_instance`], at start
-//! and at every reload), `dds` for one never declared. An instance whose
-//! service changes loses its gauges under the old label. Note
+//! `service` its service (`dds`, `rds`, `geminidb`, `opengauss`, `dcs`).
+//! Callers hand both in ([`Who`]): every caller holds the instance, so the
+//! registry keeps no map of its own. A reload that removes an instance, or
+//! moves it to another service, drops its gauges under the old labels
+//! ([`Metrics::forget_instance`]). Note
 //! that Prometheus renames a scraped `instance` label to `exported_instance`
 //! unless the scrape job sets `honor_labels: true`.
 //!
@@ -47,8 +48,7 @@
 //! the probes it runs (handed [`global`]);
 //! tests use their own [`Metrics`].
 
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -92,7 +92,7 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InstanceLabels {
     instance: String,
-    service: String,
+    service: &'static str,
 }
 
 /// An output's labels: `instance` and `category`, and `output` for an
@@ -101,8 +101,8 @@ struct InstanceLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 struct FileLabels {
     instance: String,
-    service: String,
-    category: String,
+    service: &'static str,
+    category: &'static str,
     output: Option<&'static str>,
 }
 
@@ -113,8 +113,8 @@ impl EncodeLabelSet for FileLabels {
     ) -> Result<(), std::fmt::Error> {
         let mut labels = vec![
             ("instance", self.instance.as_str()),
-            ("service", self.service.as_str()),
-            ("category", self.category.as_str()),
+            ("service", self.service),
+            ("category", self.category),
         ];
         labels.extend(self.output.map(|o| ("output", o)));
         labels.as_slice().encode(encoder)
@@ -124,21 +124,21 @@ impl EncodeLabelSet for FileLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     instance: String,
-    service: String,
-    reason: String,
+    service: &'static str,
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     instance: String,
-    service: String,
-    result: String,
+    service: &'static str,
+    result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProbeLabels {
     instance: String,
-    service: String,
+    service: &'static str,
     address: String,
 }
 
@@ -163,8 +163,6 @@ pub struct Metrics {
     probe_ok: Family<ProbeLabels, Gauge>,
     kept: Family<FileLabels, Gauge>,
     next_drop: Family<FileLabels, Gauge>,
-    /// The service of each declared instance: its series' `service` label.
-    services: Mutex<HashMap<String, Service>>,
 }
 
 impl Default for Metrics {
@@ -173,49 +171,48 @@ impl Default for Metrics {
     }
 }
 
+/// An instance's ID and service: the labels every per-instance series has.
+pub type Who<'a> = (&'a str, Service);
+
 /// The labels of the output `output` (its config key: `international`,
 /// `national`, `truststore`) of `category`, of an instance of `service`.
-fn file(
-    (instance, service): (&str, Service),
-    category: Category,
-    output: &'static str,
-) -> FileLabels {
+fn file((instance, service): Who, category: Category, output: &'static str) -> FileLabels {
     FileLabels {
         instance: instance.to_string(),
-        service: service.name().to_string(),
-        category: category.as_str().to_string(),
+        service: service.name(),
+        category: category.as_str(),
         output: (output != category.as_str()).then_some(output),
     }
 }
 
-fn probe_labels((instance, service): (&str, Service), address: &str) -> ProbeLabels {
+fn probe_labels((instance, service): Who, address: &str) -> ProbeLabels {
     ProbeLabels {
         instance: instance.to_string(),
-        service: service.name().to_string(),
+        service: service.name(),
         address: address.to_string(),
     }
 }
 
-fn reason_labels((instance, service): (&str, Service), reason: &str) -> ReasonLabels {
+fn reason_labels((instance, service): Who, reason: Reason) -> ReasonLabels {
     ReasonLabels {
         instance: instance.to_string(),
-        service: service.name().to_string(),
-        reason: reason.to_string(),
+        service: service.name(),
+        reason: reason.as_str(),
     }
 }
 
-fn result_labels((instance, service): (&str, Service), result: HookResult) -> ResultLabels {
+fn result_labels((instance, service): Who, result: HookResult) -> ResultLabels {
     ResultLabels {
         instance: instance.to_string(),
-        service: service.name().to_string(),
-        result: result.as_str().to_string(),
+        service: service.name(),
+        result: result.as_str(),
     }
 }
 
-fn instance_labels((instance, service): (&str, Service)) -> InstanceLabels {
+fn instance_labels((instance, service): Who) -> InstanceLabels {
     InstanceLabels {
         instance: instance.to_string(),
-        service: service.name().to_string(),
+        service: service.name(),
     }
 }
 
@@ -237,7 +234,6 @@ impl Metrics {
             probe_ok: Family::default(),
             kept: Family::default(),
             next_drop: Family::default(),
-            services: Mutex::new(HashMap::new()),
         };
         registry.register(
             "cert_not_after_timestamp_seconds",
@@ -316,30 +312,13 @@ impl Metrics {
         self.api_requests.get_or_create(&CodeLabels { code }).inc();
     }
 
-    /// An instance with the service it was declared with (`dds`, the
-    /// config's default, for one never declared): its series' labels.
-    fn who<'a>(&self, instance: &'a str) -> (&'a str, Service) {
-        let services = self.services.lock().unwrap_or_else(|e| e.into_inner());
-        (
-            instance,
-            services.get(instance).copied().unwrap_or(Service::Dds),
-        )
-    }
-
     /// Exports the counters of a configured instance at 0 (those that exist
-    /// already keep their value), and labels its series with its service
-    /// from now on. An instance whose service changed loses the gauges of
-    /// the old one (its counters stay, as for a removed instance).
+    /// already keep their value).
     pub fn declare_instance(&self, inst: &Instance) {
-        let before = (self.services.lock().unwrap_or_else(|e| e.into_inner()))
-            .insert(inst.id.clone(), inst.service);
-        if let Some(old) = before.filter(|s| *s != inst.service) {
-            self.drop_gauges((&inst.id, old));
-        }
         let who = (inst.id.as_str(), inst.service);
         for reason in Reason::ALL {
             self.sync_errors
-                .get_or_create_owned(&reason_labels(who, reason.as_str()));
+                .get_or_create_owned(&reason_labels(who, reason));
         }
         for out in &inst.outputs {
             let labels = file(who, out.category, out.name());
@@ -355,44 +334,38 @@ impl Metrics {
     }
 
     /// Records the end of a fully successful round, at Unix time `now`.
-    pub fn round_succeeded(&self, instance: &str, now: i64) {
+    pub fn round_succeeded(&self, who: Who, now: i64) {
         self.last_success
-            .get_or_create(&instance_labels(self.who(instance)))
+            .get_or_create(&instance_labels(who))
             .set(now);
     }
 
     /// Counts a failure of a round.
-    pub fn sync_error(&self, instance: &str, reason: Reason) {
+    pub fn sync_error(&self, who: Who, reason: Reason) {
         self.sync_errors
-            .get_or_create(&reason_labels(self.who(instance), reason.as_str()))
+            .get_or_create(&reason_labels(who, reason))
             .inc();
     }
 
     /// Counts an output replaced with a new certificate.
-    pub fn cert_changed(&self, instance: &str, category: Category, output: &'static str) {
+    pub fn cert_changed(&self, who: Who, category: Category, output: &'static str) {
         self.cert_changes
-            .get_or_create(&file(self.who(instance), category, output))
+            .get_or_create(&file(who, category, output))
             .inc();
     }
 
     /// Counts a hook run.
-    pub fn hook_run(&self, instance: &str, result: HookResult) {
+    pub fn hook_run(&self, who: Who, result: HookResult) {
         self.hook_runs
-            .get_or_create(&result_labels(self.who(instance), result))
+            .get_or_create(&result_labels(who, result))
             .inc();
     }
 
     /// Sets what an output keeps after a round: how many previous
     /// certificates, and when the next of them leaves (`None`: none kept,
     /// so that series is dropped).
-    pub fn set_kept(
-        &self,
-        instance: &str,
-        category: Category,
-        kept: usize,
-        next_drop: Option<i64>,
-    ) {
-        let labels = file(self.who(instance), category, category.as_str());
+    pub fn set_kept(&self, who: Who, category: Category, kept: usize, next_drop: Option<i64>) {
+        let labels = file(who, category, category.as_str());
         self.kept
             .get_or_create(&labels)
             .set(i64::try_from(kept).unwrap_or(i64::MAX));
@@ -411,12 +384,12 @@ impl Metrics {
     /// soon.
     pub fn set_file(
         &self,
-        instance: &str,
+        who: Who,
         (category, output): (Category, &'static str),
         not_after: Option<i64>,
         expiring: bool,
     ) {
-        let labels = file(self.who(instance), category, output);
+        let labels = file(who, category, output);
         match not_after {
             Some(t) => {
                 self.not_after.get_or_create(&labels).set(t);
@@ -440,35 +413,29 @@ impl Metrics {
             .fetch_max(total, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Counts a restored output.
     /// The result of the last probe of `address` for `instance`.
-    pub fn set_probe(&self, instance: &str, address: &str, ok: bool) {
+    pub fn set_probe(&self, who: Who, address: &str, ok: bool) {
         self.probe_ok
-            .get_or_create(&probe_labels(self.who(instance), address))
+            .get_or_create(&probe_labels(who, address))
             .set(i64::from(ok));
     }
 
     /// `address` is no longer probed for `instance`.
-    pub fn forget_probe(&self, instance: &str, address: &str) {
-        self.probe_ok
-            .remove(&probe_labels(self.who(instance), address));
+    pub fn forget_probe(&self, who: Who, address: &str) {
+        self.probe_ok.remove(&probe_labels(who, address));
     }
 
-    pub fn restored(&self, instance: &str, category: Category, output: &'static str) {
+    /// Counts a restored output.
+    pub fn restored(&self, who: Who, category: Category, output: &'static str) {
         self.restores
-            .get_or_create(&file(self.who(instance), category, output))
+            .get_or_create(&file(who, category, output))
             .inc();
     }
 
-    /// Drops the gauges of an instance that is no longer configured. Counters
-    /// stay: they only ever grow, and Prometheus handles their staleness.
-    pub fn forget_instance(&self, instance: &str) {
-        self.drop_gauges(self.who(instance));
-        (self.services.lock().unwrap_or_else(|e| e.into_inner())).remove(instance);
-    }
-
-    /// Drops the gauges of an instance under one service's labels.
-    fn drop_gauges(&self, who: (&str, Service)) {
+    /// Drops the gauges of an instance that is no longer configured, or no
+    /// longer of that service. Counters stay: they only ever grow, and
+    /// Prometheus handles their staleness.
+    pub fn forget_instance(&self, who: Who) {
         for c in Category::ALL {
             for output in [c.as_str(), "truststore"] {
                 let labels = file(who, c, output);
@@ -525,7 +492,12 @@ mod tests {
     #[test]
     fn kept_certificates_and_the_next_drop_are_exported_and_cleared() {
         let m = Metrics::new();
-        m.set_kept("i-1", Category::International, 2, Some(1_900_000_000));
+        m.set_kept(
+            ("i-1", Service::Dds),
+            Category::International,
+            2,
+            Some(1_900_000_000),
+        );
         let t = m.encode();
         assert!(
             line(
@@ -541,7 +513,7 @@ mod tests {
             "{t}"
         );
         // The last one dropped: none kept, no next drop.
-        m.set_kept("i-1", Category::International, 0, None);
+        m.set_kept(("i-1", Service::Dds), Category::International, 0, None);
         let t = m.encode();
         assert!(
             line(
@@ -555,70 +527,22 @@ mod tests {
             !t.contains("dds_certsync_next_drop_timestamp_seconds{"),
             "{t}"
         );
-        m.set_kept("i-1", Category::International, 1, Some(7));
-        m.forget_instance("i-1");
+        m.set_kept(("i-1", Service::Dds), Category::International, 1, Some(7));
+        m.forget_instance(("i-1", Service::Dds));
         assert!(!m.encode().contains("instance=\"i-1\""));
-    }
-
-    #[test]
-    fn series_carry_the_declared_service_and_a_new_service_drops_the_old_gauges() {
-        let text = |service: &str| {
-            format!(
-                "[cloud]\nregion = \"cn-north-4\"\nproject_id = \"p\"\n[auth]\nmethod = \"token\"\ntoken = \"t\"\n[[instances]]\nid = \"r-1\"\nservice = \"{service}\"\ninternational = \"/x/a.crt\"\n"
-            )
-        };
-        let cfg = |service: &str| {
-            crate::config::validate(
-                crate::config::parse(&text(service)).unwrap(),
-                std::path::Path::new("/"),
-            )
-            .unwrap()
-        };
-        let m = Metrics::new();
-        m.declare_instance(&cfg("rds").instances[0]);
-        m.set_file(
-            "r-1",
-            (Category::International, "international"),
-            Some(9),
-            false,
-        );
-        m.round_succeeded("r-1", 5);
-        let t = m.encode();
-        assert!(line(&t, "dds_certsync_cert_not_after_timestamp_seconds{instance=\"r-1\",service=\"rds\",category=\"international\"} 9").is_some(), "{t}");
-        assert!(
-            line(
-                &t,
-                "dds_certsync_last_success_timestamp_seconds{instance=\"r-1\",service=\"rds\"} 5"
-            )
-            .is_some(),
-            "{t}"
-        );
-        assert!(line(&t, "dds_certsync_sync_errors_total{instance=\"r-1\",service=\"rds\",reason=\"verify\"} 0").is_some(), "{t}");
-        // Moved to DCS: the gauges under rds go, the counters stay.
-        m.declare_instance(&cfg("dcs").instances[0]);
-        let t = m.encode();
-        assert!(
-            !t.contains("not_after_timestamp_seconds{instance=\"r-1\",service=\"rds\""),
-            "{t}"
-        );
-        assert!(
-            !t.contains("last_success_timestamp_seconds{instance=\"r-1\""),
-            "{t}"
-        );
-        assert!(line(&t, "dds_certsync_sync_errors_total{instance=\"r-1\",service=\"dcs\",reason=\"verify\"} 0").is_some(), "{t}");
     }
 
     #[test]
     fn forgetting_an_instance_drops_its_gauges() {
         let m = Metrics::new();
         m.set_file(
-            "gone",
+            ("gone", Service::Dds),
             (Category::International, "international"),
             Some(10),
             false,
         );
-        m.round_succeeded("gone", 7);
-        m.forget_instance("gone");
+        m.round_succeeded(("gone", Service::Dds), 7);
+        m.forget_instance(("gone", Service::Dds));
         let t = m.encode();
         assert!(!t.contains("instance=\"gone\""), "{t}");
     }
@@ -627,10 +551,10 @@ mod tests {
     fn a_truststore_is_told_apart_by_its_output_label_and_pem_files_keep_theirs() {
         let m = Metrics::new();
         let intl = Category::International;
-        m.set_file("i", (intl, "international"), Some(5), false);
-        m.set_file("i", (intl, "truststore"), Some(6), true);
-        m.cert_changed("i", intl, "truststore");
-        m.restored("i", intl, "truststore");
+        m.set_file(("i", Service::Dds), (intl, "international"), Some(5), false);
+        m.set_file(("i", Service::Dds), (intl, "truststore"), Some(6), true);
+        m.cert_changed(("i", Service::Dds), intl, "truststore");
+        m.restored(("i", Service::Dds), intl, "truststore");
         let t = m.encode();
         for l in [
             "dds_certsync_cert_not_after_timestamp_seconds{instance=\"i\",service=\"dds\",category=\"international\"} 5",
@@ -641,7 +565,7 @@ mod tests {
         ] {
             assert!(line(&t, l).is_some(), "{l}\n{t}");
         }
-        m.forget_instance("i");
+        m.forget_instance(("i", Service::Dds));
         assert!(!m.encode().contains("cert_expiring{instance=\"i\""));
     }
 
@@ -649,7 +573,7 @@ mod tests {
     fn label_values_are_escaped() {
         let m = Metrics::new();
         m.set_file(
-            "a\"b\\c\nd",
+            ("a\"b\\c\nd", Service::Dds),
             (Category::International, "international"),
             Some(1),
             false,

@@ -277,12 +277,7 @@ pub fn update_file_gauges(m: &Metrics, rows: &[Row], verdict: &Readiness) {
             _ => None,
         };
         let expiring = verdict.expiring.iter().any(|e| e.path == row.path);
-        m.set_file(
-            &row.instance_id,
-            (row.category, row.output()),
-            not_after,
-            expiring,
-        );
+        m.set_file(row.who(), (row.category, row.output()), not_after, expiring);
     }
 }
 

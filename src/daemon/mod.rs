@@ -151,9 +151,7 @@ pub async fn run_with(deps: Deps, shutdown: impl Future<Output = ()>) {
         watchdog,
         sources,
     } = deps;
-    for inst in &config.instances {
-        metrics::global().declare_instance(inst);
-    }
+    tally::declare_config(metrics::global(), None, &config);
     let (tx, rx) = mpsc::channel(8);
     let health = Arc::new(Health::new(&config));
     let (probes, probe_tx) = start_probes(&config, tx.clone());

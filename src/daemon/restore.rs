@@ -81,7 +81,7 @@ fn report(
     };
     match restored {
         Some(Ok(())) => {
-            metrics::global().restored(&row.instance_id, row.category, row.output());
+            metrics::global().restored(row.who(), row.category, row.output());
             tracing::warn!(
                 instance_id = %row.instance_id,
                 category = %row.category,

@@ -59,7 +59,12 @@ pub(super) fn round_fn(daemon: Arc<Daemon>) -> RoundFn {
 /// Everything that follows a round: metrics, expiry warning, the outputs
 /// table, systemd status and readiness.
 async fn after_round(daemon: &Arc<Daemon>, inst: &Instance, report: &Report) {
-    super::tally::record_round(metrics::global(), &inst.id, report, health::unix_now());
+    super::tally::record_round(
+        metrics::global(),
+        (&inst.id, inst.service),
+        report,
+        health::unix_now(),
+    );
     // READY=1 is considered once every instance has had a round; from then
     // on until it is sent, each round checks every file.
     let check_ready = {

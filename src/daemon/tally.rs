@@ -3,27 +3,30 @@
 //! is where a round's failures, replaced files, kept certificates and hook
 //! run become them.
 
+use std::collections::HashSet;
+
+use crate::config::Config;
 use crate::hooks::HookError;
-use crate::metrics::{HookResult, Metrics};
+use crate::metrics::{HookResult, Metrics, Who};
 use crate::reason::Reason;
 use crate::report::{FileOutcome, Report};
 
 /// Records what a round did. `now` is the Unix time the round ended. A
 /// failed hook fails the round, so it also counts as a sync error (`hook`).
-pub(crate) fn record_round(m: &Metrics, instance: &str, report: &Report, now: i64) {
+pub(crate) fn record_round(m: &Metrics, who: Who, report: &Report, now: i64) {
     if report.ok() {
-        m.round_succeeded(instance, now);
+        m.round_succeeded(who, now);
     }
     for f in &report.failures {
-        m.sync_error(instance, f.reason);
+        m.sync_error(who, f.reason);
     }
     for f in &report.files {
         if matches!(f.outcome, FileOutcome::Replaced { .. }) {
-            m.cert_changed(instance, f.category, f.output);
+            m.cert_changed(who, f.category, f.output);
         }
     }
     for k in &report.kept {
-        m.set_kept(instance, k.category, k.kept, k.next_drop);
+        m.set_kept(who, k.category, k.kept, k.next_drop);
     }
     if let Some(hook) = &report.hook {
         let result = match hook {
@@ -32,15 +35,35 @@ pub(crate) fn record_round(m: &Metrics, instance: &str, report: &Report, now: i6
             Err(_) => HookResult::Failed,
         };
         if result != HookResult::Ok {
-            m.sync_error(instance, Reason::Hook);
+            m.sync_error(who, Reason::Hook);
         }
-        m.hook_run(instance, result);
+        m.hook_run(who, result);
+    }
+}
+
+/// Brings the metrics to `config`, coming from `old` (`None` at start):
+/// an instance gone from it, or moved to another service, loses its gauges
+/// under the old labels (its counters stay: they only ever grow); every
+/// instance of it has its counters, at 0 where new.
+pub(crate) fn declare_config(m: &Metrics, old: Option<&Config>, config: &Config) {
+    let now: HashSet<Who> = (config.instances.iter())
+        .map(|i| (i.id.as_str(), i.service))
+        .collect();
+    for inst in old.map_or(&[][..], |c| &c.instances) {
+        let who = (inst.id.as_str(), inst.service);
+        if !now.contains(&who) {
+            m.forget_instance(who);
+        }
+    }
+    for inst in &config.instances {
+        m.declare_instance(inst);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloud::Service;
     use crate::config::Category;
     use crate::metrics::SYNC_ERROR_REASONS;
     use crate::report::{Failure, FileReport};
@@ -68,11 +91,11 @@ mod tests {
             hook: Some(Ok(())),
             ..Report::default()
         };
-        record_round(&m, "i-1", &report, 1_700_000_000);
+        record_round(&m, ("i-1", Service::Dds), &report, 1_700_000_000);
         m.api_request(Some(200));
         m.api_request(None);
         m.set_file(
-            "i-1",
+            ("i-1", Service::Dds),
             (Category::National, "national"),
             Some(2_000_000_000),
             true,
@@ -137,8 +160,8 @@ mod tests {
             })),
             ..Report::default()
         };
-        record_round(&m, "i-2", &report, 5);
-        record_round(&m, "i-2", &report, 6);
+        record_round(&m, ("i-2", Service::Dds), &report, 5);
+        record_round(&m, ("i-2", Service::Dds), &report, 6);
         let t = m.encode();
         assert!(
             line(
@@ -175,9 +198,7 @@ mod tests {
             std::path::Path::new("/"),
         )
         .unwrap();
-        for i in &cfg.instances {
-            m.declare_instance(i);
-        }
+        declare_config(&m, None, &cfg);
         let t = m.encode();
         for id in ["i-1", "i-2"] {
             for reason in SYNC_ERROR_REASONS {
@@ -208,7 +229,7 @@ mod tests {
             })),
             ..Report::default()
         };
-        record_round(&m, "i-1", &report, 5);
+        record_round(&m, ("i-1", Service::Dds), &report, 5);
         m.declare_instance(&cfg.instances[0]);
         let t = m.encode();
         assert!(
@@ -227,5 +248,74 @@ mod tests {
             .is_some(),
             "{t}"
         );
+    }
+
+    #[test]
+    fn series_carry_the_service_and_a_reload_to_another_service_drops_the_old_gauges() {
+        let cfg = |service: &str| {
+            let text = format!(
+                "[cloud]\nregion = \"cn-north-4\"\nproject_id = \"p\"\n[auth]\nmethod = \"token\"\ntoken = \"t\"\n[[instances]]\nid = \"r-1\"\nservice = \"{service}\"\ninternational = \"/x/a.crt\"\n[[instances]]\nid = \"d-1\"\ninternational = \"/x/d.crt\"\n"
+            );
+            crate::config::validate(
+                crate::config::parse(&text).unwrap(),
+                std::path::Path::new("/"),
+            )
+            .unwrap()
+        };
+        let m = Metrics::new();
+        let (rds, dcs) = (cfg("rds"), cfg("dcs"));
+        declare_config(&m, None, &rds);
+        for who in [("r-1", Service::Rds), ("d-1", Service::Dds)] {
+            m.set_file(
+                who,
+                (Category::International, "international"),
+                Some(9),
+                false,
+            );
+            record_round(&m, who, &Report::default(), 5);
+        }
+        let t = m.encode();
+        assert!(line(&t, "dds_certsync_cert_not_after_timestamp_seconds{instance=\"r-1\",service=\"rds\",category=\"international\"} 9").is_some(), "{t}");
+        assert!(
+            line(
+                &t,
+                "dds_certsync_last_success_timestamp_seconds{instance=\"r-1\",service=\"rds\"} 5"
+            )
+            .is_some(),
+            "{t}"
+        );
+        assert!(line(&t, "dds_certsync_sync_errors_total{instance=\"r-1\",service=\"rds\",reason=\"verify\"} 0").is_some(), "{t}");
+        // Moved to DCS: the gauges under rds go, the counters stay; the
+        // instance that kept its service keeps its gauges.
+        declare_config(&m, Some(&rds), &dcs);
+        let t = m.encode();
+        assert!(
+            !t.contains("not_after_timestamp_seconds{instance=\"r-1\""),
+            "{t}"
+        );
+        assert!(
+            !t.contains("last_success_timestamp_seconds{instance=\"r-1\""),
+            "{t}"
+        );
+        assert!(line(&t, "dds_certsync_sync_errors_total{instance=\"r-1\",service=\"rds\",reason=\"verify\"} 0").is_some(), "{t}");
+        assert!(line(&t, "dds_certsync_sync_errors_total{instance=\"r-1\",service=\"dcs\",reason=\"verify\"} 0").is_some(), "{t}");
+        assert!(line(&t, "dds_certsync_cert_not_after_timestamp_seconds{instance=\"d-1\",service=\"dds\",category=\"international\"} 9").is_some(), "{t}");
+        // Removed: its gauges go too.
+        let only_d = crate::config::Config {
+            instances: dcs.instances[1..].to_vec(),
+            ..dcs.clone()
+        };
+        declare_config(&m, Some(&dcs), &only_d);
+        declare_config(
+            &m,
+            Some(&only_d),
+            &crate::config::Config {
+                instances: vec![],
+                ..dcs.clone()
+            },
+        );
+        let t = m.encode();
+        assert!(!t.contains("not_after_timestamp_seconds{"), "{t}");
+        assert!(!t.contains("last_success_timestamp_seconds{"), "{t}");
     }
 }

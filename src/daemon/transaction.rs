@@ -170,7 +170,7 @@ impl Control {
         if let Some(listener) = listener {
             self.endpoints.replace(listener);
         }
-        self.trim(&g, &changes);
+        self.trim(old, &g);
         if old.config.sync.state_dir != g.config.sync.state_dir {
             tracing::warn!("sync.state_dir changes take effect at the next start");
         }
@@ -197,18 +197,11 @@ impl Control {
     }
 
     /// Brings what outlives generations in line with `g`.
-    fn trim(&self, g: &Generation, changes: &Changes) {
+    fn trim(&self, old: &Generation, g: &Generation) {
         // Hook retries take their instance from the current config.
         g.syncer.delivery.set_config(&g.config);
         self.daemon.outputs.lock().set_config(&g.config);
         lock(&self.daemon.progress).set_keys(&g.keys());
-        // Counters of removed instances stay (they only grow); new or
-        // changed instances get theirs at 0.
-        for id in &changes.removed {
-            metrics::global().forget_instance(id);
-        }
-        for inst in &g.config.instances {
-            metrics::global().declare_instance(inst);
-        }
+        super::tally::declare_config(metrics::global(), Some(&old.config), &g.config);
     }
 }

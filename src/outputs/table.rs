@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::certcheck::Sha256Digest;
-use crate::config::{Category, Config, Perms};
+use crate::cloud::Service;
+use crate::config::{Category, Config, Instance, Output, Perms};
 
 use super::{Format, Observation, Owner, Readiness, look, readiness};
 
@@ -40,6 +41,7 @@ pub struct LastVerified {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
     pub instance_id: String,
+    pub service: Service,
     pub category: Category,
     pub path: PathBuf,
     pub format: Format,
@@ -56,23 +58,23 @@ pub struct Row {
 }
 
 impl Row {
-    fn new(
-        instance_id: &str,
-        category: Category,
-        path: &Path,
-        format: Format,
-        perms: &Perms,
-    ) -> Row {
+    fn new(inst: &Instance, o: &Output) -> Row {
         Row {
-            instance_id: instance_id.to_string(),
-            category,
-            path: path.to_path_buf(),
-            format,
-            perms: perms.clone(),
+            instance_id: inst.id.clone(),
+            service: inst.service,
+            category: o.category,
+            path: o.path.clone(),
+            format: Format::of(o),
+            perms: inst.perms.clone(),
             verified: None,
             owner: None,
             seen: None,
         }
+    }
+
+    /// Its instance's ID and service: the labels of its series.
+    pub fn who(&self) -> crate::metrics::Who<'_> {
+        (&self.instance_id, self.service)
     }
 
     /// The key that configures the output (`international`, `national`,
@@ -137,7 +139,7 @@ impl Table {
             .collect();
         for inst in &config.instances {
             for o in &inst.outputs {
-                let mut row = Row::new(&inst.id, o.category, &o.path, Format::of(o), &inst.perms);
+                let mut row = Row::new(inst, o);
                 if let Some(prev) = old.remove(&o.path).filter(|p| {
                     (p.instance_id.as_str(), p.category, &p.format)
                         == (inst.id.as_str(), o.category, &row.format)

@@ -49,6 +49,7 @@ fn certs(not_after: i64) -> Observation {
 fn row(p: &str) -> Row {
     Row {
         instance_id: "i".into(),
+        service: crate::cloud::Service::Dds,
         category: Category::International,
         path: PathBuf::from(p),
         format: Format::PemBundle,

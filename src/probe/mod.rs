@@ -45,6 +45,7 @@ use tokio::sync::{Mutex, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::cloud::Service;
 use crate::config::{Category, Config, ProbeAddr};
 use crate::metrics::Metrics;
 use crate::readfile::{self, Links};
@@ -56,6 +57,8 @@ use verdict::{FileRead, Outcome, judge, unix_time};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub id: String,
+    /// Its service: the `service` label of its series.
+    pub service: Service,
     pub label: String,
     /// The `international` output: the file clients read.
     pub ca_file: PathBuf,
@@ -89,6 +92,7 @@ impl Plan {
                     .find(|o| o.category == Category::International && o.truststore.is_none())?;
                 Some(Target {
                     id: i.id.clone(),
+                    service: i.service,
                     label: i.label().to_string(),
                     ca_file: file.path.clone(),
                     addresses: probe.addresses.clone(),
@@ -114,11 +118,10 @@ impl Plan {
             .collect()
     }
 
-    /// Every (instance, address) probed.
-    fn pairs(&self) -> HashSet<(String, ProbeAddr)> {
-        self.targets
-            .iter()
-            .flat_map(|t| t.addresses.iter().map(|a| (t.id.clone(), a.clone())))
+    /// Every (instance, service, address) probed: one `probe_ok` series each.
+    fn series(&self) -> HashSet<(String, Service, ProbeAddr)> {
+        (self.targets.iter())
+            .flat_map(|t| (t.addresses.iter()).map(|a| (t.id.clone(), t.service, a.clone())))
             .collect()
     }
 }
@@ -307,7 +310,7 @@ impl Probes {
             if !target.addresses.contains(addr) {
                 continue; // removed by a reload meanwhile
             }
-            self.metrics.set_probe(id, &addr.to_string(), outcome.ok());
+            (self.metrics).set_probe((id, target.service), &addr.to_string(), outcome.ok());
             let before = self
                 .last_ok
                 .insert((id.to_string(), addr.clone()), outcome.ok());
@@ -326,12 +329,15 @@ impl Probes {
 
     /// A reload: new targets and bounds; series of what is gone are removed.
     fn replan(&mut self, plan: Plan) {
-        let keep = plan.pairs();
-        for (id, addr) in self.plan.pairs().difference(&keep) {
-            self.metrics.forget_probe(id, &addr.to_string());
+        let keep = plan.series();
+        for (id, service, addr) in self.plan.series().difference(&keep) {
+            (self.metrics).forget_probe((id, *service), &addr.to_string());
         }
-        self.last_ok.retain(|k, _| keep.contains(k));
-        let addrs: HashSet<&ProbeAddr> = keep.iter().map(|(_, a)| a).collect();
+        let pairs: HashSet<(&str, &ProbeAddr)> =
+            keep.iter().map(|(i, _, a)| (i.as_str(), a)).collect();
+        self.last_ok
+            .retain(|(i, a), _| pairs.contains(&(i.as_str(), a)));
+        let addrs: HashSet<&ProbeAddr> = keep.iter().map(|(_, _, a)| a).collect();
         self.locks.retain(|a, _| addrs.contains(a));
         if plan.concurrency != self.plan.concurrency {
             self.semaphore = Arc::new(Semaphore::new(plan.concurrency));

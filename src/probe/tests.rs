@@ -20,6 +20,7 @@ fn addr(port: u16) -> ProbeAddr {
 fn target(id: &str, ports: &[u16]) -> Target {
     Target {
         id: id.into(),
+        service: crate::cloud::Service::Dds,
         label: id.into(),
         ca_file: PathBuf::from(format!("/nonexistent/{id}.crt")),
         addresses: ports.iter().map(|p| addr(*p)).collect(),
