@@ -82,7 +82,7 @@ pub fn validate_with_env(
             used.push((inst.service, format!("instances[{i}].service")));
         }
     }
-    cloud.endpoints = service_endpoints(&raw.cloud, &used)?;
+    cloud.endpoints = service_endpoints(&cloud.endpoints, cloud.region.as_deref(), &used)?;
     let server = validate_server(raw.server.as_ref())?;
     Ok(Config {
         cloud,
@@ -114,22 +114,7 @@ fn validate_cloud(raw: &RawCloud) -> Result<Cloud, ConfigError> {
     {
         return Err(err("cloud.region", "must not be empty"));
     }
-    if let Some(e) = &raw.endpoint {
-        https_url("cloud.endpoint", e)?;
-    }
-    if let Some(endpoints) = &raw.endpoints {
-        for service in Service::ALL {
-            if let Some(e) = endpoints.get(service) {
-                https_url(&format!("cloud.endpoints.{service}"), e)?;
-            }
-        }
-        if raw.endpoint.is_some() && endpoints.dds.is_some() {
-            return Err(err(
-                "cloud.endpoints.dds",
-                "cloud.endpoint already sets the DDS endpoint; set one of the two",
-            ));
-        }
-    }
+    let written = written_endpoints(raw)?;
     let iam_endpoint = match (&raw.iam_endpoint, &raw.region) {
         (Some(e), _) => Some(https_url("cloud.iam_endpoint", e)?),
         (None, Some(region)) => endpoint::iam(region),
@@ -143,47 +128,71 @@ fn validate_cloud(raw: &RawCloud) -> Result<Cloud, ConfigError> {
     }
     Ok(Cloud {
         region: raw.region.clone(),
-        // Filled in once the instances say which services they use.
-        endpoints: BTreeMap::new(),
+        // The written ones, until the instances say which services they
+        // use ([`service_endpoints`]).
+        endpoints: written,
         iam_endpoint,
         ca_file: raw.ca_file.clone(),
     })
 }
 
+/// Every endpoint the config writes, checked, by service.
+fn written_endpoints(raw: &RawCloud) -> Result<BTreeMap<Service, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    if let Some(e) = &raw.endpoint {
+        out.insert(Service::Dds, https_url("cloud.endpoint", e)?);
+    }
+    if let Some(endpoints) = &raw.endpoints {
+        for service in Service::ALL {
+            if let Some(e) = endpoints.get(service) {
+                out.insert(
+                    service,
+                    https_url(&format!("cloud.endpoints.{service}"), e)?,
+                );
+            }
+        }
+        if raw.endpoint.is_some() && endpoints.dds.is_some() {
+            return Err(err(
+                "cloud.endpoints.dds",
+                "cloud.endpoint already sets the DDS endpoint; set one of the two",
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The key a user sets `service`'s endpoint with, as error messages name
+/// it: `cloud.endpoint` for DDS (its key from before other services), else
+/// `cloud.endpoints.<service>`.
+fn endpoint_key(service: Service) -> String {
+    match service {
+        Service::Dds => "cloud.endpoint".to_string(),
+        s => format!("cloud.endpoints.{s}"),
+    }
+}
+
 /// The endpoint of every service the instances use (`used`: each service
 /// with the key of the first instance using it): the one written
-/// (`cloud.endpoint` for DDS, `cloud.endpoints.<service>`), else the SDK's
-/// for `cloud.region`. Only the services in use are derived, so a region a
-/// service does not serve matters only to a config that uses it.
+/// (`written`, from [`written_endpoints`]), else the SDK's for `region`.
+/// Only the services in use are derived, so a region a service does not
+/// serve matters only to a config that uses it.
 fn service_endpoints(
-    raw: &RawCloud,
+    written: &BTreeMap<Service, String>,
+    region: Option<&str>,
     used: &[(Service, String)],
 ) -> Result<BTreeMap<Service, String>, ConfigError> {
     let mut out = BTreeMap::new();
     for (service, key) in used {
-        let written = match service {
-            Service::Dds => raw
-                .endpoint
-                .as_ref()
-                .map(|e| ("cloud.endpoint".to_string(), e)),
-            _ => None,
-        }
-        .or_else(|| {
-            (raw.endpoints.as_ref())
-                .and_then(|e| e.get(*service))
-                .map(|e| (format!("cloud.endpoints.{service}"), e))
-        });
-        let endpoint = match (written, &raw.region) {
-            (Some((k, e)), _) => https_url(&k, e)?,
+        let endpoint = match (written.get(service), region) {
+            (Some(e), _) => e.clone(),
             (None, Some(region)) => derived_endpoint(*service, region, key)?,
             (None, None) => {
-                let set = match service {
-                    Service::Dds => "cloud.endpoint".to_string(),
-                    s => format!("cloud.endpoints.{s}"),
-                };
                 return Err(err(
                     "cloud.region",
-                    format!("set cloud.region (for example \"cn-north-4\") or {set}"),
+                    format!(
+                        "set cloud.region (for example \"cn-north-4\") or {}",
+                        endpoint_key(*service)
+                    ),
                 ));
             }
         };
@@ -196,21 +205,21 @@ fn service_endpoints(
 /// of the first instance that uses it, named when the service has none there.
 fn derived_endpoint(service: Service, region: &str, key: &str) -> Result<String, ConfigError> {
     if !endpoint::REGIONS.contains(&region) {
-        let set = match service {
-            Service::Dds => "cloud.endpoint".to_string(),
-            s => format!("cloud.endpoints.{s}"),
-        };
         return Err(err(
             "cloud.region",
-            format!("unknown region {region:?}; use a region the official SDK knows, or set {set}"),
+            format!(
+                "unknown region {region:?}; use a region the official SDK knows, or set {}",
+                endpoint_key(service)
+            ),
         ));
     }
     service.endpoint(region).map(str::to_owned).ok_or_else(|| {
         err(
             key,
             format!(
-                "{} ({service}) has no endpoint in region {region:?} (the official SDK lists none); set cloud.endpoints.{service}, or use another region",
-                service.spec().display
+                "{} ({service}) has no endpoint in region {region:?} (the official SDK lists none); set {}, or use another region",
+                service.spec().display,
+                endpoint_key(service)
             ),
         )
     })
