@@ -23,73 +23,10 @@ pub(super) fn validate_instance(
     base_dir: &Path,
 ) -> Result<Instance, ConfigError> {
     let service = validate_service(key, raw)?;
-    if raw.id.is_empty()
-        || !raw
-            .id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(err(
-            format!("{key}.id"),
-            format!(
-                "{:?} is not a {} instance ID (letters, digits, '-' and '_' only)",
-                raw.id,
-                service.spec().display
-            ),
-        ));
-    }
-    if let Some(n) = &raw.name
-        && n.contains('\0')
-    {
-        return Err(err(
-            format!("{key}.name"),
-            "contains a NUL character, which a hook's environment cannot hold",
-        ));
-    }
-    let project_id = match (&raw.project_id, default_project) {
-        (Some(p), _) => {
-            check_project_id(&format!("{key}.project_id"), p)?;
-            p.clone()
-        }
-        (None, Some(p)) => p.to_string(),
-        (None, None) => {
-            return Err(err(
-                format!("{key}.project_id"),
-                "no project ID; set cloud.project_id or this instance's project_id",
-            ));
-        }
-    };
-    let mut outputs = Vec::new();
-    for (category, path) in [
-        (Category::International, &raw.international),
-        (Category::National, &raw.national),
-    ] {
-        if let Some(p) = path {
-            let path = output_path(&format!("{key}.{category}"), p, base_dir)?;
-            outputs.push(Output::pem(category, path));
-        }
-    }
-    outputs.extend(validate_truststore(key, raw, base_dir)?);
-    if outputs.is_empty() {
-        return Err(err(
-            key,
-            "no output; set international, national, or both, to the file path to write (or truststore, for Java clients)",
-        ));
-    }
-    let mode = match &raw.mode {
-        None => None,
-        Some(m) => Some(check_mode(&format!("{key}.mode"), m)?),
-    };
-    for (field, v) in [("owner", &raw.owner), ("group", &raw.group)] {
-        if let Some(NameOrId::Name(n)) = v
-            && (n.is_empty() || n.contains([':', '/', '\n', '\0']))
-        {
-            return Err(err(
-                format!("{key}.{field}"),
-                format!("{n:?} is not a valid {field} name"),
-            ));
-        }
-    }
+    check_id_and_name(key, raw, service)?;
+    let project_id = project_id(key, raw, default_project)?;
+    let outputs = validate_outputs(key, raw, base_dir)?;
+    let perms = validate_perms(key, raw)?;
     let on_change = match &raw.on_change {
         None => None,
         Some(argv) if argv.is_empty() || argv[0].trim().is_empty() => {
@@ -117,13 +54,7 @@ pub(super) fn validate_instance(
         name: raw.name.clone().filter(|n| !n.is_empty()),
         project_id,
         outputs,
-        perms: Perms {
-            mode,
-            owner: raw.owner.clone(),
-            group: raw.group.clone(),
-            uid: None,
-            gid: None,
-        },
+        perms,
         on_change,
         hook_timeout,
         reload_signal,
@@ -132,6 +63,106 @@ pub(super) fn validate_instance(
         probe: None,
         keep_previous: keep_previous(&format!("{key}.keep_previous"), raw.keep_previous)?
             .unwrap_or(sync.keep_previous),
+    })
+}
+
+/// `id`: the service's instance ID alphabet; `name`: anything a hook's
+/// environment can hold.
+fn check_id_and_name(key: &str, raw: &RawInstance, service: Service) -> Result<(), ConfigError> {
+    if raw.id.is_empty()
+        || !raw
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(err(
+            format!("{key}.id"),
+            format!(
+                "{:?} is not a {} instance ID (letters, digits, '-' and '_' only)",
+                raw.id,
+                service.spec().display
+            ),
+        ));
+    }
+    if let Some(n) = &raw.name
+        && n.contains('\0')
+    {
+        return Err(err(
+            format!("{key}.name"),
+            "contains a NUL character, which a hook's environment cannot hold",
+        ));
+    }
+    Ok(())
+}
+
+/// `project_id`: the instance's own, else `cloud.project_id`.
+fn project_id(
+    key: &str,
+    raw: &RawInstance,
+    default_project: Option<&str>,
+) -> Result<String, ConfigError> {
+    match (&raw.project_id, default_project) {
+        (Some(p), _) => {
+            check_project_id(&format!("{key}.project_id"), p)?;
+            Ok(p.clone())
+        }
+        (None, Some(p)) => Ok(p.to_string()),
+        (None, None) => Err(err(
+            format!("{key}.project_id"),
+            "no project ID; set cloud.project_id or this instance's project_id",
+        )),
+    }
+}
+
+/// The files an instance writes: a PEM file per category, and a truststore;
+/// at least one.
+fn validate_outputs(
+    key: &str,
+    raw: &RawInstance,
+    base_dir: &Path,
+) -> Result<Vec<Output>, ConfigError> {
+    let mut outputs = Vec::new();
+    for (category, path) in [
+        (Category::International, &raw.international),
+        (Category::National, &raw.national),
+    ] {
+        if let Some(p) = path {
+            let path = output_path(&format!("{key}.{category}"), p, base_dir)?;
+            outputs.push(Output::pem(category, path));
+        }
+    }
+    outputs.extend(validate_truststore(key, raw, base_dir)?);
+    if outputs.is_empty() {
+        return Err(err(
+            key,
+            "no output; set international, national, or both, to the file path to write (or truststore, for Java clients)",
+        ));
+    }
+    Ok(outputs)
+}
+
+/// `mode`, `owner` and `group` as written (names are resolved later).
+fn validate_perms(key: &str, raw: &RawInstance) -> Result<Perms, ConfigError> {
+    let mode = match &raw.mode {
+        None => None,
+        Some(m) => Some(check_mode(&format!("{key}.mode"), m)?),
+    };
+    for (field, v) in [("owner", &raw.owner), ("group", &raw.group)] {
+        if let Some(NameOrId::Name(n)) = v
+            && (n.is_empty() || n.contains([':', '/', '\n', '\0']))
+        {
+            return Err(err(
+                format!("{key}.{field}"),
+                format!("{n:?} is not a valid {field} name"),
+            ));
+        }
+    }
+    Ok(Perms {
+        mode,
+        owner: raw.owner.clone(),
+        group: raw.group.clone(),
+        uid: None,
+        gid: None,
     })
 }
 
