@@ -9,7 +9,10 @@ use clap::Parser;
 use crate::config::DEFAULT_PATH;
 pub use crate::logging::LogFormat;
 
-/// Keeps the TLS CA certificates of Huawei Cloud DDS instances current on disk.
+/// Keeps the TLS CA certificates of Huawei Cloud database instances current on disk.
+///
+/// DDS (the default), RDS, GeminiDB, openGauss and DCS: each instance's
+/// `service` says which.
 ///
 /// Without --once, runs as a daemon: syncs every configured instance at start,
 /// then every `sync.interval`, replacing a file only when its certificate

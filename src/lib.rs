@@ -1,5 +1,5 @@
 //! dds-certsync keeps the TLS CA certificates of Huawei Cloud DDS instances
-//! current on disk. See ARCHITECTURE.md for the map; [`run`] is the entry.
+//! (and RDS, GeminiDB, openGauss and DCS ones) current on disk. See ARCHITECTURE.md for the map; [`run`] is the entry.
 
 pub mod backoff;
 pub mod certcheck;

@@ -90,11 +90,20 @@ pub async fn run(
             "{:<6} {} ({}): {}",
             if ok { "ok" } else { "FAILED" },
             inst.label(),
-            inst.id,
+            who(inst),
             text
         ));
     }
     all_ok
+}
+
+/// How a summary line names the instance: its ID, after its service when
+/// that is not DDS (`rds r-1`), so DDS lines read as they always have.
+fn who(inst: &Instance) -> String {
+    match inst.service {
+        crate::cloud::Service::Dds => inst.id.clone(),
+        s => format!("{s} {}", inst.id),
+    }
 }
 
 async fn with_retries(

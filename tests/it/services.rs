@@ -116,6 +116,18 @@ fn every_service_once_with_the_dcs_post_signed_and_its_link_never_logged() {
             OTHERS.iter().find(|(_, i)| *i == id).unwrap().0.to_string()
         };
         assert_eq!(hook_services(&env, id), format!("{service}\n"), "{id}");
+        // So does its summary line, after the instance's name; DDS lines
+        // read as they always have.
+        let named = if service == "dds" {
+            format!("ok     {id} ({id}): ")
+        } else {
+            format!("ok     {id} ({service} {id}): ")
+        };
+        assert!(
+            run.stdout.lines().any(|l| l.starts_with(&named)),
+            "{named}\n{}",
+            run.stdout
+        );
         // The round's lines carry the service.
         assert!(
             run.stderr
