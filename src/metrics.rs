@@ -10,7 +10,7 @@
 //! | `last_success_timestamp_seconds` | instance, service | end of the last fully successful round |
 //! | `sync_errors_total` | instance, service, reason | failures, by [`crate::reason::Reason`] |
 //! | `cert_changes_total` | instance, service, category | files replaced with a new certificate |
-//! | `hook_runs_total` | instance, service, result | `on_change` runs: ok, failed, timeout |
+//! | `hook_runs_total` | instance, service, result | hook runs, a round's and each retry's: ok, failed, timeout |
 //! | `api_requests_total` | code | API answers of every service by HTTP status (`error`: no answer) |
 //! | `restores_total` | instance, service, category | outputs restored after being deleted or changed |
 //!
@@ -26,8 +26,8 @@
 //! ([`Metrics::declare_instance`]): `sync_errors_total` for each of
 //! [`SYNC_ERROR_REASONS`], `cert_changes_total` and `restores_total` for each
 //! configured category, `hook_runs_total` for each result when the instance
-//! has a hook. So `increase()` sees the first error too. A failed hook counts
-//! in `sync_errors_total` with reason `hook`, as it fails the round.
+//! has a hook. So `increase()` sees the first error too. A failed hook run
+//! (a round's or a retry's) counts in `sync_errors_total` with reason `hook`.
 //!
 //! `instance` is the instance ID (stable, unlike the optional name), and
 //! `service` its service (`dds`, `rds`, `geminidb`, `opengauss`, `dcs`).

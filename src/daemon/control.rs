@@ -7,6 +7,7 @@
 //!   may concern are checked and restored (see [`super::restore`]);
 //! * the end of a round checks that instance's outputs: a change made while
 //!   its round held them is seen now;
+//! * the end of a hook retry is counted in the metrics;
 //! * the sweep (every [`super::SWEEP`], and at [`Event::Sweep`]) checks the
 //!   config and every output, and re-arms the watches.
 //!
@@ -23,6 +24,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config;
+use crate::metrics::HookResult;
 use crate::scheduler::{Command, sleep_until_opt};
 use crate::watch::ContentTracker;
 
@@ -81,6 +83,7 @@ pub(super) async fn control(
                     settle_at.get_or_insert_with(|| Instant::now() + SETTLE);
                 }
                 Some(Event::RoundEnded(id)) => ctl.round_ended(&id).await,
+                Some(Event::HookDelivered(id, result)) => ctl.hook_delivered(&id, result),
                 Some(Event::Sweep) => ctl.sweep().await,
             },
             _ = sleep_until_opt(settle_at), if settle_at.is_some() => {
@@ -127,6 +130,16 @@ impl Control {
         let candidates = self.daemon.outputs.lock().candidates_of(id);
         if self.heal(candidates, Look::Stamp).await {
             self.rewatch(true).await;
+        }
+    }
+
+    /// A retry of an owed hook ended: it counts as a round's run does. An
+    /// instance a reload removed meanwhile is not counted.
+    fn hook_delivered(&self, id: &str, result: HookResult) {
+        let generation = self.daemon.current();
+        if let Some(inst) = generation.instances.get(id) {
+            let who = (inst.id.as_str(), inst.service);
+            super::tally::record_hook(crate::metrics::global(), who, result);
         }
     }
 

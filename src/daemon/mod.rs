@@ -162,8 +162,16 @@ pub async fn run_with(deps: Deps, shutdown: impl Future<Output = ()>) {
         grace: SHUTDOWN_GRACE,
     };
     log_start(&config, &syncer, watchdog);
-    // Failed hooks are retried on their own backoff (see hooks::retry_owed).
-    let retries = tokio::spawn(crate::hooks::retry_owed(Arc::clone(&syncer.delivery)));
+    // Failed hooks are retried on their own backoff (see hooks::retry_owed);
+    // how each retry ended is an event of the control loop.
+    let delivered = sources.sender.clone();
+    let retries = tokio::spawn(crate::hooks::retry_owed(
+        Arc::clone(&syncer.delivery),
+        move |inst, result| {
+            let event = Event::HookDelivered(inst.id.clone(), tally::hook_result(result));
+            let _ = delivered.send(event);
+        },
+    ));
     let daemon = Arc::new(Daemon::new(Start {
         config_path: config_path.clone(),
         generation: Generation::new(config, syncer),

@@ -4,7 +4,8 @@
 //! are given to it: the binary wires the real ones ([`Sources::system`]:
 //! SIGHUP, a `notify` watcher over directories, a periodic sweep); the tests
 //! make a [`Sources::manual`] and send events themselves. The daemon's own
-//! rounds add [`Event::RoundEnded`] through the same channel.
+//! rounds add [`Event::RoundEnded`], and its hook retries
+//! [`Event::HookDelivered`], through the same channel.
 //!
 //! The periodic sweep is not sent through the channel: the loop keeps its
 //! own timer ([`Sources::sweep`]), whose missed ticks collapse into one. A
@@ -21,6 +22,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::metrics::HookResult;
 use crate::service;
 use crate::watch::Watcher;
 use tokio::sync::mpsc;
@@ -37,6 +39,10 @@ pub enum Event {
     File(PathBuf),
     /// A round of this instance ended and its writes are done.
     RoundEnded(String),
+    /// A retry of this instance's owed hook ended, so (see
+    /// [`crate::hooks::retry_owed`]); a round's own hook run is part of
+    /// its report instead.
+    HookDelivered(String, HookResult),
     /// The fallback check of the config and every output, for lost events.
     Sweep,
 }

@@ -12,7 +12,8 @@ use crate::reason::Reason;
 use crate::report::{FileOutcome, Report};
 
 /// Records what a round did. `now` is the Unix time the round ended. A
-/// failed hook fails the round, so it also counts as a sync error (`hook`).
+/// failed hook fails the round, so it also counts as a sync error (`hook`),
+/// as does a failed retry of it ([`record_hook`]).
 pub(crate) fn record_round(m: &Metrics, who: Who, report: &Report, now: i64) {
     if report.ok() {
         m.round_succeeded(who, now);
@@ -29,15 +30,26 @@ pub(crate) fn record_round(m: &Metrics, who: Who, report: &Report, now: i64) {
         m.set_kept(who, k.category, k.kept, k.next_drop);
     }
     if let Some(hook) = &report.hook {
-        let result = match hook {
-            Ok(()) => HookResult::Ok,
-            Err(HookError::TimedOut { .. }) => HookResult::TimedOut,
-            Err(_) => HookResult::Failed,
-        };
-        if result != HookResult::Ok {
-            m.sync_error(who, Reason::Hook);
-        }
-        m.hook_run(who, result);
+        record_hook(m, who, hook_result(hook));
+    }
+}
+
+/// Records a hook run, a round's or a retry's: by result, and, when it
+/// failed, as a sync error (`hook`): the instance is not in sync until its
+/// hook ran.
+pub(crate) fn record_hook(m: &Metrics, who: Who, result: HookResult) {
+    if result != HookResult::Ok {
+        m.sync_error(who, Reason::Hook);
+    }
+    m.hook_run(who, result);
+}
+
+/// How a hook run ended, as `hook_runs_total` labels it.
+pub(crate) fn hook_result(run: &Result<(), HookError>) -> HookResult {
+    match run {
+        Ok(()) => HookResult::Ok,
+        Err(HookError::TimedOut { .. }) => HookResult::TimedOut,
+        Err(_) => HookResult::Failed,
     }
 }
 

@@ -18,6 +18,7 @@ use super::*;
 use crate::certcheck::sha256;
 use crate::config::Instance;
 use crate::hooks::Delivery;
+use crate::metrics::HookResult;
 use crate::reload::Changes;
 use crate::sync::{FileOutcome, FileReport, Report};
 
@@ -441,6 +442,43 @@ async fn the_loop_sweeps_on_its_own_timer() {
             .await;
         },
     )
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hook_retry_is_counted_like_a_rounds_run_and_not_for_a_removed_instance() {
+    with_daemon(&[("hook-retry", "h.crt")], Script::default(), |mut h| async move {
+        h.round().await;
+        // In order: when the last is counted, the others were handled.
+        for (id, result) in [
+            ("never-configured", HookResult::Ok),
+            ("hook-retry", HookResult::Failed),
+            ("hook-retry", HookResult::Ok),
+        ] {
+            h.events
+                .send(Event::HookDelivered(id.into(), result))
+                .unwrap();
+        }
+        let series = |labels: &str| {
+            let text = metrics::global().encode();
+            (text.lines())
+                .find(|l| l.starts_with(labels))
+                .map(|l| l[labels.len()..].trim().to_string())
+        };
+        eventually("the retries counted", || {
+            series("dds_certsync_hook_runs_total{instance=\"hook-retry\",service=\"dds\",result=\"ok\"}")
+                .is_some()
+        })
+        .await;
+        for (labels, value) in [
+            ("dds_certsync_hook_runs_total{instance=\"hook-retry\",service=\"dds\",result=\"ok\"}", "1"),
+            ("dds_certsync_hook_runs_total{instance=\"hook-retry\",service=\"dds\",result=\"failed\"}", "1"),
+            ("dds_certsync_sync_errors_total{instance=\"hook-retry\",service=\"dds\",reason=\"hook\"}", "1"),
+        ] {
+            assert_eq!(series(labels).as_deref(), Some(value), "{labels}");
+        }
+        assert!(!metrics::global().encode().contains("never-configured"));
+    })
     .await;
 }
 

@@ -352,9 +352,14 @@ fn prepare(
 }
 
 /// Retries failed deliveries until they succeed, each on its own backoff,
-/// each with the instance as the current config has it.
+/// each with the instance as the current config has it, and tells
+/// `delivered` how each retry ended (the daemon makes it an event of its
+/// control loop, which counts it in the metrics).
 /// Runs until dropped; the daemon spawns it once.
-pub async fn retry_owed(delivery: Arc<Delivery>) {
+pub async fn retry_owed(
+    delivery: Arc<Delivery>,
+    mut delivered: impl FnMut(&Instance, &Result<(), HookError>),
+) {
     loop {
         let wake = delivery.wake.notified();
         let next = lock(&delivery.pending)
@@ -385,6 +390,8 @@ pub async fn retry_owed(delivery: Arc<Delivery>) {
             continue;
         };
         tracing::info!(instance = %inst.label(), instance_id = %inst.id, service = %inst.service, attempt = attempts + 1, "running the owed hook again");
-        delivery.deliver(&inst, &held, Vec::new()).await;
+        if let Some(result) = delivery.deliver(&inst, &held, Vec::new()).await {
+            delivered(&inst, &result);
+        }
     }
 }

@@ -686,7 +686,10 @@ async fn the_retry_task_delivers_a_failed_hook_without_a_new_change() {
     }
     let child = target(dir.path(), 0);
     let start = tokio::time::Instant::now();
-    let task = tokio::spawn(retry_owed(Arc::clone(&d)));
+    let (tx, mut told) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(retry_owed(Arc::clone(&d), move |inst, result| {
+        let _ = tx.send((inst.id.clone(), result.is_ok()));
+    }));
     // Virtual time: the retry is due within 1 s; real time bounds the wait.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while d.ledger().exists("i1") {
@@ -703,6 +706,9 @@ async fn the_retry_task_delivers_a_failed_hook_without_a_new_change() {
     );
     assert_eq!(killed_by(child), Some(Signal::SIGTERM as i32));
     assert!(lock(&d.pending).is_empty());
+    // The retry's outcome was told, once.
+    assert_eq!(told.try_recv().ok(), Some(("i1".to_string(), true)));
+    assert!(told.try_recv().is_err());
 }
 
 #[test]
