@@ -494,6 +494,36 @@ mod tests {
     }
 
     #[test]
+    fn error_fields_read_each_spelling_in_the_sdks_order() {
+        let f = |body: &str| error_fields(body.as_bytes());
+        let some = |s: &str| Some(s.to_string());
+        // Every field in its snake_case spelling, with a request ID.
+        assert_eq!(
+            f(r#"{"error_code":"DBS.1","error_msg":"m1","request_id":"r1"}"#),
+            (some("DBS.1"), some("m1"), some("r1"))
+        );
+        // snake_case before camelCase before the plain names.
+        assert_eq!(
+            f(
+                r#"{"code":"C","errorCode":"B","error_code":"A","message":"z","errorMsg":"y","error_msg":"x"}"#
+            ),
+            (some("A"), some("x"), None)
+        );
+        assert_eq!(
+            f(r#"{"code":"C","errorCode":"B","message":"z","errorMsg":"y"}"#),
+            (some("B"), some("y"), None)
+        );
+        assert_eq!(
+            f(r#"{"code":7,"message":"z"}"#),
+            (some("7"), some("z"), None)
+        );
+        // A code of another type is no code; a body that is no JSON object
+        // has no fields.
+        assert_eq!(f(r#"{"code":[1],"request_id":""}"#), (None, None, some("")));
+        assert_eq!(f("<html>bad gateway</html>"), (None, None, None));
+    }
+
+    #[test]
     fn a_shape_error_quotes_no_value_of_the_answer() {
         for body in [
             &br#"{"certs":"https://obs/x.crt?Signature=SECRET"}"#[..],
