@@ -18,7 +18,7 @@
 //! The first round of every instance starts at once. A round that panics
 //! (debug builds; release builds abort) counts as a failure of its instance.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -182,12 +182,14 @@ impl Entry {
 /// thousands of instances, each start and each finished round costs a
 /// logarithm, not a pass over the table.
 ///
-/// Invariant: `queue` holds `(due, seq, key)` exactly for the idle entries.
-/// Every change of an entry goes through [`Table::update`], which keeps it.
+/// Invariant: `queue` maps `(due, seq)` to the key exactly for the idle
+/// entries (`seq` is unique to an entry, so the pair is too, and taking an
+/// entry out needs no copy of its key). Every change of an entry goes
+/// through [`Table::update`], which keeps it.
 #[derive(Debug, Default)]
 struct Table {
     entries: HashMap<String, Entry>,
-    queue: BTreeSet<(Instant, u64, String)>,
+    queue: BTreeMap<(Instant, u64), String>,
     next_seq: u64,
 }
 
@@ -207,7 +209,7 @@ impl Table {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.queue.insert((due, seq, key.clone()));
+        self.queue.insert((due, seq), key.clone());
         let entry = Entry {
             due,
             seq,
@@ -225,11 +227,11 @@ impl Table {
     fn update<R>(&mut self, key: &str, change: impl FnOnce(&mut Entry) -> R) -> Option<R> {
         let entry = self.entries.get_mut(key)?;
         if entry.idle() {
-            self.queue.remove(&(entry.due, entry.seq, key.to_string()));
+            self.queue.remove(&(entry.due, entry.seq));
         }
         let out = change(entry);
         if entry.idle() {
-            self.queue.insert((entry.due, entry.seq, key.to_string()));
+            self.queue.insert((entry.due, entry.seq), key.to_string());
         } else if entry.removed && !entry.running {
             self.entries.remove(key);
         }
@@ -238,8 +240,8 @@ impl Table {
 
     /// The earliest idle entry due by `now`, marked running.
     fn start_next(&mut self, now: Instant) -> Option<String> {
-        let (due, _, key) = self.queue.first()?;
-        if *due > now {
+        let (&(due, _), key) = self.queue.first_key_value()?;
+        if due > now {
             return None;
         }
         let key = key.clone();
@@ -249,7 +251,7 @@ impl Table {
 
     /// When the earliest idle entry is due.
     fn next_due(&self) -> Option<Instant> {
-        self.queue.first().map(|(due, _, _)| *due)
+        self.queue.first_key_value().map(|(&(due, _), _)| due)
     }
 
     /// The set of instances is now `keys`: new ones are due at `now`, gone
@@ -463,11 +465,11 @@ mod tests {
 
     /// The queue holds exactly the idle entries, each under its due time.
     fn assert_queue_matches(t: &Table) {
-        let idle: BTreeSet<(Instant, u64, String)> = t
+        let idle: BTreeMap<(Instant, u64), String> = t
             .entries
             .iter()
             .filter(|(_, e)| e.idle())
-            .map(|(k, e)| (e.due, e.seq, k.clone()))
+            .map(|(k, e)| ((e.due, e.seq), k.clone()))
             .collect();
         assert_eq!(t.queue, idle);
     }
