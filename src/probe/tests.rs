@@ -345,4 +345,19 @@ async fn a_reload_adds_and_removes_probes_and_their_series() {
         .unwrap();
     wait(Duration::from_millis(1)).await;
     assert_eq!(r.fake.calls(7), 1);
+    let dds = r#"dds_certsync_probe_ok{instance="p-reload",service="dds",address="10.0.0.1:7"}"#;
+    assert!(r.metrics.encode().contains(dds));
+    // It moves to another service: its series follows, the old one goes.
+    let mut rds = target("p-reload", &[7]);
+    rds.service = crate::cloud::Service::Rds;
+    r.events.send(Event::Plan(plan(vec![rds], 4))).unwrap();
+    wait(EVERY * 2).await;
+    let text = r.metrics.encode();
+    assert!(!text.contains(dds), "{text}");
+    assert!(
+        text.contains(
+            r#"dds_certsync_probe_ok{instance="p-reload",service="rds",address="10.0.0.1:7"}"#
+        ),
+        "{text}"
+    );
 }
