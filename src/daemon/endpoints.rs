@@ -13,9 +13,11 @@ use crate::config::ConfigError;
 use crate::health::Health;
 use crate::server;
 
-/// The serving task, if `server.listen` is set.
+/// The serving task, if `server.listen` is set, and the address its
+/// listener is bound to (the port the kernel chose for a configured port 0).
 pub(super) struct Endpoints {
     task: Option<JoinHandle<()>>,
+    bound: Option<SocketAddr>,
     health: Arc<Health>,
 }
 
@@ -30,7 +32,11 @@ impl Drop for Endpoints {
 impl Endpoints {
     /// Serves on `listener`, if there is one.
     pub(super) fn start(listener: Option<TcpListener>, health: Arc<Health>) -> Endpoints {
-        let mut e = Endpoints { task: None, health };
+        let mut e = Endpoints {
+            task: None,
+            bound: None,
+            health,
+        };
         e.replace(listener);
         e
     }
@@ -41,20 +47,22 @@ impl Endpoints {
         if let Some(old) = self.task.take() {
             old.abort();
         }
+        self.bound = listener.as_ref().and_then(|l| l.local_addr().ok());
         self.task = listener.map(|l| tokio::spawn(server::serve(l, Arc::clone(&self.health))));
     }
 
-    /// Binds the new `server.listen`. When our own listener on `old` is in
-    /// the way (the same port on another address: `127.0.0.1:P` →
-    /// `0.0.0.0:P`), it is closed first; if the new address still cannot be
-    /// bound, the old one is bound again and the error returned, so a refused
+    /// Binds the new `server.listen`. When our own listener is in the way
+    /// (the same port on another address: `127.0.0.1:P` → `0.0.0.0:P`,
+    /// judged by the address it is bound to, so also when the kernel chose
+    /// `P`), it is closed first; if the new address still cannot be bound,
+    /// the old one is bound again and the error returned, so a refused
     /// reload leaves the endpoints where they were.
     pub(super) async fn bind_moving(
         &mut self,
         config_path: &Path,
-        old: Option<SocketAddr>,
         addr: SocketAddr,
     ) -> Result<TcpListener, ConfigError> {
+        let old = self.bound;
         let err = match TcpListener::bind(addr).await {
             Ok(l) => return Ok(l),
             Err(e) => e,

@@ -62,7 +62,7 @@ pub(super) async fn prepare(
     let listener = match (changes.server, new.server.listen) {
         (true, Some(addr)) => Some(Some(
             endpoints
-                .bind_moving(config_path, current.config.server.listen, addr)
+                .bind_moving(config_path, addr)
                 .await
                 .map_err(|e| e.to_string())?,
         )),
