@@ -616,9 +616,8 @@ fn auto_falls_back_to_the_metadata_service_and_lists_what_it_tried() {
 
     // Nothing anywhere: the error lists the three steps.
     env.standin.clear_requests();
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_url = format!("http://{}", dead.local_addr().unwrap());
-    drop(dead);
+    let dead = dead_port();
+    let dead_url = format!("http://{}", dead.addr);
     let mut env2 = Env::new();
     env2.instance("inst-a");
     env2.auth = format!("method = \"auto\"\nmetadata_endpoint = \"{dead_url}\"\n");

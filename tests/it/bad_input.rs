@@ -258,11 +258,8 @@ fn a_dead_server_fails_fast_and_a_stalled_one_within_the_deadline() {
     let mut env = Env::new();
     env.instance("inst-a");
     // A port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let dead = dead_port();
+    let port = dead.addr.port();
     let text = env
         .config_text()
         .replace(&env.standin.api_url(), &format!("https://127.0.0.1:{port}"));

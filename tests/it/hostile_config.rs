@@ -4,7 +4,6 @@
 
 use std::fs;
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -60,14 +59,6 @@ fn bin_with_config(config: &Path, args: &[&str]) -> Command {
         .env_remove("RUST_LOG")
         .env_remove("DDS_CERTSYNC_CONFIG");
     c
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A plain HTTP/1.1 GET with a short timeout: the status, or `None`.
@@ -137,10 +128,10 @@ fn a_fifo_renamed_over_the_config_leaves_the_daemon_answering_stoppable_and_on_t
     let mut env = Env::new();
     env.instance("inst-a");
     env.sync.push_str("interval = \"1s\"\njitter = \"0s\"\n");
-    let port = free_port();
     env.instances
-        .push(format!("\n[server]\nlisten = \"127.0.0.1:{port}\"\n"));
+        .push("\n[server]\nlisten = \"127.0.0.1:0\"\n".into());
     let mut d = env.daemon(&[]);
+    let port = d.listen_addr(1).port();
     assert!(
         wait_until(LIMIT, || env.hook_runs("inst-a").len() == 1),
         "{}",

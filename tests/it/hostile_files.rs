@@ -42,14 +42,6 @@ fn spawn(env: &Env, args: &[&str]) -> Daemon {
     Daemon { child, log }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// One HTTP/1.1 GET with a 5 s limit; `None` if no full answer came.
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     http(local(port), "GET", path, Duration::from_secs(5))
@@ -214,10 +206,10 @@ fn the_daemon_keeps_answering_readyz_and_metrics_with_a_fifo_at_an_output_path()
     fs::create_dir_all(env.path("out")).unwrap();
     let fifo = env.out("inst-a", "international");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
-    let port = free_port();
     env.instances
-        .push(format!("\n[server]\nlisten = \"127.0.0.1:{port}\"\n"));
+        .push("\n[server]\nlisten = \"127.0.0.1:0\"\n".into());
     let d = env.daemon(&[]);
+    let port = d.listen_addr(1).port();
     d.wait_log("is a FIFO, not a regular file", 1, LIMIT);
     assert!(
         d.log().contains(&fifo.display().to_string()),

@@ -18,15 +18,6 @@ use crate::support::*;
 
 const LIMIT: Duration = Duration::from_secs(20);
 
-/// A free loopback port (bound, read, released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// One GET on a fresh connection, `limit` for each step: (status, body).
 fn http_within(port: u16, path: &str, limit: Duration) -> Option<(u16, String)> {
     http(local(port), "GET", path, limit)
@@ -68,9 +59,9 @@ fn probes_answer_within_a_second_while_idle_and_reconnecting_connections_hold_th
     let mut env = Env::new();
     env.instance("inst-a");
     env.sync.push_str("interval = \"1h\"\n");
-    let port = free_port();
-    listen_on(&mut env, &format!("127.0.0.1:{port}"));
+    listen_on(&mut env, "127.0.0.1:0");
     let d = env.daemon(&[]);
+    let port = d.listen_addr(1).port();
     assert_eq!(get(port, "/healthz").0, 200, "{}", d.log());
 
     // 64 connections that never send a byte.
@@ -312,8 +303,7 @@ fn log_lines_lost_to_a_stalled_stderr_are_counted_once_it_drains() {
         "id = \"inst-a\"\ninternational = \"out/a.crt\"\non_change = [\"/bin/sh\", \"-c\", \"seq 1 5000\"]\n",
     );
     env.sync.push_str("interval = \"1h\"\n");
-    let port = free_port();
-    listen_on(&mut env, &format!("127.0.0.1:{port}"));
+    listen_on(&mut env, "127.0.0.1:0");
     env.write_config();
     let (r, w) = stalled_pipe();
     let child = env
@@ -326,6 +316,7 @@ fn log_lines_lost_to_a_stalled_stderr_are_counted_once_it_drains() {
         child,
         log: env.path("no-log"),
     };
+    let port = listening_port(_d.child.id(), LIMIT);
     let dropped = "dds_certsync_log_lines_dropped_total";
     assert!(
         wait_until(LIMIT, || metric(&get(port, "/metrics").1, dropped)
@@ -363,8 +354,7 @@ fn an_expired_certificate_on_disk_keeps_cert_expiring_at_one() {
     let mut env = Env::new();
     env.instance("inst-a");
     env.sync.push_str("interval = \"1h\"\n");
-    let port = free_port();
-    listen_on(&mut env, &format!("127.0.0.1:{port}"));
+    listen_on(&mut env, "127.0.0.1:0");
     // The API never answers well, so the expired file stays.
     env.standin.push_fault(FaultRule::always(Fault::ApiStatus {
         status: 503,
@@ -378,6 +368,7 @@ fn an_expired_certificate_on_disk_keeps_cert_expiring_at_one() {
     )
     .unwrap();
     let d = env.daemon(&[]);
+    let port = d.listen_addr(1).port();
     d.wait_log("round failed", 1, LIMIT);
     let m = get(port, "/metrics").1;
     let labels = "{instance=\"inst-a\",service=\"dds\",category=\"international\"}";
@@ -406,11 +397,11 @@ fn every_configured_counter_is_exported_at_zero_before_the_first_round_ends() {
     let mut env = Env::new();
     env.instance("inst-a").instance("inst-b");
     env.sync.push_str("interval = \"1h\"\ntimeout = \"60s\"\n");
-    let port = free_port();
-    listen_on(&mut env, &format!("127.0.0.1:{port}"));
+    listen_on(&mut env, "127.0.0.1:0");
     env.standin
         .push_fault(FaultRule::always(Fault::ApiDelay(Duration::from_secs(60))));
     let _d = env.daemon(&[]);
+    let port = _d.listen_addr(1).port();
     let m = get(port, "/metrics").1;
     for id in ["inst-a", "inst-b"] {
         // Every reason the daemon counts, as the unit test of `reason`
@@ -451,9 +442,9 @@ fn a_failed_hook_counts_as_a_sync_error_with_reason_hook() {
         "id = \"inst-h\"\ninternational = \"out/h.crt\"\non_change = [\"/bin/false\"]\n",
     );
     env.sync.push_str("interval = \"1h\"\n");
-    let port = free_port();
-    listen_on(&mut env, &format!("127.0.0.1:{port}"));
+    listen_on(&mut env, "127.0.0.1:0");
     let d = env.daemon(&[]);
+    let port = d.listen_addr(1).port();
     let failed =
         "dds_certsync_hook_runs_total{instance=\"inst-h\",service=\"dds\",result=\"failed\"}";
     assert!(
@@ -541,9 +532,9 @@ fn moving_the_listener_to_another_address_on_the_same_port_works_or_keeps_the_ol
     let mut env = Env::new();
     env.instance("inst-a");
     env.sync.push_str("interval = \"1h\"\n");
-    let port = free_port();
-    listen_on(&mut env, &format!("127.0.0.1:{port}"));
+    listen_on(&mut env, "127.0.0.1:0");
     let d = env.daemon(&[]);
+    let port = d.listen_addr(1).port();
     assert_eq!(get(port, "/healthz").0, 200, "{}", d.log());
 
     // Someone else holds 127.0.0.2 on the same port: the wildcard cannot be
@@ -551,7 +542,7 @@ fn moving_the_listener_to_another_address_on_the_same_port_works_or_keeps_the_ol
     let squatter = TcpListener::bind(("127.0.0.2", port));
     let text = env
         .config_text()
-        .replace(&format!("127.0.0.1:{port}"), &format!("0.0.0.0:{port}"));
+        .replace("127.0.0.1:0", &format!("0.0.0.0:{port}"));
     if squatter.is_ok() {
         replace_config(&env, &text);
         d.wait_log("reload refused", 1, LIMIT);

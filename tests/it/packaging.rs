@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
@@ -58,14 +58,6 @@ fn exported(exposition: &str) -> BTreeSet<String> {
         .collect()
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// GET /metrics: the body of a 200 answer, else None.
 fn scrape(port: u16) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -108,11 +100,11 @@ fn every_metric_in_the_rules_and_the_dashboard_is_exported_by_a_running_daemon()
         },
         times: None,
     });
-    let port = free_port();
     env.sync.push_str("max_backoff = \"2s\"\n");
     env.instances
-        .push(format!("\n[server]\nlisten = \"127.0.0.1:{port}\"\n"));
+        .push("\n[server]\nlisten = \"127.0.0.1:0\"\n".into());
     let d = env.daemon(&[]);
+    let port = d.listen_addr(1).port();
     let mut body = String::new();
     let synced = wait_until(LIMIT, || {
         body = scrape(port).unwrap_or_default();

@@ -64,11 +64,10 @@ fn a_verifying_server_is_a_one_and_the_probe_sends_nothing() {
 
 #[test]
 fn a_dead_address_is_a_zero_and_a_warning_and_readiness_stays() {
-    // A port that was bound and closed again: nothing listens there.
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").to_string()
-    };
+    // A port nothing listens on, held so that no other test's server
+    // takes it meanwhile.
+    let held = dead_port();
+    let dead = held.addr.to_string();
     let env = probed("pr-dead", std::slice::from_ref(&dead));
     let d = env.daemon(&[]);
     wait_metric(&d, &format!("{} 0", gauge("pr-dead", &dead)));

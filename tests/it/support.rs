@@ -547,6 +547,61 @@ pub fn http(
     Some((status, body))
 }
 
+/// A loopback port where nothing listens, and nothing will while this
+/// lives: the socket is bound but never listens, so a connection is
+/// refused at once and no other test can take the port (a port bound and
+/// closed again, by contrast, may be a stand-in's a moment later).
+pub struct DeadPort {
+    _held: tokio::net::TcpSocket,
+    pub addr: std::net::SocketAddr,
+}
+
+pub fn dead_port() -> DeadPort {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind(local(0)).expect("bind 127.0.0.1:0");
+    let addr = socket.local_addr().expect("bound address");
+    DeadPort {
+        _held: socket,
+        addr,
+    }
+}
+
+/// The loopback port process `pid` listens on, found through `/proc` (its
+/// socket inodes, then `/proc/net/tcp`): for a daemon whose log cannot be
+/// read, where [`Daemon::listen_addr`] cannot look.
+pub fn listening_port(pid: u32, limit: Duration) -> u16 {
+    let inodes = || -> Vec<String> {
+        fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| fs::read_link(e.path()).ok())
+            .filter_map(|l| {
+                let l = l.to_string_lossy().into_owned();
+                Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+            })
+            .collect()
+    };
+    let mut port = None;
+    let found = wait_until(limit, || {
+        let ours = inodes();
+        let table = fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        // sl local_address rem_address st ... uid timeout inode
+        port = table.lines().skip(1).find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let listening =
+                f.get(3) == Some(&"0A") && ours.iter().any(|i| f.get(9) == Some(&i.as_str()));
+            let (_, hex) = f.get(1)?.split_once(':')?;
+            listening
+                .then(|| u16::from_str_radix(hex, 16).ok())
+                .flatten()
+        });
+        port.is_some()
+    });
+    assert!(found, "process {pid} listens on no TCP port");
+    port.unwrap()
+}
+
 /// The loopback address with `port`.
 pub fn local(port: u16) -> std::net::SocketAddr {
     ([127, 0, 0, 1], port).into()
