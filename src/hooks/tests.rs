@@ -544,6 +544,59 @@ async fn an_owed_hook_runs_with_its_record_and_the_record_is_cleared() {
 }
 
 #[tokio::test]
+async fn the_reason_is_the_records_own_only_for_a_record_this_process_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let reasons = dir.path().join("reasons");
+    let breaker = dir.path().join("break");
+    let d0 = Delivery::new(&hook_config(dir.path(), ""));
+    let record = d0.ledger().path("i1");
+    // Each run appends its reason; with `break` present, it also turns its
+    // record into a directory, so that clearing the record fails.
+    let script = format!(
+        "echo \"$DDS_CERTSYNC_REASON\" >> {r}; if [ -e {b} ]; then rm {b} && rm -f {rec} && mkdir {rec}; fi",
+        r = reasons.display(),
+        b = breaker.display(),
+        rec = record.display(),
+    );
+    let config = hook_config(
+        dir.path(),
+        &format!("on_change = [\"/bin/sh\", \"-c\", {script:?}]"),
+    );
+    let inst = &config.instances[0];
+    let d = Delivery::new(&config);
+    std::fs::write(dir.path().join("a.crt"), "new").unwrap();
+    let held = d.hold("i1").await;
+    let last = || {
+        let text = std::fs::read_to_string(&reasons).unwrap();
+        text.lines().last().unwrap().to_string()
+    };
+    // A record this process did not make: an earlier run's.
+    owe(&d, dir.path(), b"old");
+    d.deliver(inst, &held, Vec::new()).await.unwrap().unwrap();
+    assert_eq!(last(), "restored-after-crash");
+    // One it made: the record's own reason.
+    owe(&d, dir.path(), b"old");
+    d.recorded("i1", true);
+    d.deliver(inst, &held, Vec::new()).await.unwrap().unwrap();
+    assert_eq!(last(), "updated");
+    // The hook ran but its record could not be cleared: the record is still
+    // this process's, and runs again with its own reason.
+    owe(&d, dir.path(), b"old");
+    d.recorded("i1", true);
+    std::fs::write(&breaker, "").unwrap();
+    d.deliver(inst, &held, Vec::new()).await.unwrap().unwrap();
+    assert!(record.is_dir(), "the hook did not break the record");
+    std::fs::remove_dir(&record).unwrap();
+    owe(&d, dir.path(), b"old");
+    d.deliver(inst, &held, Vec::new()).await.unwrap().unwrap();
+    assert_eq!(last(), "updated");
+    assert_eq!(
+        std::fs::read_to_string(&reasons).unwrap().lines().count(),
+        4
+    );
+}
+
+#[tokio::test]
 async fn a_record_the_disk_contradicts_is_corrected_and_owes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let ran = dir.path().join("ran");
