@@ -84,12 +84,22 @@ pub fn replace_file(
 }
 
 /// Replaces several files, like [`replace`] each, but fsyncs each directory
+/// once, after all renames into it (an instance's outputs usually share
 /// one). A file counts as replaced only once its directory is fsynced. Each
 /// result is like [`replace_file`]'s.
 pub fn replace_all(files: &[(&Path, &[u8], &Perms)]) -> Vec<Result<Option<Metadata>, WriteError>> {
+    // Each directory is made (if missing) once, not once per file in it.
+    let mut made: Vec<PathBuf> = Vec::new();
     let mut results: Vec<Result<(PathBuf, Option<Metadata>), WriteError>> = files
         .iter()
-        .map(|(path, bytes, perms)| rename_into_place(path, bytes, perms))
+        .map(|(path, bytes, perms)| {
+            let dir = parent_dir(path);
+            if !made.contains(&dir) {
+                ensure_dir(path, &dir)?;
+                made.push(dir);
+            }
+            rename_into_made(path, bytes, perms)
+        })
         .collect();
     let mut synced: Vec<(PathBuf, Option<io::ErrorKind>, String)> = Vec::new();
     for (i, r) in results.iter_mut().enumerate() {
@@ -125,11 +135,25 @@ fn rename_into_place(
     bytes: &[u8],
     perms: &Perms,
 ) -> Result<(PathBuf, Option<Metadata>), WriteError> {
+    ensure_dir(path, &parent_dir(path))?;
+    rename_into_made(path, bytes, perms)
+}
+
+/// Makes `dir`, the directory of `path`, and any missing parent.
+fn ensure_dir(path: &Path, dir: &Path) -> Result<(), WriteError> {
+    fs::create_dir_all(dir).map_err(|e| WriteError::new(path, "create directory", e))
+}
+
+/// [`rename_into_place`] into a directory that exists.
+fn rename_into_made(
+    path: &Path,
+    bytes: &[u8],
+    perms: &Perms,
+) -> Result<(PathBuf, Option<Metadata>), WriteError> {
     let dir = parent_dir(path);
     let name = path
         .file_name()
         .ok_or_else(|| WriteError::new(path, "path", io::Error::other("no file name")))?;
-    fs::create_dir_all(&dir).map_err(|e| WriteError::new(path, "create directory", e))?;
 
     let existing = existing_regular(path)?;
     let mode = perms
