@@ -290,6 +290,25 @@ impl Observation {
         })
     }
 
+    /// What a replacement just wrote into the file whose `fstat` is `meta`:
+    /// `certs` in the output's format, whose digest is `sha256` (the plan's
+    /// new digest). Known without parsing the bytes again, since a format
+    /// reads back exactly what it writes (the test
+    /// `what_a_format_writes_is_what_it_reads_and_compares`); for a
+    /// truststore, reading back would also mean a key derivation. Pure.
+    pub fn written(
+        sha256: Sha256Digest,
+        certs: &[certcheck::CertInfo],
+        meta: &Metadata,
+    ) -> Observation {
+        Observation::File(FileSeen {
+            sha256,
+            content: certs_content(certs),
+            owner: Owner::of(meta),
+            stamp: Stamp::of(meta),
+        })
+    }
+
     /// The digest the planner and the hook ledger compare. `Ok(None)`: no
     /// file of ours is there (nothing, a symlink, a file too large to be
     /// ours), so a round writes one; `Err`: it cannot be read, and is not

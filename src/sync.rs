@@ -125,14 +125,12 @@ impl OutputRound {
         }
     }
 
-    /// Records how the replacement went; `Ok` carries the new file's
-    /// `fstat`, from which (and the bytes written) what is there now is known.
-    /// Records how the replacement of the file with `bytes` went; `Ok`
-    /// carries the new file's `fstat`, from which (and the bytes) what is
-    /// there now is known.
-    fn written(&mut self, result: Result<Option<Metadata>, String>, bytes: &[u8]) {
-        if let Ok(Some(meta)) = &result {
-            self.wrote = Some(Observation::of_file(&self.format, bytes, meta));
+    /// Records how the replacement with the bytes of digest `new` went;
+    /// `Ok` carries the new file's `fstat`, from which (and the bundle
+    /// written) what is there now is known, without reading it again.
+    fn written(&mut self, result: Result<Option<Metadata>, String>, new: Sha256Digest) {
+        if let (Ok(Some(meta)), Some(b)) = (&result, &self.bundle) {
+            self.wrote = Some(Observation::written(new, &b.bundle.certs, meta));
         }
         if let Decision::Replace { written, .. } = &mut self.decision {
             *written = Some(result.map(drop));
@@ -487,12 +485,13 @@ impl Syncer {
             return (rounds, planned_writes);
         }
         // The windows are on disk before the files change.
-        for round in rounds.iter_mut().filter(|r| r.readable()) {
-            if let Some(b) = &round.bundle
-                && let Err(e) = overlap::round::store_state(&store, inst, b)
-            {
-                round.state_error = Some(e.to_string());
-            }
+        let (with_bundle, bundles): (Vec<usize>, Vec<&Planned>) = (rounds.iter().enumerate())
+            .filter(|(_, r)| r.readable())
+            .filter_map(|(i, r)| Some((i, r.bundle.as_ref()?)))
+            .unzip();
+        let stored = overlap::round::store_states(&store, inst, &bundles);
+        for (i, r) in with_bundle.into_iter().zip(stored) {
+            rounds[i].state_error = r.err().map(|e| e.to_string());
         }
         // The bytes of every file to replace, made before anything is
         // recorded or renamed: a file whose bytes cannot be made (a
@@ -502,7 +501,7 @@ impl Syncer {
         for w in &plan.writes {
             match rounds[w.slot].render() {
                 Ok(bytes) => todo.push((w, bytes.into_owned())),
-                Err(e) => rounds[w.slot].written(Err(format!("not replaced: {e}")), &[]),
+                Err(e) => rounds[w.slot].written(Err(format!("not replaced: {e}")), w.new),
             }
         }
         // The hook is owed from before the first rename on; it is told why.
@@ -519,7 +518,7 @@ impl Syncer {
         {
             let msg = format!("not replaced: {e}");
             for (w, _) in &todo {
-                rounds[w.slot].written(Err(msg.clone()), &[]);
+                rounds[w.slot].written(Err(msg.clone()), w.new);
             }
             return (rounds, planned_writes);
         }
@@ -527,8 +526,8 @@ impl Syncer {
             .map(|(w, bytes)| (w.path.as_path(), bytes.as_slice(), &inst.perms))
             .collect();
         let results = output::replace_all(&files);
-        for ((w, bytes), result) in todo.iter().zip(results) {
-            rounds[w.slot].written(result.map_err(|e: WriteError| e.to_string()), bytes);
+        for ((w, _), result) in todo.iter().zip(results) {
+            rounds[w.slot].written(result.map_err(|e: WriteError| e.to_string()), w.new);
         }
         (rounds, planned_writes)
     }

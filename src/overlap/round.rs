@@ -138,24 +138,39 @@ pub fn plan_output(
     }
 }
 
-/// Stores (or removes) the state of a planned output, as
-/// [`Planned::persist`] says. A failure to store matters only when
+/// Stores (or removes) the states of an instance's planned outputs, as each
+/// [`Planned::persist`] says: one result per output, in order. The records
+/// stored are written together, with one fsync of `state_dir`
+/// ([`Store::store_all`]). A failure to store matters only when
 /// certificates are kept (their windows would start again at the next
 /// round); otherwise the next round rebuilds the same state from the file.
 /// Blocking.
-pub fn store_state(store: &Store, inst: &Instance, planned: &Planned) -> Result<(), StoreError> {
-    let r = match planned.persist {
-        Persist::Keep => return Ok(()),
-        Persist::Remove => return store.remove(&inst.id, planned.category),
-        Persist::Store => store.store(&inst.id, planned.category, &planned.decision.state),
-    };
-    match r {
-        Err(e) if planned.decision.state.kept.is_empty() => {
-            tracing::debug!(instance = %inst.label(), instance_id = %inst.id, service = %inst.service, category = %planned.category, "{e}");
-            Ok(())
-        }
-        other => other,
-    }
+pub fn store_states(
+    store: &Store,
+    inst: &Instance,
+    planned: &[&Planned],
+) -> Vec<Result<(), StoreError>> {
+    let to_store: Vec<(Category, &super::State)> = (planned.iter())
+        .filter(|p| p.persist == Persist::Store)
+        .map(|p| (p.category, &p.decision.state))
+        .collect();
+    let mut stored = store.store_all(&inst.id, &to_store).into_iter();
+    (planned.iter())
+        .map(|p| {
+            let r = match p.persist {
+                Persist::Keep => return Ok(()),
+                Persist::Remove => return store.remove(&inst.id, p.category),
+                Persist::Store => stored.next().unwrap_or(Ok(())),
+            };
+            match r {
+                Err(e) if p.decision.state.kept.is_empty() => {
+                    tracing::debug!(instance = %inst.label(), instance_id = %inst.id, service = %inst.service, category = %p.category, "{e}");
+                    Ok(())
+                }
+                other => other,
+            }
+        })
+        .collect()
 }
 
 /// Logs what the decision did for one output: one line per certificate

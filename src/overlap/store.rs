@@ -5,7 +5,8 @@
 //! One small JSON file per instance and category in `sync.state_dir`,
 //! `kept-{instance_id}-{category}.json`, holding the certificates themselves
 //! (PEM) with their SHA-256 fingerprints. It is written like every state file
-//! ([`output::replace`]: temp file, fsync, rename, fsync of the directory) and
+//! ([`output::replace`]: temp file, fsync, rename, fsync of the directory; an
+//! instance's records with one fsync of the directory, [`Store::store_all`]) and
 //! read like any file a neighbour may plant ([`readfile::read_regular`]: no
 //! link followed, no FIFO blocked on, at most [`RECORD_LIMIT`] bytes). A record
 //! that cannot be read or parsed, or whose certificates do not match their
@@ -212,13 +213,35 @@ impl Store {
         category: Category,
         state: &State,
     ) -> Result<(), StoreError> {
-        let path = self.path(instance_id, category);
+        let mut results = self.store_all(instance_id, &[(category, state)]);
+        results.pop().unwrap_or(Ok(()))
+    }
+
+    /// Writes the records of one instance's outputs, each like
+    /// [`Store::store`], but fsyncs the directory once, after all renames
+    /// ([`output::replace_all`]): one result per record, in order.
+    pub fn store_all(
+        &self,
+        instance_id: &str,
+        states: &[(Category, &State)],
+    ) -> Vec<Result<(), StoreError>> {
         let perms = Perms {
             mode: Some(0o600),
             ..Perms::default()
         };
-        output::replace(&path, &to_json(instance_id, category, state), &perms)
-            .map_err(|source| StoreError::Write { path, source })
+        let records: Vec<(PathBuf, Vec<u8>)> = (states.iter())
+            .map(|&(c, state)| (self.path(instance_id, c), to_json(instance_id, c, state)))
+            .collect();
+        let files: Vec<(&Path, &[u8], &Perms)> = (records.iter())
+            .map(|(path, bytes)| (path.as_path(), bytes.as_slice(), &perms))
+            .collect();
+        (output::replace_all(&files).into_iter())
+            .zip(records)
+            .map(|(r, (path, _))| {
+                r.map(drop)
+                    .map_err(|source| StoreError::Write { path, source })
+            })
+            .collect()
     }
 
     /// Removes the record of an output, durably. No record is fine.
