@@ -320,6 +320,31 @@ mod tests {
     }
 
     #[test]
+    fn an_instances_records_are_stored_together_and_each_fails_alone() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::new(d.path());
+        let (int, nat) = (Category::International, Category::National);
+        let other = State {
+            current: vec![cert(CERT_SM2)],
+            kept: Vec::new(),
+        };
+        let results = s.store_all("i1", &[(int, &state()), (nat, &other)]);
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(s.load("i1", int).unwrap(), Some(state()));
+        assert_eq!(s.load("i1", nat).unwrap(), Some(other.clone()));
+        // A directory planted at one record's path: that record fails, named,
+        // and the other is still written.
+        fs::remove_file(s.path("i1", int)).unwrap();
+        fs::create_dir(s.path("i1", int)).unwrap();
+        let results = s.store_all("i1", &[(int, &other), (nat, &state())]);
+        let e = results[0].as_ref().unwrap_err();
+        assert!(e.to_string().contains("kept-i1-international.json"), "{e}");
+        assert!(results[1].is_ok(), "{results:?}");
+        assert_eq!(s.load("i1", nat).unwrap(), Some(state()));
+        assert!(s.store_all("i1", &[]).is_empty());
+    }
+
+    #[test]
     fn a_record_for_another_output_or_with_a_wrong_fingerprint_is_corrupt() {
         let d = tempfile::tempdir().unwrap();
         let s = Store::new(d.path());
