@@ -21,6 +21,7 @@ use dds_certsync::{Outcome, cli::Cli, logging};
 const BLOCKING_GRACE: Duration = Duration::from_millis(500);
 
 fn main() -> ExitCode {
+    dds_certsync::memory::one_arena();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
