@@ -4,32 +4,35 @@
 //! did before this module: the files named by `SSL_CERT_FILE` and
 //! `SSL_CERT_DIR` when either is set; otherwise the distribution's bundle
 //! file (`/etc/ssl/certs/ca-certificates.crt` and the like) and its
-//! certificate directories (`/etc/ssl/certs`, ...). The bundle is one file;
-//! the directories are a file per certificate (on Debian, the same
-//! certificates as the bundle, through two symlinks each), and reading them
-//! was most of a short run's start-up. So [`Trust`] reads in two steps:
+//! certificate directories (`/etc/ssl/certs`, ...). The bundle is one file
+//! of a few hundred certificates (parsing it was a millisecond or two of
+//! every start); the directories are a file per certificate (on Debian, the
+//! same certificates as the bundle, through two symlinks each), and reading
+//! them was most of a short run's start-up. So [`Trust`] reads in steps,
+//! each only when the one before refuses a server's chain:
 //!
 //! 1. at build time, with the clients (a blocking context: the start, or the
 //!    blocking pool during a reload, where a stalled read is bounded), the
-//!    roots of `cloud.ca_file` and the system's bundle file;
-//! 2. the first time a server's chain is refused by those, everything
-//!    `rustls-native-certs` loads (the bundle and every directory), plus
-//!    `ca_file`, once per build of the clients, and the chain is checked
-//!    again against that.
+//!    roots of `cloud.ca_file`; without a root there, the system's bundle
+//!    file too (step 2 at once);
+//! 2. `ca_file` and the system's bundle file, once per build of the clients;
+//! 3. everything `rustls-native-certs` loads (the bundle and every
+//!    directory), plus `ca_file`, once per build.
 //!
-//! The first set is a subset of the second, and a chain valid against some
-//! roots is valid against more, so the answer is always the second set's:
-//! exactly "the system's roots plus `ca_file`", never fewer, and a refusal
-//! is the full set's refusal. Step 2 runs inside the TLS handshake, on the
-//! runtime thread: for the milliseconds of reading the directories, once per
-//! build, and only when some server is not vouched for by the bundle or
-//! `ca_file` (a misconfigured endpoint, or a root added to a directory but
-//! not to the bundle). It reads only regular files there, so it cannot
-//! block on a FIFO. Building the clients again (a reload) reads the
+//! Each set is a subset of the next, and a chain valid against some roots is
+//! valid against more, so the answer is always the last set's: exactly "the
+//! system's roots plus `ca_file`", never fewer, and a refusal is the full
+//! set's refusal. Steps 2 and 3 run inside the TLS handshake, on the runtime
+//! thread: for the milliseconds of reading the files, once per build, and
+//! only when some server is not vouched for by what was read before (an
+//! endpoint `ca_file` does not cover, a misconfigured endpoint, a root added
+//! to a directory but not to the bundle). They read only regular files
+//! (the bundle through [`readfile`], at most [`BUNDLE_LIMIT`] bytes), so they
+//! cannot block on a FIFO. Building the clients again (a reload) reads the
 //! system's files again, as before.
 //!
-//! With no root at all after step 1 and no directory to read, building
-//! fails at once, as it did: nothing could ever be trusted.
+//! With no root in `ca_file` or the bundle and no directory to read,
+//! building fails at once, as it did: nothing could ever be trusted.
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -41,6 +44,10 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use super::BuildError;
+use crate::readfile::{self, Links};
+
+/// The most of the system's bundle file read (Debian's is about 220 KiB).
+pub const BUNDLE_LIMIT: u64 = 16 * 1024 * 1024;
 
 /// Where the system's roots are, as `rustls-native-certs` looks for them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,17 +80,22 @@ impl Sources {
 }
 
 /// The roots one build of the clients trusts: a rustls verifier that reads
-/// the system's certificate directories only when a server's chain needs
-/// them.
+/// the system's bundle file and certificate directories only when a
+/// server's chain needs them.
 #[derive(Debug)]
 pub struct Trust {
     provider: Arc<CryptoProvider>,
     /// The roots of `cloud.ca_file` (empty without it).
     extra: Vec<CertificateDer<'static>>,
     sources: Sources,
-    /// Step 1: `ca_file` and the bundle file; `None` when they hold no root.
+    /// Step 1: `ca_file`, and the bundle file too when `ca_file` holds no
+    /// root; `None` when neither does.
     first: Option<Arc<WebPkiServerVerifier>>,
-    /// Step 2: plus every directory; loaded on first use.
+    /// Whether `first` holds the bundle (step 2 is then step 1).
+    first_has_bundle: bool,
+    /// Step 2: `ca_file` and the bundle file; loaded on first use.
+    bundle: OnceLock<Option<Arc<WebPkiServerVerifier>>>,
+    /// Step 3: plus every directory; loaded on first use.
     full: OnceLock<Result<Arc<WebPkiServerVerifier>, rustls::Error>>,
 }
 
@@ -99,13 +111,14 @@ impl Trust {
         sources: Sources,
     ) -> Result<Arc<Trust>, BuildError> {
         let provider = super::crypto_provider();
+        let own = roots(&extra, Vec::new());
         // Unreadable or broken system certificates are skipped, as the
         // platform verifier did; only having no root at all is an error.
-        let bundle = match &sources.file {
-            Some(file) => rustls_native_certs::load_certs_from_paths(Some(file), None).certs,
-            None => Vec::new(),
+        let (store, first_has_bundle) = if own.is_empty() {
+            (roots(&extra, read_bundle(&sources)), true)
+        } else {
+            (own, false)
         };
-        let store = roots(&extra, bundle);
         if store.is_empty() && sources.dirs.is_empty() {
             return Err(BuildError::Tls(NO_ROOTS.into()));
         }
@@ -119,6 +132,8 @@ impl Trust {
             extra,
             sources,
             first,
+            first_has_bundle,
+            bundle: OnceLock::new(),
             full: OnceLock::new(),
         }))
     }
@@ -137,12 +152,25 @@ impl Trust {
         Ok(config)
     }
 
-    /// Step 2, loaded on first use: the bundle file and every directory, as
+    /// Step 2, loaded on first use: `ca_file` and the bundle file; `None`
+    /// when step 1 already held them, or they hold no root.
+    fn with_bundle(&self) -> Option<&Arc<WebPkiServerVerifier>> {
+        if self.first_has_bundle || self.sources.file.is_none() {
+            return None;
+        }
+        self.bundle
+            .get_or_init(|| {
+                let store = roots(&self.extra, read_bundle(&self.sources));
+                verifier(&self.provider, store).ok()
+            })
+            .as_ref()
+    }
+
+    /// Step 3, loaded on first use: the bundle file and every directory, as
     /// `rustls-native-certs` reads them (regular files only), plus `ca_file`.
     fn full(&self) -> &Result<Arc<WebPkiServerVerifier>, rustls::Error> {
         self.full.get_or_init(|| {
-            let file = self.sources.file.as_deref();
-            let mut certs = rustls_native_certs::load_certs_from_paths(file, None).certs;
+            let mut certs = read_bundle(&self.sources);
             for dir in &self.sources.dirs {
                 certs.extend(rustls_native_certs::load_certs_from_paths(None, Some(dir)).certs);
             }
@@ -155,6 +183,22 @@ impl Trust {
             }
             verifier(&self.provider, store)
         })
+    }
+}
+
+/// The certificates of the system's bundle file: none when there is none,
+/// it is not a regular file (never blocking on a FIFO), cannot be read or
+/// is larger than [`BUNDLE_LIMIT`]; blocks that do not parse are skipped.
+fn read_bundle(sources: &Sources) -> Vec<CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    let Some(file) = &sources.file else {
+        return Vec::new();
+    };
+    match readfile::read_regular(file, BUNDLE_LIMIT, Links::Follow) {
+        Ok(Some(bytes)) => CertificateDer::pem_slice_iter(&bytes)
+            .filter_map(Result::ok)
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -190,10 +234,23 @@ impl ServerCertVerifier for Trust {
         let verify = |v: &WebPkiServerVerifier| {
             v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
         };
-        let first = self.first.as_deref().map(verify);
-        match first {
-            Some(Ok(ok)) => Ok(ok),
-            Some(Err(refused)) if self.sources.dirs.is_empty() => Err(refused),
+        // Each step's verifier in turn, the next only after a refusal; the
+        // last one asked gives the answer.
+        let mut refused = None;
+        if let Some(v) = &self.first {
+            match verify(v) {
+                Ok(ok) => return Ok(ok),
+                Err(e) => refused = Some(e),
+            }
+        }
+        if let Some(v) = self.with_bundle() {
+            match verify(v) {
+                Ok(ok) => return Ok(ok),
+                Err(e) => refused = Some(e),
+            }
+        }
+        match refused {
+            Some(e) if self.sources.dirs.is_empty() => Err(e),
             _ => match self.full() {
                 Ok(v) => verify(v),
                 Err(e) => Err(e.clone()),
@@ -272,6 +329,10 @@ mod tests {
         trust.full.get().is_some()
     }
 
+    fn bundle_read_late(trust: &Trust) -> bool {
+        trust.bundle.get().is_some()
+    }
+
     /// A bundle file and a directory of one CA each, in a temporary folder.
     fn system(bundle_ca: &str, dir_ca: &str) -> (tempfile::TempDir, Sources) {
         let d = tempfile::tempdir().unwrap();
@@ -297,7 +358,9 @@ mod tests {
         let trust = Trust::with_sources(vec![der(&file_ca)], sources).unwrap();
 
         verify(&trust, &file_leaf).unwrap();
+        assert!(!bundle_read_late(&trust), "ca_file sufficed");
         verify(&trust, &bundle_leaf).unwrap();
+        assert!(bundle_read_late(&trust));
         assert!(!dirs_read(&trust), "ca_file and the bundle sufficed");
         verify(&trust, &dir_leaf).unwrap();
         assert!(dirs_read(&trust));
@@ -310,6 +373,47 @@ mod tests {
                 rustls::CertificateError::UnknownIssuer
             ))
         );
+    }
+
+    #[test]
+    fn without_ca_file_the_bundle_is_read_at_build_and_with_one_only_when_a_chain_needs_it() {
+        let (file_ca, file_leaf) = ca_and_leaf("ca_file");
+        let (bundle_ca, bundle_leaf) = ca_and_leaf("bundle");
+        let (dir_ca, _) = ca_and_leaf("directory");
+        let (d, sources) = system(&bundle_ca, &dir_ca);
+        // Without ca_file: the bundle is step 1, read at build. Emptying it
+        // afterwards changes nothing for this build.
+        let trust = Trust::with_sources(Vec::new(), sources.clone()).unwrap();
+        std::fs::write(d.path().join("bundle.pem"), "").unwrap();
+        verify(&trust, &bundle_leaf).unwrap();
+        assert!(!bundle_read_late(&trust) && !dirs_read(&trust));
+        // With ca_file: the bundle is read when a server needs more, once.
+        let trust = Trust::with_sources(vec![der(&file_ca)], sources).unwrap();
+        verify(&trust, &file_leaf).unwrap();
+        std::fs::write(d.path().join("bundle.pem"), &bundle_ca).unwrap();
+        verify(&trust, &bundle_leaf).unwrap();
+        assert!(bundle_read_late(&trust) && !dirs_read(&trust));
+    }
+
+    #[test]
+    fn a_bundle_that_is_a_fifo_is_no_roots_and_never_blocks() {
+        let (file_ca, file_leaf) = ca_and_leaf("ca_file");
+        let (_, stranger) = ca_and_leaf("stranger");
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("bundle.pem");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let sources = Sources {
+            file: Some(fifo),
+            dirs: Vec::new(),
+        };
+        // Read at build (no ca_file): no root anywhere.
+        let e = Trust::with_sources(Vec::new(), sources.clone()).unwrap_err();
+        assert!(e.to_string().contains("No CA certificates"), "{e}");
+        // Read in the handshake (after ca_file refused): a refusal, at once.
+        let trust = Trust::with_sources(vec![der(&file_ca)], sources).unwrap();
+        verify(&trust, &file_leaf).unwrap();
+        assert!(verify(&trust, &stranger).is_err());
+        assert!(bundle_read_late(&trust));
     }
 
     #[test]
