@@ -282,7 +282,7 @@ def toml_str(value):
     return json.dumps(value)
 
 
-def daemon_config(args, fixtures, count, out_link, state_dir, interval, jitter):
+def daemon_config(args, fixtures, count, out_link, state_dir, interval, jitter, keep=None):
     """The dds-certsync config for the first count instances.
 
     Compact, so that 10,000 instances fit in the 1 MiB a config file may
@@ -316,6 +316,8 @@ def daemon_config(args, fixtures, count, out_link, state_dir, interval, jitter):
         "concurrency = 8",
         f"state_dir = {toml_str(state_dir)}",
     ]
+    if keep is not None:
+        lines.append(f"keep_previous = {toml_str(keep)}")
     return "\n".join(lines) + "\n"
 
 
@@ -388,9 +390,11 @@ class SdkScript(Tool):
 class Daemon(Tool):
     """dds-certsync --once with a generated config."""
 
-    def __init__(self, *rest, binary=None):
+    def __init__(self, *rest, binary=None, keep=None):
         super().__init__(*rest)
         self.binary = binary or self.args.daemon
+        # keep_previous for the config (None: the default, 30 days).
+        self.keep = keep
         self.cfg_dir = os.path.join(os.path.dirname(os.path.dirname(self.out)), "cfg", self.name)
         os.makedirs(self.cfg_dir, exist_ok=True)
         link = os.path.join(self.cfg_dir, "o")
@@ -401,7 +405,9 @@ class Daemon(Tool):
         """Write (once) and return the config for count instances."""
         path = os.path.join(self.cfg_dir, f"{tag}-{count}.toml")
         if not os.path.exists(path):
-            text = daemon_config(self.args, self.fixtures, count, "o", self.state, interval, jitter)
+            text = daemon_config(
+                self.args, self.fixtures, count, "o", self.state, interval, jitter, self.keep
+            )
             with open(path, "w", encoding="utf-8") as handle:
                 handle.write(text)
         return path
@@ -522,6 +528,10 @@ def measure_once(args, tools, sizes, log):
     return results
 
 
+# The smallest instance count at which the keep_previous = "0s" variant runs.
+KEEP0_MIN = 1000
+
+
 def runs_at(args, tool, count):
     """Whether tool is measured at count: the curl floor up to --curl-max, the
     SDK script up to --sdk-max (beyond, each takes minutes per run)."""
@@ -529,6 +539,8 @@ def runs_at(args, tool, count):
         return count <= args.curl_max
     if tool.name == "sdk":
         return count <= args.sdk_max
+    if tool.name == "daemon-k0":
+        return count >= KEEP0_MIN
     return True
 
 
@@ -986,6 +998,18 @@ def measure_all(args, parser, fixtures, sizes, shm, log):
                 shm,
                 binary=binary,
             )
+    if args.daemon:
+        # The first build again without kept-certificate records (one file per
+        # output in state_dir, written before the outputs): their share of a
+        # first sync from an empty folder, at the sizes where it shows.
+        tools["daemon-k0"] = Daemon(
+            "daemon-k0",
+            'dds-certsync --once, keep_previous = "0s"',
+            args,
+            fixtures,
+            binary=args.daemon,
+            keep="0s",
+        )
     tools["curl"] = CurlFloor("curl", "curl floor (curl+jq+mv)", args, fixtures)
     tools["sdk"] = SdkScript("sdk", "SDK script (huaweicloudsdkdds)", args, fixtures)
 
