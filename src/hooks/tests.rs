@@ -619,6 +619,35 @@ async fn a_record_the_disk_contradicts_is_corrected_and_owes_nothing() {
 }
 
 #[tokio::test]
+async fn the_record_is_judged_by_what_the_round_saw_at_its_path_not_by_a_later_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran");
+    let config = hook_config(
+        dir.path(),
+        &format!("on_change = [\"/bin/touch\", \"{}\"]", ran.display()),
+    );
+    let d = Delivery::new(&config);
+    let path = dir.path().join("a.crt");
+    std::fs::write(&path, "new").unwrap();
+    owe(&d, dir.path(), b"old");
+    // The round saw the new file; the disk says otherwise by now. The
+    // round's look at the path is what the record is judged by.
+    std::fs::write(&path, "old").unwrap();
+    let meta = std::fs::metadata(&path).unwrap();
+    let seen = crate::outputs::Observation::written(crate::certcheck::sha256(b"new"), &[], &meta);
+    let held = d.hold("i1").await;
+    d.deliver(&config.instances[0], &held, vec![(path, seen)])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        ran.exists(),
+        "the hook did not run for the change the round saw"
+    );
+    assert!(!d.ledger().exists("i1"));
+}
+
+#[tokio::test]
 async fn a_record_of_an_instance_without_a_hook_is_dropped_unrun() {
     let dir = tempfile::tempdir().unwrap();
     let config = hook_config(dir.path(), "");
