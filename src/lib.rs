@@ -2,6 +2,7 @@
 //! (and RDS, GeminiDB, openGauss and DCS ones) current on disk. See ARCHITECTURE.md for the map; [`run`] is the entry.
 
 pub mod backoff;
+pub mod catalog;
 pub mod certcheck;
 pub mod cli;
 pub mod cloud;

@@ -25,10 +25,8 @@ pub mod api;
 pub mod auth;
 pub mod cache;
 pub mod credential;
-pub mod endpoint;
 pub mod iam;
 pub mod metadata;
-pub mod profile;
 pub mod scrub;
 pub mod service;
 pub mod signer;
@@ -41,8 +39,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 
+pub use crate::catalog::{Service, endpoint, profile};
 pub use api::{ApiError, Link};
-pub use service::Service;
 
 use crate::certcheck::MAX_BODY;
 use crate::config::Cloud;

@@ -6,12 +6,12 @@
 use std::path::{Path, PathBuf};
 
 use super::auth::secret_at;
+use super::check::{check_path, check_project_id, keep_previous, normalize};
 use super::types::{
     Category, DEFAULT_HOOK_TIMEOUT, Instance, Output, Perms, ReloadSignal, SyncSettings, Truststore,
 };
-use super::validate::{check_path, check_project_id, keep_previous, normalize};
 use super::{ConfigError, Dur, NameOrId, RawInstance, SecretSource, err};
-use crate::cloud::Service;
+use crate::catalog::Service;
 use crate::secret::Secret;
 use crate::truststore::{self, Profile};
 
@@ -80,7 +80,7 @@ fn check_id_and_name(key: &str, raw: &RawInstance, service: Service) -> Result<(
             format!(
                 "{:?} is not a {} instance ID (letters, digits, '-' and '_' only)",
                 raw.id,
-                service.spec().display
+                service.display()
             ),
         ));
     }
@@ -186,7 +186,7 @@ fn validate_service(key: &str, raw: &RawInstance) -> Result<Service, ConfigError
             format!("{key}.national"),
             format!(
                 "{} ({service}) serves no national (SM-series) certificate; write its standard certificate with international (or truststore)",
-                service.spec().display
+                service.display()
             ),
         ));
     }

@@ -37,6 +37,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 mod auth;
+mod check;
 mod instance;
 mod load;
 mod probe;

@@ -41,7 +41,7 @@ pub struct RawCloud {
 }
 
 /// `[cloud.endpoints]`: one service's endpoint each, keyed by the name the
-/// `service` key uses (see [`crate::cloud::Service`]).
+/// `service` key uses (see [`crate::catalog::Service`]).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEndpoints {
@@ -54,8 +54,8 @@ pub struct RawEndpoints {
 
 impl RawEndpoints {
     /// The endpoint written for `service`, if any.
-    pub fn get(&self, service: crate::cloud::Service) -> Option<&String> {
-        use crate::cloud::Service;
+    pub fn get(&self, service: crate::catalog::Service) -> Option<&String> {
+        use crate::catalog::Service;
         match service {
             Service::Dds => self.dds.as_ref(),
             Service::Rds => self.rds.as_ref(),

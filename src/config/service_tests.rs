@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::*;
-use crate::cloud::Service;
+use crate::catalog::Service;
 
 fn check(text: &str) -> Result<Config, ConfigError> {
     validate(parse(text)?, Path::new("/base"))

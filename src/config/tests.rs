@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::instance::parse_mode;
 use super::*;
-use crate::cloud::Service;
+use crate::catalog::Service;
 
 const MINIMAL: &str = r#"
 [cloud]

@@ -8,7 +8,8 @@ use std::time::Duration;
 use std::collections::BTreeMap;
 
 use super::{Auth, NameOrId, SecretSource};
-use crate::cloud::Service;
+pub use crate::catalog::Category;
+use crate::catalog::Service;
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,34 +64,6 @@ pub struct SyncSettings {
     /// How long a superseded certificate stays in the file (the default of
     /// every instance's [`Instance::keep_previous`]).
     pub keep_previous: Duration,
-}
-
-/// The two certificate categories (DDS and RDS serve both; the other
-/// services only `international`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Category {
-    /// The standard certificate, used by ordinary MongoDB drivers.
-    International,
-    /// The SM-series (SM2/SM3) certificate.
-    National,
-}
-
-impl Category {
-    pub const ALL: [Category; 2] = [Category::International, Category::National];
-
-    /// The name the API and the config use.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Category::International => "international",
-            Category::National => "national",
-        }
-    }
-}
-
-impl fmt::Display for Category {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// One configured database instance.

@@ -1,17 +1,19 @@
 //! Step 2, [`validate`]: raw structs to a [`Config`] whose invariants hold.
 //! Pure: it consults neither the file system nor the user database. This
 //! file holds the top level (`[cloud]`, `[sync]`, `[server]`, duplicate IDs
-//! and paths) and the checks shared by every section; one `[[instances]]`
+//! and paths); the checks of single values every section shares are in
+//! [`super::check`], one `[[instances]]`
 //! entry is checked in [`super::instance`], `[auth]` in [`super::auth`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::check::{check_path, check_project_id, https_url, keep_previous};
 use super::instance::validate_instance;
 use super::types::*;
 use super::{ConfigError, Dur, RawCloud, RawConfig, RawServer, RawSync, SdkEnv, auth, err, probe};
-use crate::cloud::{Service, endpoint};
+use crate::catalog::{Service, endpoint};
 
 /// Checks the raw config and builds the validated form. `base_dir` anchors
 /// relative output paths (the directory of the config file).
@@ -218,42 +220,11 @@ fn derived_endpoint(service: Service, region: &str, key: &str) -> Result<String,
             key,
             format!(
                 "{} ({service}) has no endpoint in region {region:?} (the official SDK lists none); set {}, or use another region",
-                service.spec().display,
+                service.display(),
                 endpoint_key(service)
             ),
         )
     })
-}
-
-pub(super) fn https_url(key: &str, value: &str) -> Result<String, ConfigError> {
-    let v = value.trim().trim_end_matches('/');
-    let rest = v.strip_prefix("https://").ok_or_else(|| {
-        err(
-            key,
-            format!("{value:?} must be an https:// URL; credentials are never sent in clear text"),
-        )
-    })?;
-    if rest.is_empty() || rest.contains(['/', '?', '#', ' ']) {
-        return Err(err(
-            key,
-            format!("{value:?} must be a bare https://host[:port], without a path"),
-        ));
-    }
-    Ok(v.to_string())
-}
-
-pub(super) fn check_project_id(key: &str, p: &str) -> Result<(), ConfigError> {
-    if p.is_empty()
-        || !p
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(err(
-            key,
-            format!("{p:?} is not a project ID (letters, digits, '-' and '_' only)"),
-        ));
-    }
-    Ok(())
 }
 
 fn validate_sync(raw: &RawSync, base_dir: &Path) -> Result<SyncSettings, ConfigError> {
@@ -300,52 +271,4 @@ fn validate_sync(raw: &RawSync, base_dir: &Path) -> Result<SyncSettings, ConfigE
         keep_previous: keep_previous("sync.keep_previous", raw.keep_previous)?
             .unwrap_or(DEFAULT_KEEP_PREVIOUS),
     })
-}
-
-/// A `keep_previous`: whole seconds (its windows are kept to the second),
-/// zero allowed (replace outright).
-pub(super) fn keep_previous(key: &str, v: Option<Dur>) -> Result<Option<Duration>, ConfigError> {
-    match v {
-        Some(Dur(d)) if d.subsec_nanos() != 0 => Err(err(
-            key,
-            format!(
-                "{} is not a whole number of seconds; write for example \"30d\", \"12h\", or \"0s\" to replace the file outright",
-                humantime::format_duration(d)
-            ),
-        )),
-        other => Ok(other.map(|d| d.0)),
-    }
-}
-
-/// A path holding a NUL byte can be written in TOML (`"\u0000"`) but no
-/// system call takes it: refused here rather than failing at run time.
-pub(super) fn check_path(key: &str, p: &Path) -> Result<(), ConfigError> {
-    use std::os::unix::ffi::OsStrExt;
-    if p.as_os_str().as_bytes().contains(&0) {
-        return Err(err(
-            key,
-            format!(
-                "{:?} contains a NUL character, which no path can hold",
-                p.display().to_string()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Removes `.` and `..` components lexically, so that two spellings of one
-/// path are seen as one when checking for duplicate outputs.
-pub(super) fn normalize(p: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
 }

@@ -27,35 +27,22 @@
 //! field and what was wrong, never a value from the answer: a DCS link is a
 //! pre-signed URL whose query must not reach a log.
 //!
-//! Adding a service: one variant of [`Service`], one row of [`TABLE`] (and
-//! its region rows in [`regions`]), one parser in [`parse`].
+//! The service itself, its config name, categories and region endpoints
+//! are the catalogue's ([`crate::catalog`]); this module adds its API call.
+//! Adding a service: one variant of [`Service`] and one row of the
+//! catalogue (with its region rows), one row of [`TABLE`] here, one parser
+//! in [`parse`].
 
 mod parse;
-mod regions;
 
 #[cfg(test)]
 mod tests;
 
-use crate::config::Category;
+pub use crate::catalog::Service;
 
 use super::api::{ApiError, Link};
 
 pub use parse::{MAX_ANSWER, MAX_CATEGORY, MAX_LINK, MAX_LINKS};
-
-/// A Huawei Cloud database service with an SSL CA download API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Service {
-    /// Document Database Service (MongoDB-compatible).
-    Dds,
-    /// Relational Database Service (MySQL, PostgreSQL, SQL Server).
-    Rds,
-    /// GeminiDB (GaussDB NoSQL: Redis, Cassandra, …).
-    GeminiDb,
-    /// GaussDB (openGauss).
-    OpenGauss,
-    /// Distributed Cache Service (Redis).
-    Dcs,
-}
 
 /// The HTTP method of a service's call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,110 +61,59 @@ impl Method {
     }
 }
 
-/// One row of the service table.
+/// How one service's certificate links are asked for: one row of [`TABLE`].
 pub struct Spec {
-    /// The name the config uses (`service = "…"`).
-    pub name: &'static str,
-    /// The name people know it by, for messages.
-    pub display: &'static str,
     /// The SDK operation, for messages and docs.
     pub operation: &'static str,
     pub method: Method,
     /// With `{project_id}` and `{instance_id}` placeholders.
     pub path: &'static str,
-    /// `(region, endpoint)` rows, from the SDK's region file.
-    pub regions: &'static [(&'static str, &'static str)],
-    /// The categories the service serves.
-    pub categories: &'static [Category],
     /// Parses a 200 answer into links.
     pub parse: fn(&[u8]) -> Result<Vec<Link>, ApiError>,
 }
 
 const LINK_PATH_V3: &str = "/v3/{project_id}/instances/{instance_id}/ssl-cert/download-link";
 
-/// The service table, in the order of [`Service::ALL`].
+/// The API call of each service, in the order of [`Service::ALL`].
 pub const TABLE: [Spec; 5] = [
     Spec {
-        name: "dds",
-        display: "DDS",
         operation: "ListSslCertDownloadAddress",
         method: Method::Get,
         path: LINK_PATH_V3,
-        regions: regions::DDS,
-        categories: &[Category::International, Category::National],
         parse: parse::dds,
     },
     Spec {
-        name: "rds",
-        display: "RDS",
         operation: "ListSslCertDownloadLink",
         method: Method::Get,
         path: LINK_PATH_V3,
-        regions: regions::RDS,
-        categories: &[Category::International, Category::National],
         parse: parse::rds,
     },
     Spec {
-        name: "geminidb",
-        display: "GeminiDB",
         operation: "ListSslCertDownloadAddresses",
         method: Method::Get,
         path: LINK_PATH_V3,
-        regions: regions::GEMINIDB,
-        categories: &[Category::International],
         parse: parse::geminidb,
     },
     Spec {
-        name: "opengauss",
-        display: "GaussDB (openGauss)",
         operation: "ShowSslCertDownloadLink",
         method: Method::Get,
         path: LINK_PATH_V3,
-        regions: regions::OPENGAUSS,
-        categories: &[Category::International],
         parse: parse::opengauss,
     },
     Spec {
-        name: "dcs",
-        display: "DCS",
         operation: "DownloadSslCert",
         method: Method::Post,
         path: "/v2/{project_id}/instances/{instance_id}/ssl-certs/download",
-        regions: regions::DCS,
-        categories: &[Category::International],
         parse: parse::dcs,
     },
 ];
 
+/// The API call of each service, an addition to the catalogue's
+/// [`Service`] made here, where the client's types are.
 impl Service {
-    /// Every service, in table order.
-    pub const ALL: [Service; 5] = [
-        Service::Dds,
-        Service::Rds,
-        Service::GeminiDb,
-        Service::OpenGauss,
-        Service::Dcs,
-    ];
-
     /// The service's row of [`TABLE`].
     pub fn spec(self) -> &'static Spec {
         &TABLE[self as usize]
-    }
-
-    /// The name the config uses.
-    pub fn name(self) -> &'static str {
-        self.spec().name
-    }
-
-    /// The service a config name stands for (exact, lower case).
-    pub fn from_name(name: &str) -> Option<Service> {
-        Service::ALL.into_iter().find(|s| s.name() == name)
-    }
-
-    /// The names the config accepts, for error messages.
-    pub fn names() -> String {
-        let names: Vec<&str> = Service::ALL.iter().map(|s| s.name()).collect();
-        names.join(", ")
     }
 
     pub fn method(self) -> Method {
@@ -191,30 +127,9 @@ impl Service {
         fill(self.spec().path, project_id, instance_id)
     }
 
-    /// The endpoint (`https://host`) of a region the SDK lists for this
-    /// service; `None` for any other region.
-    pub fn endpoint(self, region: &str) -> Option<&'static str> {
-        self.spec()
-            .regions
-            .iter()
-            .find(|(r, _)| *r == region)
-            .map(|(_, e)| *e)
-    }
-
-    /// Whether the service serves certificates of `category`.
-    pub fn serves(self, category: Category) -> bool {
-        self.spec().categories.contains(&category)
-    }
-
     /// Parses a 200 answer of this service's call.
     pub fn parse(self, body: &[u8]) -> Result<Vec<Link>, ApiError> {
         (self.spec().parse)(body)
-    }
-}
-
-impl std::fmt::Display for Service {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
     }
 }
 

@@ -13,8 +13,20 @@ fn table_rows_are_in_enum_order_and_names_round_trip() {
         assert_eq!(Service::from_name(s.name()), Some(s));
         assert_eq!(s.to_string(), s.name());
     }
-    let names: Vec<&str> = TABLE.iter().map(|s| s.name).collect();
+    // The catalogue's rows and the API table's are in enum order.
+    let names: Vec<&str> = Service::ALL.iter().map(|s| s.name()).collect();
     assert_eq!(names, ["dds", "rds", "geminidb", "opengauss", "dcs"]);
+    let operations: Vec<&str> = TABLE.iter().map(|s| s.operation).collect();
+    assert_eq!(
+        operations,
+        [
+            "ListSslCertDownloadAddress",
+            "ListSslCertDownloadLink",
+            "ListSslCertDownloadAddresses",
+            "ShowSslCertDownloadLink",
+            "DownloadSslCert"
+        ]
+    );
     assert_eq!(Service::names(), "dds, rds, geminidb, opengauss, dcs");
     for wrong in ["", "DDS", "Rds", " dds", "gaussdb", "redis"] {
         assert_eq!(Service::from_name(wrong), None, "{wrong:?}");
@@ -120,7 +132,7 @@ fn every_region_row_is_well_formed_and_unique() {
     ];
     let counts = [34, 34, 27, 25, 34];
     for (i, s) in Service::ALL.into_iter().enumerate() {
-        let rows = s.spec().regions;
+        let rows = s.info().regions;
         assert_eq!(rows.len(), counts[i], "{s}");
         for (n, (region, url)) in rows.iter().enumerate() {
             assert!(endpoint::REGIONS.contains(region), "{s} {region}");
@@ -140,7 +152,7 @@ fn every_region_row_is_well_formed_and_unique() {
 
 #[test]
 fn dds_rows_agree_with_the_existing_derivation() {
-    assert_eq!(Service::Dds.spec().regions.len(), endpoint::REGIONS.len());
+    assert_eq!(Service::Dds.info().regions.len(), endpoint::REGIONS.len());
     for region in endpoint::REGIONS {
         assert_eq!(
             Service::Dds.endpoint(region).map(str::to_owned),
@@ -152,7 +164,7 @@ fn dds_rows_agree_with_the_existing_derivation() {
 
 #[test]
 fn categories_served() {
-    use Category::{International, National};
+    use crate::catalog::Category::{International, National};
     for s in Service::ALL {
         assert!(s.serves(International), "{s}");
     }

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::validate::https_url;
+use super::check::https_url;
 use super::{Cloud, ConfigError, err};
 use crate::secret::Secret;
 
@@ -371,7 +371,7 @@ pub(in crate::config) fn secret_at(
         if f.as_os_str().is_empty() {
             return Err(err(format!("{key}_file"), "must not be empty"));
         }
-        super::validate::check_path(&format!("{key}_file"), &f)?;
+        super::check::check_path(&format!("{key}_file"), &f)?;
         return Ok(Some(SecretSource::File(base_dir.join(f))));
     }
     if let Some(v) = env {

@@ -11,7 +11,7 @@ use super::{
     AkSk, Auth, ENV_AK, ENV_IAM_ENDPOINT, ENV_PROJECT_ID, ENV_SECURITY_TOKEN, ENV_SK, MetadataAuth,
     SecretSource,
 };
-use crate::cloud::profile::{self, Profile};
+use crate::catalog::profile::{self, Profile};
 use crate::config::{ConfigError, err};
 use crate::readfile::{Links, SMALL_FILE_LIMIT, read_regular};
 

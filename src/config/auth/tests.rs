@@ -2,7 +2,7 @@
 
 use super::super::{parse, validate_with_env};
 use super::*;
-use crate::cloud::profile;
+use crate::catalog::profile;
 
 const BASE: &str = r#"
 [cloud]

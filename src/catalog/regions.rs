@@ -1,7 +1,7 @@
 //! The endpoint of every service in every region, copied verbatim from the
 //! official Python SDKs, version 3.1.219: each package's
 //! `v*/region/*_region.py` (`Region("{region}", "{endpoint}")` rows, in the
-//! SDK's order). Data only; [`super`] looks regions up here.
+//! SDK's order). Data only; [`super::Service::endpoint`] looks regions up here.
 //!
 //! Worth knowing when reading them:
 //! - openGauss is `gaussdb-opengauss.{region}` in most regions and
