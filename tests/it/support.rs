@@ -38,6 +38,9 @@ pub struct Env {
     /// The `[auth]` section body.
     pub auth: String,
     pub instances: Vec<String>,
+    /// Whether `[cloud]` names the stand-in's CA as `ca_file` (the default);
+    /// without it the stand-in is trusted only through the system's roots.
+    pub with_ca_file: bool,
 }
 
 /// Puts SIGHUP back to its default action in the test process, once, so that
@@ -71,6 +74,7 @@ impl Env {
             cloud: String::new(),
             auth,
             instances: Vec::new(),
+            with_ca_file: true,
         }
     }
 
@@ -128,9 +132,13 @@ mv "$dir/$DDS_CERTSYNC_INSTANCE_ID.$n.env.tmp" "$dir/$DDS_CERTSYNC_INSTANCE_ID.$
 
     pub fn config_text(&self) -> String {
         format!(
-            "[cloud]\nendpoint = \"{api}\"\nproject_id = \"{PROJECT}\"\nca_file = \"{ca}\"\n{cloud}\n[auth]\n{auth}\n[sync]\n{timeout}{state}{keep}{sync}\n{inst}",
+            "[cloud]\nendpoint = \"{api}\"\nproject_id = \"{PROJECT}\"\n{ca}{cloud}\n[auth]\n{auth}\n[sync]\n{timeout}{state}{keep}{sync}\n{inst}",
             api = self.standin.api_url(),
-            ca = self.ca.display(),
+            ca = if self.with_ca_file {
+                format!("ca_file = \"{}\"\n", self.ca.display())
+            } else {
+                String::new()
+            },
             cloud = self.cloud,
             auth = self.auth,
             sync = self.sync,

@@ -123,15 +123,10 @@ fn without_ca_file_the_api_is_trusted_only_through_the_system_roots() {
     let mut env = Env::new();
     env.instance("inst-a");
     let a_ca = env.ca.clone();
-    let without_ca_file = |env: &Env| {
-        let text = env
-            .config_text()
-            .replace(&format!("ca_file = \"{}\"\n", a_ca.display()), "");
-        assert!(!text.contains("ca_file"), "{text}");
-        fs::write(env.path("config.toml"), text).unwrap();
-    };
+    env.with_ca_file = false;
+    let config = env.write_config();
+    assert!(!fs::read_to_string(config).unwrap().contains("ca_file"));
     // A's CA as the system's: trusted.
-    without_ca_file(&env);
     let mut cmd = env.command(&["--once"]);
     cmd.env_remove("SSL_CERT_DIR").env("SSL_CERT_FILE", &a_ca);
     let run = Run::from(cmd.output().unwrap());
