@@ -596,8 +596,9 @@ async fn the_reason_is_the_records_own_only_for_a_record_this_process_made() {
     );
 }
 
-#[tokio::test]
-async fn a_record_the_disk_contradicts_is_corrected_and_owes_nothing() {
+/// A scratch folder, the file a `touch` hook creates when it runs, and a
+/// config and delivery with that hook.
+fn touch_hook() -> (tempfile::TempDir, PathBuf, Config, Delivery) {
     let dir = tempfile::tempdir().unwrap();
     let ran = dir.path().join("ran");
     let config = hook_config(
@@ -605,6 +606,12 @@ async fn a_record_the_disk_contradicts_is_corrected_and_owes_nothing() {
         &format!("on_change = [\"/bin/touch\", \"{}\"]", ran.display()),
     );
     let d = Delivery::new(&config);
+    (dir, ran, config, d)
+}
+
+#[tokio::test]
+async fn a_record_the_disk_contradicts_is_corrected_and_owes_nothing() {
+    let (dir, ran, config, d) = touch_hook();
     // The file still holds its old content: the rename never happened.
     std::fs::write(dir.path().join("a.crt"), "old").unwrap();
     owe(&d, dir.path(), b"old");
@@ -620,13 +627,7 @@ async fn a_record_the_disk_contradicts_is_corrected_and_owes_nothing() {
 
 #[tokio::test]
 async fn the_record_is_judged_by_what_the_round_saw_at_its_path_not_by_a_later_disk() {
-    let dir = tempfile::tempdir().unwrap();
-    let ran = dir.path().join("ran");
-    let config = hook_config(
-        dir.path(),
-        &format!("on_change = [\"/bin/touch\", \"{}\"]", ran.display()),
-    );
-    let d = Delivery::new(&config);
+    let (dir, ran, config, d) = touch_hook();
     let path = dir.path().join("a.crt");
     std::fs::write(&path, "new").unwrap();
     owe(&d, dir.path(), b"old");
