@@ -2,8 +2,8 @@
 //! services whose SSL CA the daemon can fetch (their config names, the
 //! certificate categories each serves, the endpoint of each region), the
 //! regions and endpoints of IAM and DDS, and the SDK's credentials profile
-//! file. Pure data and pure functions, no I/O beyond reading a profile the
-//! caller names.
+//! file's format. Pure data and pure functions: no I/O (the config loader
+//! reads the profile file and hands its text to [`profile::parse_basic`]).
 //!
 //! A leaf: both the config (which checks names, categories and regions
 //! against it) and the cloud client (which adds each service's API call in

@@ -12,7 +12,7 @@
 //! - GeminiDB lists 27 regions and openGauss 25; DDS, RDS and DCS list 34.
 //!
 //! To refresh: unzip the newer wheels and copy the rows again; the tests in
-//! [`super`] check the shape of every row.
+//! `cloud::service` check the shape of every row.
 
 /// `huaweicloudsdkdds` v3/region/dds_region.py.
 pub(super) const DDS: &[(&str, &str)] = &[

@@ -27,6 +27,7 @@ pub(super) fn https_url(key: &str, value: &str) -> Result<String, ConfigError> {
     Ok(v.to_string())
 }
 
+/// A project ID: letters, digits, `-` and `_`, as the API's paths take it.
 pub(super) fn check_project_id(key: &str, p: &str) -> Result<(), ConfigError> {
     if p.is_empty()
         || !p
