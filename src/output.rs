@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Perms;
 use crate::readfile;
+pub use crate::readfile::parent_dir;
 
 /// The marker in the name of our temporary files.
 const TEMP_MARK: &str = ".dds-certsync-";
@@ -253,14 +254,6 @@ fn set_owner(
 /// never write access for others, whoever planted the old file.
 pub fn inherited_mode(mode: u32) -> u32 {
     mode & 0o775
-}
-
-/// The directory a file lives in (`.` for a bare name).
-pub fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
 }
 
 /// Fsyncs a directory, opened so that nothing swapped in for it can block.

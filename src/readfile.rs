@@ -21,7 +21,13 @@
 //!   partial read taken for the whole.
 //!
 //! It does blocking I/O: call it from the blocking pool, never on the
-//! runtime thread.
+//! runtime thread. The one exception is [`crate::cloud::trust`], which reads
+//! the system's bundle inside a TLS handshake when a chain needs it: once
+//! per client build, a regular file only, bounded.
+//!
+//! [`parent_dir`], the directory a path names a file in, lives here too: the
+//! config loader and the output writer both need it, and this module is a
+//! leaf either may import.
 
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read};
@@ -201,6 +207,14 @@ struct TooLarge(u64);
 
 fn too_large(limit: u64) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, TooLarge(limit))
+}
+
+/// The directory a file lives in (`.` for a bare name).
+pub fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 #[cfg(test)]

@@ -90,10 +90,7 @@ pub fn load_from(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
         line: None,
         message: format!("cannot read the config file: it is not UTF-8 text ({e})"),
     })?;
-    let base_dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let base_dir = readfile::parent_dir(path);
     let base_dir = std::path::absolute(&base_dir).unwrap_or(base_dir);
     let raw = parse(text).map_err(with_file)?;
     if raw.auth.as_ref().is_some_and(RawAuth::has_inline_secret) {
