@@ -6,7 +6,8 @@
 //! `kept-{instance_id}-{category}.json`, holding the certificates themselves
 //! (PEM) with their SHA-256 fingerprints. It is written like every state file
 //! ([`output::replace`]: temp file, fsync, rename, fsync of the directory; an
-//! instance's records with one fsync of the directory, [`Store::store_all`]) and
+//! instance's records together, with one fsync of the directory:
+//! [`Store::store_all`]) and
 //! read like any file a neighbour may plant ([`readfile::read_regular`]: no
 //! link followed, no FIFO blocked on, at most [`RECORD_LIMIT`] bytes). A record
 //! that cannot be read or parsed, or whose certificates do not match their
@@ -206,19 +207,8 @@ impl Store {
             .map_err(|why| StoreError::Corrupt { path, why })
     }
 
-    /// Writes the record atomically and durably (mode 0600).
-    pub fn store(
-        &self,
-        instance_id: &str,
-        category: Category,
-        state: &State,
-    ) -> Result<(), StoreError> {
-        let mut results = self.store_all(instance_id, &[(category, state)]);
-        results.pop().unwrap_or(Ok(()))
-    }
-
-    /// Writes the records of one instance's outputs, each like
-    /// [`Store::store`], but fsyncs the directory once, after all renames
+    /// Writes the records of one instance's outputs, each atomically and
+    /// durably (mode 0600), fsyncing the directory once, after all renames
     /// ([`output::replace_all`]): one result per record, in order.
     pub fn store_all(
         &self,
@@ -255,7 +245,7 @@ impl Store {
         output::fsync_dir(&self.dir).map_err(|source| StoreError::Remove { path, source })
     }
 
-    /// Removes temporary files an interrupted [`Store::store`] left behind.
+    /// Removes temporary files an interrupted [`Store::store_all`] left behind.
     pub fn clean_stale_temps(&self) -> usize {
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return 0;
@@ -304,7 +294,8 @@ mod tests {
         let s = Store::new(d.path());
         let cat = Category::International;
         assert!(s.load("i1", cat).unwrap().is_none());
-        s.store("i1", cat, &state()).unwrap();
+        let stored = s.store_all("i1", &[(cat, &state())]);
+        assert!(stored.iter().all(Result::is_ok), "{stored:?}");
         assert_eq!(s.load("i1", cat).unwrap(), Some(state()));
         // Per instance and category.
         assert!(s.load("i1", Category::National).unwrap().is_none());
