@@ -236,14 +236,12 @@ impl ServerCertVerifier for Trust {
         };
         // Each step's verifier in turn, the next only after a refusal; the
         // last one asked gives the answer.
+        // `once_with`: the bundle is read only if the first step refused.
+        let steps = std::iter::once(self.first.as_ref())
+            .chain(std::iter::once_with(|| self.with_bundle()))
+            .flatten();
         let mut refused = None;
-        if let Some(v) = &self.first {
-            match verify(v) {
-                Ok(ok) => return Ok(ok),
-                Err(e) => refused = Some(e),
-            }
-        }
-        if let Some(v) = self.with_bundle() {
+        for v in steps {
             match verify(v) {
                 Ok(ok) => return Ok(ok),
                 Err(e) => refused = Some(e),
