@@ -282,6 +282,11 @@ impl Observation {
     /// [`observe`] reads, or what a replacement just wrote. Pure.
     pub fn of_file(format: &Format, bytes: &[u8], meta: &Metadata) -> Observation {
         let (sha256, content) = format.read(bytes);
+        Observation::file(sha256, content, meta)
+    }
+
+    /// A regular file with this digest and content, whose `fstat` is `meta`.
+    fn file(sha256: Sha256Digest, content: Content, meta: &Metadata) -> Observation {
         Observation::File(FileSeen {
             sha256,
             content,
@@ -301,12 +306,7 @@ impl Observation {
         certs: &[certcheck::CertInfo],
         meta: &Metadata,
     ) -> Observation {
-        Observation::File(FileSeen {
-            sha256,
-            content: certs_content(certs),
-            owner: Owner::of(meta),
-            stamp: Stamp::of(meta),
-        })
+        Observation::file(sha256, certs_content(certs), meta)
     }
 
     /// The digest the planner and the hook ledger compare. `Ok(None)`: no
