@@ -97,9 +97,9 @@ pub fn replace_all(files: &[(&Path, &[u8], &Perms)]) -> Vec<Result<Option<Metada
             let dir = parent_dir(path);
             if !made.contains(&dir) {
                 ensure_dir(path, &dir)?;
-                made.push(dir);
+                made.push(dir.clone());
             }
-            rename_into_made(path, bytes, perms)
+            rename_into_made(path, dir, bytes, perms)
         })
         .collect();
     let mut synced: Vec<(PathBuf, Option<io::ErrorKind>, String)> = Vec::new();
@@ -136,8 +136,9 @@ fn rename_into_place(
     bytes: &[u8],
     perms: &Perms,
 ) -> Result<(PathBuf, Option<Metadata>), WriteError> {
-    ensure_dir(path, &parent_dir(path))?;
-    rename_into_made(path, bytes, perms)
+    let dir = parent_dir(path);
+    ensure_dir(path, &dir)?;
+    rename_into_made(path, dir, bytes, perms)
 }
 
 /// Makes `dir`, the directory of `path`, and any missing parent.
@@ -145,13 +146,13 @@ fn ensure_dir(path: &Path, dir: &Path) -> Result<(), WriteError> {
     fs::create_dir_all(dir).map_err(|e| WriteError::new(path, "create directory", e))
 }
 
-/// [`rename_into_place`] into a directory that exists.
+/// [`rename_into_place`] into `dir`, the directory of `path`, which exists.
 fn rename_into_made(
     path: &Path,
+    dir: PathBuf,
     bytes: &[u8],
     perms: &Perms,
 ) -> Result<(PathBuf, Option<Metadata>), WriteError> {
-    let dir = parent_dir(path);
     let name = path
         .file_name()
         .ok_or_else(|| WriteError::new(path, "path", io::Error::other("no file name")))?;
