@@ -1000,7 +1000,7 @@ def measure_all(args, parser, fixtures, sizes, shm, log):
             )
     if args.daemon:
         # The first build again without kept-certificate records (one file per
-        # output in state_dir, written before the outputs): their share of a
+        # instance in state_dir, written before the outputs): their share of a
         # first sync from an empty folder, at the sizes where it shows.
         tools["daemon-k0"] = Daemon(
             "daemon-k0",

@@ -108,10 +108,11 @@ pub async fn run(cli: Cli) -> Result<Outcome, Error> {
 }
 
 /// Removes the temporary files an interrupted write left, in `sync.state_dir`
-/// and next to every output, on the blocking pool, and says where. Each
-/// output directory is read once however many outputs it holds; the state
-/// directory once by the ledger's cleanup and once by the kept-certificate
-/// store's.
+/// and next to every output, on the blocking pool, and says where; turns
+/// records of kept certificates of an older version into the current one
+/// ([`overlap::Store::upgrade`]). Each output directory is read once however
+/// many outputs it holds; the state directory by the ledger's cleanup, the
+/// kept-certificate store's, and the upgrade.
 async fn clean_stale_temps(config: &config::Config, syncer: &Syncer) {
     let ledger = syncer.delivery.ledger().clone();
     let outputs: Vec<std::path::PathBuf> = config
@@ -123,6 +124,7 @@ async fn clean_stale_temps(config: &config::Config, syncer: &Syncer) {
     let cleaned = tokio::task::spawn_blocking(move || {
         let kept = overlap::Store::new(ledger.dir());
         let in_state_dir = ledger.clean_stale_temps() + kept.clean_stale_temps();
+        let upgraded = kept.upgrade();
         let refs: Vec<&std::path::Path> = outputs.iter().map(|p| p.as_path()).collect();
         let removed = output::clean_stale_temps_all(&refs);
         let per_output: Vec<_> = outputs
@@ -130,12 +132,18 @@ async fn clean_stale_temps(config: &config::Config, syncer: &Syncer) {
             .zip(removed)
             .filter(|(_, n)| *n > 0)
             .collect();
-        (in_state_dir, per_output)
+        (in_state_dir, upgraded, per_output)
     })
     .await;
-    let Ok((n, per_output)) = cleaned else {
+    let Ok((n, upgraded, per_output)) = cleaned else {
         return;
     };
+    if upgraded.converted > 0 {
+        tracing::info!(state_dir = %config.sync.state_dir.display(), "converted the records of kept certificates of {} instance(s) to one file per instance", upgraded.converted);
+    }
+    for (path, why) in upgraded.failed {
+        tracing::warn!(path = %path.display(), "cannot convert this record of kept certificates ({why}); it is left in place, and the windows of its output's previous certificates start again from now");
+    }
     if n > 0 {
         tracing::warn!(state_dir = %config.sync.state_dir.display(), "removed {n} temporary file(s) left by an interrupted write");
     }

@@ -462,7 +462,7 @@ impl Syncer {
     fn apply(&self, inst: &Instance, mut rounds: Vec<OutputRound>) -> (Vec<OutputRound>, bool) {
         let store = overlap::Store::new(self.delivery.ledger().dir());
         let now = crate::health::unix_now();
-        read_outputs(&store, inst, &mut rounds, now);
+        let recorded = read_outputs(&store, inst, &mut rounds, now);
         let slots: Vec<Slot> = inst
             .outputs
             .iter()
@@ -489,9 +489,9 @@ impl Syncer {
             .filter(|(_, r)| r.readable())
             .filter_map(|(i, r)| Some((i, r.bundle.as_ref()?)))
             .unzip();
-        let stored = overlap::round::store_states(&store, inst, &bundles);
+        let stored = overlap::round::store_states(&store, inst, &recorded, &bundles);
         for (i, r) in with_bundle.into_iter().zip(stored) {
-            rounds[i].state_error = r.err().map(|e| e.to_string());
+            rounds[i].state_error = r.err();
         }
         // The bytes of every file to replace, made before anything is
         // recorded or renamed: a file whose bytes cannot be made (a
@@ -561,7 +561,13 @@ impl Syncer {
 /// the digest of the file its format makes of that bundle; fills in each
 /// output's `found`, `bundle` and `digest`, or says why its file cannot be
 /// made. Blocking.
-fn read_outputs(store: &overlap::Store, inst: &Instance, rounds: &mut [OutputRound], now: i64) {
+fn read_outputs(
+    store: &overlap::Store,
+    inst: &Instance,
+    rounds: &mut [OutputRound],
+    now: i64,
+) -> overlap::round::Recorded {
+    let recorded = overlap::round::Recorded::read(store, inst);
     for (out, round) in inst.outputs.iter().zip(rounds.iter_mut()) {
         match round.format.resolved() {
             Ok(f) => round.format = f,
@@ -572,7 +578,7 @@ fn read_outputs(store: &overlap::Store, inst: &Instance, rounds: &mut [OutputRou
             .fetched
             .as_ref()
             .ok()
-            .map(|v| overlap::round::plan_output(store, inst, out, v, now, &seen));
+            .map(|v| overlap::round::plan_output(&recorded, inst, out, v, now, &seen));
         if let Some(b) = &round.bundle {
             match round.format.digest(&b.bundle.pem) {
                 Ok(d) => round.digest = Some(d),
@@ -585,4 +591,5 @@ fn read_outputs(store: &overlap::Store, inst: &Instance, rounds: &mut [OutputRou
         }
         round.found = Some(seen);
     }
+    recorded
 }

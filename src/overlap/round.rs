@@ -1,16 +1,18 @@
-//! One output's bundle in a round: the durable state read (or, only without
-//! one and with a `keep_previous`, the file the round's look found holding
-//! certificates: the one case an output is read twice in a round),
-//! [`decide`] asked, and what it did logged.
+//! One output's bundle in a round: the durable state read (once per
+//! instance: [`Recorded`]; or, only without one and with a `keep_previous`,
+//! the file the round's look found holding certificates: the one case an
+//! output is read twice in a round), [`decide`] asked, and what it did
+//! logged.
 //!
-//! Blocking (reads `state_dir` and the output); the sync step calls
-//! [`plan_output`] on the blocking pool, stores the states that changed
-//! before any rename, and logs the events with [`log_events`] once it knows
-//! what was written.
+//! Blocking (reads `state_dir` and the output); the sync step reads the
+//! instance's record and calls [`plan_output`] on the blocking pool, stores
+//! the record when a state changed before any rename ([`store_states`]),
+//! and logs the events with [`log_events`] once it knows what was written.
 
 use std::path::Path;
 
-use super::{Decision, Event, Input, Store, StoreError, Why, decide};
+use super::store::States;
+use super::{Decision, Event, Input, State, Store, StoreError, Why, decide};
 use crate::certcheck::{self, CertInfo, Verified, format_time, hex};
 use crate::config::{Category, Instance, Output};
 use crate::outputs::{self, Content, FileSeen, Format, Observation};
@@ -42,7 +44,7 @@ pub struct Planned {
     /// What to do with the stored state.
     pub persist: Persist,
     /// Why no stored state could be used, when one was there.
-    pub unreadable: Option<StoreError>,
+    pub unreadable: Option<String>,
 }
 
 impl Planned {
@@ -82,12 +84,35 @@ fn in_file(path: &Path, format: &Format, seen: &Observation) -> Vec<CertInfo> {
     }
 }
 
+/// An instance's record of kept certificates, as the round read it: once,
+/// for all its outputs.
+#[derive(Debug)]
+pub struct Recorded(Result<States, StoreError>);
+
+impl Recorded {
+    /// Reads `inst`'s record. Blocking.
+    pub fn read(store: &Store, inst: &Instance) -> Recorded {
+        Recorded(store.load(&inst.id))
+    }
+
+    /// The recorded state of `category`, if any.
+    fn state(&self, category: Category) -> Option<&State> {
+        let states = self.0.as_ref().ok()?;
+        states.iter().find(|(c, _)| *c == category).map(|(_, s)| s)
+    }
+
+    /// Why the record could not be used, when one was there.
+    fn unreadable(&self) -> Option<String> {
+        self.0.as_ref().err().map(|e| e.to_string())
+    }
+}
+
 /// Decides the bundle of one output from what was served (`served`,
-/// verified) at Unix time `now`; `seen` is the round's look at the path.
-/// Reads the output's record and, only without one (and with a
-/// `keep_previous`), the file. Blocking.
+/// verified) at Unix time `now`; `seen` is the round's look at the path and
+/// `recorded` the instance's record. Reads the file only without a recorded
+/// state (and with a `keep_previous`). Blocking.
 pub fn plan_output(
-    store: &Store,
+    recorded: &Recorded,
     inst: &Instance,
     out: &Output,
     served: &Verified,
@@ -95,17 +120,15 @@ pub fn plan_output(
     seen: &Observation,
 ) -> Planned {
     let category = out.category;
-    let (previous, unreadable) = match store.load(&inst.id, category) {
-        Ok(s) => (s, None),
-        Err(e) => (None, Some(e)),
-    };
+    let previous = recorded.state(category);
+    let unreadable = recorded.unreadable();
     let file = if previous.is_none() && !inst.keep_previous.is_zero() {
         in_file(&out.path, &Format::of(out), seen)
     } else {
         Vec::new()
     };
     let decision = decide(Input {
-        previous: previous.as_ref(),
+        previous,
         in_file: &file,
         served: &served.certs,
         now,
@@ -124,7 +147,7 @@ pub fn plan_output(
         } else {
             Persist::Keep
         }
-    } else if previous.as_ref() != Some(&decision.state) {
+    } else if previous != Some(&decision.state) {
         Persist::Store
     } else {
         Persist::Keep
@@ -138,37 +161,48 @@ pub fn plan_output(
     }
 }
 
-/// Stores (or removes) the states of an instance's planned outputs, as each
-/// [`Planned::persist`] says: one result per output, in order. The records
-/// stored are written together, with one fsync of `state_dir`
-/// ([`Store::store_all`]). A failure to store matters only when
-/// certificates are kept (their windows would start again at the next
-/// round); otherwise the next round rebuilds the same state from the file.
+/// Stores (or removes) the record of an instance's planned outputs, as their
+/// [`Planned::persist`] say: one result per output, in order. The record
+/// is written once, holding each category the instance has outputs for:
+/// the state planned this round, or, for a category whose download failed,
+/// the one recorded. A failure to store matters only when certificates
+/// are kept (their windows would start again at the next round);
+/// otherwise the next round rebuilds the same state from the file.
 /// Blocking.
 pub fn store_states(
     store: &Store,
     inst: &Instance,
+    recorded: &Recorded,
     planned: &[&Planned],
-) -> Vec<Result<(), StoreError>> {
-    let to_store: Vec<(Category, &super::State)> = (planned.iter())
-        .filter(|p| p.persist == Persist::Store)
-        .map(|p| (p.category, &p.decision.state))
-        .collect();
-    let mut stored = store.store_all(&inst.id, &to_store).into_iter();
-    (planned.iter())
-        .map(|p| {
-            let r = match p.persist {
-                Persist::Keep => return Ok(()),
-                Persist::Remove => return store.remove(&inst.id, p.category),
-                Persist::Store => stored.next().unwrap_or(Ok(())),
-            };
-            match r {
-                Err(e) if p.decision.state.kept.is_empty() => {
-                    tracing::debug!(instance = %inst.label(), instance_id = %inst.id, service = %inst.service, category = %p.category, "{e}");
-                    Ok(())
-                }
-                other => other,
+) -> Vec<Result<(), String>> {
+    let wants = |p: Persist| planned.iter().any(|x| x.persist == p);
+    let result = if wants(Persist::Remove) {
+        store.remove(&inst.id)
+    } else if wants(Persist::Store) {
+        let mut states: Vec<(Category, &State)> = Vec::new();
+        for category in inst.outputs.iter().map(|o| o.category) {
+            if states.iter().any(|(c, _)| *c == category) {
+                continue;
             }
+            let planned = planned.iter().find(|p| p.category == category);
+            let state = planned.map(|p| &p.decision.state);
+            if let Some(state) = state.or_else(|| recorded.state(category)) {
+                states.push((category, state));
+            }
+        }
+        store.store(&inst.id, &states)
+    } else {
+        Ok(())
+    };
+    let error = result.err().map(|e| e.to_string());
+    (planned.iter())
+        .map(|p| match (&error, p.persist) {
+            (None, _) | (_, Persist::Keep) => Ok(()),
+            (Some(e), Persist::Store) if p.decision.state.kept.is_empty() => {
+                tracing::debug!(instance = %inst.label(), instance_id = %inst.id, service = %inst.service, category = %p.category, "{e}");
+                Ok(())
+            }
+            (Some(e), _) => Err(e.clone()),
         })
         .collect()
 }

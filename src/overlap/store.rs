@@ -2,22 +2,30 @@
 //! which are kept, and when each kept one was superseded, so that a restart
 //! neither extends nor shortens a window.
 //!
-//! One small JSON file per instance and category in `sync.state_dir`,
-//! `kept-{instance_id}-{category}.json`, holding the certificates themselves
-//! (PEM) with their SHA-256 fingerprints. It is written like every state file
-//! ([`output::replace`]: temp file, fsync, rename, fsync of the directory; an
-//! instance's records together, with one fsync of the directory:
-//! [`Store::store_all`]) and
-//! read like any file a neighbour may plant ([`readfile::read_regular`]: no
-//! link followed, no FIFO blocked on, at most [`RECORD_LIMIT`] bytes). A record
-//! that cannot be read or parsed, or whose certificates do not match their
-//! fingerprints, is an error the caller answers by starting the windows again
-//! from now (never dropping early), with a warning naming the path.
+//! One small JSON file per instance in `sync.state_dir`,
+//! `kept-{instance_id}.v2.json`, holding the state of each of its categories:
+//! the certificates themselves (PEM) with their SHA-256 fingerprints. One
+//! file, not one per output: a first sync writes one record per instance,
+//! and a round reads one. It is written like every state file
+//! ([`output::replace`]: temp file, fsync, rename, fsync of the directory)
+//! and read like any file a neighbour may plant ([`readfile::read_record`]:
+//! no link followed, no FIFO blocked on, at most [`RECORD_LIMIT`] bytes). A
+//! record that cannot be read or parsed, or whose certificates do not match
+//! their fingerprints, is an error the caller answers by starting the
+//! windows again from now (never dropping early), with a warning naming the
+//! path.
 //!
-//! The record is written only when it changes, before the output is renamed:
-//! after a crash between the two, the next round finds the record and writes
-//! the same bundle with the same drop times.
+//! The record is written only when it changes, before the outputs are
+//! renamed: after a crash between the two, the next round finds the record
+//! and writes the same bundles with the same drop times.
+//!
+//! Version 1 kept one file per instance and category,
+//! `kept-{instance_id}-{category}.json`. [`Store::upgrade`], run once when
+//! the program starts, turns those into version 2 records; a round never
+//! looks for them. (The `.v2` in the new name keeps the two apart: an
+//! instance ID may itself end in `-international`.)
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -34,10 +42,17 @@ use crate::readfile::{self, RecordError};
 const PREFIX: &str = "kept-";
 /// The suffix of record file names.
 const SUFFIX: &str = ".json";
+/// What a version 2 record's name ends in.
+const V2_SUFFIX: &str = ".v2.json";
 /// A record larger than this is corrupt (a real one holds a few certificates).
 const RECORD_LIMIT: u64 = readfile::SMALL_FILE_LIMIT;
 /// The record format version.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// The version of the per-output records [`Store::upgrade`] converts.
+const VERSION_1: u32 = 1;
+
+/// The states of one instance's outputs, one per category.
+pub type States = Vec<(Category, State)>;
 
 /// A problem with a record, naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -64,15 +79,39 @@ pub enum StoreError {
     },
 }
 
-/// The on-disk form.
+/// The on-disk form: one instance.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Record {
     version: u32,
     instance_id: String,
+    outputs: Vec<RecordOutput>,
+}
+
+/// One category of an instance.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordOutput {
     category: String,
     current: Vec<RecordCert>,
     kept: Vec<RecordKept>,
+}
+
+/// The version 1 form: one instance and category.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordV1 {
+    version: u32,
+    instance_id: String,
+    category: String,
+    current: Vec<RecordCert>,
+    kept: Vec<RecordKept>,
+}
+
+/// Only the version, to name it when a record does not parse.
+#[derive(Deserialize)]
+struct Versioned {
+    version: u32,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -117,50 +156,13 @@ fn parse_cert(sha256: &str, pem: &str) -> Result<CertInfo, String> {
     Ok(cert)
 }
 
-/// The record of one output as JSON. Pure.
-pub fn to_json(instance_id: &str, category: Category, state: &State) -> Vec<u8> {
-    let record = Record {
-        version: VERSION,
-        instance_id: instance_id.to_string(),
-        category: category.as_str().to_string(),
-        current: state.current.iter().map(record_cert).collect(),
-        kept: state
-            .kept
-            .iter()
-            .map(|k| {
-                let c = record_cert(&k.cert);
-                RecordKept {
-                    sha256: c.sha256,
-                    superseded_at: k.superseded_at,
-                    pem: c.pem,
-                }
-            })
-            .collect(),
-    };
-    let mut v = serde_json::to_vec_pretty(&record).unwrap_or_default();
-    v.push(b'\n');
-    v
-}
-
-/// Parses the record of one output; it must name that output. Pure.
-pub fn from_json(bytes: &[u8], instance_id: &str, category: Category) -> Result<State, String> {
-    let r: Record = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-    if r.version != VERSION {
-        return Err(format!("unknown version {}", r.version));
-    }
-    if r.instance_id != instance_id || r.category != category.as_str() {
-        return Err(format!(
-            "it is for instance {:?}, category {:?}",
-            r.instance_id, r.category
-        ));
-    }
-    let current = r
-        .current
+/// The state of one category, its certificates checked.
+fn parse_state(current: &[RecordCert], kept: &[RecordKept]) -> Result<State, String> {
+    let current = current
         .iter()
         .map(|c| parse_cert(&c.sha256, &c.pem))
         .collect::<Result<Vec<_>, _>>()?;
-    let kept = r
-        .kept
+    let kept = kept
         .iter()
         .map(|k| {
             Ok(Kept {
@@ -170,6 +172,94 @@ pub fn from_json(bytes: &[u8], instance_id: &str, category: Category) -> Result<
         })
         .collect::<Result<Vec<_>, String>>()?;
     Ok(State { current, kept })
+}
+
+fn category_named(name: &str) -> Result<Category, String> {
+    (Category::ALL.into_iter())
+        .find(|c| c.as_str() == name)
+        .ok_or_else(|| format!("unknown category {name:?}"))
+}
+
+/// Why a record did not parse: its version when that is not `want`, else
+/// what serde said.
+fn parse_error(bytes: &[u8], want: u32, e: serde_json::Error) -> String {
+    match serde_json::from_slice::<Versioned>(bytes) {
+        Ok(v) if v.version != want => format!("unknown version {}", v.version),
+        _ => e.to_string(),
+    }
+}
+
+/// The record of one instance as JSON, its categories in the order given.
+/// Pure.
+pub fn to_json(instance_id: &str, states: &[(Category, &State)]) -> Vec<u8> {
+    let record = Record {
+        version: VERSION,
+        instance_id: instance_id.to_string(),
+        outputs: (states.iter())
+            .map(|(category, state)| RecordOutput {
+                category: category.as_str().to_string(),
+                current: state.current.iter().map(record_cert).collect(),
+                kept: (state.kept.iter())
+                    .map(|k| {
+                        let c = record_cert(&k.cert);
+                        RecordKept {
+                            sha256: c.sha256,
+                            superseded_at: k.superseded_at,
+                            pem: c.pem,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect(),
+    };
+    let mut v = serde_json::to_vec_pretty(&record).unwrap_or_default();
+    v.push(b'\n');
+    v
+}
+
+/// Parses the record of one instance; it must name that instance, and name
+/// each category once. Pure.
+pub fn from_json(bytes: &[u8], instance_id: &str) -> Result<States, String> {
+    let r: Record = serde_json::from_slice(bytes).map_err(|e| parse_error(bytes, VERSION, e))?;
+    if r.version != VERSION {
+        return Err(format!("unknown version {}", r.version));
+    }
+    if r.instance_id != instance_id {
+        return Err(format!("it is for instance {:?}", r.instance_id));
+    }
+    let mut states: States = Vec::with_capacity(r.outputs.len());
+    for o in &r.outputs {
+        let category = category_named(&o.category)?;
+        if states.iter().any(|(c, _)| *c == category) {
+            return Err(format!("category {category:?} appears twice"));
+        }
+        states.push((category, parse_state(&o.current, &o.kept)?));
+    }
+    Ok(states)
+}
+
+/// Parses a version 1 record (one instance and category), as
+/// [`Store::upgrade`] reads them: the instance and category it names, and
+/// the state. Pure.
+pub fn from_json_v1(bytes: &[u8]) -> Result<(String, Category, State), String> {
+    let r: RecordV1 =
+        serde_json::from_slice(bytes).map_err(|e| parse_error(bytes, VERSION_1, e))?;
+    if r.version != VERSION_1 {
+        return Err(format!("unknown version {}", r.version));
+    }
+    let category = category_named(&r.category)?;
+    let state = parse_state(&r.current, &r.kept)?;
+    Ok((r.instance_id, category, state))
+}
+
+/// What [`Store::upgrade`] did.
+#[derive(Debug, Default)]
+pub struct Upgraded {
+    /// Version 2 records written (one per instance).
+    pub converted: usize,
+    /// Version 1 records that could not be converted, and why: each is left
+    /// in place, and its output's windows start again from now.
+    pub failed: Vec<(PathBuf, String)>,
 }
 
 /// The records of one state directory. Blocking I/O.
@@ -183,60 +273,47 @@ impl Store {
         Store { dir: dir.into() }
     }
 
-    /// The record file of an output. An instance ID that is not plain
+    /// The record file of an instance. An instance ID that is not plain
     /// letters, digits, `-` and `_` is hex-encoded (see
     /// [`crate::ledger::file_stem`]).
-    pub fn path(&self, instance_id: &str, category: Category) -> PathBuf {
+    pub fn path(&self, instance_id: &str) -> PathBuf {
         self.dir.join(format!(
-            "{PREFIX}{}-{category}{SUFFIX}",
+            "{PREFIX}{}{V2_SUFFIX}",
             crate::ledger::file_stem(instance_id)
         ))
     }
 
-    /// The record of an output; `None` when there is none.
-    pub fn load(&self, instance_id: &str, category: Category) -> Result<Option<State>, StoreError> {
-        let path = self.path(instance_id, category);
+    /// The states recorded for an instance's categories; none when there is
+    /// no record.
+    pub fn load(&self, instance_id: &str) -> Result<States, StoreError> {
+        let path = self.path(instance_id);
         let bytes = match readfile::read_record(&path, RECORD_LIMIT) {
             Ok(Some(b)) => b,
-            Ok(None) => return Ok(None),
+            Ok(None) => return Ok(Vec::new()),
             Err(RecordError::NotARecord(why)) => return Err(StoreError::Corrupt { path, why }),
             Err(RecordError::Io(source)) => return Err(StoreError::Read { path, source }),
         };
-        from_json(&bytes, instance_id, category)
-            .map(Some)
-            .map_err(|why| StoreError::Corrupt { path, why })
+        from_json(&bytes, instance_id).map_err(|why| StoreError::Corrupt { path, why })
     }
 
-    /// Writes the records of one instance's outputs, each atomically and
-    /// durably (mode 0600), fsyncing the directory once, after all renames
-    /// ([`output::replace_all`]): one result per record, in order.
-    pub fn store_all(
+    /// Writes the record of an instance atomically and durably (mode 0600).
+    pub fn store(
         &self,
         instance_id: &str,
         states: &[(Category, &State)],
-    ) -> Vec<Result<(), StoreError>> {
+    ) -> Result<(), StoreError> {
         let perms = Perms {
             mode: Some(0o600),
             ..Perms::default()
         };
-        let records: Vec<(PathBuf, Vec<u8>)> = (states.iter())
-            .map(|&(c, state)| (self.path(instance_id, c), to_json(instance_id, c, state)))
-            .collect();
-        let files: Vec<(&Path, &[u8], &Perms)> = (records.iter())
-            .map(|(path, bytes)| (path.as_path(), bytes.as_slice(), &perms))
-            .collect();
-        (output::replace_all(&files).into_iter())
-            .zip(records)
-            .map(|(r, (path, _))| {
-                r.map(drop)
-                    .map_err(|source| StoreError::Write { path, source })
-            })
-            .collect()
+        let path = self.path(instance_id);
+        output::replace(&path, &to_json(instance_id, states), &perms)
+            .map_err(|source| StoreError::Write { path, source })
     }
 
-    /// Removes the record of an output, durably. No record is fine.
-    pub fn remove(&self, instance_id: &str, category: Category) -> Result<(), StoreError> {
-        let path = self.path(instance_id, category);
+    /// Removes the record of an instance, durably. No record is fine.
+    pub fn remove(&self, instance_id: &str) -> Result<(), StoreError> {
+        let path = self.path(instance_id);
         match fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -245,20 +322,77 @@ impl Store {
         output::fsync_dir(&self.dir).map_err(|source| StoreError::Remove { path, source })
     }
 
-    /// Removes temporary files an interrupted [`Store::store_all`] left behind.
-    pub fn clean_stale_temps(&self) -> usize {
+    /// Turns the version 1 records in the directory (one per instance and
+    /// category) into version 2 records (one per instance), then removes
+    /// them. An instance that already has a version 2 record keeps it: its
+    /// version 1 leftovers are only removed. A version 1 record that is not
+    /// a readable regular file or does not parse is left in place and
+    /// named. Nothing happens in a directory without version 1 records.
+    pub fn upgrade(&self) -> Upgraded {
+        let mut done = Upgraded::default();
         let Ok(entries) = fs::read_dir(&self.dir) else {
-            return 0;
+            return done;
         };
-        entries
-            .flatten()
-            .filter_map(|e| {
-                let n = e.file_name().to_string_lossy().into_owned();
-                let base = n.strip_prefix('.')?.split(".dds-certsync-").next()?;
-                (base.starts_with(PREFIX) && base.ends_with(SUFFIX)).then(|| self.dir.join(base))
-            })
-            .map(|target| output::clean_stale_temps(&target))
-            .sum()
+        let mut by_instance: BTreeMap<String, (Vec<PathBuf>, States)> = BTreeMap::new();
+        for name in entries.flatten().map(|e| e.file_name()) {
+            let name = name.to_string_lossy();
+            if !(name.starts_with(PREFIX) && name.ends_with(SUFFIX)) || name.ends_with(V2_SUFFIX) {
+                continue;
+            }
+            let path = self.dir.join(&*name);
+            let parsed = match readfile::read_record(&path, RECORD_LIMIT) {
+                Ok(Some(bytes)) => from_json_v1(&bytes),
+                Ok(None) => continue,
+                Err(RecordError::NotARecord(why)) => Err(why),
+                Err(RecordError::Io(e)) => Err(e.to_string()),
+            };
+            // Only a record whose name is the one its content claims.
+            let parsed = parsed.and_then(|(id, category, state)| {
+                let own = format!(
+                    "{PREFIX}{}-{category}{SUFFIX}",
+                    crate::ledger::file_stem(&id)
+                );
+                if own == name {
+                    Ok((id, category, state))
+                } else {
+                    Err(format!("it is for instance {id:?}, category {category:?}"))
+                }
+            });
+            match parsed {
+                Ok((id, category, state)) => {
+                    let (paths, states) = by_instance.entry(id).or_default();
+                    paths.push(path);
+                    states.push((category, state));
+                }
+                Err(why) => done.failed.push((path, why)),
+            }
+        }
+        for (id, (paths, mut states)) in by_instance {
+            // A regular file there is a version 2 record already: it wins.
+            let has_v2 = fs::symlink_metadata(self.path(&id)).is_ok_and(|m| m.is_file());
+            if !has_v2 {
+                states.sort_by_key(|(c, _)| *c);
+                let refs: Vec<(Category, &State)> = states.iter().map(|(c, s)| (*c, s)).collect();
+                if let Err(e) = self.store(&id, &refs) {
+                    (done.failed).extend(paths.into_iter().map(|p| (p, e.to_string())));
+                    continue;
+                }
+                done.converted += 1;
+            }
+            for p in paths {
+                // Once the new record is durable; a leftover is only read
+                // by the next upgrade, which removes it.
+                let _ = fs::remove_file(p);
+            }
+        }
+        done
+    }
+
+    /// Removes temporary files an interrupted [`Store::store`] left behind.
+    pub fn clean_stale_temps(&self) -> usize {
+        output::clean_stale_temps_in(&self.dir, |base| {
+            base.starts_with(PREFIX) && base.ends_with(SUFFIX)
+        })
     }
 
     /// The directory.
@@ -273,6 +407,8 @@ mod tests {
 
     const CERT_A: &str = include_str!("../../tests/data/cert-a.pem");
     const CERT_SM2: &str = include_str!("../../tests/data/cert-sm2.pem");
+    const INT: Category = Category::International;
+    const NAT: Category = Category::National;
 
     fn cert(pem: &str) -> CertInfo {
         certcheck::inspect_pem(pem.as_bytes()).unwrap().remove(0)
@@ -288,76 +424,101 @@ mod tests {
         }
     }
 
+    fn other() -> State {
+        State {
+            current: vec![cert(CERT_SM2)],
+            kept: Vec::new(),
+        }
+    }
+
+    /// A version 1 record, as the previous release wrote it.
+    fn v1(instance_id: &str, category: Category, state: &State) -> Vec<u8> {
+        let c = |c: &CertInfo| {
+            let pem = String::from_utf8(certcheck::pem_of([c.der.as_slice()])).unwrap();
+            (hex(&c.fingerprint), pem)
+        };
+        let current: Vec<_> = (state.current.iter().map(c))
+            .map(|(sha256, pem)| serde_json::json!({"sha256": sha256, "pem": pem}))
+            .collect();
+        let kept: Vec<_> = (state.kept.iter())
+            .map(|k| {
+                let (sha256, pem) = c(&k.cert);
+                serde_json::json!({"sha256": sha256, "superseded_at": k.superseded_at, "pem": pem})
+            })
+            .collect();
+        serde_json::to_vec_pretty(&serde_json::json!({
+            "version": 1, "instance_id": instance_id, "category": category.as_str(),
+            "current": current, "kept": kept,
+        }))
+        .unwrap()
+    }
+
     #[test]
     fn a_record_survives_its_round_trip_through_the_disk() {
         let d = tempfile::tempdir().unwrap();
         let s = Store::new(d.path());
-        let cat = Category::International;
-        assert!(s.load("i1", cat).unwrap().is_none());
-        let stored = s.store_all("i1", &[(cat, &state())]);
-        assert!(stored.iter().all(Result::is_ok), "{stored:?}");
-        assert_eq!(s.load("i1", cat).unwrap(), Some(state()));
-        // Per instance and category.
-        assert!(s.load("i1", Category::National).unwrap().is_none());
-        assert!(s.load("i2", cat).unwrap().is_none());
-        let path = s.path("i1", cat);
-        assert_eq!(path, d.path().join("kept-i1-international.json"));
+        assert!(s.load("i1").unwrap().is_empty());
+        let (a, b) = (state(), other());
+        s.store("i1", &[(INT, &a), (NAT, &b)]).unwrap();
+        assert_eq!(s.load("i1").unwrap(), vec![(INT, state()), (NAT, other())]);
+        // Per instance, in one file.
+        assert!(s.load("i2").unwrap().is_empty());
+        let path = s.path("i1");
+        assert_eq!(path, d.path().join("kept-i1.v2.json"));
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
         use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        s.remove("i1", cat).unwrap();
-        assert!(s.load("i1", cat).unwrap().is_none());
-        s.remove("i1", cat).unwrap();
+        s.remove("i1").unwrap();
+        assert!(s.load("i1").unwrap().is_empty());
+        s.remove("i1").unwrap();
     }
 
     #[test]
-    fn an_instances_records_are_stored_together_and_each_fails_alone() {
+    fn a_directory_planted_at_the_record_fails_the_store_and_names_it() {
         let d = tempfile::tempdir().unwrap();
         let s = Store::new(d.path());
-        let (int, nat) = (Category::International, Category::National);
-        let other = State {
-            current: vec![cert(CERT_SM2)],
-            kept: Vec::new(),
-        };
-        let results = s.store_all("i1", &[(int, &state()), (nat, &other)]);
-        assert!(results.iter().all(Result::is_ok), "{results:?}");
-        assert_eq!(s.load("i1", int).unwrap(), Some(state()));
-        assert_eq!(s.load("i1", nat).unwrap(), Some(other.clone()));
-        // A directory planted at one record's path: that record fails, named,
-        // and the other is still written.
-        fs::remove_file(s.path("i1", int)).unwrap();
-        fs::create_dir(s.path("i1", int)).unwrap();
-        let results = s.store_all("i1", &[(int, &other), (nat, &state())]);
-        let e = results[0].as_ref().unwrap_err();
-        assert!(e.to_string().contains("kept-i1-international.json"), "{e}");
-        assert!(results[1].is_ok(), "{results:?}");
-        assert_eq!(s.load("i1", nat).unwrap(), Some(state()));
-        assert!(s.store_all("i1", &[]).is_empty());
+        fs::create_dir(s.path("i1")).unwrap();
+        let e = s.store("i1", &[(INT, &state())]).unwrap_err();
+        assert!(e.to_string().contains("kept-i1.v2.json"), "{e}");
+        assert!(matches!(s.load("i1"), Err(StoreError::Corrupt { .. })));
     }
 
     #[test]
-    fn a_record_for_another_output_or_with_a_wrong_fingerprint_is_corrupt() {
+    fn a_record_for_another_instance_or_with_a_wrong_fingerprint_is_corrupt() {
         let d = tempfile::tempdir().unwrap();
         let s = Store::new(d.path());
-        let cat = Category::International;
+        let st = state();
         // Another instance's record copied in place.
-        fs::write(s.path("i1", cat), to_json("i2", cat, &state())).unwrap();
-        let e = s.load("i1", cat).unwrap_err();
+        fs::write(s.path("i1"), to_json("i2", &[(INT, &st)])).unwrap();
+        let e = s.load("i1").unwrap_err();
         assert!(matches!(e, StoreError::Corrupt { .. }), "{e}");
-        assert!(e.to_string().contains("kept-i1-international.json"), "{e}");
+        assert!(e.to_string().contains("kept-i1.v2.json"), "{e}");
         // A certificate swapped under its fingerprint.
-        let text = String::from_utf8(to_json("i1", cat, &state())).unwrap();
+        let text = String::from_utf8(to_json("i1", &[(INT, &st)])).unwrap();
         let a = cert(CERT_A);
         let swapped = text.replacen(&hex(&a.fingerprint), &"0".repeat(64), 1);
-        fs::write(s.path("i1", cat), swapped).unwrap();
-        let e = s.load("i1", cat).unwrap_err();
+        fs::write(s.path("i1"), swapped).unwrap();
+        let e = s.load("i1").unwrap_err();
         assert!(
             e.to_string().contains("does not match its fingerprint"),
             "{e}"
         );
-        for junk in [&b"{"[..], b"", b"{\"version\": 9}"] {
-            fs::write(s.path("i1", cat), junk).unwrap();
-            assert!(matches!(s.load("i1", cat), Err(StoreError::Corrupt { .. })));
+        // A category twice, an unknown one, a version 1 record at the path.
+        let twice = String::from_utf8(to_json("i1", &[(INT, &st), (INT, &st)])).unwrap();
+        let unknown = twice.replacen("\"international\"", "\"galactic\"", 1);
+        let cases: [(&[u8], &str); 5] = [
+            (twice.as_bytes(), "appears twice"),
+            (unknown.as_bytes(), "unknown category \"galactic\""),
+            (&v1("i1", INT, &st), "unknown version 1"),
+            (b"{\"version\": 9}", "unknown version 9"),
+            (b"{", "EOF"),
+        ];
+        for (junk, why) in cases {
+            fs::write(s.path("i1"), junk).unwrap();
+            let e = s.load("i1").unwrap_err();
+            assert!(matches!(e, StoreError::Corrupt { .. }), "{e}");
+            assert!(e.to_string().contains(why), "{why}: {e}");
         }
     }
 
@@ -365,23 +526,98 @@ mod tests {
     fn a_fifo_or_symlink_record_is_corrupt_and_read_without_blocking() {
         let d = tempfile::tempdir().unwrap();
         let s = Store::new(d.path());
-        let cat = Category::National;
-        nix::unistd::mkfifo(&s.path("f", cat), nix::sys::stat::Mode::S_IRWXU).unwrap();
-        assert!(matches!(s.load("f", cat), Err(StoreError::Corrupt { .. })));
+        nix::unistd::mkfifo(&s.path("f"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert!(matches!(s.load("f"), Err(StoreError::Corrupt { .. })));
         let real = d.path().join("real.json");
-        fs::write(&real, to_json("l", cat, &state())).unwrap();
-        std::os::unix::fs::symlink(&real, s.path("l", cat)).unwrap();
-        assert!(matches!(s.load("l", cat), Err(StoreError::Corrupt { .. })));
+        fs::write(&real, to_json("l", &[(NAT, &state())])).unwrap();
+        std::os::unix::fs::symlink(&real, s.path("l")).unwrap();
+        assert!(matches!(s.load("l"), Err(StoreError::Corrupt { .. })));
     }
 
     #[test]
     fn stale_temps_of_records_are_removed() {
         let d = tempfile::tempdir().unwrap();
         let s = Store::new(d.path());
-        let name = ".kept-i1-international.json.dds-certsync-abc123.tmp";
-        fs::write(d.path().join(name), b"x").unwrap();
+        let names = [
+            ".kept-i1.v2.json.dds-certsync-abc123.tmp",
+            ".kept-i1-international.json.dds-certsync-abc123.tmp",
+        ];
+        for name in names {
+            fs::write(d.path().join(name), b"x").unwrap();
+        }
         fs::write(d.path().join(".other.dds-certsync-abc123.tmp"), b"x").unwrap();
-        assert_eq!(s.clean_stale_temps(), 1);
-        assert!(!d.path().join(name).exists());
+        assert_eq!(s.clean_stale_temps(), 2);
+        assert!(names.iter().all(|n| !d.path().join(n).exists()));
+    }
+
+    #[test]
+    fn version_1_records_become_one_record_per_instance_and_are_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::new(d.path());
+        let put = |name: &str, bytes: &[u8]| fs::write(d.path().join(name), bytes).unwrap();
+        put("kept-i1-international.json", &v1("i1", INT, &state()));
+        put("kept-i1-national.json", &v1("i1", NAT, &other()));
+        put("kept-i2-national.json", &v1("i2", NAT, &state()));
+        // An instance ID that is not plain: its name is hex-encoded.
+        let odd = "a/b";
+        let odd_name = format!("kept-{}-international.json", crate::ledger::file_stem(odd));
+        put(&odd_name, &v1(odd, INT, &other()));
+        // i3 has a version 2 record already: it wins.
+        s.store("i3", &[(INT, &other())]).unwrap();
+        put("kept-i3-international.json", &v1("i3", INT, &state()));
+        // Left in place and named: a corrupt record, and one whose content
+        // is another instance's.
+        put("kept-i4-international.json", b"{");
+        put("kept-i5-international.json", &v1("i1", INT, &state()));
+        // Not records: the hook ledger, something else.
+        put("hook-owed-i1.json", b"{}");
+        put("notes.txt", b"x");
+
+        let done = s.upgrade();
+        assert_eq!(done.converted, 3, "{done:?}");
+        assert_eq!(s.load("i1").unwrap(), vec![(INT, state()), (NAT, other())]);
+        assert_eq!(s.load("i2").unwrap(), vec![(NAT, state())]);
+        assert_eq!(s.load(odd).unwrap(), vec![(INT, other())]);
+        assert_eq!(s.load("i3").unwrap(), vec![(INT, other())]);
+        let mut failed: Vec<String> = (done.failed.iter())
+            .map(|(p, why)| format!("{} {why}", p.file_name().unwrap().to_string_lossy()))
+            .collect();
+        failed.sort();
+        assert_eq!(failed.len(), 2, "{failed:?}");
+        assert!(
+            failed[0].starts_with("kept-i4-international.json EOF"),
+            "{failed:?}"
+        );
+        assert!(
+            failed[1].starts_with("kept-i5-international.json it is for instance \"i1\""),
+            "{failed:?}"
+        );
+        let mut left: Vec<String> = (fs::read_dir(d.path()).unwrap())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("kept-") && !n.ends_with(".v2.json"))
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["kept-i4-international.json", "kept-i5-international.json"]
+        );
+        assert!(d.path().join("hook-owed-i1.json").exists());
+        // Once done, nothing more to do.
+        let again = s.upgrade();
+        assert_eq!((again.converted, again.failed.len()), (0, 2));
+    }
+
+    #[test]
+    fn an_upgrade_that_cannot_write_keeps_the_version_1_records() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::new(d.path());
+        let v1_path = d.path().join("kept-i1-international.json");
+        fs::write(&v1_path, v1("i1", INT, &state())).unwrap();
+        fs::create_dir(s.path("i1")).unwrap();
+        let done = s.upgrade();
+        assert_eq!(done.converted, 0);
+        assert_eq!(done.failed.len(), 1, "{done:?}");
+        assert!(done.failed[0].1.contains("kept-i1.v2.json"), "{done:?}");
+        assert!(v1_path.exists());
     }
 }

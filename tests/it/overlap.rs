@@ -98,11 +98,21 @@ fn scrape(d: &Daemon) -> String {
 const KEPT: &str = "dds_certsync_kept_certificates{instance=\"inst-a\",service=\"dds\",category=\"international\"}";
 const NEXT_DROP: &str = "dds_certsync_next_drop_timestamp_seconds{instance=\"inst-a\",service=\"dds\",category=\"international\"}";
 
-/// The record of what the output keeps, as JSON.
+/// The instance's record of kept certificates (one file per instance).
+fn record_path(env: &Env) -> std::path::PathBuf {
+    env.path(&format!("state/kept-{ID}.v2.json"))
+}
+
+/// What the record holds for the output's category, as JSON.
 fn record(env: &Env) -> serde_json::Value {
-    let p = env.path(&format!("state/kept-{ID}-{CAT}.json"));
-    serde_json::from_slice(&fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
-        .unwrap()
+    let p = record_path(env);
+    let whole: serde_json::Value =
+        serde_json::from_slice(&fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+            .unwrap();
+    (whole["outputs"].as_array().unwrap().iter())
+        .find(|o| o["category"] == CAT)
+        .unwrap_or_else(|| panic!("no {CAT} in {whole}"))
+        .clone()
 }
 
 #[test]
@@ -240,7 +250,7 @@ fn a_lost_or_corrupt_record_restarts_the_window_and_never_drops_early() {
     let bundle = [b, a].concat();
     assert_eq!(fs::read(&out).unwrap(), bundle);
     let first = record(&env)["kept"][0]["superseded_at"].as_i64().unwrap();
-    let path = env.path(&format!("state/kept-{ID}-{CAT}.json"));
+    let path = record_path(&env);
 
     for (what, damage) in [
         ("corrupt", Some(&b"{\"version\": 1, \"kept\": ["[..])),
@@ -415,4 +425,47 @@ fn a_hook_run_again_after_a_crash_says_so() {
     assert_eq!(runs.len(), 3, "{runs:?}");
     assert_eq!(var(&runs[2], "REASON"), "restored-after-crash");
     assert_eq!(var(&runs[2], "CHANGED"), var(&runs[1], "CHANGED"));
+}
+
+#[test]
+fn a_record_of_the_previous_version_is_converted_at_start_and_its_window_kept() {
+    let env = setup("1h");
+    let out = env.out(ID, CAT);
+    env.once(&[]).assert_code(0);
+    let a = env.served(ID, CAT);
+    env.standin.rotate(ID, CAT);
+    let b = env.served(ID, CAT);
+    env.once(&[]).assert_code(0);
+    let bundle = [b, a].concat();
+    assert_eq!(fs::read(&out).unwrap(), bundle);
+    let first = record(&env);
+    let superseded_at = first["kept"][0]["superseded_at"].as_i64().unwrap();
+
+    // What the previous release wrote: one file per instance and category.
+    let mut v1 = first.clone();
+    v1["version"] = 1.into();
+    v1["instance_id"] = ID.into();
+    let v1_path = env.path(&format!("state/kept-{ID}-{CAT}.json"));
+    fs::write(&v1_path, serde_json::to_vec_pretty(&v1).unwrap()).unwrap();
+    fs::remove_file(record_path(&env)).unwrap();
+
+    let run = env.once(&[]);
+    run.assert_code(0);
+    assert!(
+        run.stderr
+            .contains("converted the records of kept certificates of 1 instance(s)"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        !run.stderr.contains("no record of when"),
+        "the window was lost:\n{}",
+        run.all()
+    );
+    // Same file, no hook, the same window, and only the new record left.
+    assert_eq!(fs::read(&out).unwrap(), bundle);
+    assert_eq!(env.hook_runs(ID).len(), 2);
+    let again = record(&env)["kept"][0]["superseded_at"].as_i64().unwrap();
+    assert_eq!(again, superseded_at);
+    assert_eq!(ls(&env.path("state")), vec![format!("kept-{ID}.v2.json")]);
 }
