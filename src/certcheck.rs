@@ -289,17 +289,43 @@ pub fn hex(d: &Sha256Digest) -> String {
 /// `verify`, it judges no dates and no [`Policy`]: an expired certificate is
 /// read, and its date reported.
 pub fn inspect_pem(body: &[u8]) -> Option<Vec<CertInfo>> {
-    certificate_blocks(body)
-        .ok()?
-        .iter()
-        .map(|der| inspect(der).ok())
-        .collect()
+    inspect_pem_knowing(body, &[])
+}
+
+/// [`inspect_pem`], taking each certificate whose SHA-256 is the fingerprint
+/// of one of `known` (read already: served this round, or recorded) from
+/// there instead of parsing it again. The answer is the same: the same DER
+/// parses the same. Pure.
+pub fn inspect_pem_knowing(body: &[u8], known: &[&CertInfo]) -> Option<Vec<CertInfo>> {
+    let ders = certificate_blocks(body).ok()?;
+    inspect_ders_knowing(ders.iter().map(Vec::as_slice), known)
 }
 
 /// Reads DER certificates (a truststore's entries), like [`inspect_pem`]:
 /// `None` if one is not X.509.
 pub fn inspect_ders<'a>(ders: impl IntoIterator<Item = &'a [u8]>) -> Option<Vec<CertInfo>> {
-    ders.into_iter().map(|der| inspect(der).ok()).collect()
+    inspect_ders_knowing(ders, &[])
+}
+
+/// [`inspect_ders`], with `known` as in [`inspect_pem_knowing`]. Pure.
+pub fn inspect_ders_knowing<'a>(
+    ders: impl IntoIterator<Item = &'a [u8]>,
+    known: &[&CertInfo],
+) -> Option<Vec<CertInfo>> {
+    (ders.into_iter())
+        .map(|der| known_or_inspect(der, known).ok())
+        .collect()
+}
+
+/// The certificate `der`: one of `known` with its fingerprint, else parsed.
+fn known_or_inspect(der: &[u8], known: &[&CertInfo]) -> Result<CertInfo, String> {
+    if !known.is_empty() {
+        let fingerprint = sha256(der);
+        if let Some(c) = known.iter().find(|c| c.fingerprint == fingerprint) {
+            return Ok((*c).clone());
+        }
+    }
+    inspect(der)
 }
 
 /// The DER of every certificate in a body, in order: the one PEM model of
@@ -482,6 +508,35 @@ mod tests {
     // Valid 2020-01-01 .. 2021-01-01.
     const CERT_EXPIRED: &str = include_str!("../tests/data/cert-expired.pem");
     const KEY: &str = include_str!("../tests/data/key.pem");
+
+    #[test]
+    fn a_known_certificate_is_taken_as_known_and_the_answer_is_the_same() {
+        let body = [CERT_A, CERT_SM2, CERT_EXPIRED].concat();
+        let all = inspect_pem(body.as_bytes()).unwrap();
+        let a = &all[0];
+        let sm2 = &all[1];
+        // Some known, some not: the same certificates, in the file's order.
+        for known in [vec![], vec![a], vec![sm2, a], vec![&all[2], sm2, a]] {
+            assert_eq!(
+                inspect_pem_knowing(body.as_bytes(), &known),
+                Some(all.clone())
+            );
+        }
+        // Taken from `known` by fingerprint, not parsed again (a doctored
+        // copy shows which was used); another fingerprint is never taken.
+        let mut doctored = a.clone();
+        doctored.subject = "CN=from known".into();
+        let got = inspect_pem_knowing(CERT_A.as_bytes(), &[&doctored]).unwrap();
+        assert_eq!(got[0].subject, "CN=from known");
+        doctored.fingerprint = [0; 32];
+        let got = inspect_pem_knowing(CERT_A.as_bytes(), &[&doctored]).unwrap();
+        assert_eq!(got[0], *a);
+        // What the body refuses stays refused, whatever is known.
+        let with_key = [CERT_A, KEY].concat();
+        assert_eq!(inspect_pem_knowing(with_key.as_bytes(), &[a]), None);
+        let ders = [a.der.as_slice(), b"not a certificate"];
+        assert_eq!(inspect_ders_knowing(ders, &[a]), None);
+    }
 
     fn now() -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(1_795_000_000) // 2026-11-18

@@ -95,19 +95,34 @@ impl Format {
     /// ledger and self-healing compare. Pure for PEM; for a truststore it
     /// reads the password (a file or a variable), so: blocking.
     pub fn read(&self, bytes: &[u8]) -> (Sha256Digest, Content) {
+        self.read_knowing(bytes, &[])
+    }
+
+    /// [`Format::read`], taking the certificates among `known` from there
+    /// instead of parsing them again ([`certcheck::inspect_pem_knowing`]):
+    /// the same answer.
+    pub fn read_knowing(
+        &self,
+        bytes: &[u8],
+        known: &[&certcheck::CertInfo],
+    ) -> (Sha256Digest, Content) {
+        let content = |certs: Option<Vec<certcheck::CertInfo>>| {
+            certs.map_or(Content::Invalid, |certs| certs_content(&certs))
+        };
         match self {
-            Format::PemBundle => (sha256(bytes), pem_content(bytes)),
+            Format::PemBundle => (
+                sha256(bytes),
+                content(certcheck::inspect_pem_knowing(bytes, known)),
+            ),
             Format::Truststore(t) => {
                 let Ok(password) = truststore_password(&t.password) else {
                     return (sha256(bytes), Content::Invalid);
                 };
                 let read = truststore::read(bytes, &password, t.profile);
-                let content = read
-                    .entries
-                    .ok()
-                    .and_then(|e| certcheck::inspect_ders(e.iter().map(|e| e.der.as_slice())))
-                    .map_or(Content::Invalid, |certs| certs_content(&certs));
-                (read.digest, content)
+                let certs = (read.entries.ok()).and_then(|e| {
+                    certcheck::inspect_ders_knowing(e.iter().map(|e| e.der.as_slice()), known)
+                });
+                (read.digest, content(certs))
             }
         }
     }
@@ -167,10 +182,6 @@ impl Format {
             }
         }
     }
-}
-
-fn pem_content(bytes: &[u8]) -> Content {
-    certcheck::inspect_pem(bytes).map_or(Content::Invalid, |certs| certs_content(&certs))
 }
 
 fn certs_content(certs: &[certcheck::CertInfo]) -> Content {
@@ -281,7 +292,17 @@ impl Observation {
     /// The observation of `bytes` in a file whose `fstat` is `meta`: what
     /// [`observe`] reads, or what a replacement just wrote. Pure.
     pub fn of_file(format: &Format, bytes: &[u8], meta: &Metadata) -> Observation {
-        let (sha256, content) = format.read(bytes);
+        Observation::of_file_knowing(format, bytes, meta, &[])
+    }
+
+    /// [`Observation::of_file`], with `known` as in [`Format::read_knowing`].
+    fn of_file_knowing(
+        format: &Format,
+        bytes: &[u8],
+        meta: &Metadata,
+        known: &[&certcheck::CertInfo],
+    ) -> Observation {
+        let (sha256, content) = format.read_knowing(bytes, known);
         Observation::file(sha256, content, meta)
     }
 
@@ -370,11 +391,22 @@ fn count_read(path: &Path) {
 /// blocking on what is not a regular file, at most [`MAX_EXISTING`] bytes;
 /// hashed and parsed as `format`. Blocking.
 pub fn observe(path: &Path, format: &Format) -> Observation {
+    observe_knowing(path, format, &[])
+}
+
+/// [`observe`], taking the certificates among `known` (served this round,
+/// or recorded) from there instead of parsing them again: the same answer
+/// ([`Format::read_knowing`]). Blocking.
+pub fn observe_knowing(
+    path: &Path,
+    format: &Format,
+    known: &[&certcheck::CertInfo],
+) -> Observation {
     #[cfg(test)]
     count_read(path);
     match readfile::read_regular_with_meta(path, MAX_EXISTING, Links::Refuse) {
         Ok(None) => Observation::Missing,
-        Ok(Some((bytes, meta))) => Observation::of_file(format, &bytes, &meta),
+        Ok(Some((bytes, meta))) => Observation::of_file_knowing(format, &bytes, &meta, known),
         // Say what is there: a link (`O_NOFOLLOW` refused it), or a file
         // too large to be ours.
         Err(e) => match std::fs::symlink_metadata(path) {

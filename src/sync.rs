@@ -567,19 +567,33 @@ fn read_outputs(
     rounds: &mut [OutputRound],
     now: i64,
 ) -> overlap::round::Recorded {
-    let recorded = overlap::round::Recorded::read(store, inst);
     for (out, round) in inst.outputs.iter().zip(rounds.iter_mut()) {
         match round.format.resolved() {
             Ok(f) => round.format = f,
             Err(e) => round.unmade = Some(format!("cannot make a {}: {e}", out.name())),
         }
-        let seen = outputs::observe(&out.path, &round.format);
-        round.bundle = round
-            .fetched
-            .as_ref()
-            .ok()
-            .map(|v| overlap::round::plan_output(&recorded, inst, out, v, now, &seen));
-        if let Some(b) = &round.bundle {
+    }
+    // What was served and what is recorded is parsed already: a record or a
+    // file holding the same certificates takes them from there.
+    let served: Vec<&certcheck::CertInfo> = (rounds.iter())
+        .filter_map(|r| r.fetched.as_ref().ok())
+        .flat_map(|v| &v.certs)
+        .collect();
+    let recorded = overlap::round::Recorded::read(store, inst, &served);
+    let mut known = served;
+    known.extend(recorded.certs());
+    let looked: Vec<(Observation, Option<Planned>)> = (inst.outputs.iter())
+        .zip(rounds.iter())
+        .map(|(out, round)| {
+            let seen = outputs::observe_knowing(&out.path, &round.format, &known);
+            let planned = (round.fetched.as_ref().ok())
+                .map(|v| overlap::round::plan_output(&recorded, inst, out, v, now, &seen));
+            (seen, planned)
+        })
+        .collect();
+    drop(known);
+    for ((out, round), (seen, planned)) in inst.outputs.iter().zip(rounds.iter_mut()).zip(looked) {
+        if let Some(b) = &planned {
             match round.format.digest(&b.bundle.pem) {
                 Ok(d) => round.digest = Some(d),
                 Err(e) => {
@@ -589,6 +603,7 @@ fn read_outputs(
                 }
             }
         }
+        round.bundle = planned;
         round.found = Some(seen);
     }
     recorded

@@ -90,9 +90,16 @@ fn in_file(path: &Path, format: &Format, seen: &Observation) -> Vec<CertInfo> {
 pub struct Recorded(Result<States, StoreError>);
 
 impl Recorded {
-    /// Reads `inst`'s record. Blocking.
-    pub fn read(store: &Store, inst: &Instance) -> Recorded {
-        Recorded(store.load(&inst.id))
+    /// Reads `inst`'s record; `known`: certificates read already (served
+    /// this round), not parsed again. Blocking.
+    pub fn read(store: &Store, inst: &Instance, known: &[&CertInfo]) -> Recorded {
+        Recorded(store.load_knowing(&inst.id, known))
+    }
+
+    /// Every certificate the record holds.
+    pub fn certs(&self) -> impl Iterator<Item = &CertInfo> {
+        let states = self.0.as_ref().map(Vec::as_slice).unwrap_or_default();
+        states.iter().flat_map(|(_, s)| s.bundle())
     }
 
     /// The recorded state of `category`, if any.

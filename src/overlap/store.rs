@@ -137,8 +137,16 @@ fn record_cert(c: &CertInfo) -> RecordCert {
     }
 }
 
-/// One certificate of a record, checked against its fingerprint.
-fn parse_cert(sha256: &str, pem: &str) -> Result<CertInfo, String> {
+/// One certificate of a record, checked against its fingerprint; taken from
+/// `known` (certificates read already) when one has that fingerprint, since
+/// then the PEM can only hold that certificate or not match.
+fn parse_cert(sha256: &str, pem: &str, known: &[&CertInfo]) -> Result<CertInfo, String> {
+    let mut fingerprint = [0u8; 32];
+    if hex::decode_to_slice(sha256, &mut fingerprint).is_ok()
+        && let Some(c) = known.iter().find(|c| c.fingerprint == fingerprint)
+    {
+        return Ok((*c).clone());
+    }
     let mut certs = certcheck::inspect_pem(pem.as_bytes())
         .ok_or_else(|| format!("certificate {sha256:?} is not a PEM certificate"))?;
     if certs.len() != 1 {
@@ -157,16 +165,20 @@ fn parse_cert(sha256: &str, pem: &str) -> Result<CertInfo, String> {
 }
 
 /// The state of one category, its certificates checked.
-fn parse_state(current: &[RecordCert], kept: &[RecordKept]) -> Result<State, String> {
+fn parse_state(
+    current: &[RecordCert],
+    kept: &[RecordKept],
+    known: &[&CertInfo],
+) -> Result<State, String> {
     let current = current
         .iter()
-        .map(|c| parse_cert(&c.sha256, &c.pem))
+        .map(|c| parse_cert(&c.sha256, &c.pem, known))
         .collect::<Result<Vec<_>, _>>()?;
     let kept = kept
         .iter()
         .map(|k| {
             Ok(Kept {
-                cert: parse_cert(&k.sha256, &k.pem)?,
+                cert: parse_cert(&k.sha256, &k.pem, known)?,
                 superseded_at: k.superseded_at,
             })
         })
@@ -220,6 +232,17 @@ pub fn to_json(instance_id: &str, states: &[(Category, &State)]) -> Vec<u8> {
 /// Parses the record of one instance; it must name that instance, and name
 /// each category once. Pure.
 pub fn from_json(bytes: &[u8], instance_id: &str) -> Result<States, String> {
+    from_json_knowing(bytes, instance_id, &[])
+}
+
+/// [`from_json`], taking each certificate whose fingerprint is one of
+/// `known`'s from there instead of parsing its PEM: the same answer for a
+/// sound record. Pure.
+pub fn from_json_knowing(
+    bytes: &[u8],
+    instance_id: &str,
+    known: &[&CertInfo],
+) -> Result<States, String> {
     let r: Record = serde_json::from_slice(bytes).map_err(|e| parse_error(bytes, VERSION, e))?;
     if r.version != VERSION {
         return Err(format!("unknown version {}", r.version));
@@ -233,7 +256,7 @@ pub fn from_json(bytes: &[u8], instance_id: &str) -> Result<States, String> {
         if states.iter().any(|(c, _)| *c == category) {
             return Err(format!("category {category:?} appears twice"));
         }
-        states.push((category, parse_state(&o.current, &o.kept)?));
+        states.push((category, parse_state(&o.current, &o.kept, known)?));
     }
     Ok(states)
 }
@@ -248,7 +271,7 @@ pub fn from_json_v1(bytes: &[u8]) -> Result<(String, Category, State), String> {
         return Err(format!("unknown version {}", r.version));
     }
     let category = category_named(&r.category)?;
-    let state = parse_state(&r.current, &r.kept)?;
+    let state = parse_state(&r.current, &r.kept, &[])?;
     Ok((r.instance_id, category, state))
 }
 
@@ -286,6 +309,15 @@ impl Store {
     /// The states recorded for an instance's categories; none when there is
     /// no record.
     pub fn load(&self, instance_id: &str) -> Result<States, StoreError> {
+        self.load_knowing(instance_id, &[])
+    }
+
+    /// [`Store::load`], with `known` as in [`from_json_knowing`].
+    pub fn load_knowing(
+        &self,
+        instance_id: &str,
+        known: &[&CertInfo],
+    ) -> Result<States, StoreError> {
         let path = self.path(instance_id);
         let bytes = match readfile::read_record(&path, RECORD_LIMIT) {
             Ok(Some(b)) => b,
@@ -293,7 +325,8 @@ impl Store {
             Err(RecordError::NotARecord(why)) => return Err(StoreError::Corrupt { path, why }),
             Err(RecordError::Io(source)) => return Err(StoreError::Read { path, source }),
         };
-        from_json(&bytes, instance_id).map_err(|why| StoreError::Corrupt { path, why })
+        from_json_knowing(&bytes, instance_id, known)
+            .map_err(|why| StoreError::Corrupt { path, why })
     }
 
     /// Writes the record of an instance atomically and durably (mode 0600).
@@ -520,6 +553,28 @@ mod tests {
             assert!(matches!(e, StoreError::Corrupt { .. }), "{e}");
             assert!(e.to_string().contains(why), "{why}: {e}");
         }
+    }
+
+    #[test]
+    fn a_certificate_read_already_is_not_parsed_again_and_the_answer_is_the_same() {
+        let (st, o) = (state(), other());
+        let json = to_json("i1", &[(INT, &st), (NAT, &o)]);
+        let parsed = from_json(&json, "i1").unwrap();
+        let a = cert(CERT_A);
+        let sm2 = cert(CERT_SM2);
+        for known in [vec![&a], vec![&sm2, &a]] {
+            assert_eq!(from_json_knowing(&json, "i1", &known).unwrap(), parsed);
+        }
+        // A record whose PEM is damaged under a fingerprint that a known
+        // certificate has: the known certificate is the one meant. Without
+        // it, the record is corrupt.
+        let text = String::from_utf8(to_json("i1", &[(INT, &o)])).unwrap();
+        let body = CERT_SM2.lines().nth(3).unwrap();
+        let damaged = text.replacen(body, &"A".repeat(body.len()), 1);
+        assert_ne!(damaged, text);
+        assert!(from_json(damaged.as_bytes(), "i1").is_err());
+        let got = from_json_knowing(damaged.as_bytes(), "i1", &[&sm2]).unwrap();
+        assert_eq!(got, vec![(INT, o)]);
     }
 
     #[test]
