@@ -69,10 +69,9 @@ pub fn read_regular_with_meta(
     limit: u64,
     links: Links,
 ) -> io::Result<Option<(Vec<u8>, Metadata)>> {
-    let Some(file) = open_regular(path, links)? else {
+    let Some((file, meta)) = open_regular_with_meta(path, links)? else {
         return Ok(None);
     };
-    let meta = file.metadata()?;
     if meta.len() > limit {
         return Err(too_large(limit));
     }
@@ -124,6 +123,12 @@ pub fn is_too_large(e: &io::Error) -> bool {
 /// through `/proc/self/fd` (or, without `/proc`, through the path again),
 /// checking that the same file (device and inode) was reached.
 pub fn open_regular(path: &Path, links: Links) -> io::Result<Option<File>> {
+    Ok(open_regular_with_meta(path, links)?.map(|(file, _)| file))
+}
+
+/// [`open_regular`], with the `fstat` of the file opened (the one that
+/// checked it is the file found), so that a reader needs no other.
+fn open_regular_with_meta(path: &Path, links: Links) -> io::Result<Option<(File, Metadata)>> {
     let mut flags = libc::O_PATH | libc::O_CLOEXEC;
     if links == Links::Refuse {
         // With O_PATH, O_NOFOLLOW opens the link itself: fstat shows it.
@@ -169,7 +174,7 @@ pub fn open_regular(path: &Path, links: Links) -> io::Result<Option<File>> {
             "was replaced while it was being opened".to_string(),
         ));
     }
-    Ok(Some(file))
+    Ok(Some((file, opened)))
 }
 
 /// What a file type is, in words, for error messages.
