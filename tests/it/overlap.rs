@@ -238,8 +238,10 @@ fn a_sigkill_during_the_grace_period_keeps_the_drop_time() {
     assert_eq!(fs::read(&out).unwrap(), b);
 }
 
-#[test]
-fn a_lost_or_corrupt_record_restarts_the_window_and_never_drops_early() {
+/// With `keep_previous = "1h"`: a first sync, a rotation, and a second sync
+/// that keeps the previous CA after the new one. The output's path and the
+/// bundle it holds.
+fn rotated_and_kept() -> (Env, std::path::PathBuf, Vec<u8>) {
     let env = setup("1h");
     let out = env.out(ID, CAT);
     env.once(&[]).assert_code(0);
@@ -249,6 +251,12 @@ fn a_lost_or_corrupt_record_restarts_the_window_and_never_drops_early() {
     env.once(&[]).assert_code(0);
     let bundle = [b, a].concat();
     assert_eq!(fs::read(&out).unwrap(), bundle);
+    (env, out, bundle)
+}
+
+#[test]
+fn a_lost_or_corrupt_record_restarts_the_window_and_never_drops_early() {
+    let (env, out, bundle) = rotated_and_kept();
     let first = record(&env)["kept"][0]["superseded_at"].as_i64().unwrap();
     let path = record_path(&env);
 
@@ -429,15 +437,7 @@ fn a_hook_run_again_after_a_crash_says_so() {
 
 #[test]
 fn a_record_of_the_previous_version_is_converted_at_start_and_its_window_kept() {
-    let env = setup("1h");
-    let out = env.out(ID, CAT);
-    env.once(&[]).assert_code(0);
-    let a = env.served(ID, CAT);
-    env.standin.rotate(ID, CAT);
-    let b = env.served(ID, CAT);
-    env.once(&[]).assert_code(0);
-    let bundle = [b, a].concat();
-    assert_eq!(fs::read(&out).unwrap(), bundle);
+    let (env, out, bundle) = rotated_and_kept();
     let first = record(&env);
     let superseded_at = first["kept"][0]["superseded_at"].as_i64().unwrap();
 
