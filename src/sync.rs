@@ -556,11 +556,11 @@ impl Syncer {
     }
 }
 
-/// The round's one read of each output, with the bundle it is to hold (its
-/// record of kept certificates read: [`overlap::round::plan_output`]) and
-/// the digest of the file its format makes of that bundle; fills in each
-/// output's `found`, `bundle` and `digest`, or says why its file cannot be
-/// made. Blocking.
+/// The round's one read of each output, with the bundle it is to hold
+/// ([`overlap::round::plan_output`], from the instance's record of kept
+/// certificates, read once and returned for storing) and the digest of the
+/// file its format makes of that bundle; fills in each output's `found`,
+/// `bundle` and `digest`, or says why its file cannot be made. Blocking.
 fn read_outputs(
     store: &overlap::Store,
     inst: &Instance,
