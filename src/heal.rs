@@ -74,14 +74,15 @@ pub struct Checked {
 }
 
 /// Checks one output that has bytes to restore, and restores it if needed:
-/// a `full` check reads the file ([`outputs::observe`]); otherwise a file
-/// with the stamp last seen is taken as last seen ([`outputs::look`]).
+/// a `full` check reads the file ([`outputs::observe_again`]: parsed again
+/// only if its bytes changed); otherwise a file with the stamp last seen is
+/// taken as last seen ([`outputs::look`]).
 /// `still_current` is asked just before writing. Blocking.
 pub fn check_and_restore(row: &Row, full: bool, still_current: impl Fn() -> bool) -> Checked {
     // What the round left is judged and written back as the round made it.
     let format = row.verified.as_ref().map_or(&row.format, |v| &v.format);
     let seen = if full {
-        outputs::observe(&row.path, format)
+        outputs::observe_again(&row.path, format, row.seen.as_ref())
     } else {
         outputs::look(&row.path, format, row.seen.as_ref())
     };

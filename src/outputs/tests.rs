@@ -687,3 +687,38 @@ fn a_truststore_password_file_is_read_when_used_and_never_shown() {
     let e = f.render(pem).unwrap_err();
     assert!(e.contains("ASCII") && !e.contains("pässwörd"), "{e}");
 }
+
+#[test]
+fn the_sweep_reads_every_file_but_parses_only_changed_bytes() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("ca.crt");
+    std::fs::write(&p, CERT_A).unwrap();
+    let pem = Format::PemBundle;
+    let first = observe(&p, &pem);
+    assert!(matches!(&first, Observation::File(f) if matches!(f.content, Content::Certs { .. })));
+    // Unchanged bytes: the same observation as a fresh read.
+    assert_eq!(observe_again(&p, &pem, Some(&first)), first);
+    assert_eq!(observe_again(&p, &pem, None), first);
+    // The content is taken from `last` when the bytes are the same (a
+    // doctored `last` shows which was used) ...
+    let Observation::File(mut doctored) = first.clone() else {
+        unreachable!()
+    };
+    doctored.content = Content::Invalid;
+    let doctored = Observation::File(doctored);
+    let again = observe_again(&p, &pem, Some(&doctored));
+    assert!(matches!(&again, Observation::File(f) if f.content == Content::Invalid));
+    // ... and never when they changed, or for a truststore (whose digest
+    // is not the file's SHA-256).
+    std::fs::write(&p, [CERT_A, KEY].concat()).unwrap();
+    let changed = observe_again(&p, &pem, Some(&first));
+    assert_eq!(changed, observe(&p, &pem));
+    assert!(matches!(&changed, Observation::File(f) if f.content == Content::Invalid));
+    std::fs::write(&p, CERT_A).unwrap();
+    let store = store_format(SecretSource::Inline(crate::secret::Secret::new("changeit")));
+    assert_eq!(observe_again(&p, &store, Some(&first)), observe(&p, &store));
+    // Each is one read.
+    let before = reads_of(&p);
+    observe_again(&p, &pem, Some(&first));
+    assert_eq!(reads_of(&p), before + 1);
+}
