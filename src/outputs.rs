@@ -32,10 +32,11 @@
 //! bytes differ at every write.
 //!
 //! The table itself ([`Table`]) lives in [`table`]; this file holds the
-//! model, the two ways to look, and the judges. (It runs a little past 500
-//! lines: about 60 of them are `Format`'s reads with and without the
-//! certificates a round already parsed, which belong beside `observe`; the
-//! tests are in `outputs/tests.rs`.)
+//! model, the ways to look, and the judges. (It runs past 500 lines: about
+//! 90 of them are the reads that reuse what was parsed already, the round's
+//! certificates (`read_knowing`, `observe_knowing`) and the sweep's last
+//! look (`observe_again`), which belong beside `observe`; the tests are in
+//! `outputs/tests.rs`.)
 
 pub mod table;
 
