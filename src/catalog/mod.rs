@@ -37,6 +37,12 @@ impl Category {
             Category::National => "national",
         }
     }
+
+    /// The category a name stands for (exact, lower case), as
+    /// [`Service::from_name`].
+    pub fn from_name(name: &str) -> Option<Category> {
+        Category::ALL.into_iter().find(|c| c.as_str() == name)
+    }
 }
 
 impl fmt::Display for Category {

@@ -93,7 +93,7 @@ impl Recorded {
     /// Reads `inst`'s record; `known`: certificates read already (served
     /// this round), not parsed again. Blocking.
     pub fn read(store: &Store, inst: &Instance, known: &[&CertInfo]) -> Recorded {
-        Recorded(store.load_knowing(&inst.id, known))
+        Recorded(store.load(&inst.id, known))
     }
 
     /// Every certificate the record holds.

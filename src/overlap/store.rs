@@ -191,9 +191,7 @@ fn parse_state(
 }
 
 fn category_named(name: &str) -> Result<Category, String> {
-    (Category::ALL.into_iter())
-        .find(|c| c.as_str() == name)
-        .ok_or_else(|| format!("unknown category {name:?}"))
+    Category::from_name(name).ok_or_else(|| format!("unknown category {name:?}"))
 }
 
 /// Why a record did not parse: its version when that is not `want`, else
@@ -234,19 +232,10 @@ pub fn to_json(instance_id: &str, states: &[(Category, &State)]) -> Vec<u8> {
 }
 
 /// Parses the record of one instance; it must name that instance, and name
-/// each category once. Pure.
-pub fn from_json(bytes: &[u8], instance_id: &str) -> Result<States, String> {
-    from_json_knowing(bytes, instance_id, &[])
-}
-
-/// [`from_json`], taking each certificate whose fingerprint is one of
-/// `known`'s from there instead of parsing its PEM: the same answer for a
-/// sound record. Pure.
-pub fn from_json_knowing(
-    bytes: &[u8],
-    instance_id: &str,
-    known: &[&CertInfo],
-) -> Result<States, String> {
+/// each category once. A certificate whose fingerprint is one of `known`'s
+/// (read already) is taken from there instead of parsing its PEM: the same
+/// answer for a sound record. Pure.
+pub fn from_json(bytes: &[u8], instance_id: &str, known: &[&CertInfo]) -> Result<States, String> {
     let r: Record = serde_json::from_slice(bytes).map_err(|e| parse_error(bytes, VERSION, e))?;
     if r.version != VERSION {
         return Err(format!("unknown version {}", r.version));
@@ -311,17 +300,8 @@ impl Store {
     }
 
     /// The states recorded for an instance's categories; none when there is
-    /// no record.
-    pub fn load(&self, instance_id: &str) -> Result<States, StoreError> {
-        self.load_knowing(instance_id, &[])
-    }
-
-    /// [`Store::load`], with `known` as in [`from_json_knowing`].
-    pub fn load_knowing(
-        &self,
-        instance_id: &str,
-        known: &[&CertInfo],
-    ) -> Result<States, StoreError> {
+    /// no record. `known` as in [`from_json`].
+    pub fn load(&self, instance_id: &str, known: &[&CertInfo]) -> Result<States, StoreError> {
         let path = self.path(instance_id);
         let bytes = match readfile::read_record(&path, RECORD_LIMIT) {
             Ok(Some(b)) => b,
@@ -329,8 +309,7 @@ impl Store {
             Err(RecordError::NotARecord(why)) => return Err(StoreError::Corrupt { path, why }),
             Err(RecordError::Io(source)) => return Err(StoreError::Read { path, source }),
         };
-        from_json_knowing(&bytes, instance_id, known)
-            .map_err(|why| StoreError::Corrupt { path, why })
+        from_json(&bytes, instance_id, known).map_err(|why| StoreError::Corrupt { path, why })
     }
 
     /// Writes the record of an instance atomically and durably (mode 0600).
@@ -494,12 +473,15 @@ mod tests {
     fn a_record_survives_its_round_trip_through_the_disk() {
         let d = tempfile::tempdir().unwrap();
         let s = Store::new(d.path());
-        assert!(s.load("i1").unwrap().is_empty());
+        assert!(s.load("i1", &[]).unwrap().is_empty());
         let (a, b) = (state(), other());
         s.store("i1", &[(INT, &a), (NAT, &b)]).unwrap();
-        assert_eq!(s.load("i1").unwrap(), vec![(INT, state()), (NAT, other())]);
+        assert_eq!(
+            s.load("i1", &[]).unwrap(),
+            vec![(INT, state()), (NAT, other())]
+        );
         // Per instance, in one file.
-        assert!(s.load("i2").unwrap().is_empty());
+        assert!(s.load("i2", &[]).unwrap().is_empty());
         let path = s.path("i1");
         assert_eq!(path, d.path().join("kept-i1.v2.json"));
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
@@ -507,7 +489,7 @@ mod tests {
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         s.remove("i1").unwrap();
-        assert!(s.load("i1").unwrap().is_empty());
+        assert!(s.load("i1", &[]).unwrap().is_empty());
         s.remove("i1").unwrap();
     }
 
@@ -518,7 +500,7 @@ mod tests {
         fs::create_dir(s.path("i1")).unwrap();
         let e = s.store("i1", &[(INT, &state())]).unwrap_err();
         assert!(e.to_string().contains("kept-i1.v2.json"), "{e}");
-        assert!(matches!(s.load("i1"), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(s.load("i1", &[]), Err(StoreError::Corrupt { .. })));
     }
 
     #[test]
@@ -528,7 +510,7 @@ mod tests {
         let st = state();
         // Another instance's record copied in place.
         fs::write(s.path("i1"), to_json("i2", &[(INT, &st)])).unwrap();
-        let e = s.load("i1").unwrap_err();
+        let e = s.load("i1", &[]).unwrap_err();
         assert!(matches!(e, StoreError::Corrupt { .. }), "{e}");
         assert!(e.to_string().contains("kept-i1.v2.json"), "{e}");
         // A certificate swapped under its fingerprint.
@@ -536,7 +518,7 @@ mod tests {
         let a = cert(CERT_A);
         let swapped = text.replacen(&hex(&a.fingerprint), &"0".repeat(64), 1);
         fs::write(s.path("i1"), swapped).unwrap();
-        let e = s.load("i1").unwrap_err();
+        let e = s.load("i1", &[]).unwrap_err();
         assert!(
             e.to_string().contains("does not match its fingerprint"),
             "{e}"
@@ -553,7 +535,7 @@ mod tests {
         ];
         for (junk, why) in cases {
             fs::write(s.path("i1"), junk).unwrap();
-            let e = s.load("i1").unwrap_err();
+            let e = s.load("i1", &[]).unwrap_err();
             assert!(matches!(e, StoreError::Corrupt { .. }), "{e}");
             assert!(e.to_string().contains(why), "{why}: {e}");
         }
@@ -563,11 +545,11 @@ mod tests {
     fn a_certificate_read_already_is_not_parsed_again_and_the_answer_is_the_same() {
         let (st, o) = (state(), other());
         let json = to_json("i1", &[(INT, &st), (NAT, &o)]);
-        let parsed = from_json(&json, "i1").unwrap();
+        let parsed = from_json(&json, "i1", &[]).unwrap();
         let a = cert(CERT_A);
         let sm2 = cert(CERT_SM2);
         for known in [vec![&a], vec![&sm2, &a]] {
-            assert_eq!(from_json_knowing(&json, "i1", &known).unwrap(), parsed);
+            assert_eq!(from_json(&json, "i1", &known).unwrap(), parsed);
         }
         // A record whose PEM is damaged under a fingerprint that a known
         // certificate has: the known certificate is the one meant. Without
@@ -576,8 +558,8 @@ mod tests {
         let body = CERT_SM2.lines().nth(3).unwrap();
         let damaged = text.replacen(body, &"A".repeat(body.len()), 1);
         assert_ne!(damaged, text);
-        assert!(from_json(damaged.as_bytes(), "i1").is_err());
-        let got = from_json_knowing(damaged.as_bytes(), "i1", &[&sm2]).unwrap();
+        assert!(from_json(damaged.as_bytes(), "i1", &[]).is_err());
+        let got = from_json(damaged.as_bytes(), "i1", &[&sm2]).unwrap();
         assert_eq!(got, vec![(INT, o)]);
     }
 
@@ -586,11 +568,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let s = Store::new(d.path());
         nix::unistd::mkfifo(&s.path("f"), nix::sys::stat::Mode::S_IRWXU).unwrap();
-        assert!(matches!(s.load("f"), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(s.load("f", &[]), Err(StoreError::Corrupt { .. })));
         let real = d.path().join("real.json");
         fs::write(&real, to_json("l", &[(NAT, &state())])).unwrap();
         std::os::unix::fs::symlink(&real, s.path("l")).unwrap();
-        assert!(matches!(s.load("l"), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(s.load("l", &[]), Err(StoreError::Corrupt { .. })));
     }
 
     #[test]
@@ -634,10 +616,13 @@ mod tests {
 
         let done = s.upgrade();
         assert_eq!(done.converted, 3, "{done:?}");
-        assert_eq!(s.load("i1").unwrap(), vec![(INT, state()), (NAT, other())]);
-        assert_eq!(s.load("i2").unwrap(), vec![(NAT, state())]);
-        assert_eq!(s.load(odd).unwrap(), vec![(INT, other())]);
-        assert_eq!(s.load("i3").unwrap(), vec![(INT, other())]);
+        assert_eq!(
+            s.load("i1", &[]).unwrap(),
+            vec![(INT, state()), (NAT, other())]
+        );
+        assert_eq!(s.load("i2", &[]).unwrap(), vec![(NAT, state())]);
+        assert_eq!(s.load(odd, &[]).unwrap(), vec![(INT, other())]);
+        assert_eq!(s.load("i3", &[]).unwrap(), vec![(INT, other())]);
         let mut failed: Vec<String> = (done.failed.iter())
             .map(|(p, why)| format!("{} {why}", p.file_name().unwrap().to_string_lossy()))
             .collect();
