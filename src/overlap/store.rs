@@ -351,11 +351,15 @@ impl Store {
         };
         let mut by_instance: BTreeMap<String, (Vec<PathBuf>, States)> = BTreeMap::new();
         for name in entries.flatten().map(|e| e.file_name()) {
-            let name = name.to_string_lossy();
+            // A name that is not UTF-8 is no record of ours (a lossy copy of
+            // it could name another file).
+            let Some(name) = name.to_str() else {
+                continue;
+            };
             if !(name.starts_with(PREFIX) && name.ends_with(SUFFIX)) || name.ends_with(V2_SUFFIX) {
                 continue;
             }
-            let path = self.dir.join(&*name);
+            let path = self.dir.join(name);
             let parsed = match readfile::read_record(&path, RECORD_LIMIT) {
                 Ok(Some(bytes)) => from_json_v1(&bytes),
                 Ok(None) => continue,
@@ -649,6 +653,25 @@ mod tests {
         // Once done, nothing more to do.
         let again = s.upgrade();
         assert_eq!((again.converted, again.failed.len()), (0, 2));
+    }
+
+    #[test]
+    fn a_name_that_is_not_utf8_is_not_taken_for_a_record() {
+        use std::os::unix::ffi::OsStrExt;
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::new(d.path());
+        let odd = d.path().join(std::ffi::OsStr::from_bytes(
+            b"kept-i\xff-international.json",
+        ));
+        fs::write(&odd, v1("i", INT, &state())).unwrap();
+        // Its lossy spelling names another file: never read for it.
+        let lossy = d.path().join("kept-i\u{fffd}-international.json");
+        fs::write(&lossy, b"{").unwrap();
+        let done = s.upgrade();
+        assert_eq!(done.converted, 0);
+        let failed: Vec<_> = done.failed.iter().map(|(p, _)| p.clone()).collect();
+        assert_eq!(failed, vec![lossy]);
+        assert!(odd.exists());
     }
 
     #[test]
