@@ -71,6 +71,25 @@ pub fn replace(path: &Path, bytes: &[u8], perms: &Perms) -> Result<(), WriteErro
     replace_file(path, bytes, perms).map(drop)
 }
 
+/// [`replace`] without its two `fsync`s (steps 2 and 5): readers still see
+/// the old file or the new one, never a mix, but a power cut may lose the
+/// replacement or leave the new name with an empty file. Only for a file
+/// whose loss costs nothing: one that the next round writes again alike.
+pub fn replace_unsynced(path: &Path, bytes: &[u8], perms: &Perms) -> Result<(), WriteError> {
+    let dir = parent_dir(path);
+    ensure_dir(path, &dir)?;
+    rename_into_made(path, dir, bytes, perms, Durability::Later).map(drop)
+}
+
+/// Whether a replacement's bytes are made durable before the rename.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// `fsync` the temporary file before it is renamed.
+    Now,
+    /// Leave the bytes to the kernel's writeback.
+    Later,
+}
+
 /// [`replace`], returning the `fstat` of the new file taken after the
 /// rename: the mode and owner it got, and what tells a later look that it is
 /// still this file (`None` in the unlikely case that the `fstat` failed).
@@ -99,7 +118,7 @@ pub fn replace_all(files: &[(&Path, &[u8], &Perms)]) -> Vec<Result<Option<Metada
                 ensure_dir(path, &dir)?;
                 made.push(dir.clone());
             }
-            rename_into_made(path, dir, bytes, perms)
+            rename_into_made(path, dir, bytes, perms, Durability::Now)
         })
         .collect();
     let mut synced: Vec<(PathBuf, Option<io::ErrorKind>, String)> = Vec::new();
@@ -138,7 +157,7 @@ fn rename_into_place(
 ) -> Result<(PathBuf, Option<Metadata>), WriteError> {
     let dir = parent_dir(path);
     ensure_dir(path, &dir)?;
-    rename_into_made(path, dir, bytes, perms)
+    rename_into_made(path, dir, bytes, perms, Durability::Now)
 }
 
 /// Makes `dir`, the directory of `path`, and any missing parent.
@@ -146,12 +165,14 @@ fn ensure_dir(path: &Path, dir: &Path) -> Result<(), WriteError> {
     fs::create_dir_all(dir).map_err(|e| WriteError::new(path, "create directory", e))
 }
 
-/// [`rename_into_place`] into `dir`, the directory of `path`, which exists.
+/// [`rename_into_place`] into `dir`, the directory of `path`, which exists;
+/// `sync`: whether step 2 fsyncs.
 fn rename_into_made(
     path: &Path,
     dir: PathBuf,
     bytes: &[u8],
     perms: &Perms,
+    sync: Durability,
 ) -> Result<(PathBuf, Option<Metadata>), WriteError> {
     let name = path
         .file_name()
@@ -174,9 +195,11 @@ fn rename_into_made(
     // From here on, dropping `tmp` deletes the temporary file.
     tmp.write_all(bytes)
         .map_err(|e| WriteError::new(path, "write temporary file", e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| WriteError::new(path, "fsync temporary file", e))?;
+    if sync == Durability::Now {
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| WriteError::new(path, "fsync temporary file", e))?;
+    }
     tmp.as_file()
         .set_permissions(Permissions::from_mode(mode))
         .map_err(|e| WriteError::new(path, "set mode", e))?;

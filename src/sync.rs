@@ -484,14 +484,11 @@ impl Syncer {
         if self.dry_run {
             return (rounds, planned_writes);
         }
-        // The windows are on disk before the files change.
-        let (with_bundle, bundles): (Vec<usize>, Vec<&Planned>) = (rounds.iter().enumerate())
-            .filter(|(_, r)| r.readable())
-            .filter_map(|(i, r)| Some((i, r.bundle.as_ref()?)))
-            .unzip();
-        let stored = overlap::round::store_states(&store, inst, &recorded, &bundles);
-        for (i, r) in with_bundle.into_iter().zip(stored) {
-            rounds[i].state_error = r.err();
+        // The windows are on disk before the files change; an instance's
+        // first record, which keeps nothing, is written after them.
+        let first = overlap::round::is_first_record(&recorded, &planned_bundles(&rounds).1);
+        if !first {
+            store_records(&store, inst, &recorded, &mut rounds, false);
         }
         // The bytes of every file to replace, made before anything is
         // recorded or renamed: a file whose bytes cannot be made (a
@@ -529,6 +526,9 @@ impl Syncer {
         for ((w, _), result) in todo.iter().zip(results) {
             rounds[w.slot].written(result.map_err(|e: WriteError| e.to_string()), w.new);
         }
+        if first {
+            store_records(&store, inst, &recorded, &mut rounds, true);
+        }
         (rounds, planned_writes)
     }
 
@@ -553,6 +553,32 @@ impl Syncer {
         ledger.store(&ledger::merge_with(&inst.id, prev, &changes, reason))?;
         self.delivery.recorded(&inst.id, created);
         Ok(())
+    }
+}
+
+/// The outputs of this round that have a bundle to hold (read, planned):
+/// their indexes and their bundles.
+fn planned_bundles(rounds: &[OutputRound]) -> (Vec<usize>, Vec<&Planned>) {
+    (rounds.iter().enumerate())
+        .filter(|(_, r)| r.readable())
+        .filter_map(|(i, r)| Some((i, r.bundle.as_ref()?)))
+        .unzip()
+}
+
+/// Stores the instance's record of kept certificates as this round planned
+/// it ([`overlap::round::store_states`]; `first`: an instance's first, not
+/// made durable) and notes any failure on each output it concerns. Blocking.
+fn store_records(
+    store: &overlap::Store,
+    inst: &Instance,
+    recorded: &overlap::round::Recorded,
+    rounds: &mut [OutputRound],
+    first: bool,
+) {
+    let (with_bundle, bundles) = planned_bundles(rounds);
+    let stored = overlap::round::store_states(store, inst, recorded, &bundles, first);
+    for (i, r) in with_bundle.into_iter().zip(stored) {
+        rounds[i].state_error = r.err();
     }
 }
 

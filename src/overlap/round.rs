@@ -168,19 +168,30 @@ pub fn plan_output(
     }
 }
 
+/// Whether the record these planned outputs store is the instance's first
+/// and keeps no certificate: then it need not be on disk before the outputs
+/// change, nor durable ([`Store::store_first`]). Pure.
+pub fn is_first_record(recorded: &Recorded, planned: &[&Planned]) -> bool {
+    matches!(&recorded.0, Ok(states) if states.is_empty())
+        && planned.iter().any(|p| p.persist == Persist::Store)
+        && (planned.iter()).all(|p| p.persist == Persist::Keep || p.decision.state.kept.is_empty())
+}
+
 /// Stores (or removes) the record of an instance's planned outputs, as their
 /// [`Planned::persist`] say: one result per output, in order. The record
 /// is written once, holding each category the instance has outputs for:
 /// the state planned this round, or, for a category whose download failed,
-/// the one recorded. A failure to store matters only when certificates
-/// are kept (their windows would start again at the next round);
-/// otherwise the next round rebuilds the same state from the file.
-/// Blocking.
+/// the one recorded. `first`: it is the instance's first
+/// ([`is_first_record`]), written without fsyncs. A failure to store
+/// matters only when certificates are kept (their windows would start
+/// again at the next round); otherwise the next round rebuilds the same
+/// state from the file. Blocking.
 pub fn store_states(
     store: &Store,
     inst: &Instance,
     recorded: &Recorded,
     planned: &[&Planned],
+    first: bool,
 ) -> Vec<Result<(), String>> {
     let wants = |p: Persist| planned.iter().any(|x| x.persist == p);
     let result = if wants(Persist::Remove) {
@@ -197,7 +208,11 @@ pub fn store_states(
                 states.push((category, state));
             }
         }
-        store.store(&inst.id, &states)
+        if first {
+            store.store_first(&inst.id, &states)
+        } else {
+            store.store(&inst.id, &states)
+        }
     } else {
         Ok(())
     };
@@ -259,5 +274,77 @@ pub fn log_events(inst: &Instance, planned: &Planned, dry_run: bool) {
                 "a kept certificate is served again; it is current again"
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::overlap::Kept;
+
+    fn cert(n: u8) -> CertInfo {
+        CertInfo {
+            subject: format!("CN=ca-{n}"),
+            not_before: 0,
+            not_after: 2_000_000_000,
+            ca: Some(true),
+            signature_oid: "1.2.840.10045.4.3.2".into(),
+            der: vec![n],
+            fingerprint: [n; 32],
+        }
+    }
+
+    fn planned(persist: Persist, kept: bool) -> Planned {
+        let kept = if kept {
+            vec![Kept {
+                cert: cert(2),
+                superseded_at: 1_800_000_000,
+            }]
+        } else {
+            Vec::new()
+        };
+        Planned {
+            category: Category::International,
+            decision: Decision {
+                state: State {
+                    current: vec![cert(1)],
+                    kept,
+                },
+                events: Vec::new(),
+                served_changed: true,
+            },
+            bundle: Verified {
+                pem: Vec::new(),
+                sha256: [0; 32],
+                certs: Vec::new(),
+            },
+            persist,
+            unreadable: None,
+        }
+    }
+
+    #[test]
+    fn only_a_first_record_that_keeps_nothing_waits_for_the_outputs() {
+        let none = Recorded(Ok(Vec::new()));
+        let (store, keep) = (
+            planned(Persist::Store, false),
+            planned(Persist::Keep, false),
+        );
+        let keeping = planned(Persist::Store, true);
+        assert!(is_first_record(&none, &[&store]));
+        assert!(is_first_record(&none, &[&store, &keep]));
+        // Something kept: its window must be on disk before the file changes.
+        assert!(!is_first_record(&none, &[&store, &keeping]));
+        // Nothing to store.
+        assert!(!is_first_record(&none, &[&keep]));
+        assert!(!is_first_record(&none, &[]));
+        // A record was there: readable, or not.
+        let some = Recorded(Ok(vec![(Category::National, store.decision.state.clone())]));
+        assert!(!is_first_record(&some, &[&store]));
+        let corrupt = Recorded(Err(StoreError::Corrupt {
+            path: "kept-i.v2.json".into(),
+            why: "truncated".into(),
+        }));
+        assert!(!is_first_record(&corrupt, &[&store]));
     }
 }

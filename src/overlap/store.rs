@@ -19,6 +19,14 @@
 //! renamed: after a crash between the two, the next round finds the record
 //! and writes the same bundles with the same drop times.
 //!
+//! One record is not ordered and not fsynced: an instance's first
+//! ([`Store::store_first`]), written after its outputs when it had none and
+//! keeps no certificate. Nothing depends on it yet: lost to a power cut, the
+//! next round finds the outputs it was written with, no record, and nothing
+//! to keep, and writes the same record again. So a first sync pays for its
+//! outputs' fsyncs only. An empty record, what such a cut can leave, counts
+//! as none.
+//!
 //! Version 1 kept one file per instance and category,
 //! `kept-{instance_id}-{category}.json`. [`Store::upgrade`], run once when
 //! the program starts, turns those into version 2 records; a round never
@@ -44,6 +52,14 @@ use crate::readfile::{self, RecordError};
 
 /// The prefix of record file names.
 const PREFIX: &str = "kept-";
+/// A record's permissions: the daemon's alone.
+const RECORD_PERMS: Perms = Perms {
+    mode: Some(0o600),
+    owner: None,
+    group: None,
+    uid: None,
+    gid: None,
+};
 /// The suffix of record file names.
 const SUFFIX: &str = ".json";
 /// What a version 2 record's name ends in.
@@ -304,6 +320,8 @@ impl Store {
     pub fn load(&self, instance_id: &str, known: &[&CertInfo]) -> Result<States, StoreError> {
         let path = self.path(instance_id);
         let bytes = match readfile::read_record(&path, RECORD_LIMIT) {
+            // Empty: a first record a power cut interrupted (never written so).
+            Ok(Some(b)) if b.is_empty() => return Ok(Vec::new()),
             Ok(Some(b)) => b,
             Ok(None) => return Ok(Vec::new()),
             Err(RecordError::NotARecord(why)) => return Err(StoreError::Corrupt { path, why }),
@@ -318,12 +336,20 @@ impl Store {
         instance_id: &str,
         states: &[(Category, &State)],
     ) -> Result<(), StoreError> {
-        let perms = Perms {
-            mode: Some(0o600),
-            ..Perms::default()
-        };
         let path = self.path(instance_id);
-        output::replace(&path, &to_json(instance_id, states), &perms)
+        output::replace(&path, &to_json(instance_id, states), &RECORD_PERMS)
+            .map_err(|source| StoreError::Write { path, source })
+    }
+
+    /// Writes an instance's first record, one that keeps no certificate,
+    /// atomically but not durably (see the module doc): after its outputs.
+    pub fn store_first(
+        &self,
+        instance_id: &str,
+        states: &[(Category, &State)],
+    ) -> Result<(), StoreError> {
+        let path = self.path(instance_id);
+        output::replace_unsynced(&path, &to_json(instance_id, states), &RECORD_PERMS)
             .map_err(|source| StoreError::Write { path, source })
     }
 
@@ -495,6 +521,29 @@ mod tests {
         s.remove("i1").unwrap();
         assert!(s.load("i1", &[]).unwrap().is_empty());
         s.remove("i1").unwrap();
+    }
+
+    #[test]
+    fn a_first_record_is_written_whole_and_an_empty_one_is_none() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::new(d.path());
+        let b = other();
+        s.store_first("i1", &[(NAT, &b)]).unwrap();
+        assert_eq!(s.load("i1", &[]).unwrap(), vec![(NAT, other())]);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(s.path("i1")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(
+            fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
+        // What a power cut can leave of it.
+        fs::write(s.path("i1"), b"").unwrap();
+        assert!(s.load("i1", &[]).unwrap().is_empty());
+        // One byte is not empty: a damaged record is still an error.
+        fs::write(s.path("i1"), b"{").unwrap();
+        assert!(matches!(s.load("i1", &[]), Err(StoreError::Corrupt { .. })));
     }
 
     #[test]

@@ -143,25 +143,6 @@ fn owed_record(env: &Env, id: &str) -> std::path::PathBuf {
     env.path(&format!("state/hook-owed-{id}.json"))
 }
 
-/// Runs `--once` with a crash point; it must die by the abort.
-fn once_crashing_at(env: &Env, point: &str) -> Run {
-    env.write_config();
-    let run = Run::from(
-        env.command(&["--once"])
-            .env("DDS_CERTSYNC_CRASH_AT", point)
-            .output()
-            .unwrap(),
-    );
-    assert_eq!(run.code, -1, "expected a crash at {point}\n{}", run.all());
-    assert!(
-        run.stderr
-            .contains(&format!("failpoint {}", point.split(':').next().unwrap())),
-        "{}",
-        run.all()
-    );
-    run
-}
-
 /// Every certificate file is complete and one the stand-in served.
 fn assert_valid(env: &Env, id: &str, served: &[Vec<u8>]) {
     for p in outputs(env, id) {
@@ -204,7 +185,7 @@ fn a_crash_at_any_step_never_loses_the_hook() {
             env.served("inst-a", "national"),
         ]);
 
-        once_crashing_at(&env, point);
+        env.once_crashing_at(point);
         assert_valid(&env, "inst-a", &served);
         for name in ls(&env.path("out")) {
             assert!(

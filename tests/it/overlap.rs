@@ -469,3 +469,47 @@ fn a_record_of_the_previous_version_is_converted_at_start_and_its_window_kept() 
     assert_eq!(again, superseded_at);
     assert_eq!(ls(&env.path("state")), vec![format!("kept-{ID}.v2.json")]);
 }
+
+#[test]
+fn a_first_record_is_written_after_the_outputs_and_a_crash_before_it_costs_nothing() {
+    let env = setup("1h");
+    let out = env.path(&format!("out/{ID}-{CAT}.crt"));
+    // A first sync passes "before-rename" for the hook record, the output,
+    // and last the record of kept certificates, which keeps nothing yet.
+    env.once_crashing_at("before-rename:3");
+    assert_eq!(fs::read(&out).unwrap(), env.served(ID, CAT));
+    assert!(
+        !record_path(&env).exists(),
+        "the record came before the output"
+    );
+
+    // The next run finds the file it wrote, no record and nothing to keep:
+    // no window to start again, the same file, the owed hook once, and now
+    // the record (the crash's temp file removed).
+    let run = env.once(&[]);
+    run.assert_code(0);
+    for lost in ["start again", "no record of when"] {
+        assert!(!run.stderr.contains(lost), "{}", run.all());
+    }
+    assert!(
+        run.stderr.contains("removed 1 temporary file(s)"),
+        "{}",
+        run.all()
+    );
+    assert_eq!(ls(&env.path("state")), vec![format!("kept-{ID}.v2.json")]);
+    assert_eq!(fs::read(&out).unwrap(), env.served(ID, CAT));
+    assert_eq!(env.hook_runs(ID).len(), 1);
+    let fingerprint = record(&env)["current"][0]["sha256"].clone();
+    let served = dds_certsync::certcheck::inspect_pem(&env.served(ID, CAT)).unwrap();
+    let served = dds_certsync::certcheck::hex(&served[0].fingerprint);
+    assert_eq!(fingerprint.as_str(), Some(served.as_str()));
+    assert!(record(&env)["kept"].as_array().unwrap().is_empty());
+
+    // A record a power cut left empty counts as none, without a warning.
+    fs::write(record_path(&env), b"").unwrap();
+    let run = env.once(&[]);
+    run.assert_code(0);
+    assert!(!run.stderr.contains("start again"), "{}", run.all());
+    assert_eq!(record(&env)["current"][0]["sha256"], fingerprint);
+    assert_eq!(env.hook_runs(ID).len(), 1);
+}

@@ -281,6 +281,26 @@ mv "$dir/$DDS_CERTSYNC_INSTANCE_ID.$n.env.tmp" "$dir/$DDS_CERTSYNC_INSTANCE_ID.$
         Run::from(self.command(&args).output().expect("run binary"))
     }
 
+    /// Writes the config and runs `--once` with a crash point (see the
+    /// binary's `failpoint` module); it must die by the abort there.
+    pub fn once_crashing_at(&self, point: &str) -> Run {
+        self.write_config();
+        let run = Run::from(
+            self.command(&["--once"])
+                .env("DDS_CERTSYNC_CRASH_AT", point)
+                .output()
+                .expect("run binary"),
+        );
+        assert_eq!(run.code, -1, "expected a crash at {point}\n{}", run.all());
+        let name = point.split(':').next().unwrap_or(point);
+        assert!(
+            run.stderr.contains(&format!("failpoint {name}")),
+            "{}",
+            run.all()
+        );
+        run
+    }
+
     /// Writes the config and starts the daemon.
     pub fn daemon(&self, extra: &[&str]) -> Daemon {
         self.write_config();
