@@ -207,7 +207,9 @@ impl Syncer {
         }
         let held = self.delivery.hold(&inst.id).await;
         let (mut report, planned_writes) = self.sync_files(inst).await;
-        if planned_writes || !self.delivery.waiting(&inst.id) {
+        // An instance without a hook had any record of one it was owed
+        // dropped by `sync_files`, on the blocking pool it was on anyway.
+        if inst.has_hook() && (planned_writes || !self.delivery.waiting(&inst.id)) {
             // The hook record is corrected against what this round saw and
             // wrote: the files are not read again.
             let seen = (report.files.iter())
@@ -248,14 +250,23 @@ impl Syncer {
         // Compare with the disk and write, on the blocking pool.
         let this = Arc::clone(self);
         let inst_c = inst.clone();
-        let disk = tokio::task::spawn_blocking(move || this.apply(&inst_c, rounds)).await;
-        let (rounds, planned_writes) = match disk {
+        let disk = tokio::task::spawn_blocking(move || {
+            let applied = this.apply(&inst_c, rounds);
+            let unhooked = (!this.dry_run && !inst_c.has_hook())
+                .then(|| crate::hooks::drop_unwanted(this.delivery.ledger(), &inst_c));
+            (applied, unhooked)
+        })
+        .await;
+        let ((rounds, planned_writes), unhooked) = match disk {
             Ok(r) => r,
             Err(e) => {
                 report.fail(Reason::Internal, format!("disk task failed: {e}"), false);
                 return (report, false);
             }
         };
+        if let Some(dropped) = unhooked {
+            report.hook = self.delivery.nothing_owed(inst, dropped);
+        }
 
         for (out, round) in inst.outputs.iter().zip(rounds) {
             let outcome = self.conclude(inst, out, &round, &mut report);

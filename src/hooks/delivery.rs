@@ -224,16 +224,8 @@ impl Delivery {
             .unwrap_or_else(|e| Err(format!("hook record task failed: {e}")));
         let owed = match owed {
             Ok(Some(o)) => o,
-            Ok(None) => {
-                self.forget(&inst.id);
-                lock(&self.own).remove(&inst.id);
-                return None;
-            }
-            Err(msg) => {
-                let e = HookError::Ledger(msg);
-                self.failed(inst, &e);
-                return Some(Err(e));
-            }
+            Ok(None) => return self.nothing_owed(inst, Ok(())),
+            Err(msg) => return self.nothing_owed(inst, Err(msg)),
         };
         let call = HookCall {
             instance_id: inst.id.clone(),
@@ -267,6 +259,29 @@ impl Delivery {
                 Some(Ok(()))
             }
             Err(e) => {
+                self.failed(inst, &e);
+                Some(Err(e))
+            }
+        }
+    }
+
+    /// What [`Delivery::deliver`] says when it runs no hook: nothing is owed
+    /// (and nothing is left to retry), or the record could not be read or
+    /// changed (retried like a failed hook). Also the answer for what
+    /// [`drop_unwanted`] did for an instance without a hook.
+    pub fn nothing_owed(
+        &self,
+        inst: &Instance,
+        dropped: Result<(), String>,
+    ) -> Option<Result<(), HookError>> {
+        match dropped {
+            Ok(()) => {
+                self.forget(&inst.id);
+                lock(&self.own).remove(&inst.id);
+                None
+            }
+            Err(msg) => {
+                let e = HookError::Ledger(msg);
                 self.failed(inst, &e);
                 Some(Err(e))
             }
@@ -326,11 +341,7 @@ fn prepare(
     seen: &[(PathBuf, Observation)],
 ) -> Result<Option<Owed>, String> {
     if !inst.has_hook() {
-        if ledger.exists(&inst.id) {
-            tracing::info!(instance = %inst.label(), instance_id = %inst.id, service = %inst.service, "no hook is configured any more; dropping the hook it was owed");
-            ledger.clear(&inst.id).map_err(|e| e.to_string())?;
-        }
-        return Ok(None);
+        return drop_unwanted(ledger, inst).map(|()| None);
     }
     let owed = match ledger.load_or_rebuild(inst) {
         Ok(Some(o)) => o,
@@ -349,6 +360,16 @@ fn prepare(
             .map_err(|e| e.to_string())?;
     }
     Ok(fixed)
+}
+
+/// For an instance with no hook configured: drops the record of one it was
+/// owed when it had one (before a reload, or in an earlier run). Blocking.
+pub fn drop_unwanted(ledger: &Ledger, inst: &Instance) -> Result<(), String> {
+    if ledger.exists(&inst.id) {
+        tracing::info!(instance = %inst.label(), instance_id = %inst.id, service = %inst.service, "no hook is configured any more; dropping the hook it was owed");
+        ledger.clear(&inst.id).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// Retries failed deliveries until they succeed, each on its own backoff,

@@ -80,7 +80,7 @@ use crate::certcheck::hex;
 use crate::config::{Auth, Config, Instance, SecretSource};
 
 pub use command::{LINE_CAP, VOLUME_CAP, run};
-pub use delivery::{Delivery, Held, RETRY_BASE, retry_delay, retry_owed};
+pub use delivery::{Delivery, Held, RETRY_BASE, drop_unwanted, retry_delay, retry_owed};
 pub use signal::{PIDFILE_LIMIT, check_target, send_signal};
 
 /// The prefix of the official SDKs' variables, never passed to a hook.

@@ -523,3 +523,30 @@ fn an_unwritable_state_dir_blocks_the_replacement_not_just_the_hook() {
     assert!(!env.out("inst-a", "national").exists());
     assert!(env.hook_runs("inst-a").is_empty());
 }
+
+#[test]
+fn a_hook_taken_out_of_the_config_is_owed_no_more() {
+    let mut env = Env::new();
+    breakable_instance(&mut env, "inst-a");
+    env.once(&[]).assert_code(0);
+    fs::write(env.path("hook-broken"), "").unwrap();
+    env.standin.rotate("inst-a", "international");
+    env.once(&[]).assert_code(1);
+    assert!(owed_record(&env, "inst-a").exists());
+
+    // The same instance without its hook: the record goes, nothing runs,
+    // and the round is a success.
+    env.instances.clear();
+    env.raw_instance(
+        "id = \"inst-a\"\nname = \"name-inst-a\"\ninternational = \"out/inst-a-international.crt\"\nnational = \"out/inst-a-national.crt\"",
+    );
+    let run = env.once(&[]);
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("no hook is configured any more"),
+        "{}",
+        run.all()
+    );
+    assert!(!owed_record(&env, "inst-a").exists());
+    assert_eq!(env.hook_runs("inst-a").len(), 1);
+}
