@@ -29,7 +29,7 @@ use crate::scheduler::{Command, sleep_until_opt};
 use crate::watch::ContentTracker;
 
 use super::endpoints::Endpoints;
-use super::restore::Look;
+use super::restore::{self, Look};
 use super::state::Daemon;
 use super::watching::WatchSet;
 use super::{Event, SETTLE};
@@ -112,7 +112,7 @@ impl Control {
             self.config_maybe_changed().await;
         }
         let candidates = self.daemon.outputs.lock().candidates_for(&touched);
-        if self.heal(candidates, Look::Stamp).await {
+        if restore::heal(&self.daemon, candidates, Look::Stamp).await {
             // A restore may have re-created a deleted directory: watch the new one.
             self.rewatch(true).await;
         }
@@ -128,7 +128,7 @@ impl Control {
             .collect();
         self.watch.round_ended(&generation.config, dirs).await;
         let candidates = self.daemon.outputs.lock().candidates_of(id);
-        if self.heal(candidates, Look::Stamp).await {
+        if restore::heal(&self.daemon, candidates, Look::Stamp).await {
             self.rewatch(true).await;
         }
     }
@@ -148,7 +148,7 @@ impl Control {
         self.rewatch(true).await;
         self.config_maybe_changed().await;
         let all = self.daemon.outputs.lock().all();
-        if self.heal(all, Look::Read).await {
+        if restore::heal(&self.daemon, all, Look::Read).await {
             self.rewatch(true).await;
         }
     }

@@ -11,7 +11,7 @@ use crate::heal;
 use crate::metrics;
 use crate::outputs::{Drift, Row};
 
-use super::control::Control;
+use super::state::Daemon;
 
 /// How closely outputs are looked at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,42 +24,40 @@ pub(super) enum Look {
     Read,
 }
 
-impl Control {
-    /// Checks the given outputs and restores those deleted or changed.
-    /// Returns whether anything was restored.
-    pub(super) async fn heal(&self, candidates: Vec<Row>, look: Look) -> bool {
-        let mut restored_any = false;
-        for row in candidates {
-            // A round of this instance is writing: it is checked again when it ends.
-            let Ok(files) = self.daemon.file_lock(&row.instance_id).try_lock_owned() else {
-                continue;
-            };
-            let Some(sha) = row.verified.as_ref().map(|v| v.sha256) else {
-                continue;
-            };
-            let outputs = Arc::clone(&self.daemon.outputs);
-            let r = row.clone();
-            let result = tokio::task::spawn_blocking(move || {
-                let _files = files;
-                let checked = heal::check_and_restore(&r, look == Look::Read, || {
-                    outputs.lock().still_current(&r.path, &sha)
-                });
-                let mut table = outputs.lock();
-                match (&checked.restored, checked.seen.clone()) {
-                    (Some(Ok(())), seen) => table.wrote(&r.path, seen),
-                    (_, Some(seen)) => table.saw(&r.path, r.seen.as_ref(), seen),
-                    (_, None) => {}
-                }
-                checked
-            })
-            .await;
-            let Ok(checked) = result else {
-                continue;
-            };
-            restored_any |= report(&row, checked.drift, checked.restored);
-        }
-        restored_any
+/// Checks the given outputs and restores those deleted or changed.
+/// Returns whether anything was restored.
+pub(super) async fn heal(daemon: &Daemon, candidates: Vec<Row>, look: Look) -> bool {
+    let mut restored_any = false;
+    for row in candidates {
+        // A round of this instance is writing: it is checked again when it ends.
+        let Ok(files) = daemon.file_lock(&row.instance_id).try_lock_owned() else {
+            continue;
+        };
+        let Some(sha) = row.verified.as_ref().map(|v| v.sha256) else {
+            continue;
+        };
+        let outputs = Arc::clone(&daemon.outputs);
+        let r = row.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let _files = files;
+            let checked = heal::check_and_restore(&r, look == Look::Read, || {
+                outputs.lock().still_current(&r.path, &sha)
+            });
+            let mut table = outputs.lock();
+            match (&checked.restored, checked.seen.clone()) {
+                (Some(Ok(())), seen) => table.wrote(&r.path, seen),
+                (_, Some(seen)) => table.saw(&r.path, r.seen.as_ref(), seen),
+                (_, None) => {}
+            }
+            checked
+        })
+        .await;
+        let Ok(checked) = result else {
+            continue;
+        };
+        restored_any |= report(&row, checked.drift, checked.restored);
     }
+    restored_any
 }
 
 /// Logs (and counts) what a check found and did. Returns whether it

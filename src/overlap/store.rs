@@ -52,6 +52,10 @@ use crate::readfile::{self, RecordError};
 
 /// The prefix of record file names.
 const PREFIX: &str = "kept-";
+/// The suffix of record file names.
+const SUFFIX: &str = ".json";
+/// What a version 2 record's name ends in.
+const V2_SUFFIX: &str = ".v2.json";
 /// A record's permissions: the daemon's alone.
 const RECORD_PERMS: Perms = Perms {
     mode: Some(0o600),
@@ -60,10 +64,6 @@ const RECORD_PERMS: Perms = Perms {
     uid: None,
     gid: None,
 };
-/// The suffix of record file names.
-const SUFFIX: &str = ".json";
-/// What a version 2 record's name ends in.
-const V2_SUFFIX: &str = ".v2.json";
 /// A record larger than this is corrupt (a real one holds a few certificates).
 const RECORD_LIMIT: u64 = readfile::SMALL_FILE_LIMIT;
 /// The record format version.
