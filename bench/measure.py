@@ -496,6 +496,52 @@ def first_line(argv):
 # the measurements
 
 
+def disk_flush_probe(folder, cycles=200, threads=8):
+    """What a durable replacement costs on the file system of `folder`, the
+    one the disk rows write to: `cycles` times, create a temporary file,
+    write 1.5 KB, fsync it, rename it, fsync the directory (the steps of
+    every output write), one thread alone and then `threads` at once (as
+    `concurrency = 8` does). Returns the medians per fsync, in seconds."""
+    probe = os.path.join(folder, "flush-probe")
+    fresh_dir(probe)
+    data = b"x" * 1500
+
+    def cycle(name):
+        tmp = os.path.join(probe, f".{name}.tmp")
+        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, os.path.join(probe, name))
+        dfd = os.open(probe, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    def one_thread(k, n, out):
+        for i in range(n):
+            t = time.perf_counter()
+            cycle(f"f{k}-{i}")
+            out.append(time.perf_counter() - t)
+
+    alone = []
+    one_thread("a", cycles, alone)
+    start = time.perf_counter()
+    workers = [
+        threading.Thread(target=one_thread, args=(k, cycles // threads, [])) for k in range(threads)
+    ]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    together = (time.perf_counter() - start) / (cycles // threads * threads)
+    shutil.rmtree(probe, ignore_errors=True)
+    return {"fsync_alone_s": statistics.median(alone) / 2, "fsync_8_at_once_s": together / 2}
+
+
 def measure_once(args, tools, sizes, log):
     """Interleaved --once runs; returns {(tool, count): [Run]}."""
     results = {}
@@ -846,6 +892,18 @@ def write_report(args, meta, once, daemons, launch, sizes, tools):
         f" that way takes {fmt_s(launch['launch_overhead_s'])} (median). Peak RSS comes"
         f" from {RSS_REPS} extra runs per cell under `/usr/bin/time -f %M`.\n"
     )
+    if "fsync_alone_s" in launch:
+        alone, together = launch["fsync_alone_s"], launch["fsync_8_at_once_s"]
+        # A first sync fsyncs each output and, once per instance, their folder.
+        floor = ", ".join(f"N={c}: {fmt_s(c * 3 * together)}" for c in sizes if c >= 100)
+        add(
+            "The disk's own cost: one fsync in a durable replacement (temporary file"
+            " written and fsynced, renamed, folder fsynced) takes"
+            f" {fmt_s(alone)} alone and {fmt_s(together)} each with 8 at once"
+            " (median, 200 replacements in the work folder). A first sync makes 3 fsyncs"
+            " per instance (two outputs, their folder), so the disk rows cannot beat"
+            f" {floor or 'n/a'} at this disk's pace, whatever the program does.\n"
+        )
 
     # Daemon.
     if not daemons:
@@ -1058,6 +1116,8 @@ def measure_all(args, parser, fixtures, sizes, shm, log):
         )
         overhead.append(run.wall)
     launch = {"launch_overhead_s": statistics.median(overhead)}
+    log("timing durable replacements on the disk rows' file system")
+    launch.update(disk_flush_probe(args.work))
 
     daemons = []
     window = 5.0 if args.quick else 20.0
