@@ -336,9 +336,7 @@ impl Store {
         instance_id: &str,
         states: &[(Category, &State)],
     ) -> Result<(), StoreError> {
-        let path = self.path(instance_id);
-        output::replace(&path, &to_json(instance_id, states), &RECORD_PERMS)
-            .map_err(|source| StoreError::Write { path, source })
+        self.write(instance_id, states, output::replace)
     }
 
     /// Writes an instance's first record, one that keeps no certificate,
@@ -348,8 +346,18 @@ impl Store {
         instance_id: &str,
         states: &[(Category, &State)],
     ) -> Result<(), StoreError> {
+        self.write(instance_id, states, output::replace_unsynced)
+    }
+
+    /// Writes the record of an instance with `replace` (mode 0600).
+    fn write(
+        &self,
+        instance_id: &str,
+        states: &[(Category, &State)],
+        replace: fn(&Path, &[u8], &Perms) -> Result<(), output::WriteError>,
+    ) -> Result<(), StoreError> {
         let path = self.path(instance_id);
-        output::replace_unsynced(&path, &to_json(instance_id, states), &RECORD_PERMS)
+        replace(&path, &to_json(instance_id, states), &RECORD_PERMS)
             .map_err(|source| StoreError::Write { path, source })
     }
 
