@@ -21,10 +21,11 @@
 //! bundle ([`crate::overlap::round`]: the served certificates, then the
 //! previous ones kept), which the planner compares and the output's format
 //! renders. The bundles' records are stored before the hook record and the
-//! renames; the hook is told `previous-dropped` when every write only
-//! dropped kept certificates. (Slightly over 500 lines: one round's steps
-//! in order; the report types are in [`crate::report`], the bundle's rules
-//! and records in [`crate::overlap`].)
+//! renames (an instance's first record, which keeps nothing, after them);
+//! the hook is told `previous-dropped` when every write only dropped kept
+//! certificates. (About 650 lines, 500 of them code: one round's steps in
+//! order; the report types are in [`crate::report`], the bundle's rules and
+//! records in [`crate::overlap`].)
 
 use std::borrow::Cow;
 use std::fs::Metadata;
