@@ -10,7 +10,8 @@
 //! terminal ([`escape_controls`]). JSON encodes them itself.
 //!
 //! Nothing waits for stderr. An event is formatted on the thread that logs it
-//! and queued (at most [`QUEUE_LINES`] lines) for one writer thread; when the
+//! and queued (at most [`QUEUE_LINES`] lines) for one writer thread, which
+//! writes whatever lines are queued together in one system call; when the
 //! queue is full because nobody reads the pipe (a stuck log shipper, a full
 //! pipe), the line is dropped and counted, so a stalled log sink can stop
 //! neither the sync, nor `--deadline`, nor SIGTERM. The count is logged once
@@ -48,6 +49,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 /// Lines waiting for stderr, at most; more are dropped and counted.
 pub const QUEUE_LINES: usize = 1024;
+
+/// The writer joins queued lines into one write up to about this size.
+const BATCH_BYTES: usize = 64 * 1024;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -230,10 +234,18 @@ fn queue() -> Option<&'static Queue> {
                 .name("log-writer".into())
                 .spawn(move || {
                     let mut err = std::io::stderr();
-                    while let Ok(line) = rx.recv() {
-                        let _ = err.write_all(&line);
+                    while let Ok(mut lines) = rx.recv() {
+                        // Whatever else is queued goes out in the same
+                        // write: whole lines, one system call.
+                        let mut n = 1;
+                        while lines.len() < BATCH_BYTES {
+                            let Ok(more) = rx.try_recv() else { break };
+                            lines.extend_from_slice(&more);
+                            n += 1;
+                        }
+                        let _ = err.write_all(&lines);
                         if let Some(q) = queue() {
-                            q.queued.fetch_sub(1, Ordering::AcqRel);
+                            q.queued.fetch_sub(n, Ordering::AcqRel);
                             report_drops(q);
                         }
                     }
