@@ -80,9 +80,7 @@ pub fn replace(path: &Path, bytes: &[u8], perms: &Perms) -> Result<(), WriteErro
 /// replacement or leave the new name with an empty file. Only for a file
 /// whose loss costs nothing: one that the next round writes again alike.
 pub fn replace_unsynced(path: &Path, bytes: &[u8], perms: &Perms) -> Result<(), WriteError> {
-    let dir = parent_dir(path);
-    ensure_dir(path, &dir)?;
-    rename_into_made(path, dir, bytes, perms, Durability::Later).map(drop)
+    rename_into_place(path, bytes, perms, Durability::Later).map(drop)
 }
 
 /// Whether a replacement's bytes are made durable before the rename.
@@ -102,7 +100,7 @@ pub fn replace_file(
     bytes: &[u8],
     perms: &Perms,
 ) -> Result<Option<Metadata>, WriteError> {
-    let (dir, meta) = rename_into_place(path, bytes, perms)?;
+    let (dir, meta) = rename_into_place(path, bytes, perms, Durability::Now)?;
     fsync_dir(&dir).map_err(|e| WriteError::new(path, "fsync directory", e))?;
     Ok(meta)
 }
@@ -152,16 +150,18 @@ pub fn replace_all(files: &[(&Path, &[u8], &Perms)]) -> Vec<Result<Option<Metada
         .collect()
 }
 
-/// Steps 1 to 4 of a replacement; returns the directory to fsync and the
-/// new file's `fstat` after the rename (a rename may change its ctime).
+/// Steps 1 to 4 of a replacement (`sync`: whether step 2 fsyncs); returns
+/// the directory to fsync and the new file's `fstat` after the rename (a
+/// rename may change its ctime).
 fn rename_into_place(
     path: &Path,
     bytes: &[u8],
     perms: &Perms,
+    sync: Durability,
 ) -> Result<(PathBuf, Option<Metadata>), WriteError> {
     let dir = parent_dir(path);
     ensure_dir(path, &dir)?;
-    rename_into_made(path, dir, bytes, perms, Durability::Now)
+    rename_into_made(path, dir, bytes, perms, sync)
 }
 
 /// Makes `dir`, the directory of `path`, and any missing parent.
