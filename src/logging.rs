@@ -11,7 +11,9 @@
 //!
 //! Nothing waits for stderr. An event is formatted on the thread that logs it
 //! and queued (at most [`QUEUE_LINES`] lines) for one writer thread, which
-//! writes whatever lines are queued together in one system call; when the
+//! writes whatever lines are queued together in one system call, and after
+//! writing lets a burst gather for a moment ([`LINGER`]) rather than being
+//! woken for every line of a busy round; when the
 //! queue is full because nobody reads the pipe (a stuck log shipper, a full
 //! pipe), the line is dropped and counted, so a stalled log sink can stop
 //! neither the sync, nor `--deadline`, nor SIGTERM. The count is logged once
@@ -36,7 +38,8 @@ use std::fmt::{self, Write as _};
 use std::io::{IsTerminal, Write};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Sender, SyncSender, TrySendError, channel, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, TrySendError, channel, sync_channel};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use tracing::field::{Field, Visit};
@@ -52,6 +55,12 @@ pub const QUEUE_LINES: usize = 1024;
 
 /// The writer joins queued lines into one write up to about this size.
 const BATCH_BYTES: usize = 64 * 1024;
+
+/// How long a writer lets lines gather after writing all that were queued:
+/// short beside a log line's use, long beside the microseconds between the
+/// lines of a busy round. A burst faster than [`QUEUE_LINES`] lines in this
+/// time would drop lines; a round logs a few thousand a second.
+const LINGER: Duration = Duration::from_millis(1);
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -161,6 +170,8 @@ struct StdoutQueue {
     tx: Sender<Vec<u8>>,
     /// Lines sent and not yet written.
     queued: AtomicUsize,
+    /// The writer, for [`flush`] to wake.
+    writer: Thread,
 }
 
 /// Stdout's queue, with its writer thread started on first use; `None` if
@@ -170,23 +181,64 @@ fn stdout_queue() -> Option<&'static StdoutQueue> {
     QUEUE
         .get_or_init(|| {
             let (tx, rx) = channel::<Vec<u8>>();
-            let spawned = std::thread::Builder::new()
-                .name("stdout-writer".into())
-                .spawn(move || {
-                    while let Ok(line) = rx.recv() {
-                        let mut out = std::io::stdout().lock();
-                        let _ = out.write_all(&line).and_then(|()| out.flush());
-                        if let Some(q) = stdout_queue() {
-                            q.queued.fetch_sub(1, Ordering::AcqRel);
-                        }
-                    }
-                });
-            spawned.ok().map(|_| StdoutQueue {
+            let writer = spawn_writer("stdout-writer", rx, write_stdout, |n| {
+                if let Some(q) = stdout_queue() {
+                    q.queued.fetch_sub(n, Ordering::AcqRel);
+                }
+            })?;
+            Some(StdoutQueue {
                 tx,
                 queued: AtomicUsize::new(0),
+                writer,
             })
         })
         .as_ref()
+}
+
+fn write_stdout(lines: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(lines).and_then(|()| out.flush());
+}
+
+fn write_stderr(lines: &[u8]) {
+    let _ = std::io::stderr().write_all(lines);
+}
+
+/// Starts a writer thread: it takes the lines queued on `rx` and writes all
+/// that are waiting, whole lines up to [`BATCH_BYTES`], with one call of
+/// `write`, then tells `written` how many went. After writing everything
+/// that was queued it lets [`LINGER`] pass (or [`flush`] wake it) before it
+/// looks again, so that a burst of lines (a round over thousands of
+/// instances logs several per instance) costs a wake-up and a write per
+/// batch rather than per line. A line logged at rest is written at once.
+fn spawn_writer(
+    name: &str,
+    rx: Receiver<Vec<u8>>,
+    write: fn(&[u8]),
+    written: fn(usize),
+) -> Option<Thread> {
+    let spawned = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            while let Ok(mut lines) = rx.recv() {
+                let mut n = 1;
+                let mut drained = false;
+                while lines.len() < BATCH_BYTES {
+                    let Ok(more) = rx.try_recv() else {
+                        drained = true;
+                        break;
+                    };
+                    lines.extend_from_slice(&more);
+                    n += 1;
+                }
+                write(&lines);
+                written(n);
+                if drained {
+                    std::thread::park_timeout(LINGER);
+                }
+            }
+        });
+    spawned.ok().map(|handle| handle.thread().clone())
 }
 
 /// Writes a line (a final newline is added) to stderr without waiting, like
@@ -201,6 +253,13 @@ pub fn print_line(line: &str) {
 /// `limit` has passed.
 pub fn flush(limit: Duration) {
     let start = Instant::now();
+    // A writer letting a burst gather need not finish its wait.
+    if let Some(q) = queue() {
+        q.writer.unpark();
+    }
+    if let Some(q) = stdout_queue() {
+        q.writer.unpark();
+    }
     let pending = || {
         queue().is_some_and(|q| q.queued.load(Ordering::Acquire) > 0)
             || stdout_queue().is_some_and(|q| q.queued.load(Ordering::Acquire) > 0)
@@ -221,6 +280,8 @@ struct Queue {
     queued: AtomicUsize,
     /// Dropped since the last report.
     dropped: AtomicU64,
+    /// The writer, for [`flush`] to wake.
+    writer: Thread,
 }
 
 /// The queue, with its writer thread started on first use; `None` if the
@@ -230,30 +291,17 @@ fn queue() -> Option<&'static Queue> {
     QUEUE
         .get_or_init(|| {
             let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE_LINES);
-            let spawned = std::thread::Builder::new()
-                .name("log-writer".into())
-                .spawn(move || {
-                    let mut err = std::io::stderr();
-                    while let Ok(mut lines) = rx.recv() {
-                        // Whatever else is queued goes out in the same
-                        // write: whole lines, one system call.
-                        let mut n = 1;
-                        while lines.len() < BATCH_BYTES {
-                            let Ok(more) = rx.try_recv() else { break };
-                            lines.extend_from_slice(&more);
-                            n += 1;
-                        }
-                        let _ = err.write_all(&lines);
-                        if let Some(q) = queue() {
-                            q.queued.fetch_sub(n, Ordering::AcqRel);
-                            report_drops(q);
-                        }
-                    }
-                });
-            spawned.ok().map(|_| Queue {
+            let writer = spawn_writer("log-writer", rx, write_stderr, |n| {
+                if let Some(q) = queue() {
+                    q.queued.fetch_sub(n, Ordering::AcqRel);
+                    report_drops(q);
+                }
+            })?;
+            Some(Queue {
                 tx,
                 queued: AtomicUsize::new(0),
                 dropped: AtomicU64::new(0),
+                writer,
             })
         })
         .as_ref()
