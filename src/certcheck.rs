@@ -396,11 +396,17 @@ fn inspect(der: &[u8]) -> Result<CertInfo, String> {
 /// The canonical PEM of some certificates (DER), in the order given: what
 /// [`verify`] produces for a body holding exactly them.
 pub fn pem_of<'a>(ders: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
-    let mut pem = String::new();
+    pem_text(ders).into_bytes()
+}
+
+/// [`pem_of`], as text.
+pub fn pem_text<'a>(ders: impl IntoIterator<Item = &'a [u8]>) -> String {
+    let ders: Vec<&[u8]> = ders.into_iter().collect();
+    let mut pem = String::with_capacity(ders.iter().map(|d| pem_len(d.len())).sum());
     for der in ders {
         write_pem(&mut pem, der);
     }
-    pem.into_bytes()
+    pem
 }
 
 /// Formats Unix seconds as RFC 3339 UTC.
@@ -480,20 +486,28 @@ fn pem_error(e: PEMError) -> String {
     }
 }
 
-fn write_pem(out: &mut String, der: &[u8]) {
-    let b64 = base64_encode(der);
-    out.push_str("-----BEGIN CERTIFICATE-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        // base64 output is ASCII, so every chunk is valid UTF-8.
-        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
+const PEM_BEGIN: &str = "-----BEGIN CERTIFICATE-----\n";
+const PEM_END: &str = "-----END CERTIFICATE-----\n";
+/// The DER bytes of one full PEM line: 48 bytes are 64 base64 characters.
+const PEM_LINE_BYTES: usize = 48;
+
+/// The length of [`write_pem`]'s text for `n` bytes of DER.
+fn pem_len(n: usize) -> usize {
+    PEM_BEGIN.len() + n.div_ceil(3) * 4 + n.div_ceil(PEM_LINE_BYTES) + PEM_END.len()
 }
 
-fn base64_encode(data: &[u8]) -> String {
+/// Appends one certificate's PEM: lines of 64 base64 characters. Each line
+/// is encoded from its own 48 bytes (a multiple of 3, so only the last line
+/// can hold padding): the same text as splitting the whole encoding, without
+/// building it first.
+fn write_pem(out: &mut String, der: &[u8]) {
     use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(data)
+    out.push_str(PEM_BEGIN);
+    for line in der.chunks(PEM_LINE_BYTES) {
+        base64::engine::general_purpose::STANDARD.encode_string(line, out);
+        out.push('\n');
+    }
+    out.push_str(PEM_END);
 }
 
 #[cfg(test)]
@@ -847,11 +861,32 @@ mod tests {
     }
 
     #[test]
-    fn base64_matches_known_values() {
-        assert_eq!(base64_encode(b""), "");
-        assert_eq!(base64_encode(b"f"), "Zg==");
-        assert_eq!(base64_encode(b"fo"), "Zm8=");
-        assert_eq!(base64_encode(b"foo"), "Zm9v");
-        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
+    fn pem_lines_are_the_whole_encoding_cut_every_64_characters() {
+        use base64::Engine as _;
+        assert_eq!(
+            String::from_utf8(pem_of([b"foobar".as_slice()])).unwrap(),
+            "-----BEGIN CERTIFICATE-----\nZm9vYmFy\n-----END CERTIFICATE-----\n"
+        );
+        for n in [1, 2, 3, 47, 48, 49, 95, 96, 97, 1000, 1201] {
+            let der: Vec<u8> = (0..n).map(|i| (i * 7 + 3) as u8).collect();
+            let whole = base64::engine::general_purpose::STANDARD.encode(&der);
+            let lines: Vec<&str> = whole
+                .as_bytes()
+                .chunks(64)
+                .map(|c| std::str::from_utf8(c).unwrap())
+                .collect();
+            let expected = format!(
+                "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+                lines.join("\n")
+            );
+            let two = pem_of([der.as_slice(), der.as_slice()]);
+            assert_eq!(
+                String::from_utf8(two).unwrap(),
+                expected.repeat(2),
+                "{n} bytes"
+            );
+            assert_eq!(pem_len(n), expected.len(), "{n} bytes");
+            assert_eq!(certificate_blocks(expected.as_bytes()).unwrap(), [der]);
+        }
     }
 }

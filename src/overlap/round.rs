@@ -142,12 +142,7 @@ pub fn plan_output(
         keep: inst.keep_previous,
         allow_non_ca: inst.allow_non_ca,
     });
-    let pem = certcheck::pem_of(decision.bundle().iter().map(|c| c.der.as_slice()));
-    let bundle = Verified {
-        sha256: certcheck::sha256(&pem),
-        pem,
-        certs: decision.bundle().into_iter().cloned().collect(),
-    };
+    let bundle = bundle_of(decision.bundle(), served);
     let persist = if inst.keep_previous.is_zero() {
         if previous.is_some() || unreadable.is_some() {
             Persist::Remove
@@ -165,6 +160,28 @@ pub fn plan_output(
         bundle,
         decision,
         unreadable,
+    }
+}
+
+/// The bundle's file contents: when it is the download as served (nothing
+/// kept), the download's PEM and digest, made already; else made afresh.
+/// Either way the PEM of exactly `certs`, in order. Pure.
+fn bundle_of(certs: Vec<&CertInfo>, served: &Verified) -> Verified {
+    let certs: Vec<CertInfo> = certs.into_iter().cloned().collect();
+    let as_served = certs.len() == served.certs.len()
+        && (certs.iter().zip(&served.certs)).all(|(a, b)| a.fingerprint == b.fingerprint);
+    if as_served {
+        return Verified {
+            sha256: served.sha256,
+            pem: served.pem.clone(),
+            certs,
+        };
+    }
+    let pem = certcheck::pem_of(certs.iter().map(|c| c.der.as_slice()));
+    Verified {
+        sha256: certcheck::sha256(&pem),
+        pem,
+        certs,
     }
 }
 
@@ -320,6 +337,24 @@ mod tests {
             },
             persist,
             unreadable: None,
+        }
+    }
+
+    #[test]
+    fn a_bundle_is_the_pem_of_its_certificates_whether_served_or_not() {
+        let (one, two) = (cert(1), cert(2));
+        let pem = certcheck::pem_of([one.der.as_slice()]);
+        let served = Verified {
+            sha256: certcheck::sha256(&pem),
+            pem,
+            certs: vec![one.clone()],
+        };
+        for certs in [vec![&one], vec![&one, &two], vec![&two, &one], vec![&two]] {
+            let bundle = bundle_of(certs.clone(), &served);
+            let pem = certcheck::pem_of(certs.iter().map(|c| c.der.as_slice()));
+            assert_eq!(bundle.pem, pem);
+            assert_eq!(bundle.sha256, certcheck::sha256(&pem));
+            assert_eq!(bundle.certs, certs.into_iter().cloned().collect::<Vec<_>>());
         }
     }
 

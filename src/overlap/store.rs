@@ -153,7 +153,7 @@ struct RecordKept {
 fn record_cert(c: &CertInfo) -> RecordCert {
     RecordCert {
         sha256: hex(&c.fingerprint),
-        pem: String::from_utf8_lossy(&certcheck::pem_of([c.der.as_slice()])).into_owned(),
+        pem: certcheck::pem_text([c.der.as_slice()]),
     }
 }
 
@@ -488,7 +488,7 @@ mod tests {
     /// A version 1 record, as the previous release wrote it.
     fn v1(instance_id: &str, category: Category, state: &State) -> Vec<u8> {
         let c = |c: &CertInfo| {
-            let pem = String::from_utf8(certcheck::pem_of([c.der.as_slice()])).unwrap();
+            let pem = certcheck::pem_text([c.der.as_slice()]);
             (hex(&c.fingerprint), pem)
         };
         let current: Vec<_> = (state.current.iter().map(c))
