@@ -164,8 +164,13 @@ fn rename_into_place(
     rename_into_made(path, dir, bytes, perms, sync)
 }
 
-/// Makes `dir`, the directory of `path`, and any missing parent.
+/// Makes `dir`, the directory of `path`, and any missing parent. A folder
+/// that is there (nearly always) costs one `stat`: `create_dir_all` would
+/// try `mkdir` first and `stat` after its failure.
 fn ensure_dir(path: &Path, dir: &Path) -> Result<(), WriteError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
     fs::create_dir_all(dir).map_err(|e| WriteError::new(path, "create directory", e))
 }
 
