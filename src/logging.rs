@@ -174,11 +174,13 @@ struct StdoutQueue {
     writer: Thread,
 }
 
+/// Stdout's queue, once something was printed: see [`stdout_queue`].
+static STDOUT_QUEUE: OnceLock<Option<StdoutQueue>> = OnceLock::new();
+
 /// Stdout's queue, with its writer thread started on first use; `None` if
 /// the thread cannot be started (then lines go straight to stdout).
 fn stdout_queue() -> Option<&'static StdoutQueue> {
-    static QUEUE: OnceLock<Option<StdoutQueue>> = OnceLock::new();
-    QUEUE
+    STDOUT_QUEUE
         .get_or_init(|| {
             let (tx, rx) = channel::<Vec<u8>>();
             let writer = spawn_writer("stdout-writer", rx, write_stdout, |n| {
@@ -253,16 +255,20 @@ pub fn print_line(line: &str) {
 /// `limit` has passed.
 pub fn flush(limit: Duration) {
     let start = Instant::now();
+    // Only queues in use: a writer is never started at exit to wait for
+    // nothing (the daemon prints nothing to stdout).
+    let log = || LOG_QUEUE.get().and_then(Option::as_ref);
+    let stdout = || STDOUT_QUEUE.get().and_then(Option::as_ref);
     // A writer letting a burst gather need not finish its wait.
-    if let Some(q) = queue() {
+    if let Some(q) = log() {
         q.writer.unpark();
     }
-    if let Some(q) = stdout_queue() {
+    if let Some(q) = stdout() {
         q.writer.unpark();
     }
     let pending = || {
-        queue().is_some_and(|q| q.queued.load(Ordering::Acquire) > 0)
-            || stdout_queue().is_some_and(|q| q.queued.load(Ordering::Acquire) > 0)
+        log().is_some_and(|q| q.queued.load(Ordering::Acquire) > 0)
+            || stdout().is_some_and(|q| q.queued.load(Ordering::Acquire) > 0)
     };
     // Short naps first: the writers usually need microseconds, and a run of
     // `--once` is over in a few milliseconds.
@@ -284,11 +290,13 @@ struct Queue {
     writer: Thread,
 }
 
+/// The log queue, once something was logged: see [`queue`].
+static LOG_QUEUE: OnceLock<Option<Queue>> = OnceLock::new();
+
 /// The queue, with its writer thread started on first use; `None` if the
 /// thread cannot be started (then lines go straight to stderr).
 fn queue() -> Option<&'static Queue> {
-    static QUEUE: OnceLock<Option<Queue>> = OnceLock::new();
-    QUEUE
+    LOG_QUEUE
         .get_or_init(|| {
             let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE_LINES);
             let writer = spawn_writer("log-writer", rx, write_stderr, |n| {
