@@ -19,6 +19,7 @@ fails or leaves wrong files is reported and left out of the statistics.
 
 import argparse
 import base64
+import itertools
 import json
 import os
 import platform
@@ -277,6 +278,27 @@ def fresh_dir(path):
     os.makedirs(path)
 
 
+def retire_dir(path, trash):
+    """An empty folder at path; what was there moves into trash, by rename.
+
+    Nothing is deleted between measured runs on a disk: on ext4 without a
+    journal (this VM's root file system), the kernel's inode allocator checks
+    each inode freed in the last minutes before reusing it (`recently_deleted`
+    in fs/ext4/ialloc.c), under the directory's lock. Deleting the previous
+    run's tens of thousands of files made the next run's file creations scan
+    them: at 1000 instances, 2.1-2.4 s instead of 0.7-0.9 s, nearly all of it
+    kernel time, measuring the cleanup rather than the tool. The trash goes
+    with the work folder at the end (bench/run's cleanup).
+    """
+    if os.path.lexists(path):
+        os.makedirs(trash, exist_ok=True)
+        os.rename(path, os.path.join(trash, f"{os.path.basename(path)}-{next(RETIRED)}"))
+    os.makedirs(path)
+
+
+RETIRED = itertools.count()
+
+
 def toml_str(value):
     """A TOML basic string."""
     return json.dumps(value)
@@ -333,6 +355,10 @@ class Tool:
         self.label = label
         self.args = args
         self.fixtures = fixtures
+        # On the disk (root None), retired folders go to a trash folder;
+        # on tmpfs (a root under /dev/shm), where freed inodes cost nothing
+        # later and memory is short, they are deleted.
+        self.trash = None if root else os.path.join(args.work, "trash")
         root = root or args.work
         self.out = os.path.join(root, "out", name)
         self.state = os.path.join(root, "state", name)
@@ -348,14 +374,18 @@ class Tool:
         return default_file_name(k, iid, cat)
 
     def prepare(self):
-        """Empty the output (and state) folders, then flush the file systems.
+        """Empty the output (and state) folders (see retire_dir), then flush
+        the file systems.
 
         The sync keeps one run's unwritten data out of the next run: without
         it, a tool that fsyncs (dds-certsync) would also pay, through the
         shared ext4 journal, for what the run before it left dirty.
         """
-        fresh_dir(self.out)
-        fresh_dir(self.state)
+        for folder in (self.out, self.state):
+            if self.trash:
+                retire_dir(folder, self.trash)
+            else:
+                fresh_dir(folder)
         os.sync()
 
     def run(self, count, timeout, with_rss=False):
@@ -540,6 +570,27 @@ def disk_flush_probe(folder, cycles=200, threads=8):
     together = (time.perf_counter() - start) / (cycles // threads * threads)
     shutil.rmtree(probe, ignore_errors=True)
     return {"fsync_alone_s": statistics.median(alone) / 2, "fsync_8_at_once_s": together / 2}
+
+
+def file_system_of(folder):
+    """The file system under folder, for the report: type, device, and for
+    ext4 whether it has a journal ('' if findmnt cannot tell)."""
+    found = subprocess.run(
+        ["findmnt", "-n", "-o", "FSTYPE,SOURCE", "-T", folder],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if found.returncode != 0 or len(found.stdout.split()) != 2:
+        return ""
+    kind, source = found.stdout.split()
+    text = f"{kind} on {source}"
+    if kind == "ext4":
+        device = os.path.basename(os.path.realpath(source))
+        journals = os.listdir("/proc/fs/jbd2") if os.path.isdir("/proc/fs/jbd2") else []
+        has = any(j.rsplit("-", 1)[0] == device for j in journals)
+        text += " with a journal" if has else " without a journal"
+    return text
 
 
 def measure_once(args, tools, sizes, log):
@@ -892,6 +943,11 @@ def write_report(args, meta, once, daemons, launch, sizes, tools):
         f" that way takes {fmt_s(launch['launch_overhead_s'])} (median). Peak RSS comes"
         f" from {RSS_REPS} extra runs per cell under `/usr/bin/time -f %M`.\n"
     )
+    if launch.get("disk_fs"):
+        add(
+            f"The disk rows write to {launch['disk_fs']}. Outputs of earlier runs are moved"
+            " aside, not deleted, until the end (see retire_dir in bench/measure.py).\n"
+        )
     if "fsync_alone_s" in launch:
         alone, together = launch["fsync_alone_s"], launch["fsync_8_at_once_s"]
         # A first sync fsyncs each output and, once per instance, their folder.
@@ -1118,6 +1174,7 @@ def measure_all(args, parser, fixtures, sizes, shm, log):
     launch = {"launch_overhead_s": statistics.median(overhead)}
     log("timing durable replacements on the disk rows' file system")
     launch.update(disk_flush_probe(args.work))
+    launch["disk_fs"] = file_system_of(args.work)
 
     daemons = []
     window = 5.0 if args.quick else 20.0
