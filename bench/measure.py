@@ -378,8 +378,9 @@ class Tool:
         the file systems.
 
         The sync keeps one run's unwritten data out of the next run: without
-        it, a tool that fsyncs (dds-certsync) would also pay, through the
-        shared ext4 journal, for what the run before it left dirty.
+        it, a tool that fsyncs (dds-certsync) would also pay for what the run
+        before it left dirty (through the shared journal, on a file system
+        that has one, and the disk's queue on any).
         """
         for folder in (self.out, self.state):
             if self.trash:
