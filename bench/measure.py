@@ -288,7 +288,7 @@ def retire_dir(path, trash):
     run's tens of thousands of files made the next run's file creations scan
     them: at 1000 instances, 2.1-2.4 s instead of 0.7-0.9 s, nearly all of it
     kernel time, measuring the cleanup rather than the tool. The trash goes
-    with the work folder at the end (bench/run's cleanup).
+    at the end, with the work folder (bench/run's cleanup) or the --disk one.
     """
     if os.path.lexists(path):
         os.makedirs(trash, exist_ok=True)
@@ -358,8 +358,8 @@ class Tool:
         # On the disk (root None), retired folders go to a trash folder;
         # on tmpfs (a root under /dev/shm), where freed inodes cost nothing
         # later and memory is short, they are deleted.
-        self.trash = None if root else os.path.join(args.work, "trash")
-        root = root or args.work
+        self.trash = None if root else os.path.join(args.disk_root, "trash")
+        root = root or args.disk_root
         self.out = os.path.join(root, "out", name)
         self.state = os.path.join(root, "state", name)
         self.logs = os.path.join(args.work, "logs")
@@ -1038,6 +1038,11 @@ def main():
     parser.add_argument("--ids", required=True)
     parser.add_argument("--www", required=True)
     parser.add_argument("--work", required=True)
+    parser.add_argument(
+        "--disk",
+        help="a folder on the file system the disk rows write to (default: the work folder);"
+        " a temporary folder is made in it and removed at the end",
+    )
     parser.add_argument("--sizes", default="1 10 100 1000")
     parser.add_argument("--api-log", required=True)
     parser.add_argument("--curl-floor", required=True)
@@ -1087,11 +1092,18 @@ def main():
     shm = None
     if args.daemon and os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
         shm = tempfile.mkdtemp(prefix="dds-bench-", dir="/dev/shm")
+    # Where the disk rows write: the work folder, or a folder of their own on
+    # the file system --disk names (a journaling one, a network volume, ...).
+    # (--configs-only prints configs for use by hand: they stay in the work folder.)
+    own_disk = bool(args.disk) and not args.configs_only
+    args.disk_root = tempfile.mkdtemp(prefix="dds-bench-", dir=args.disk) if own_disk else args.work
     try:
         return measure_all(args, parser, fixtures, sizes, shm, log)
     finally:
         if shm:
             shutil.rmtree(shm, ignore_errors=True)
+        if own_disk:
+            shutil.rmtree(args.disk_root, ignore_errors=True)
 
 
 def measure_all(args, parser, fixtures, sizes, shm, log):
@@ -1174,8 +1186,8 @@ def measure_all(args, parser, fixtures, sizes, shm, log):
         overhead.append(run.wall)
     launch = {"launch_overhead_s": statistics.median(overhead)}
     log("timing durable replacements on the disk rows' file system")
-    launch.update(disk_flush_probe(args.work))
-    launch["disk_fs"] = file_system_of(args.work)
+    launch.update(disk_flush_probe(args.disk_root))
+    launch["disk_fs"] = file_system_of(args.disk_root)
 
     daemons = []
     window = 5.0 if args.quick else 20.0
