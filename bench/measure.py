@@ -279,7 +279,8 @@ def fresh_dir(path):
 
 
 def retire_dir(path, trash):
-    """An empty folder at path; what was there moves into trash, by rename.
+    """An empty folder at path; what was there moves into trash, by rename
+    (trash None: it is deleted, as fresh_dir does).
 
     Nothing is deleted between measured runs on a disk: on ext4 without a
     journal (this VM's root file system), the kernel's inode allocator checks
@@ -290,6 +291,9 @@ def retire_dir(path, trash):
     kernel time, measuring the cleanup rather than the tool. The trash goes
     at the end, with the work folder (bench/run's cleanup) or the --disk one.
     """
+    if trash is None:
+        fresh_dir(path)
+        return
     if os.path.lexists(path):
         os.makedirs(trash, exist_ok=True)
         os.rename(path, os.path.join(trash, f"{os.path.basename(path)}-{next(RETIRED)}"))
@@ -382,11 +386,8 @@ class Tool:
         before it left dirty (through the shared journal, on a file system
         that has one, and the disk's queue on any).
         """
-        for folder in (self.out, self.state):
-            if self.trash:
-                retire_dir(folder, self.trash)
-            else:
-                fresh_dir(folder)
+        retire_dir(self.out, self.trash)
+        retire_dir(self.state, self.trash)
         os.sync()
 
     def run(self, count, timeout, with_rss=False):
@@ -1096,7 +1097,12 @@ def main():
     # the file system --disk names (a journaling one, a network volume, ...).
     # (--configs-only prints configs for use by hand: they stay in the work folder.)
     own_disk = bool(args.disk) and not args.configs_only
-    args.disk_root = tempfile.mkdtemp(prefix="dds-bench-", dir=args.disk) if own_disk else args.work
+    # Absolute: the daemon's configs name these folders from elsewhere.
+    args.disk_root = (
+        tempfile.mkdtemp(prefix="dds-bench-", dir=os.path.abspath(args.disk))
+        if own_disk
+        else args.work
+    )
     try:
         return measure_all(args, parser, fixtures, sizes, shm, log)
     finally:
