@@ -101,7 +101,7 @@ pub fn check_and_restore(row: &Row, full: bool, still_current: impl Fn() -> bool
                 path: row.path.clone(),
                 step: "make the file's bytes",
                 source: std::io::Error::other(e),
-                hint: "",
+                hint: "".into(),
             });
             match written.and_then(|bytes| {
                 output::replace_file(&row.path, &bytes, &row.restore_perms())

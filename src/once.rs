@@ -85,13 +85,15 @@ pub async fn run(
         };
         all_ok &= ok;
         // Queued, not waited for: a stdout nobody reads must not hold the
-        // process past the deadline.
+        // process past the deadline. One line per instance whatever the
+        // reasons hold (a name a neighbour chose, bytes from the network):
+        // control characters are escaped, as in the log.
         crate::logging::print_stdout(&format!(
             "{:<6} {} ({}): {}",
             if ok { "ok" } else { "FAILED" },
             inst.label(),
             who(inst),
-            text
+            crate::logging::escape_controls(&text)
         ));
     }
     all_ok

@@ -27,6 +27,7 @@
 //! The file runs past 500 lines for its unit tests, which sit beside the code
 //! they pin (the code is under 370 lines).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::{self, File, Metadata, Permissions};
 use std::io::{self, Write};
@@ -48,7 +49,7 @@ pub struct WriteError {
     pub step: &'static str,
     #[source]
     pub source: io::Error,
-    pub hint: &'static str,
+    pub hint: Cow<'static, str>,
 }
 
 impl WriteError {
@@ -57,7 +58,7 @@ impl WriteError {
             path: path.to_path_buf(),
             step,
             source,
-            hint: "",
+            hint: Cow::Borrowed(""),
         }
     }
 }
@@ -171,7 +172,47 @@ fn ensure_dir(path: &Path, dir: &Path) -> Result<(), WriteError> {
     if dir.is_dir() {
         return Ok(());
     }
-    fs::create_dir_all(dir).map_err(|e| WriteError::new(path, "create directory", e))
+    fs::create_dir_all(dir).map_err(|e| {
+        let mut w = WriteError::new(path, "create directory", e);
+        if let Some(why) = what_blocks(dir) {
+            w.hint = format!(" ({why})").into();
+        }
+        w
+    })
+}
+
+/// Why a directory cannot be made: the nearest of `dir` and its parents that
+/// is there but is no directory (a file, a FIFO, a symbolic link to
+/// something else or to nothing), in words; `None` if none is, and the
+/// system's own error says it all (permissions, a full disk).
+pub fn what_blocks(dir: &Path) -> Option<String> {
+    let at = dir
+        .ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .find(|a| fs::symlink_metadata(a).is_ok())?;
+    let meta = fs::symlink_metadata(at).ok()?;
+    let shown = at.display();
+    if !meta.file_type().is_symlink() {
+        return (!meta.is_dir()).then(|| {
+            let what = readfile::describe(meta.file_type());
+            format!("{shown} is {what}, not a directory")
+        });
+    }
+    let target = fs::read_link(at)
+        .map(|t| t.display().to_string())
+        .unwrap_or_default();
+    match fs::metadata(at) {
+        Ok(m) if m.is_dir() => None,
+        Ok(m) => {
+            let what = readfile::describe(m.file_type());
+            Some(format!(
+                "{shown} is a symbolic link to {target}, which is {what}, not a directory"
+            ))
+        }
+        Err(_) => Some(format!(
+            "{shown} is a symbolic link to {target}, which does not exist"
+        )),
+    }
 }
 
 /// [`rename_into_place`] into `dir`, the directory of `path`, which exists;
@@ -220,7 +261,7 @@ fn rename_into_made(
             w.source.raw_os_error(),
             Some(nix::libc::EBUSY | nix::libc::EXDEV)
         ) {
-            w.hint = BIND_MOUNT_HINT;
+            w.hint = BIND_MOUNT_HINT.into();
         }
         w
     })?;
@@ -274,7 +315,7 @@ fn set_owner(
     std::os::unix::fs::fchown(tmp, uid, gid).map_err(|e| {
         let mut w = WriteError::new(path, "set owner", e);
         if w.source.raw_os_error() == Some(nix::libc::EPERM) {
-            w.hint = CHOWN_HINT;
+            w.hint = CHOWN_HINT.into();
         }
         w
     })?;
@@ -471,6 +512,57 @@ mod tests {
         fs::write(d.path().join("f"), b"x").unwrap();
         let e = replace(&d.path().join("f/ca.crt"), b"new", &Perms::default()).unwrap_err();
         assert_eq!(e.step, "create directory");
+        let f = d.path().join("f");
+        assert_eq!(
+            e.hint,
+            format!(" ({} is a regular file, not a directory)", f.display())
+        );
+        // Deeper: the nearest thing that is there is named.
+        let e = replace(&f.join("a/b/ca.crt"), b"new", &Perms::default()).unwrap_err();
+        assert_eq!(
+            e.hint,
+            format!(" ({} is a regular file, not a directory)", f.display())
+        );
+    }
+
+    #[test]
+    fn directory_that_is_a_dangling_link_or_a_fifo_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let link = d.path().join("o");
+        std::os::unix::fs::symlink("/nonexistent/x", &link).unwrap();
+        let e = replace(&link.join("ca.crt"), b"new", &Perms::default()).unwrap_err();
+        assert_eq!(e.step, "create directory");
+        let msg = e.to_string();
+        assert!(
+            msg.ends_with(&format!(
+                " ({} is a symbolic link to /nonexistent/x, which does not exist)",
+                link.display()
+            )),
+            "{msg}"
+        );
+        let fifo = d.path().join("p");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let e = replace(&fifo.join("ca.crt"), b"new", &Perms::default()).unwrap_err();
+        assert_eq!(
+            e.hint,
+            format!(" ({} is a FIFO, not a directory)", fifo.display())
+        );
+        let to_fifo = d.path().join("q");
+        std::os::unix::fs::symlink(&fifo, &to_fifo).unwrap();
+        let e = replace(&to_fifo.join("ca.crt"), b"new", &Perms::default()).unwrap_err();
+        assert_eq!(
+            e.hint,
+            format!(
+                " ({} is a symbolic link to {}, which is a FIFO, not a directory)",
+                to_fifo.display(),
+                fifo.display()
+            )
+        );
+        // Only the hint is new: nothing was made or written anywhere.
+        assert!(!Path::new("/nonexistent").exists());
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(
+            &fs::symlink_metadata(&fifo).unwrap().file_type()
+        ));
     }
 
     #[test]

@@ -445,6 +445,14 @@ fn observe_with(path: &Path, of_file: impl FnOnce(&[u8], &Metadata) -> Observati
                 owner: Owner::of(&m),
                 stamp: Stamp::of(&m),
             },
+            // A parent that is no directory: say which.
+            _ if e.raw_os_error() == Some(nix::libc::ENOTDIR) => {
+                let why = path.parent().and_then(crate::output::what_blocks);
+                Observation::Unreadable(match why {
+                    Some(why) => format!("{e} ({why})"),
+                    None => e.to_string(),
+                })
+            }
             _ => Observation::Unreadable(e.to_string()),
         },
     }

@@ -10,7 +10,9 @@
 //! * a blocking-pool thread stuck for good: `--deadline` and SIGTERM still
 //!   end the process;
 //! * bodies and answers that must be refused: an indented private key, a
-//!   certificate not valid yet or not a CA, a category listed twice.
+//!   certificate not valid yet or not a CA, a category listed twice;
+//! * an output's directory that is a dangling link or a file: the summary
+//!   line names it, one line whatever the link's text holds.
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, symlink};
@@ -413,4 +415,56 @@ fn an_answer_listing_a_category_twice_is_refused_naming_the_instance() {
             .lines()
             .any(|l| l.starts_with("ok") && l.contains("(inst-b)"))
     );
+}
+
+#[test]
+fn an_output_directory_that_is_a_dangling_link_is_named_in_one_summary_line() {
+    let mut env = Env::new();
+    env.instance("inst-b");
+    fs::create_dir_all(env.path("out")).unwrap();
+    // A neighbour's link with a line break and an escape sequence in its
+    // target, where the output's directory should be.
+    let link = env.path("out/gone");
+    let target = "/nonexistent/x\nok     forged\x1b[31m";
+    symlink(target, &link).unwrap();
+    single(&mut env, "dl", "gone/ca.crt", "");
+    // And one whose parent is a regular file.
+    fs::write(env.path("out/plain"), b"x").unwrap();
+    single(&mut env, "pf", "plain/sub/ca.crt", "");
+
+    let mut run = spawn(&env, &["--once", "--deadline", "60s"]);
+    let code = run.wait_exit(LIMIT);
+    let out = fs::read_to_string(env.path("run.out")).unwrap_or_default();
+    assert_eq!(code, Some(1), "{out}\n{}", run.log());
+    // One line per instance: the link's text cannot start a line of its own.
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(!out.contains('\x1b'), "{out:?}");
+    let line = |id: &str| {
+        out.lines()
+            .find(|l| l.contains(&format!("({id})")))
+            .unwrap_or_else(|| panic!("no summary line for {id}\n{out}"))
+            .to_string()
+    };
+    let dl = line("dl");
+    assert!(dl.starts_with("FAILED"), "{dl}");
+    assert!(
+        dl.contains(&format!(
+            "{} is a symbolic link to /nonexistent/x\\nok     forged\\x1b[31m, which does not exist",
+            link.display()
+        )),
+        "{dl}"
+    );
+    let pf = line("pf");
+    assert!(
+        pf.contains(&format!(
+            "{} is a regular file, not a directory",
+            env.path("out/plain").display()
+        )),
+        "{pf}"
+    );
+    assert!(line("inst-b").starts_with("ok"), "{out}");
+    // Nothing was made through the link or in place of the file.
+    assert_eq!(fs::read_link(&link).unwrap().to_str(), Some(target));
+    assert!(!std::path::Path::new("/nonexistent").exists());
+    assert_eq!(fs::read(env.path("out/plain")).unwrap(), b"x");
 }
