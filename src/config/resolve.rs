@@ -1,7 +1,8 @@
 //! Step 3, [`resolve`]: the part of loading that consults the system:
 //! owner and group names, secret files holding a secret (not empty, not
-//! only whitespace), secret variables set to one, and no two outputs one
-//! file through a symlinked or twice-mounted directory.
+//! only whitespace), secret variables set to one, no two outputs one
+//! file through a symlinked or twice-mounted directory, and a
+//! `sync.state_dir` that is a directory or can be made one.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use crate::secret::Secret;
 /// through a symlinked directory.
 pub fn resolve(mut config: Config) -> Result<Config, ConfigError> {
     auth::resolve(&config.auth)?;
+    check_state_dir(&config.sync.state_dir)?;
     check_outputs_distinct(&config)?;
     for (i, inst) in config.instances.iter().enumerate() {
         for t in inst.outputs.iter().filter_map(|o| o.truststore.as_ref()) {
@@ -47,6 +49,20 @@ pub fn resolve(mut config: Config) -> Result<Config, ConfigError> {
         }
     }
     Ok(config)
+}
+
+/// `sync.state_dir`, or the nearest of its parents that is there, is a
+/// directory (through symbolic links): a file or a dangling link there would
+/// fail every record of a hook delivery or of kept certificates, round after
+/// round, while the outputs still sync. A directory not made yet is fine.
+fn check_state_dir(dir: &Path) -> Result<(), ConfigError> {
+    match crate::output::what_blocks(dir) {
+        None => Ok(()),
+        Some(why) => Err(err(
+            "sync.state_dir",
+            format!("{why}; the records of hook deliveries and kept certificates go there"),
+        )),
+    }
 }
 
 /// A truststore password from a file or a variable is there, and is one

@@ -96,6 +96,41 @@ fn missing_token_file_is_named() {
 }
 
 #[test]
+fn a_state_dir_that_is_a_file_or_a_dangling_link_is_named() {
+    let with_state_dir = |t: &str, dir: &str| {
+        let start = t.find("state_dir = ").unwrap();
+        let end = start + t[start..].find('\n').unwrap();
+        format!("{}state_dir = \"{dir}\"{}", &t[..start], &t[end..])
+    };
+    // Below a regular file that every Linux has.
+    let run = config_error(
+        |t| with_state_dir(t, "/proc/version/state"),
+        "sync.state_dir",
+    );
+    assert!(
+        run.stderr
+            .contains("/proc/version is a regular file, not a directory"),
+        "{}",
+        run.stderr
+    );
+    let links = tempfile::tempdir().unwrap();
+    let link = links.path().join("state");
+    std::os::unix::fs::symlink("/nonexistent/state", &link).unwrap();
+    let run = config_error(
+        |t| with_state_dir(t, &link.display().to_string()),
+        "sync.state_dir",
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "{} is a symbolic link to /nonexistent/state, which does not exist",
+            link.display()
+        )),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn two_outputs_on_one_path_are_named() {
     config_error(
         |t| {

@@ -515,8 +515,11 @@ fn one_daemon_rereads_the_pidfile_on_every_delivery() {
 fn an_unwritable_state_dir_blocks_the_replacement_not_just_the_hook() {
     let mut env = Env::new();
     env.instance("inst-a");
-    // The state dir is a file: the record cannot be written.
-    fs::write(env.path("state"), "x").unwrap();
+    // The state dir cannot be made, not even by root: /proc takes no new
+    // directory. (A state dir that is a file is a config error:
+    // cli_and_config::a_state_dir_that_is_a_file_or_a_dangling_link_is_named.)
+    env.sync
+        .push_str("state_dir = \"/proc/dds-certsync-state\"\n");
     let run = env.once(&[]);
     run.assert_code(1);
     assert!(run.all().contains("sync.state_dir"), "{}", run.all());
